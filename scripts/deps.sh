@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Bureau builds, tests and benchmarks with.
+# Idempotent: quiet when nothing is missing; runs `apt-get update` only when
+# something must be installed.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config meson ninja-build
+  libsqlite3-dev sqlite3 libpq-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libfyaml-dev
+  liblua5.4-dev libgmime-3.0-dev libical-dev libssl-dev
+  libcriterion-dev
+  curl wrk
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
+  exit 1
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,89 @@
+/* The `bureau` command: shared option parsing, output and setup helpers.
+ * Global options (--data, --json, --log-level, --help) may stand before or
+ * after the subcommand. stdout carries only the promised output; errors and
+ * notices go to stderr. Exit codes: 0 ok, 1 failure, 2 usage. */
+#ifndef BUREAU_CLI_CLI_H
+#define BUREAU_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "ledger/ledger.h"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+#define CLI_MAX_OPTS 16
+#define CLI_MAX_POS 8
+
+typedef struct CliOpt {
+    const char *name;  /* without the leading "--" */
+    const char *arg;   /* NULL for a flag, else the argument's name for help */
+    const char *help;
+} CliOpt;
+
+typedef struct CliCommand CliCommand;
+
+typedef struct Cli {
+    const char *data_dir;
+    bool json;
+    bool help;
+    const char *log_level;
+    const char *command;     /* e.g. "ingest", "audit verify" */
+    const struct CliCommand *cmd;
+    const char *values[CLI_MAX_OPTS]; /* per command option: its value, or "" for a set flag */
+    const char *pos[CLI_MAX_POS];
+    int npos;
+    Config config;
+} Cli;
+
+struct CliCommand {
+    const char *name;
+    const char *args;    /* positional arguments, for help */
+    const char *summary;
+    const CliOpt *opts;  /* NULL-terminated by name, may be NULL */
+    int (*run)(Cli *cli);
+    int min_pos, max_pos;
+};
+
+/* Parses argv (after the command words) into cli. Returns 0 or EXIT_USAGE
+ * (after printing why). */
+int cli_parse(Cli *cli, const CliCommand *cmd, int argc, char **argv);
+/* The value of option name of the current command; NULL when not given,
+ * "" for a flag that was given. */
+const char *cli_opt(const Cli *cli, const char *name);
+bool cli_flag(const Cli *cli, const char *name);
+/* Parses an integer option value; prints a usage error naming the option. */
+int cli_int(const char *opt, const char *value, long long min, long long max, long long *ret);
+
+void cli_usage(const CliCommand *cmd, FILE *out);
+
+/* Prints "bureau CMD: MSG" on stderr; returns EXIT_FAIL. */
+int cli_fail(const Cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_fail_err(const Cli *cli, const Err *err);
+int cli_usage_error(const Cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Loads DATA/bureau.yaml into cli->config (defaults when missing). */
+int cli_load_config(Cli *cli);
+/* Opens the ledger of the data directory (must be initialised). */
+int cli_open_ledger(Cli *cli, bool watch, Ledger **ret);
+/* Opens a read connection to the data directory's database. */
+int cli_open_reader(Cli *cli, Store **ret);
+
+/* Writes v as one compact JSON line to stdout and decrefs it. */
+void cli_print_json(json_t *v);
+
+/* Command entry points. */
+int cmd_init(Cli *cli);
+int cmd_version(Cli *cli);
+int cmd_ingest(Cli *cli);
+int cmd_events(Cli *cli);
+int cmd_event_show(Cli *cli);
+int cmd_replay(Cli *cli);
+int cmd_audit_verify(Cli *cli);
+int cmd_backup(Cli *cli);
+int cmd_restore(Cli *cli);
+
+
+#endif

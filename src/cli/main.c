@@ -1,0 +1,147 @@
+/* bureau: the operator's command line. A thin client of libbureau. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const CliOpt ingest_opts[] = {
+    { "file", "F", "read from file F instead of stdin" },
+    { "bulk", NULL, "read NDJSON: one event per line" },
+    { "strict", NULL, "with --bulk: write nothing when any line is bad" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt events_opts[] = {
+    { "type", "T", "only events of type T" },
+    { "source", "S", "only events from source S" },
+    { "subject", "S", "only events about subject S (e.g. contact:ID)" },
+    { "since", "SEQ", "only events after seq SEQ" },
+    { "limit", "N", "at most N events" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt replay_opts[] = {
+    { "projection", "NAME", "only this projection" },
+    { "check", NULL, "rebuild in a rolled-back transaction and compare digests" },
+    { "full", NULL, "ignore snapshots: rebuild from the first event" },
+    { "snapshot", NULL, "store a snapshot of the projections at their checkpoint" },
+    { NULL, NULL, NULL },
+};
+
+static const CliCommand commands[] = {
+    { "init", NULL,
+      "Create the data directory, its database and a bureau.yaml with every setting\n"
+      "commented out. Safe to run again.",
+      NULL, cmd_init, 0, 0 },
+    { "ingest", NULL,
+      "Append one JSON event read from stdin (or --file), or with --bulk one event per\n"
+      "line (NDJSON). With --json, prints {\"seq\",\"id\",\"duplicate\",\"line\"} per\n"
+      "event as soon as it is durable. Bad lines are reported as 'line N: reason';\n"
+      "the others are kept and the exit status is 1.",
+      ingest_opts, cmd_ingest, 0, 0 },
+    { "events", NULL, "List events in seq order (with --json: one event object per line).",
+      events_opts, cmd_events, 0, 0 },
+    { "event show", "SEQ|ID", "Show one event, with its hashes.", NULL, cmd_event_show, 1, 1 },
+    { "replay", NULL,
+      "Rebuild the projections from the log. --check proves that a rebuild equals the\n"
+      "live tables (a digest per projection) without changing them.",
+      replay_opts, cmd_replay, 0, 0 },
+    { "audit verify", NULL,
+      "Recompute the hash chain. Exit 0 with 'ok: N events', or 1 naming the first bad seq.",
+      NULL, cmd_audit_verify, 0, 0 },
+    { "backup", "FILE", "Write a consistent online copy of the database to FILE.", NULL,
+      cmd_backup, 1, 1 },
+    { "restore", "FILE",
+      "Replace the database with the backup FILE, after verifying the backup's chain.", NULL,
+      cmd_restore, 1, 1 },
+    { "version", NULL, "Print the version.", NULL, cmd_version, 0, 0 },
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bureau [--data DIR] [--json] COMMAND [options]\n\n"
+            "Bureau: the operating system of a one-person company.\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const char *nl = strchr(commands[i].summary, '\n');
+        int len = nl ? (int)(nl - commands[i].summary) : (int)strlen(commands[i].summary);
+        fprintf(out, "  %-14s %.*s\n", commands[i].name, len, commands[i].summary);
+    }
+    fprintf(out, "\nRun 'bureau COMMAND --help' for a command's options.\n");
+}
+
+static bool takes_value(const char *opt)
+{
+    return !strcmp(opt, "--data") || !strcmp(opt, "--log-level");
+}
+
+int main(int argc, char **argv)
+{
+    Cli cli = { 0 };
+    /* Find the command words, skipping global options before them. */
+    int first = -1;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-') {
+            if (takes_value(argv[i]))
+                i++;
+            continue;
+        }
+        first = i;
+        break;
+    }
+    if (first < 0) {
+        bool help = false;
+        for (int i = 1; i < argc; i++)
+            help |= !strcmp(argv[i], "--help");
+        usage(help ? stdout : stderr);
+        return help ? EXIT_OK : EXIT_USAGE;
+    }
+    if (!strcmp(argv[first], "help")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    const CliCommand *cmd = NULL;
+    int words = 0;
+    for (size_t i = 0; i < NCOMMANDS && !cmd; i++) {
+        const char *name = commands[i].name, *sp = strchr(name, ' ');
+        if (!sp && !strcmp(name, argv[first])) {
+            cmd = &commands[i];
+            words = 1;
+        } else if (sp && !strncmp(name, argv[first], (size_t)(sp - name)) &&
+                   strlen(argv[first]) == (size_t)(sp - name)) {
+            if (first + 1 < argc && !strcmp(sp + 1, argv[first + 1])) {
+                cmd = &commands[i];
+                words = 2;
+            }
+        }
+    }
+    if (!cmd) {
+        fprintf(stderr, "bureau: unknown command '%s'%s%s\n", argv[first],
+                first + 1 < argc && argv[first + 1][0] != '-' ? " " : "",
+                first + 1 < argc && argv[first + 1][0] != '-' ? argv[first + 1] : "");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    cli.command = cmd->name;
+    /* Everything but the command words goes to the parser. */
+    char **rest = calloc((size_t)argc, sizeof *rest);
+    int n = 0;
+    for (int i = 1; i < argc; i++)
+        if (i < first || i >= first + words)
+            rest[n++] = argv[i];
+    int rc = cli_parse(&cli, cmd, n, rest);
+    free(rest);
+    if (rc != 0)
+        return rc;
+    if (cli.help) {
+        cli_usage(cmd, stdout);
+        return EXIT_OK;
+    }
+    if (!cli.data_dir) {
+        const char *env = getenv("BUREAU_DATA");
+        cli.data_dir = env && *env ? env : "./bureau-data";
+    }
+    return cmd->run(&cli);
+}

@@ -1,0 +1,24 @@
+/* Wall-clock time as milliseconds since the Unix epoch, and RFC 3339 text.
+ * Bureau writes timestamps as UTC with exactly three fraction digits:
+ * 2026-11-25T12:00:00.123Z. */
+#ifndef BUREAU_CORE_CLOCK_H
+#define BUREAU_CORE_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CORE_TIME_LEN 24 /* strlen("2026-11-25T12:00:00.123Z") */
+
+int64_t core_time_now_ms(void);
+/* Monotonic clock in nanoseconds, for durations. */
+int64_t core_time_mono_ns(void);
+
+/* Writes the RFC 3339 UTC form of ms into out (CORE_TIME_LEN + 1 bytes). */
+void core_time_format(int64_t ms, char out[CORE_TIME_LEN + 1]);
+
+/* Parses an RFC 3339 date-time ("T" or space separator, optional fraction of
+ * any length, "Z" or a +hh:mm / -hh:mm offset). Fractions below a millisecond
+ * are truncated. Returns 0 and sets *ret_ms, or ERR_INVAL. */
+int core_time_parse(const char *s, size_t len, int64_t *ret_ms);
+
+#endif

@@ -1,0 +1,28 @@
+/* JSON helpers over Jansson: bounded parsing with positioned errors, and the
+ * canonical text form that Bureau hashes (compact, keys sorted bytewise,
+ * UTF-8 kept as is). */
+#ifndef BUREAU_CORE_JSON_H
+#define BUREAU_CORE_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+/* Parses exactly one JSON value from text[0..len). Duplicate object keys and
+ * NUL characters are refused. On error, err names the line, column and byte
+ * offset. Returns 0 and a new reference in *ret. */
+int core_json_parse(const char *text, size_t len, json_t **ret, Err *err);
+
+/* Appends the canonical text of v to out; ERR_TOOBIG when out's maximum is
+ * reached. */
+int core_json_canonical(const json_t *v, Buf *out);
+
+/* Appends compact JSON text of v (object keys in insertion order). */
+int core_json_dump(const json_t *v, Buf *out);
+
+/* A short description of v's type: "object", "string", ... */
+const char *core_json_type_name(const json_t *v);
+
+#endif

@@ -1,0 +1,696 @@
+/* The ledger writer. Invariants:
+ * - Only the writer thread appends, always inside BEGIN IMMEDIATE, reading
+ *   the chain head (ledger_head row) under the write lock; so seq is dense
+ *   and every row's prev_hash is the hash of the row before, across
+ *   processes.
+ * - A request is acknowledged (its done callback runs with rc 0) only after
+ *   COMMIT returned, i.e. after the commit is durable under the configured
+ *   synchronous level.
+ * - Each request is a savepoint: a failing request rolls back alone, the
+ *   others of the batch still commit. */
+#include "ledger/ledger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "ledger/ledger_int.h"
+
+#define MAX_QUEUED_EVENTS 16384
+#define NOTIFY_FILE "ledger.notify"
+
+typedef struct Req {
+    Event **events;
+    size_t n;
+    LedgerAppendResult *results;
+    LedgerDoneFn done;
+    void *ctx;
+    char *reactor, *lease, *holder; /* optional checkpoint + fencing */
+    int64_t reactor_seq;
+    int rc;
+    Err err;
+    struct Req *next;
+} Req;
+
+struct Ledger {
+    char *dir;
+    char *db_path;
+    Config cfg;
+    EventLimits limits;
+    char instance[CORE_ULID_LEN + 1];
+
+    Store *w; /* the writer thread's connection */
+    pthread_t writer;
+    int64_t known_head; /* writer only: head after our last commit, -1 unknown */
+
+    pthread_mutex_t mu;
+    pthread_cond_t work, space, head_cond;
+    Req *q_first, *q_last;
+    size_t queued_events;
+    bool stopping;
+    int64_t head_seq;
+    uint64_t wake_gen; /* bumped by ledger_wake() */
+
+    int notify_fd;
+    bool watching;
+    pthread_t watcher;
+    int inotify_fd;
+    int stop_pipe[2];
+    Store *watch_rd;
+};
+
+char *ledger_db_path(const char *data_dir)
+{
+    size_t n = strlen(data_dir) + sizeof "/bureau.db";
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/bureau.db", data_dir);
+    return p;
+}
+
+int ledger_schema_latest(void)
+{
+    return (int)ledger__migrations_count;
+}
+
+static void store_opts(const Config *cfg, bool create, StoreOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    o->durability_normal = cfg->durability_normal;
+    o->busy_timeout_ms = cfg->busy_timeout_ms;
+    o->create = create;
+}
+
+int ledger_db_prepare(const char *data_dir, const Config *cfg, bool create, Err *err)
+{
+    char *path = ledger_db_path(data_dir);
+    StoreOptions o;
+    store_opts(cfg, create, &o);
+    Store *s = NULL;
+    int rc = store_open(path, &o, &s, err);
+    if (rc == 0)
+        rc = store_migrate(s, ledger__migrations, ledger__migrations_count, err);
+    store_close(s);
+    free(path);
+    return rc;
+}
+
+int ledger_reader_open_dir(const char *data_dir, const Config *cfg, Store **ret, Err *err)
+{
+    Config defaults;
+    if (!cfg) {
+        core_config_defaults(&defaults);
+        cfg = &defaults;
+    }
+    char *path = ledger_db_path(data_dir);
+    StoreOptions o;
+    store_opts(cfg, false, &o);
+    int rc = store_open(path, &o, ret, err);
+    free(path);
+    if (rc < 0)
+        return rc;
+    int version;
+    if ((rc = store_schema_version(*ret, &version, err)) < 0 ||
+        (version > (int)ledger__migrations_count &&
+         (rc = err_set(err, ERR_SCHEMA,
+                       "the database is at schema version %d, newer than this bureau "
+                       "binary knows (%zu)",
+                       version, ledger__migrations_count)) < 0)) {
+        store_close(*ret);
+        *ret = NULL;
+    }
+    return rc;
+}
+
+int ledger_reader_open(const Ledger *l, Store **ret, Err *err)
+{
+    StoreOptions o;
+    store_opts(&l->cfg, false, &o);
+    return store_open(l->db_path, &o, ret, err);
+}
+
+const EventLimits *ledger_limits(const Ledger *l) { return &l->limits; }
+const char *ledger_instance(const Ledger *l) { return l->instance; }
+
+/* ---- the writer ---- */
+
+static int lease_check(Store *s, const char *lease, const char *holder, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s, "SELECT holder, expires_ms FROM leases WHERE name = ?1", &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, lease, strlen(lease));
+    rc = store_step(st, err);
+    bool ok = false;
+    if (rc == STORE_ROW) {
+        const char *h = store_col_text(st, 0, NULL);
+        ok = h && !strcmp(h, holder) && store_col_int(st, 1) > core_time_now_ms();
+    }
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    return ok ? 0 : err_set(err, ERR_LEASE, "lease '%s' is no longer held by this process", lease);
+}
+
+static int find_duplicate(Store *s, const Event *ev, LedgerAppendResult *res, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s, "SELECT seq, id FROM events WHERE idempotency_key = ?1", &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, ev->idempotency_key, CORE_SHA256_HEX);
+    rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        res->seq = store_col_int(st, 0);
+        const char *id = store_col_text(st, 1, NULL);
+        snprintf(res->id, sizeof res->id, "%s", id ? id : "");
+        res->duplicate = true;
+    }
+    store_stmt_done(st);
+    return rc;
+}
+
+static int insert_event(Store *s, Event *ev, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s,
+                           "INSERT INTO events(" LEDGER_EVENT_COLUMNS ") VALUES"
+                           " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_int(st, 1, ev->seq);
+    store_bind_text(st, 2, ev->id, CORE_ULID_LEN);
+    store_bind_text(st, 3, ev->type, strlen(ev->type));
+    store_bind_text(st, 4, ev->source, strlen(ev->source));
+    store_bind_text(st, 5, ev->subject, ev->subject ? strlen(ev->subject) : 0);
+    store_bind_text(st, 6, ev->occurred_at, CORE_TIME_LEN);
+    store_bind_text(st, 7, ev->received_at, CORE_TIME_LEN);
+    store_bind_text(st, 8, ev->consent, strlen(ev->consent));
+    if (ev->idempotency_key[0])
+        store_bind_text(st, 9, ev->idempotency_key, CORE_SHA256_HEX);
+    else
+        store_bind_null(st, 9);
+    store_bind_text(st, 10, ev->trace_id, CORE_TRACE_LEN);
+    store_bind_text(st, 11, ev->data, ev->data_len);
+    store_bind_text(st, 12, ev->data_hash, CORE_SHA256_HEX);
+    store_bind_text(st, 13, ev->prev_hash, CORE_SHA256_HEX);
+    store_bind_text(st, 14, ev->hash, CORE_SHA256_HEX);
+    return store_stmt_exec(st, err);
+}
+
+static int apply_request(Ledger *l, Req *r, int64_t *head, char *head_hash, Err *err)
+{
+    Store *s = l->w;
+    int rc = 0;
+    if (r->lease && (rc = lease_check(s, r->lease, r->holder, err)) < 0)
+        return rc;
+    for (size_t i = 0; i < r->n; i++) {
+        Event *ev = r->events[i];
+        LedgerAppendResult *res = &r->results[i];
+        memset(res, 0, sizeof *res);
+        if (ev->idempotency_key[0]) {
+            if ((rc = find_duplicate(s, ev, res, err)) < 0)
+                return rc;
+            if (rc == STORE_ROW)
+                continue;
+        }
+        ev->seq = *head + 1;
+        core_ulid_new(ev->id);
+        memcpy(ev->prev_hash, head_hash, CORE_SHA256_HEX + 1);
+        if (ledger_event_chain_hash(ev, ev->prev_hash, ev->hash) < 0)
+            return err_set(err, ERR_INTERNAL, "event %s: bad data hash", ev->id);
+        if ((rc = insert_event(s, ev, err)) < 0 ||
+            (rc = ledger__projections_apply(s, ev, err)) < 0)
+            return rc;
+        *head = ev->seq;
+        memcpy(head_hash, ev->hash, CORE_SHA256_HEX + 1);
+        res->seq = ev->seq;
+        memcpy(res->id, ev->id, sizeof res->id);
+    }
+    if (r->reactor) {
+        StoreStmt *st;
+        if ((rc = store_prepare(s,
+                                "INSERT INTO reactors(name, seq) VALUES (?1, ?2)"
+                                " ON CONFLICT(name) DO UPDATE SET seq = ?2",
+                                &st, err)) < 0)
+            return rc;
+        store_bind_text(st, 1, r->reactor, strlen(r->reactor));
+        store_bind_int(st, 2, r->reactor_seq);
+        if ((rc = store_stmt_exec(st, err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Commits one batch. Per-request outcomes go to r->rc / r->err; returns the
+ * batch's own failure (then every request failed) or 0. */
+static int commit_batch(Ledger *l, Req *batch, int64_t *ret_head, Err *err)
+{
+    Store *s = l->w;
+    int rc = store_begin_write(s, err);
+    if (rc < 0)
+        return rc;
+    int64_t head;
+    char hash[CORE_SHA256_HEX + 1];
+    if ((rc = ledger_head(s, &head, hash, err)) < 0)
+        goto fail;
+    if (head != l->known_head && (rc = ledger__projections_catch_up(s, head, err)) < 0)
+        goto fail;
+    int64_t start = head;
+    for (Req *r = batch; r; r = r->next) {
+        int64_t saved_head = head;
+        char saved_hash[CORE_SHA256_HEX + 1];
+        memcpy(saved_hash, hash, sizeof hash);
+        if ((rc = store_begin_write(s, err)) < 0) /* a savepoint */
+            goto fail;
+        r->rc = apply_request(l, r, &head, hash, &r->err);
+        if (r->rc < 0) {
+            store_rollback(s);
+            head = saved_head;
+            memcpy(hash, saved_hash, sizeof hash);
+        } else if ((rc = store_commit(s, err)) < 0) {
+            goto fail;
+        }
+    }
+    if (head != start) {
+        StoreStmt *st;
+        if ((rc = ledger__projections_checkpoint(s, head, err)) < 0 ||
+            (rc = store_prepare(s, "UPDATE ledger_head SET seq = ?1, hash = ?2 WHERE id = 1",
+                                &st, err)) < 0)
+            goto fail;
+        store_bind_int(st, 1, head);
+        store_bind_text(st, 2, hash, CORE_SHA256_HEX);
+        if ((rc = store_stmt_exec(st, err)) < 0)
+            goto fail;
+    }
+    if ((rc = store_commit(s, err)) < 0)
+        goto fail;
+    l->known_head = head;
+    *ret_head = head;
+    return 0;
+fail:
+    while (store_in_tx(s))
+        store_rollback(s);
+    l->known_head = -1;
+    return rc;
+}
+
+static void req_free(Req *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        ledger_event_free(r->events[i]);
+    free(r->events);
+    free(r->results);
+    free(r->reactor);
+    free(r->lease);
+    free(r->holder);
+    free(r);
+}
+
+static void notify_others(Ledger *l)
+{
+    if (l->notify_fd >= 0)
+        futimens(l->notify_fd, NULL);
+}
+
+static void *writer_main(void *arg)
+{
+    Ledger *l = arg;
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        while (!l->q_first && !l->stopping)
+            pthread_cond_wait(&l->work, &l->mu);
+        if (!l->q_first) {
+            pthread_mutex_unlock(&l->mu);
+            break;
+        }
+        Req *batch = l->q_first, *last = batch;
+        size_t events = batch->n;
+        while (last->next && events + last->next->n <= (size_t)l->cfg.group_commit_max) {
+            last = last->next;
+            events += last->n;
+        }
+        l->q_first = last->next;
+        if (!l->q_first)
+            l->q_last = NULL;
+        last->next = NULL;
+        l->queued_events -= events;
+        pthread_cond_broadcast(&l->space);
+        pthread_mutex_unlock(&l->mu);
+
+        Err err = { 0 };
+        int64_t head = -1;
+        int rc = commit_batch(l, batch, &head, &err);
+        if (rc < 0)
+            log_error("ledger commit failed",
+                      json_pack("{s:s, s:I}", "error", err.msg, "events", (json_int_t)events));
+        for (Req *r = batch, *next; r; r = next) {
+            next = r->next;
+            if (rc < 0) {
+                r->rc = rc;
+                r->err = err;
+            }
+            r->done(r->ctx, r->rc, &r->err, r->results, r->n);
+            req_free(r);
+        }
+        if (rc == 0) {
+            pthread_mutex_lock(&l->mu);
+            if (head > l->head_seq)
+                l->head_seq = head;
+            pthread_cond_broadcast(&l->head_cond);
+            pthread_mutex_unlock(&l->mu);
+            notify_others(l);
+        }
+    }
+    return NULL;
+}
+
+static int submit(Ledger *l, Req *r, Err *err)
+{
+    pthread_mutex_lock(&l->mu);
+    while (!l->stopping && l->q_first && l->queued_events + r->n > MAX_QUEUED_EVENTS)
+        pthread_cond_wait(&l->space, &l->mu);
+    if (l->stopping) {
+        pthread_mutex_unlock(&l->mu);
+        req_free(r);
+        return err_set(err, ERR_CLOSED, "the ledger is closing");
+    }
+    if (l->q_last)
+        l->q_last->next = r;
+    else
+        l->q_first = r;
+    l->q_last = r;
+    l->queued_events += r->n;
+    pthread_cond_signal(&l->work);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+static Req *req_new(Event **events, size_t n, LedgerDoneFn done, void *ctx)
+{
+    Req *r = xcalloc(1, sizeof *r);
+    r->events = xcalloc(n ? n : 1, sizeof *events);
+    if (n)
+        memcpy(r->events, events, n * sizeof *events);
+    r->n = n;
+    r->results = xcalloc(n ? n : 1, sizeof *r->results);
+    r->done = done;
+    r->ctx = ctx;
+    return r;
+}
+
+int ledger_append_async(Ledger *l, Event **events, size_t n, LedgerDoneFn done, void *ctx,
+                        Err *err)
+{
+    return submit(l, req_new(events, n, done, ctx), err);
+}
+
+typedef struct Waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool done;
+    int rc;
+    Err err;
+    LedgerAppendResult *results;
+} Waiter;
+
+static void waiter_done(void *ctx, int rc, const Err *err, const LedgerAppendResult *res, size_t n)
+{
+    Waiter *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    if (rc < 0)
+        w->err = *err;
+    else if (w->results)
+        memcpy(w->results, res, n * sizeof *res);
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int wait_req(Ledger *l, Req *r, Waiter *w, Err *err)
+{
+    int rc = submit(l, r, err);
+    if (rc < 0)
+        goto out;
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cond, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    rc = w->rc;
+    if (rc < 0 && err)
+        *err = w->err;
+out:
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    return rc;
+}
+
+int ledger_append(Ledger *l, Event **events, size_t n, LedgerAppendResult *results, Err *err)
+{
+    Waiter w = { .mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+                 .results = results };
+    return wait_req(l, req_new(events, n, waiter_done, &w), &w, err);
+}
+
+int ledger_sync(Ledger *l, Err *err)
+{
+    return ledger_append(l, NULL, 0, NULL, err);
+}
+
+int ledger_append_checkpoint(Ledger *l, Event **events, size_t n, const char *reactor,
+                             int64_t seq, const char *lease, const char *holder, Err *err)
+{
+    Waiter w = { .mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+    Req *r = req_new(events, n, waiter_done, &w);
+    r->reactor = xstrdup(reactor);
+    r->reactor_seq = seq;
+    if (lease) {
+        r->lease = xstrdup(lease);
+        r->holder = xstrdup(holder);
+    }
+    return wait_req(l, r, &w, err);
+}
+
+/* ---- waking readers ---- */
+
+int64_t ledger_head_seq(Ledger *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int64_t h = l->head_seq;
+    pthread_mutex_unlock(&l->mu);
+    return h;
+}
+
+int64_t ledger_wait(Ledger *l, int64_t after_seq, int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    if (timeout_ms > 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        if (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+    }
+    pthread_mutex_lock(&l->mu);
+    uint64_t gen = l->wake_gen;
+    while (l->head_seq <= after_seq && !l->stopping && timeout_ms != 0 && gen == l->wake_gen) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&l->head_cond, &l->mu);
+        else if (pthread_cond_timedwait(&l->head_cond, &l->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    int64_t h = l->head_seq;
+    pthread_mutex_unlock(&l->mu);
+    return h;
+}
+
+void ledger_wake(Ledger *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->wake_gen++;
+    pthread_cond_broadcast(&l->head_cond);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void refresh_head(Ledger *l)
+{
+    int64_t head;
+    if (ledger_head(l->watch_rd, &head, NULL, NULL) < 0)
+        return;
+    pthread_mutex_lock(&l->mu);
+    if (head > l->head_seq) {
+        l->head_seq = head;
+        pthread_cond_broadcast(&l->head_cond);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Other processes touch DIR/ledger.notify after each commit; inotify turns
+ * that into a wake-up here within microseconds. */
+static void *watcher_main(void *arg)
+{
+    Ledger *l = arg;
+    struct pollfd fds[2] = { { .fd = l->inotify_fd, .events = POLLIN },
+                             { .fd = l->stop_pipe[0], .events = POLLIN } };
+    for (;;) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (fds[1].revents)
+            break;
+        if (fds[0].revents & POLLIN) {
+            char buf[4096];
+            while (read(l->inotify_fd, buf, sizeof buf) > 0)
+                ;
+            refresh_head(l);
+        }
+    }
+    return NULL;
+}
+
+static int start_watcher(Ledger *l, const char *notify_path, Err *err)
+{
+    l->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (l->inotify_fd < 0)
+        return err_set(err, ERR_IO, "inotify: %s", strerror(errno));
+    if (inotify_add_watch(l->inotify_fd, notify_path, IN_ATTRIB | IN_MODIFY) < 0)
+        return err_set(err, ERR_IO, "inotify %s: %s", notify_path, strerror(errno));
+    if (pipe2(l->stop_pipe, O_CLOEXEC) < 0)
+        return err_set(err, ERR_IO, "pipe: %s", strerror(errno));
+    int rc = ledger_reader_open(l, &l->watch_rd, err);
+    if (rc < 0)
+        return rc;
+    if (pthread_create(&l->watcher, NULL, watcher_main, l) != 0)
+        return err_set(err, ERR_INTERNAL, "cannot start the ledger watcher thread");
+    l->watching = true;
+    return 0;
+}
+
+/* ---- open / close ---- */
+
+static int initial_catch_up(Ledger *l, Err *err)
+{
+    int rc = store_begin_write(l->w, err);
+    if (rc < 0)
+        return rc;
+    int64_t head;
+    if ((rc = ledger_head(l->w, &head, NULL, err)) < 0 ||
+        (rc = ledger__projections_catch_up(l->w, head, err)) < 0) {
+        store_rollback(l->w);
+        return rc;
+    }
+    if ((rc = store_commit(l->w, err)) < 0)
+        return rc;
+    l->known_head = head;
+    l->head_seq = head;
+    return 0;
+}
+
+int ledger_open(const char *data_dir, const LedgerOptions *opts, Ledger **ret, Err *err)
+{
+    LedgerOptions none = { 0 };
+    if (!opts)
+        opts = &none;
+    Ledger *l = xcalloc(1, sizeof *l);
+    l->dir = xstrdup(data_dir);
+    l->db_path = ledger_db_path(data_dir);
+    if (opts->config)
+        l->cfg = *opts->config;
+    else
+        core_config_defaults(&l->cfg);
+    l->limits.max_data_bytes = l->cfg.max_data_bytes;
+    l->notify_fd = l->inotify_fd = -1;
+    l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    l->known_head = -1;
+    core_ulid_new(l->instance);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->work, NULL);
+    pthread_cond_init(&l->space, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->head_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    ledger_projections_builtin();
+
+    size_t n = strlen(data_dir) + sizeof "/" NOTIFY_FILE;
+    char *notify_path = xmalloc(n);
+    snprintf(notify_path, n, "%s/%s", data_dir, NOTIFY_FILE);
+    StoreOptions o;
+    store_opts(&l->cfg, false, &o);
+    int rc = ledger_db_prepare(data_dir, &l->cfg, false, err);
+    if (rc < 0 || (rc = store_open(l->db_path, &o, &l->w, err)) < 0 ||
+        (rc = initial_catch_up(l, err)) < 0)
+        goto fail;
+    l->notify_fd = open(notify_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (l->notify_fd < 0) {
+        rc = err_set(err, ERR_IO, "open %s: %s", notify_path, strerror(errno));
+        goto fail;
+    }
+    if (opts->watch && (rc = start_watcher(l, notify_path, err)) < 0)
+        goto fail;
+    if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
+        rc = err_set(err, ERR_INTERNAL, "cannot start the ledger writer thread");
+        goto fail;
+    }
+    free(notify_path);
+    *ret = l;
+    return 0;
+fail:
+    free(notify_path);
+    l->stopping = true;
+    ledger_close(l);
+    return rc;
+}
+
+void ledger_close(Ledger *l)
+{
+    if (!l)
+        return;
+    bool writer_running = !l->stopping;
+    pthread_mutex_lock(&l->mu);
+    l->stopping = true;
+    pthread_cond_broadcast(&l->work);
+    pthread_cond_broadcast(&l->space);
+    pthread_cond_broadcast(&l->head_cond);
+    pthread_mutex_unlock(&l->mu);
+    if (writer_running)
+        pthread_join(l->writer, NULL);
+    if (l->watching) {
+        if (write(l->stop_pipe[1], "x", 1) < 0) {
+            /* the watcher still sees POLLHUP once the pipe closes below */
+        }
+        pthread_join(l->watcher, NULL);
+    }
+    store_close(l->watch_rd);
+    store_close(l->w);
+    if (l->inotify_fd >= 0)
+        close(l->inotify_fd);
+    for (int i = 0; i < 2; i++)
+        if (l->stop_pipe[i] >= 0)
+            close(l->stop_pipe[i]);
+    if (l->notify_fd >= 0)
+        close(l->notify_fd);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->work);
+    pthread_cond_destroy(&l->space);
+    pthread_cond_destroy(&l->head_cond);
+    free(l->dir);
+    free(l->db_path);
+    free(l);
+}

@@ -1,0 +1,39 @@
+/* Reactors: long-running consumers of the ledger that append events in
+ * response to events (the trigger matcher, the runner, the outbox...).
+ *
+ * A reactor runs in one process at a time: its runner holds the lease
+ * "reactor:NAME" and renews it while it works. Each step's emitted events
+ * and the reactor's new checkpoint are appended in one transaction, fenced
+ * by the lease, so a crash or a lost lease neither doubles nor drops work. */
+#ifndef BUREAU_LEDGER_REACTOR_H
+#define BUREAU_LEDGER_REACTOR_H
+
+#include "ledger/ledger.h"
+
+typedef struct ReactorEmit ReactorEmit;
+
+/* Adds an event to append with this step (ownership passes). */
+void ledger_reactor_emit(ReactorEmit *out, Event *ev);
+
+typedef struct ReactorDef {
+    const char *name;
+    /* Handles one event; rd is the runner's read connection. Returning <0
+     * stops the step: nothing it emitted is kept and the event is retried
+     * after a back-off. */
+    int (*handle)(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *err);
+    void *ctx;
+    int lease_ms;  /* lease time to live; 0 = 15000 */
+    int batch;     /* events per transaction; 0 = 256 */
+} ReactorDef;
+
+typedef struct Reactor Reactor;
+
+/* Starts a runner thread for def (copied; name and ctx must outlive it). */
+int ledger_reactor_start(Ledger *l, const ReactorDef *def, Reactor **ret, Err *err);
+/* Stops the runner, releases the lease. NULL is accepted. */
+void ledger_reactor_stop(Reactor *r);
+
+/* The checkpoint (last handled seq) of a reactor; 0 when it never ran. */
+int ledger_reactor_checkpoint(Store *s, const char *name, int64_t *ret, Err *err);
+
+#endif

@@ -1,0 +1,202 @@
+/* Reading the ledger: filtered scans, lookups, the head, chain
+ * verification, and leases. Everything here runs on the caller's
+ * connection and never appends. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "ledger/ledger_int.h"
+
+int ledger_head(Store *s, int64_t *ret_seq, char ret_hash[CORE_SHA256_HEX + 1], Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s, "SELECT seq, hash FROM ledger_head WHERE id = 1", &st, err);
+    if (rc < 0)
+        return rc;
+    rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        *ret_seq = store_col_int(st, 0);
+        if (ret_hash) {
+            size_t len;
+            const char *h = store_col_text(st, 1, &len);
+            snprintf(ret_hash, CORE_SHA256_HEX + 1, "%s", h ? h : "");
+        }
+        rc = 0;
+    } else if (rc == STORE_DONE) {
+        rc = err_set(err, ERR_CHAIN, "the ledger head row is missing");
+    }
+    store_stmt_done(st);
+    return rc;
+}
+
+int ledger_read(Store *s, const LedgerFilter *f, int (*fn)(void *ctx, const Event *ev),
+                void *ctx, Err *err)
+{
+    /* One SQL text per combination of filters, so that each uses its index. */
+    Buf sql;
+    buf_init(&sql, 0);
+    buf_puts(&sql, "SELECT " LEDGER_EVENT_COLUMNS " FROM events WHERE seq > ?1");
+    if (f->type)
+        buf_puts(&sql, " AND type = ?2");
+    if (f->source)
+        buf_puts(&sql, " AND source = ?3");
+    if (f->subject)
+        buf_puts(&sql, " AND subject = ?4");
+    buf_puts(&sql, " ORDER BY seq LIMIT ?5");
+    StoreStmt *st;
+    int rc = store_prepare(s, sql.ptr, &st, err);
+    buf_done(&sql);
+    if (rc < 0)
+        return rc;
+    store_bind_int(st, 1, f->after_seq);
+    if (f->type)
+        store_bind_text(st, 2, f->type, strlen(f->type));
+    if (f->source)
+        store_bind_text(st, 3, f->source, strlen(f->source));
+    if (f->subject)
+        store_bind_text(st, 4, f->subject, strlen(f->subject));
+    store_bind_int(st, 5, f->limit > 0 ? f->limit : -1);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        Event *ev;
+        if ((rc = ledger_event_from_row(st, &ev, err)) < 0)
+            break;
+        rc = fn(ctx, ev);
+        ledger_event_free(ev);
+        if (rc != 0)
+            break;
+    }
+    store_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
+int ledger_event_get(Store *s, int64_t seq, const char *id, Event **ret, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s,
+                           id ? "SELECT " LEDGER_EVENT_COLUMNS " FROM events WHERE id = ?1"
+                              : "SELECT " LEDGER_EVENT_COLUMNS " FROM events WHERE seq = ?1",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    if (id)
+        store_bind_text(st, 1, id, strlen(id));
+    else
+        store_bind_int(st, 1, seq);
+    rc = store_step(st, err);
+    if (rc == STORE_ROW)
+        rc = ledger_event_from_row(st, ret, err);
+    else if (rc == STORE_DONE)
+        rc = id ? err_set(err, ERR_NOTFOUND, "no event with id %s", id)
+                : err_set(err, ERR_NOTFOUND, "no event with seq %lld", (long long)seq);
+    store_stmt_done(st);
+    return rc;
+}
+
+int ledger_verify(Store *s, int64_t *ret_count, int64_t *ret_bad_seq, Err *err)
+{
+    int64_t expect = 1, count = 0, bad = 0;
+    char prev[CORE_SHA256_HEX + 1];
+    memset(prev, '0', CORE_SHA256_HEX);
+    prev[CORE_SHA256_HEX] = '\0';
+    int rc = store_begin_read(s, err); /* one consistent snapshot */
+    if (rc < 0)
+        return rc;
+    StoreStmt *st;
+    if ((rc = store_prepare(s, "SELECT " LEDGER_EVENT_COLUMNS " FROM events ORDER BY seq", &st,
+                            err)) < 0)
+        goto out;
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        Event *ev;
+        ledger_event_from_row(st, &ev, NULL);
+        char dh[CORE_SHA256_HEX + 1], h[CORE_SHA256_HEX + 1];
+        core_sha256_hex(ev->data, ev->data_len, dh);
+        if (ev->seq != expect) {
+            bad = expect < ev->seq ? expect : ev->seq;
+            rc = err_set(err, ERR_CHAIN, "seq %lld: missing (the next row is seq %lld)",
+                         (long long)bad, (long long)ev->seq);
+        } else if (strcmp(ev->prev_hash, prev)) {
+            bad = ev->seq;
+            rc = err_set(err, ERR_CHAIN,
+                         "seq %lld: prev_hash does not match the hash of seq %lld "
+                         "(a row was altered, removed or reordered)",
+                         (long long)ev->seq, (long long)ev->seq - 1);
+        } else if (strcmp(dh, ev->data_hash)) {
+            bad = ev->seq;
+            rc = err_set(err, ERR_CHAIN, "seq %lld: data does not match data_hash (altered)",
+                         (long long)ev->seq);
+        } else if (ledger_event_chain_hash(ev, prev, h) < 0 || strcmp(h, ev->hash)) {
+            bad = ev->seq;
+            rc = err_set(err, ERR_CHAIN, "seq %lld: hash does not match the row (altered)",
+                         (long long)ev->seq);
+        }
+        memcpy(prev, ev->hash, sizeof prev);
+        ledger_event_free(ev);
+        if (rc < 0)
+            break;
+        expect++;
+        count++;
+    }
+    store_stmt_done(st);
+    if (rc < 0)
+        goto out;
+    int64_t head;
+    char head_hash[CORE_SHA256_HEX + 1];
+    if ((rc = ledger_head(s, &head, head_hash, err)) < 0)
+        goto out;
+    if (head != count) {
+        bad = count + 1 <= head ? count + 1 : head;
+        rc = err_set(err, ERR_CHAIN,
+                     "seq %lld: missing (the chain head says %lld events, the log has %lld)",
+                     (long long)bad, (long long)head, (long long)count);
+    } else if (strcmp(head_hash, prev)) {
+        bad = head;
+        rc = err_set(err, ERR_CHAIN, "seq %lld: hash differs from the recorded chain head",
+                     (long long)head);
+    }
+    if (rc == 0)
+        *ret_count = count;
+out:
+    if (rc < 0 && ret_bad_seq)
+        *ret_bad_seq = bad;
+    store_rollback(s);
+    return rc;
+}
+
+int ledger_lease_acquire(Store *s, const char *name, const char *holder, int ttl_ms, Err *err)
+{
+    int64_t now = core_time_now_ms();
+    int rc = store_begin_write(s, err);
+    if (rc < 0)
+        return rc;
+    StoreStmt *st;
+    if ((rc = store_prepare(s,
+                            "INSERT INTO leases(name, holder, expires_ms) VALUES (?1, ?2, ?3)"
+                            " ON CONFLICT(name) DO UPDATE SET holder = ?2, expires_ms = ?3"
+                            " WHERE leases.holder = ?2 OR leases.expires_ms <= ?4",
+                            &st, err)) < 0)
+        goto fail;
+    store_bind_text(st, 1, name, strlen(name));
+    store_bind_text(st, 2, holder, strlen(holder));
+    store_bind_int(st, 3, now + ttl_ms);
+    store_bind_int(st, 4, now);
+    if ((rc = store_stmt_exec(st, err)) < 0)
+        goto fail;
+    int held = store_changes(s) > 0;
+    if ((rc = store_commit(s, err)) < 0)
+        goto fail;
+    return held;
+fail:
+    store_rollback(s);
+    return rc;
+}
+
+int ledger_lease_release(Store *s, const char *name, const char *holder, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s, "DELETE FROM leases WHERE name = ?1 AND holder = ?2", &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, name, strlen(name));
+    store_bind_text(st, 2, holder, strlen(holder));
+    return store_stmt_exec(st, err);
+}
