@@ -168,6 +168,28 @@ static int load_section(Config *cfg, const char *section, struct fy_node *key,
     return 0;
 }
 
+/* In "SOURCE:LINE:COL: error: MESSAGE\n...", finds LINE and COL, cuts the
+ * message at its newline and returns it (NULL when the text has no error). */
+static const char *diag_position(char *text, int *line, int *col)
+{
+    char *e = text ? strstr(text, ": error: ") : NULL;
+    if (!e)
+        return NULL;
+    char *msg = e + strlen(": error: "), *nl = strchr(msg, '\n');
+    if (nl)
+        *nl = '\0';
+    *e = '\0';
+    char *c = strrchr(text, ':');
+    if (c) {
+        *col = atoi(c + 1);
+        *c = '\0';
+        char *l = strrchr(text, ':');
+        if (l)
+            *line = atoi(l + 1);
+    }
+    return msg;
+}
+
 static bool has_content(const char *text)
 {
     for (const char *p = text; *p;) {
@@ -208,29 +230,40 @@ int core_config_load(const char *path, Config *cfg, Err *err)
         free(text);
         return 0;
     }
+    /* libfyaml reports through a FILE: capture it to name line and column. */
+    char *diag_text = NULL;
+    size_t diag_len = 0;
+    FILE *ms = open_memstream(&diag_text, &diag_len);
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
-    dcfg.fp = NULL;
+    dcfg.fp = ms;
     dcfg.colorize = false;
-    struct fy_diag *diag = fy_diag_create(&dcfg);
+    dcfg.show_source = false;
+    dcfg.show_position = true;
+    dcfg.show_type = false;
+    dcfg.show_module = false;
+    struct fy_diag *diag = ms ? fy_diag_create(&dcfg) : NULL;
     if (!diag) {
+        if (ms)
+            fclose(ms);
+        free(diag_text);
         free(text);
         return err_set(err, ERR_CONFIG, "%s: cannot create YAML diagnostics", path);
     }
-    fy_diag_set_collect_errors(diag, true);
     struct fy_parse_cfg pcfg = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_PARSE, .diag = diag };
     struct fy_document *doc = fy_document_build_from_string(&pcfg, text, len);
+    fy_diag_destroy(diag);
+    fclose(ms);
     int rc = 0;
     if (!doc) {
-        void *it = NULL;
-        struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
-        if (e)
-            rc = err_set(err, ERR_CONFIG, "%s:%d:%d: %s", path, e->line + 1, e->column + 1,
-                         e->msg);
-        else if (fy_diag_got_error(diag))
-            rc = err_set(err, ERR_CONFIG, "%s: not valid YAML", path);
-        goto out; /* no error: an empty or all-comment file */
+        int line = 0, col = 0;
+        const char *msg = diag_position(diag_text, &line, &col);
+        rc = err_set(err, ERR_CONFIG, "%s:%d:%d: %s", path, line, col,
+                     msg ? msg : "not valid YAML");
+        free(diag_text);
+        goto out;
     }
+    free(diag_text);
     struct fy_node *root = fy_document_root(doc);
     if (!root || fy_node_is_null(root))
         goto out; /* an all-comment file */
@@ -256,7 +289,6 @@ int core_config_load(const char *path, Config *cfg, Err *err)
     }
 out:
     fy_document_destroy(doc);
-    fy_diag_unref(diag);
     free(text);
     return rc;
 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every benchmark built in BUILD_DIR (meson -Dbench=true; `make bench`
+# uses build-bench) and prints their output. Exit status 1 when a benchmark
+# is missing or fails. Environment knobs are passed through (see the top of
+# each bench/*.c, e.g. BENCH_SECONDS, BENCH_DIR).
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: bench/run.sh BUILD_DIR" >&2
+  exit 2
+fi
+BUILD=$1
+BENCHES=(bench_ledger)
+
+status=0
+for b in "${BENCHES[@]}"; do
+  exe="$BUILD/$b"
+  if [ ! -x "$exe" ]; then
+    echo "bench/run.sh: $exe is missing (configure with -Dbench=true and run ninja -C $BUILD)" >&2
+    status=1
+    continue
+  fi
+  echo "== $b"
+  if ! "$exe"; then
+    echo "bench/run.sh: $b failed" >&2
+    status=1
+  fi
+  echo
+done
+exit $status

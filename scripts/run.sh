@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `make run`: initialise the data directory when needed, then serve.
+set -euo pipefail
+BIN=$1 DATA=$2 LISTEN=$3
+if [ ! -f "$DATA/bureau.db" ]; then
+  "$BIN" --data "$DATA" init
+fi
+exec "$BIN" --data "$DATA" serve --listen "$LISTEN"

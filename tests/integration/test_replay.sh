@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# bureau replay: 100,000 mixed events, replay --check, a tampered projection
+# table found and repaired, snapshots, and the counts projection's totals.
+. "$(dirname "$0")/lib.sh"
+
+D=$TMP/data
+N=100000
+bureau --data "$D" init >/dev/null
+# Mixed events: five types (four with shared data shapes), seven sources,
+# every third with an idempotency key, some with a subject.
+mixed() { # mixed FROM TO
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    split("note.added email.received payment.succeeded form.submitted contact.imported", T, " ")
+    for (i = a; i <= b; i++) {
+      t = T[i % 5 + 1]; s = "src" (i % 7)
+      if (t == "note.added") d = "{\"n\":" i "}"
+      else if (t == "email.received") d = "{\"from\":{\"email\":\"a" i "@x.example\"},\"to\":[{\"email\":\"me@x.example\"}],\"subject\":\"s\",\"text\":\"t\",\"message_id\":\"m" i "\"}"
+      else if (t == "payment.succeeded") d = "{\"amount\":" i ",\"currency\":\"eur\",\"customer\":{\"id\":\"c" i "\"},\"provider_id\":\"p" i "\"}"
+      else if (t == "form.submitted") d = "{\"form\":\"f\",\"fields\":{\"x\":\"" i "\"}}"
+      else d = "{\"email\":\"c" i "@x.example\",\"tags\":[\"t\"]}"
+      key = i % 3 == 0 ? ",\"idempotency_key\":\"r" i "\"" : ""
+      subj = i % 4 == 0 ? ",\"subject\":\"contact:c" i % 100 "\"" : ""
+      printf "{\"type\":\"%s\",\"source\":\"%s\"%s%s,\"data\":%s}\n", t, s, key, subj, d
+    }
+  }'
+}
+mixed 1 $N >"$TMP/events.ndjson"
+run bureau --data "$D" ingest --bulk --file "$TMP/events.ndjson"
+expect_eq "100,000 mixed events ingested in one bulk (exit 0)" "$RC" 0
+nev() { sqlite3 "$D/bureau.db" 'SELECT count(*) FROM events'; }
+expect_eq "100,000 events stored" "$(nev)" $N
+
+# The counts projection equals what the log says, per type, source and day.
+totals_match() { # totals_match LABEL: three cases
+  local db=$D/bureau.db
+  expect_eq "$1: event_counts sums to the number of events" \
+    "$(sqlite3 "$db" 'SELECT coalesce(sum(n), 0) FROM event_counts')" "$(nev)"
+  expect_eq "$1: event_counts per type and source equal the log" \
+    "$(sqlite3 "$db" 'SELECT type, source, sum(n) FROM event_counts GROUP BY 1, 2 ORDER BY 1, 2')" \
+    "$(sqlite3 "$db" 'SELECT type, source, count(*) FROM events GROUP BY 1, 2 ORDER BY 1, 2')"
+  expect_eq "$1: event_counts per day equal the log's received_at days" \
+    "$(sqlite3 "$db" 'SELECT day, sum(n) FROM event_counts GROUP BY 1 ORDER BY 1')" \
+    "$(sqlite3 "$db" 'SELECT substr(received_at, 1, 10), count(*) FROM events GROUP BY 1 ORDER BY 1')"
+}
+totals_match "after ingest"
+
+check_ok() { # check_ok LABEL
+  run bureau --data "$D" replay --check
+  expect_eq "$1: replay --check exits 0" "$RC" 0
+  expect_contains "$1: replay --check says ok" "$OUT" "counts               ok"
+}
+check_ok "after 100,000 events"
+
+run bureau --data "$D" replay
+expect_eq "replay: exit 0" "$RC" 0
+expect_eq "replay: applies every event" "$OUT" "replayed: $N events applied"
+check_ok "after replay"
+totals_match "after replay"
+
+# A tampered projection table is found, left alone by --check, and repaired.
+tampered() { # tampered LABEL SQL
+  local label=$1 before
+  sqlite3 "$D/bureau.db" "$2"
+  before=$(sqlite3 "$D/bureau.db" 'SELECT * FROM event_counts ORDER BY 1, 2, 3')
+  run bureau --data "$D" replay --check
+  expect_eq "$label: replay --check exits 1" "$RC" 1
+  expect_contains "$label: replay --check says MISMATCH" "$OUT" "counts               MISMATCH"
+  expect_contains "$label: replay --check explains on stderr" "$ERR" "differ"
+  expect_eq "$label: replay --check leaves the live table as it was" \
+    "$(sqlite3 "$D/bureau.db" 'SELECT * FROM event_counts ORDER BY 1, 2, 3')" "$before"
+  run bureau --data "$D" replay
+  expect_eq "$label: replay repairs it (exit 0)" "$RC" 0
+  check_ok "$label, repaired"
+}
+tampered "n+1 on one row" \
+  "UPDATE event_counts SET n = n + 1 WHERE (day, type, source) IN (SELECT day, type, source FROM event_counts LIMIT 1)"
+totals_match "after the repair"
+run bureau --data "$D" replay --snapshot
+expect_eq "replay --snapshot: at the head" "$RC/$OUT" "0/snapshot at seq $N"
+run bureau --data "$D" replay
+expect_eq "replay after a snapshot at the head applies nothing" "$RC/$OUT" "0/replayed: 0 events applied"
+check_ok "after 100,000 events, snapshot, replay"
+totals_match "after snapshot and replay"
+
+# The rest on a smaller log (5,000 events), to keep the run short.
+D=$TMP/small
+N=5000
+bureau --data "$D" init >/dev/null
+mixed 1 $N | bureau --data "$D" ingest --bulk >/dev/null
+run bureau --data "$D" --json replay --check
+expect_contains "replay --check --json says ok" "$OUT" '{"ok":true,"projections":[{"projection":"counts","equal":true'
+tampered "one row deleted" \
+  "DELETE FROM event_counts WHERE (day, type, source) IN (SELECT day, type, source FROM event_counts LIMIT 1 OFFSET 3)"
+tampered "a row added" "INSERT INTO event_counts VALUES ('1999-01-01', 'x.y', 'nowhere', 1)"
+tampered "two counts moved (same total)" \
+  "UPDATE event_counts SET n = n + CASE WHEN source = 'src0' THEN 1 ELSE -1 END WHERE type = 'note.added' AND source IN ('src0', 'src1')"
+totals_match "after the repairs"
+
+run bureau --data "$D" replay --projection counts --check
+expect_eq "replay --projection counts --check: exit 0" "$RC" 0
+run bureau --data "$D" replay --projection nope
+expect_eq "replay --projection of an unknown name: exit 1" "$RC" 1
+expect_contains "replay --projection of an unknown name: names it" "$ERR" "nope"
+run bureau --data "$D" replay --check --snapshot
+expect_eq "replay --check --snapshot: usage error (exit 2)" "$RC" 2
+
+# Snapshots: a rebuild starts at the snapshot.
+run bureau --data "$D" replay --snapshot
+expect_eq "replay --snapshot of 5,000 events: exit 0" "$RC/$OUT" "0/snapshot at seq $N"
+mixed $((N + 1)) $((N + 500)) | bureau --data "$D" ingest --bulk >/dev/null
+run bureau --data "$D" replay
+expect_eq "replay after a snapshot: applies only the events after it" "$RC/$OUT" "0/replayed: 500 events applied"
+check_ok "snapshot, 500 more events, replay"
+totals_match "after replay from a snapshot"
+sqlite3 "$D/bureau.db" \
+  "UPDATE event_counts SET n = n + 5 WHERE (day, type, source) IN (SELECT day, type, source FROM event_counts LIMIT 1)"
+run bureau --data "$D" replay
+expect_eq "replay from a snapshot repairs a tampered table" "$RC/$OUT" "0/replayed: 500 events applied"
+check_ok "tampered, replay from a snapshot"
+run bureau --data "$D" replay --full
+expect_eq "replay --full ignores the snapshot" "$RC/$OUT" "0/replayed: $((N + 500)) events applied"
+check_ok "after replay --full"
+sqlite3 "$D/bureau.db" "UPDATE projection_snapshots SET state = replace(state, '"src0"', '"srcX"')"
+run bureau --data "$D" replay
+expect_eq "replay from a damaged snapshot: refused (exit 1)" "$RC" 1
+expect_contains "replay from a damaged snapshot: says so" "$ERR" "damaged"
+run bureau --data "$D" replay --full
+expect_eq "replay --full works despite a damaged snapshot" "$RC" 0
+check_ok "after replay --full past a damaged snapshot"
+totals_match "at the end"
+
+sanitizer_check "no sanitizer reports"

@@ -1,0 +1,365 @@
+/* Unit tests of the ledger: appends, idempotency, concurrency, the chain,
+ * waking readers (in and across processes), leases and reactors. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "ledger/ledger.h"
+#include "ledger/reactor.h"
+
+static char *dir;
+static Ledger *led;
+
+static void setup(void)
+{
+    dir = test_tmpdir();
+    Config cfg;
+    core_config_defaults(&cfg);
+    cfg.durability_normal = true; /* unit tests: crash safety is tested elsewhere */
+    log_set_level(LOG_ERROR);
+    Err e = { 0 };
+    cr_assert_eq(ledger_db_prepare(dir, &cfg, true, &e), 0, "%s", e.msg);
+    LedgerOptions o = { .config = &cfg, .watch = true };
+    cr_assert_eq(ledger_open(dir, &o, &led, &e), 0, "%s", e.msg);
+}
+
+static void teardown(void)
+{
+    ledger_close(led);
+    test_rmdir(dir);
+}
+
+static Event *mk(const char *type, const char *key, int i)
+{
+    json_t *data = json_pack("{s:i, s:s}", "i", i, "note", "hello");
+    Event *ev = NULL;
+    Err e = { 0 };
+    cr_assert_eq(ledger_event_new(type, "test", NULL, data, key, NULL, &ev, &e), 0, "%s", e.msg);
+    json_decref(data);
+    return ev;
+}
+
+static Store *reader(void)
+{
+    Store *s = NULL;
+    Err e = { 0 };
+    cr_assert_eq(ledger_reader_open(led, &s, &e), 0, "%s", e.msg);
+    return s;
+}
+
+TestSuite(ledger, .init = setup, .fini = teardown);
+
+Test(ledger, appends_are_dense_and_chained)
+{
+    for (int i = 0; i < 10; i++) {
+        Event *ev = mk("test.item", NULL, i);
+        LedgerAppendResult r;
+        Err e = { 0 };
+        cr_assert_eq(ledger_append(led, &ev, 1, &r, &e), 0, "%s", e.msg);
+        cr_assert_eq(r.seq, i + 1);
+        cr_assert(!r.duplicate);
+        cr_assert(core_ulid_valid(r.id, strlen(r.id)));
+    }
+    Store *s = reader();
+    int64_t count = 0, bad = -1;
+    Err e = { 0 };
+    cr_assert_eq(ledger_verify(s, &count, &bad, &e), 0, "%s", e.msg);
+    cr_assert_eq(count, 10);
+    Event *third = NULL;
+    cr_assert_eq(ledger_event_get(s, 3, NULL, &third, &e), 0);
+    Event *second = NULL;
+    cr_assert_eq(ledger_event_get(s, 2, NULL, &second, &e), 0);
+    cr_assert_str_eq(third->prev_hash, second->hash);
+    Event *byid = NULL;
+    cr_assert_eq(ledger_event_get(s, 0, third->id, &byid, &e), 0);
+    cr_assert_eq(byid->seq, 3);
+    cr_assert_eq(ledger_event_get(s, 99, NULL, &byid, &e), ERR_NOTFOUND);
+    ledger_event_free(third);
+    ledger_event_free(second);
+    ledger_event_free(byid);
+    store_close(s);
+}
+
+Test(ledger, idempotency_key_stores_once)
+{
+    Event *a = mk("test.item", "key-1", 1), *b = mk("test.item", "key-1", 2);
+    LedgerAppendResult r1, r2;
+    Err e = { 0 };
+    cr_assert_eq(ledger_append(led, &a, 1, &r1, &e), 0);
+    cr_assert_eq(ledger_append(led, &b, 1, &r2, &e), 0);
+    cr_assert(!r1.duplicate);
+    cr_assert(r2.duplicate);
+    cr_assert_eq(r2.seq, r1.seq);
+    cr_assert_str_eq(r2.id, r1.id);
+    /* duplicates inside one request, too */
+    Event *batch[3] = { mk("test.item", "key-2", 1), mk("test.item", "key-2", 2),
+                        mk("test.item", NULL, 3) };
+    LedgerAppendResult rs[3];
+    cr_assert_eq(ledger_append(led, batch, 3, rs, &e), 0);
+    cr_assert_eq(rs[0].seq, 2);
+    cr_assert(rs[1].duplicate);
+    cr_assert_eq(rs[1].seq, 2);
+    cr_assert_eq(rs[2].seq, 3);
+    cr_assert_eq(ledger_head_seq(led), 3);
+}
+
+typedef struct Worker {
+    int id, n;
+    int64_t *seqs;
+} Worker;
+
+static void *append_many(void *arg)
+{
+    Worker *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "w%d-%d", w->id, i);
+        Event *ev = mk("test.concurrent", key, i);
+        LedgerAppendResult r;
+        Err e = { 0 };
+        if (ledger_append(led, &ev, 1, &r, &e) < 0)
+            return (void *)1;
+        w->seqs[i] = r.seq;
+    }
+    return NULL;
+}
+
+Test(ledger, concurrent_appenders_form_one_chain)
+{
+    enum { THREADS = 16, EACH = 200 };
+    pthread_t th[THREADS];
+    Worker w[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        w[t] = (Worker){ .id = t, .n = EACH, .seqs = calloc(EACH, sizeof(int64_t)) };
+        pthread_create(&th[t], NULL, append_many, &w[t]);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        void *ret;
+        pthread_join(th[t], &ret);
+        cr_assert_null(ret);
+    }
+    /* every acknowledged seq is distinct and the log is dense */
+    char *seen = calloc(THREADS * EACH + 1, 1);
+    for (int t = 0; t < THREADS; t++) {
+        for (int i = 0; i < EACH; i++) {
+            int64_t s = w[t].seqs[i];
+            cr_assert(s >= 1 && s <= THREADS * EACH);
+            cr_assert(!seen[s], "seq %lld acknowledged twice", (long long)s);
+            seen[s] = 1;
+        }
+        free(w[t].seqs);
+    }
+    free(seen);
+    Store *s = reader();
+    int64_t count = 0, bad;
+    Err e = { 0 };
+    cr_assert_eq(ledger_verify(s, &count, &bad, &e), 0, "%s", e.msg);
+    cr_assert_eq(count, THREADS * EACH);
+    store_close(s);
+}
+
+static int count_cb(void *ctx, const Event *ev)
+{
+    (*(int *)ctx)++;
+    cr_assert_str_eq(ev->source, "test");
+    return 0;
+}
+
+Test(ledger, read_filters)
+{
+    Err e = { 0 };
+    for (int i = 0; i < 30; i++) {
+        Event *ev = mk(i % 3 ? "test.a" : "test.b", NULL, i);
+        cr_assert_eq(ledger_append(led, &ev, 1, NULL, &e), 0);
+    }
+    Store *s = reader();
+    int n = 0;
+    LedgerFilter f = { .type = "test.b" };
+    cr_assert_eq(ledger_read(s, &f, count_cb, &n, &e), 0);
+    cr_assert_eq(n, 10);
+    n = 0;
+    f = (LedgerFilter){ .type = "test.a", .after_seq = 15, .limit = 5 };
+    cr_assert_eq(ledger_read(s, &f, count_cb, &n, &e), 0);
+    cr_assert_eq(n, 5);
+    n = 0;
+    f = (LedgerFilter){ .source = "nope" };
+    cr_assert_eq(ledger_read(s, &f, count_cb, &n, &e), 0);
+    cr_assert_eq(n, 0);
+    store_close(s);
+}
+
+typedef struct AsyncCtx {
+    pthread_mutex_t mu;
+    int64_t last;
+    int calls;
+    bool ordered;
+} AsyncCtx;
+
+static void async_done(void *ctx, int rc, const Err *err, const LedgerAppendResult *r, size_t n)
+{
+    AsyncCtx *a = ctx;
+    pthread_mutex_lock(&a->mu);
+    if (rc == 0 && n == 1) {
+        if (r[0].seq <= a->last)
+            a->ordered = false;
+        a->last = r[0].seq;
+    }
+    a->calls++;
+    pthread_mutex_unlock(&a->mu);
+}
+
+Test(ledger, async_callbacks_run_in_submission_order)
+{
+    AsyncCtx a = { .mu = PTHREAD_MUTEX_INITIALIZER, .ordered = true };
+    Err e = { 0 };
+    for (int i = 0; i < 500; i++) {
+        Event *ev = mk("test.async", NULL, i);
+        cr_assert_eq(ledger_append_async(led, &ev, 1, async_done, &a, &e), 0);
+    }
+    cr_assert_eq(ledger_sync(led, &e), 0);
+    cr_assert_eq(a.calls, 500);
+    cr_assert(a.ordered);
+    cr_assert_eq(a.last, 500);
+}
+
+Test(ledger, wait_wakes_on_appends_from_another_process)
+{
+    int64_t head = ledger_head_seq(led);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The child is another process with its own ledger on the same dir. */
+        Ledger *other = NULL;
+        Err e = { 0 };
+        if (ledger_open(dir, NULL, &other, &e) < 0)
+            _exit(2);
+        Event *ev = mk("test.other", NULL, 1);
+        int rc = ledger_append(other, &ev, 1, NULL, &e);
+        ledger_close(other);
+        _exit(rc < 0 ? 3 : 0);
+    }
+    /* Wakes on the child's commit, not on the (long) timeout. */
+    int64_t now = ledger_wait(led, head, 60000);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert_eq(WEXITSTATUS(status), 0);
+    cr_assert_eq(now, head + 1);
+    /* and this process's next append continues the same chain */
+    Event *ev = mk("test.mine", NULL, 2);
+    LedgerAppendResult r;
+    Err e = { 0 };
+    cr_assert_eq(ledger_append(led, &ev, 1, &r, &e), 0);
+    cr_assert_eq(r.seq, head + 2);
+    Store *s = reader();
+    int64_t count, bad;
+    cr_assert_eq(ledger_verify(s, &count, &bad, &e), 0, "%s", e.msg);
+    store_close(s);
+}
+
+Test(ledger, wait_returns_at_once_when_already_past)
+{
+    Event *ev = mk("test.x", NULL, 1);
+    Err e = { 0 };
+    cr_assert_eq(ledger_append(led, &ev, 1, NULL, &e), 0);
+    cr_assert_eq(ledger_wait(led, 0, -1), 1);
+    cr_assert_eq(ledger_wait(led, 1, 0), 1, "a zero timeout does not block");
+}
+
+Test(ledger, leases_fence_reactor_checkpoints)
+{
+    Store *s = reader();
+    Err e = { 0 };
+    cr_assert_eq(ledger_lease_acquire(s, "job", "A", 60000, &e), 1);
+    cr_assert_eq(ledger_lease_acquire(s, "job", "B", 60000, &e), 0);
+    cr_assert_eq(ledger_lease_acquire(s, "job", "A", 60000, &e), 1, "renewal");
+    Event *ev = mk("test.fenced", NULL, 1);
+    cr_assert_eq(ledger_append_checkpoint(led, &ev, 1, "r1", 5, "job", "B", &e), ERR_LEASE);
+    cr_assert_eq(ledger_head_seq(led), 0, "nothing was written");
+    ev = mk("test.fenced", NULL, 2);
+    cr_assert_eq(ledger_append_checkpoint(led, &ev, 1, "r1", 5, "job", "A", &e), 0, "%s", e.msg);
+    int64_t cp;
+    cr_assert_eq(ledger_reactor_checkpoint(s, "r1", &cp, &e), 0);
+    cr_assert_eq(cp, 5);
+    /* an expired lease can be taken over */
+    cr_assert_eq(ledger_lease_acquire(s, "short", "A", -1, &e), 1);
+    cr_assert_eq(ledger_lease_acquire(s, "short", "B", 60000, &e), 1);
+    cr_assert_eq(ledger_lease_release(s, "short", "B", &e), 0);
+    store_close(s);
+}
+
+static int pong(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *err)
+{
+    if (strcmp(ev->type, "test.ping"))
+        return 0;
+    json_t *data = json_pack("{s:I}", "ping", (json_int_t)ev->seq);
+    char key[64];
+    snprintf(key, sizeof key, "pong:%lld", (long long)ev->seq);
+    Event *p = NULL;
+    int rc = ledger_event_new("test.pong", "reactor", NULL, data, key, NULL, &p, err);
+    json_decref(data);
+    if (rc < 0)
+        return rc;
+    ledger_reactor_emit(out, p);
+    return 0;
+}
+
+static int count_cb_any(void *ctx, const Event *ev)
+{
+    (void)ev;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int count_type(Store *s, const char *type)
+{
+    int n = 0;
+    LedgerFilter f = { .type = type };
+    Err e = { 0 };
+    cr_assert_eq(ledger_read(s, &f, count_cb_any, &n, &e), 0);
+    return n;
+}
+
+/* Waits (on the ledger's own wake-ups) until reactor name has handled head. */
+static void wait_reactor(Store *s, const char *name, int64_t head)
+{
+    int64_t cp = 0, seen = ledger_head_seq(led);
+    Err e = { 0 };
+    for (int rounds = 0; rounds < 10000; rounds++) {
+        cr_assert_eq(ledger_reactor_checkpoint(s, name, &cp, &e), 0);
+        if (cp >= head)
+            return;
+        seen = ledger_wait(led, seen, 30000);
+    }
+    cr_assert_fail("reactor %s stuck at %lld of %lld", name, (long long)cp, (long long)head);
+}
+
+Test(ledger, reactor_emits_once_per_event_across_restarts)
+{
+    Err e = { 0 };
+    for (int i = 0; i < 50; i++) {
+        Event *ev = mk(i % 2 ? "test.ping" : "test.other", NULL, i);
+        cr_assert_eq(ledger_append(led, &ev, 1, NULL, &e), 0);
+    }
+    ReactorDef def = { .name = "pong", .handle = pong, .batch = 7 };
+    Reactor *r = NULL;
+    cr_assert_eq(ledger_reactor_start(led, &def, &r, &e), 0, "%s", e.msg);
+    Store *s = reader();
+    wait_reactor(s, "pong", 50);
+    cr_assert_eq(count_type(s, "test.pong"), 25);
+    ledger_reactor_stop(r);
+    /* more work while it is stopped, then a restart picks up where it was */
+    for (int i = 0; i < 10; i++) {
+        Event *ev = mk("test.ping", NULL, i);
+        cr_assert_eq(ledger_append(led, &ev, 1, NULL, &e), 0);
+    }
+    int64_t head = ledger_head_seq(led);
+    cr_assert_eq(ledger_reactor_start(led, &def, &r, &e), 0);
+    wait_reactor(s, "pong", head);
+    ledger_reactor_stop(r);
+    cr_assert_eq(count_type(s, "test.pong"), 35);
+    int64_t count, bad;
+    cr_assert_eq(ledger_verify(s, &count, &bad, &e), 0, "%s", e.msg);
+    store_close(s);
+}
