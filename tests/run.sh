@@ -31,7 +31,7 @@ sanitizer_reports() {
 }
 
 for t in "$BUILD"/test_*; do
-  [ -x "$t" ] || continue
+  [ -f "$t" ] && [ -x "$t" ] || continue
   name=$(basename "$t")
   out=$(timeout 600 "$t" --jobs 2 2>&1)
   rc=$?

@@ -1,6 +1,7 @@
 -- The ledger: one append-only, hash-chained row per event.
 -- seq is the row id, assigned by the single writer as head + 1.
--- idempotency_key holds the SHA-256 (hex) of the key given from outside.
+-- idempotency_key holds the SHA-256 (hex) of the key given from outside; the
+-- writer keeps it unique (see the idempotency table below).
 -- data is the canonical JSON text; data_hash = SHA-256(data);
 -- hash = SHA-256(prev_hash || header || data_hash), see docs/internals/ledger.md.
 CREATE TABLE events (
@@ -19,29 +20,34 @@ CREATE TABLE events (
     prev_hash       TEXT NOT NULL,
     hash            TEXT NOT NULL
 );
-CREATE UNIQUE INDEX events_idempotency ON events(idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
 CREATE INDEX events_type ON events(type, seq);
 CREATE INDEX events_source ON events(source, seq);
 CREATE INDEX events_subject ON events(subject, seq) WHERE subject IS NOT NULL;
 
--- The head of the chain, written in the same transaction as every append, so
--- that a removed tail is detected and the writer finds the last hash at once.
-CREATE TABLE ledger_head (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    seq  INTEGER NOT NULL,
-    hash TEXT NOT NULL
-);
-INSERT INTO ledger_head(id, seq, hash)
-    VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
-
--- Projection checkpoints: the last seq each projection has applied, and the
--- version of the code that built its tables.
-CREATE TABLE projections (
+-- Bookkeeping the writer updates with every commit, kept in one small table
+-- so that it costs one page per commit:
+--   '@head'  seq and hash of the last event (a removed tail is detected, and
+--            the writer finds the last hash at once);
+--   '@keys'  seq up to which idempotency keys are in the idempotency table
+--            (newer keys are looked up in the events after it);
+--   NAME     each projection's version and checkpoint (the last seq applied).
+CREATE TABLE ledger_state (
     name    TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    seq     INTEGER NOT NULL
-);
+    version INTEGER NOT NULL DEFAULT 0,
+    seq     INTEGER NOT NULL,
+    hash    TEXT
+) WITHOUT ROWID;
+INSERT INTO ledger_state(name, seq, hash)
+    VALUES ('@head', 0, '0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO ledger_state(name, seq) VALUES ('@keys', 0);
+
+-- Idempotency keys of events up to '@keys', moved here by the writer in
+-- sorted batches: random keys inserted one commit at a time would dirty one
+-- index page per event.
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
 
 -- Projection snapshots: a projection's tables as JSON at a seq, so that a
 -- rebuild can start there instead of at the first event.

@@ -164,6 +164,7 @@ int cli_load_config(Cli *cli)
     char *path = xmalloc(n);
     snprintf(path, n, "%s/bureau.yaml", cli->data_dir);
     Err err = { 0 };
+    core_config_done(&cli->config);
     core_config_defaults(&cli->config);
     int rc = core_config_load(path, &cli->config, &err);
     free(path);

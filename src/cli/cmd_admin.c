@@ -1,6 +1,7 @@
 /* bureau replay, audit verify, backup, restore. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -100,8 +101,30 @@ int cmd_audit_verify(Cli *cli)
     return EXIT_OK;
 }
 
+/* True when path names the same file as the live database (or its WAL). */
+static bool is_live_database(const char *data_dir, const char *path)
+{
+    struct stat a, b;
+    if (stat(path, &a) < 0)
+        return false;
+    char *db = ledger_db_path(data_dir);
+    bool same = false;
+    const char *suffixes[] = { "", "-wal", "-shm" };
+    for (int i = 0; i < 3 && !same; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s%s", db, suffixes[i]);
+        same = stat(p, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    }
+    free(db);
+    return same;
+}
+
 int cmd_backup(Cli *cli)
 {
+    if (is_live_database(cli->data_dir, cli->pos[0]))
+        return cli_fail(cli, "%s is the live database: choose another file", cli->pos[0]);
+    if (access(cli->pos[0], F_OK) == 0 && !cli_flag(cli, "force"))
+        return cli_fail(cli, "%s exists: pass --force to replace it", cli->pos[0]);
     int rc = cli_load_config(cli);
     Store *s = NULL;
     if (rc || (rc = cli_open_reader(cli, &s)))

@@ -28,6 +28,11 @@ static const CliOpt replay_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt backup_opts[] = {
+    { "force", NULL, "replace FILE if it exists" },
+    { NULL, NULL, NULL },
+};
+
 static const CliCommand commands[] = {
     { "init", NULL,
       "Create the data directory, its database and a bureau.yaml with every setting\n"
@@ -49,8 +54,10 @@ static const CliCommand commands[] = {
     { "audit verify", NULL,
       "Recompute the hash chain. Exit 0 with 'ok: N events', or 1 naming the first bad seq.",
       NULL, cmd_audit_verify, 0, 0 },
-    { "backup", "FILE", "Write a consistent online copy of the database to FILE.", NULL,
-      cmd_backup, 1, 1 },
+    { "backup", "FILE",
+      "Write a consistent online copy of the database to FILE (never the live database;\n"
+      "an existing FILE only with --force).",
+      backup_opts, cmd_backup, 1, 1 },
     { "restore", "FILE",
       "Replace the database with the backup FILE, after verifying the backup's chain.", NULL,
       cmd_restore, 1, 1 },
@@ -118,6 +125,25 @@ int main(int argc, char **argv)
         }
     }
     if (!cmd) {
+        /* "bureau audit" or "bureau event" alone: list that group's commands */
+        bool group = false, help = false;
+        for (size_t i = 0; i < NCOMMANDS; i++) {
+            const char *sp = strchr(commands[i].name, ' ');
+            if (sp && strlen(argv[first]) == (size_t)(sp - commands[i].name) &&
+                !strncmp(commands[i].name, argv[first], (size_t)(sp - commands[i].name)))
+                group = true;
+        }
+        for (int i = first + 1; i < argc; i++)
+            help |= !strcmp(argv[i], "--help");
+        if (group) {
+            FILE *out = help ? stdout : stderr;
+            fprintf(out, "usage: bureau %s SUBCOMMAND [options]\n\nsubcommands:\n", argv[first]);
+            for (size_t i = 0; i < NCOMMANDS; i++)
+                if (!strncmp(commands[i].name, argv[first], strlen(argv[first])) &&
+                    commands[i].name[strlen(argv[first])] == ' ')
+                    fprintf(out, "  %s\n", commands[i].name);
+            return help ? EXIT_OK : EXIT_USAGE;
+        }
         fprintf(stderr, "bureau: unknown command '%s'%s%s\n", argv[first],
                 first + 1 < argc && argv[first + 1][0] != '-' ? " " : "",
                 first + 1 < argc && argv[first + 1][0] != '-' ? argv[first + 1] : "");
@@ -139,9 +165,16 @@ int main(int argc, char **argv)
         cli_usage(cmd, stdout);
         return EXIT_OK;
     }
+    if (cli.data_dir && !*cli.data_dir) {
+        fprintf(stderr, "bureau %s: --data needs a directory, not an empty string\n", cmd->name);
+        return EXIT_USAGE;
+    }
     if (!cli.data_dir) {
         const char *env = getenv("BUREAU_DATA");
         cli.data_dir = env && *env ? env : "./bureau-data";
     }
-    return cmd->run(&cli);
+    core_config_defaults(&cli.config);
+    rc = cmd->run(&cli);
+    core_config_done(&cli.config);
+    return rc;
 }

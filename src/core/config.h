@@ -2,7 +2,9 @@
  *
  * The loader knows every key; an unknown key, a wrong type or a value out of
  * range is refused with the file, line and column. Secrets, tokens and the
- * mode never live here (they are in the database). */
+ * mode never live here (they are in the database); a connector's secret is
+ * given inline (`secret`) or, better, named by environment variable
+ * (`secret_env`), which is read when the server starts. */
 #ifndef BUREAU_CORE_CONFIG_H
 #define BUREAU_CORE_CONFIG_H
 
@@ -13,6 +15,32 @@
 #include "core/log.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
+#define CONFIG_MAX_CONNECTORS 64
+
+typedef enum ConnectorKind { CONNECTOR_WEBHOOK, CONNECTOR_STRIPE, CONNECTOR_FORM } ConnectorKind;
+
+typedef struct ConnectorConfig {
+    char *name;             /* [a-z0-9_-]+, served at /hooks/NAME */
+    ConnectorKind kind;
+    char *secret;           /* inline secret, or NULL */
+    char *secret_env;       /* environment variable holding the secret, or NULL */
+    char *source;           /* events' source; default the name */
+    int consent;            /* default consent: 0 none, 1 transactional, 2 marketing */
+    /* webhook */
+    char *signature_header; /* default X-Signature */
+    char *timestamp_header; /* NULL: no timestamp check */
+    int tolerance_s;        /* timestamp / Stripe tolerance, default 300 */
+    char *type;             /* fixed event type */
+    char *type_field;       /* or: the body field (dotted path) holding it */
+    char *key_header;       /* idempotency key from a header */
+    char *key_field;        /* or from a body field (dotted path); else the body's hash */
+    /* form */
+    char *form;             /* form name in the event; default the connector name */
+    char *honeypot;         /* a field that must stay empty */
+    char *redirect;         /* 303 to this URL after a submission */
+    char *consent_field;    /* a field whose truthy value means marketing consent */
+    int rate_limit;         /* submissions per minute per client address, default 10 */
+} ConnectorConfig;
 
 typedef struct Config {
     /* store: */
@@ -23,14 +51,32 @@ typedef struct Config {
     int group_commit_max;     /* ledger.group_commit_max, default 1024 events */
     /* log: */
     LogLevel log_level;       /* log.level, default info */
+    /* server: */
+    char listen[129];         /* server.listen, default 127.0.0.1:8470 */
+    int threads;              /* server.threads, 0 = one per core */
+    int max_connections;      /* server.max_connections, default 1000 */
+    int timeout_s;            /* server.timeout_s: idle/slow client timeout, default 30 */
+    size_t max_header_bytes;  /* server.max_header_bytes, default 16 KiB */
+    size_t max_body_bytes;    /* server.max_body_bytes: one JSON event, default 1 MiB */
+    size_t max_batch_bytes;   /* server.max_batch_bytes: an NDJSON batch, default 16 MiB */
+    size_t max_form_bytes;    /* server.max_form_bytes: a form post, default 32 MiB */
+    size_t max_file_bytes;    /* server.max_file_bytes: one uploaded file, default 10 MiB */
+    /* connectors: */
+    ConnectorConfig *connectors;
+    size_t n_connectors;
 } Config;
 
-/* Fills cfg with the defaults. */
+/* Fills cfg with the defaults (owns nothing yet; core_config_done is safe). */
 void core_config_defaults(Config *cfg);
 
 /* Loads path over the defaults. A missing file is not an error (defaults
  * apply). Returns 0, or ERR_CONFIG with "path:line:col: ..." in err. */
 int core_config_load(const char *path, Config *cfg, Err *err);
+
+/* Frees what the loader allocated; cfg keeps its scalar settings. */
+void core_config_done(Config *cfg);
+
+const ConnectorConfig *core_config_connector(const Config *cfg, const char *name);
 
 /* The commented-out default file `bureau init` writes. */
 extern const char core_config_default_yaml[];

@@ -3,6 +3,10 @@
  * that keep %.17g for reals. */
 #include "core/json.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 int core_json_parse(const char *text, size_t len, json_t **ret, Err *err)
 {
     json_error_t je;
@@ -19,13 +23,122 @@ static int dump_cb(const char *buffer, size_t size, void *data)
     return buf_append(data, buffer, size) < 0 ? -1 : 0;
 }
 
+static int put_string(Buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = buf_putc(out, '"');
+    size_t run = 0; /* bytes copied as they are, flushed in one append */
+    for (size_t i = 0; i < len && rc == 0; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char u[7];
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        default:
+            if (c < 0x20) {
+                memcpy(u, "\\u00", 4);
+                u[4] = hex[c >> 4];
+                u[5] = hex[c & 15];
+                u[6] = '\0';
+                esc = u;
+            }
+        }
+        if (!esc) {
+            run++;
+            continue;
+        }
+        if (run)
+            rc = buf_append(out, s + i - run, run);
+        run = 0;
+        if (rc == 0)
+            rc = buf_puts(out, esc);
+    }
+    if (rc == 0 && run)
+        rc = buf_append(out, s + len - run, run);
+    return rc < 0 ? rc : buf_putc(out, '"');
+}
+
+/* The shortest decimal form that reads back as the same double: plain
+ * notation for exponents from -6 to 20 (as JavaScript prints numbers),
+ * exponent notation otherwise; always with a '.' or an exponent so that it
+ * stays a real. */
+static int put_real(Buf *out, double d)
+{
+    char tmp[64];
+    int prec = 1;
+    for (; prec < 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, d);
+        if (strtod(tmp, NULL) == d)
+            break;
+    }
+    snprintf(tmp, sizeof tmp, "%.*e", prec - 1, d);
+    const char *e = strchr(tmp, 'e');
+    int exp = e ? atoi(e + 1) : 0;
+    if (exp >= -6 && exp < 21) {
+        int decimals = prec - 1 - exp;
+        snprintf(tmp, sizeof tmp, "%.*f", decimals > 0 ? decimals : 0, d);
+        if (!strchr(tmp, '.'))
+            strncat(tmp, ".0", sizeof tmp - strlen(tmp) - 1);
+    } else {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+    }
+    return buf_puts(out, tmp);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 int core_json_canonical(const json_t *v, Buf *out)
 {
-    if (json_dump_callback(v, dump_cb, out,
-                           JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY |
-                               JSON_REAL_PRECISION(17)) != 0)
-        return ERR_TOOBIG;
-    return 0;
+    int rc = 0;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        size_t n = json_object_size(v), i = 0;
+        const char **keys = xmalloc((n ? n : 1) * sizeof *keys);
+        const char *k;
+        json_t *child;
+        json_object_foreach((json_t *)v, k, child) keys[i++] = k;
+        qsort(keys, n, sizeof *keys, key_cmp);
+        rc = buf_putc(out, '{');
+        for (i = 0; i < n && rc == 0; i++) {
+            if (i)
+                rc = buf_putc(out, ',');
+            if (rc == 0)
+                rc = put_string(out, keys[i], strlen(keys[i]));
+            if (rc == 0)
+                rc = buf_putc(out, ':');
+            if (rc == 0)
+                rc = core_json_canonical(json_object_get(v, keys[i]), out);
+        }
+        free(keys);
+        return rc < 0 ? rc : buf_putc(out, '}');
+    }
+    case JSON_ARRAY: {
+        rc = buf_putc(out, '[');
+        for (size_t i = 0; i < json_array_size(v) && rc == 0; i++) {
+            if (i)
+                rc = buf_putc(out, ',');
+            if (rc == 0)
+                rc = core_json_canonical(json_array_get(v, i), out);
+        }
+        return rc < 0 ? rc : buf_putc(out, ']');
+    }
+    case JSON_STRING: return put_string(out, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: return buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    case JSON_REAL: return put_real(out, json_real_value(v));
+    case JSON_TRUE: return buf_puts(out, "true");
+    case JSON_FALSE: return buf_puts(out, "false");
+    case JSON_NULL: return buf_puts(out, "null");
+    }
+    return ERR_INVAL;
 }
 
 int core_json_dump(const json_t *v, Buf *out)

@@ -1,6 +1,7 @@
 /* JSON helpers over Jansson: bounded parsing with positioned errors, and the
- * canonical text form that Bureau hashes (compact, keys sorted bytewise,
- * UTF-8 kept as is). */
+ * canonical text form that Bureau hashes: compact, object keys sorted
+ * bytewise, UTF-8 kept as is, only '"', '\\' and control characters escaped,
+ * reals in the shortest form that reads back as the same double. */
 #ifndef BUREAU_CORE_JSON_H
 #define BUREAU_CORE_JSON_H
 

@@ -8,6 +8,7 @@
 
 #include "core/buf.h"
 #include "core/json.h"
+#include "ledger/ledger_int.h"
 
 #define DEFAULT_MAX_DATA (1024 * 1024)
 
@@ -60,6 +61,30 @@ static bool subject_valid(const char *s, size_t len)
         if (s[i] <= ' ' || s[i] > '~')
             return false;
     return true;
+}
+
+const char *ledger__row_malformed(const Event *ev)
+{
+    if (!core_ulid_valid(ev->id, strlen(ev->id)))
+        return "id is not a ULID";
+    if (!ledger_type_valid(ev->type, strlen(ev->type)))
+        return "type is not an event type";
+    if (!source_valid(ev->source, strlen(ev->source)))
+        return "source is not valid";
+    if (ev->subject && !subject_valid(ev->subject, strlen(ev->subject)))
+        return "subject is not kind:id";
+    if (strcmp(ev->consent, "none") && strcmp(ev->consent, "transactional") &&
+        strcmp(ev->consent, "marketing"))
+        return "consent is not a consent value";
+    if (ev->key_present && strlen(ev->idempotency_key) != CORE_SHA256_HEX)
+        return "idempotency_key is not a SHA-256";
+    if (!core_trace_valid(ev->trace_id, strlen(ev->trace_id)))
+        return "trace_id is not a trace id";
+    int64_t ms;
+    if (core_time_parse(ev->occurred_at, strlen(ev->occurred_at), &ms) < 0 ||
+        core_time_parse(ev->received_at, strlen(ev->received_at), &ms) < 0)
+        return "a time is not RFC 3339";
+    return NULL;
 }
 
 void ledger_event_free(Event *ev)
@@ -291,6 +316,7 @@ int ledger_event_from_row(StoreStmt *st, Event **ret, Err *err)
     copy_col(st, 6, ev->received_at, sizeof ev->received_at);
     copy_col(st, 7, ev->consent, sizeof ev->consent);
     copy_col(st, 8, ev->idempotency_key, sizeof ev->idempotency_key);
+    ev->key_present = store_col_type(st, 8) != STORE_NULL;
     copy_col(st, 9, ev->trace_id, sizeof ev->trace_id);
     size_t len;
     const char *d = store_col_text(st, 10, &len);
@@ -321,11 +347,19 @@ static void netstring(CoreSha256 *h, const char *s)
 int ledger_event_chain_hash(const Event *ev, const char *prev_hash_hex,
                             char out[CORE_SHA256_HEX + 1])
 {
+    CoreSha256 *h = core_sha256_new();
+    int rc = ledger_event_chain_hash_with(h, ev, prev_hash_hex, out);
+    core_sha256_free(h);
+    return rc;
+}
+
+int ledger_event_chain_hash_with(CoreSha256 *h, const Event *ev, const char *prev_hash_hex,
+                                 char out[CORE_SHA256_HEX + 1])
+{
     uint8_t prev[CORE_SHA256_LEN], dh[CORE_SHA256_LEN], digest[CORE_SHA256_LEN];
     if (core_hex_decode(prev_hash_hex, strlen(prev_hash_hex), prev, sizeof prev) < 0 ||
         core_hex_decode(ev->data_hash, strlen(ev->data_hash), dh, sizeof dh) < 0)
         return ERR_INVAL;
-    CoreSha256 *h = core_sha256_new();
     char seq[24];
     snprintf(seq, sizeof seq, "%lld", (long long)ev->seq);
     core_sha256_update(h, prev, sizeof prev);
@@ -341,7 +375,6 @@ int ledger_event_chain_hash(const Event *ev, const char *prev_hash_hex,
     netstring(h, ev->trace_id);
     core_sha256_update(h, dh, sizeof dh);
     core_sha256_final(h, digest);
-    core_sha256_free(h);
     core_hex_encode(digest, sizeof digest, out);
     return 0;
 }

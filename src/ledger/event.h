@@ -33,6 +33,7 @@ typedef struct Event {
     char received_at[CORE_TIME_LEN + 1];
     char consent[16];                       /* transactional | marketing | none */
     char idempotency_key[CORE_SHA256_HEX + 1]; /* hex SHA-256, "" when none */
+    bool key_present;                       /* read from a row: the column was not NULL */
     char trace_id[CORE_TRACE_LEN + 1];
     char *data;                             /* canonical JSON object text */
     size_t data_len;
@@ -76,6 +77,9 @@ int ledger_event_from_row(StoreStmt *st, Event **ret, Err *err);
  * consent, idempotency_key and trace_id. Writes hex into out. */
 int ledger_event_chain_hash(const Event *ev, const char *prev_hash_hex,
                             char out[CORE_SHA256_HEX + 1]);
+/* The same with the caller's hashing context (reused across calls). */
+int ledger_event_chain_hash_with(CoreSha256 *h, const Event *ev, const char *prev_hash_hex,
+                                 char out[CORE_SHA256_HEX + 1]);
 
 /* True when s names an event type: ^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$ */
 bool ledger_type_valid(const char *s, size_t len);

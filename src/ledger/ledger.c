@@ -7,7 +7,12 @@
  *   COMMIT returned, i.e. after the commit is durable under the configured
  *   synchronous level.
  * - Each request is a savepoint: a failing request rolls back alone, the
- *   others of the batch still commit. */
+ *   others of the batch still commit.
+ * - Idempotency keys are unique. Keys of events after '@keys' live in the
+ *   writer's tail map (loaded from the events table whenever the head moved
+ *   under another process), older ones in the idempotency table; the tail is
+ *   moved there in sorted batches of KEYS_FLUSH, so that random keys do not
+ *   cost one index page per event and commit. */
 #include "ledger/ledger.h"
 
 #include <errno.h>
@@ -27,6 +32,23 @@
 
 #define MAX_QUEUED_EVENTS 16384
 #define NOTIFY_FILE "ledger.notify"
+#define KEYS_FLUSH 4096
+#define CHECKPOINT_EVERY 512 /* commits between WAL checkpoints */
+
+/* Idempotency keys of the events after '@keys': a vector in seq order with
+ * an open-addressing index (slot = position + 1, 0 = empty). */
+typedef struct TailKey {
+    char key[CORE_SHA256_HEX + 1];
+    char id[CORE_ULID_LEN + 1];
+    int64_t seq;
+} TailKey;
+
+typedef struct KeyTail {
+    TailKey *v;
+    size_t n, cap;
+    uint32_t *slots;
+    size_t nslots; /* power of two, > 2 * cap */
+} KeyTail;
 
 typedef struct Req {
     Event **events;
@@ -51,6 +73,16 @@ struct Ledger {
     Store *w; /* the writer thread's connection */
     pthread_t writer;
     int64_t known_head; /* writer only: head after our last commit, -1 unknown */
+    KeyTail tail;       /* writer only: valid for known_head */
+    CoreSha256 *sha;    /* writer only */
+    int commits_since_checkpoint;
+
+    /* The checkpointer: runs WAL checkpoints beside the writer. */
+    pthread_t checkpointer;
+    bool checkpointing;
+    Store *ckpt;
+    pthread_cond_t ckpt_cond;
+    bool ckpt_wanted;
 
     pthread_mutex_t mu;
     pthread_cond_t work, space, head_cond;
@@ -161,10 +193,161 @@ static int lease_check(Store *s, const char *lease, const char *holder, Err *err
     return ok ? 0 : err_set(err, ERR_LEASE, "lease '%s' is no longer held by this process", lease);
 }
 
-static int find_duplicate(Store *s, const Event *ev, LedgerAppendResult *res, Err *err)
+static uint64_t key_hash(const char *hex)
+{
+    uint64_t h = 0;
+    for (int i = 0; i < 16; i++) /* the key is already a SHA-256: its prefix is uniform */
+        h = h << 4 | (uint64_t)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+    return h;
+}
+
+static void tail_index(KeyTail *t)
+{
+    memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    for (size_t i = 0; i < t->n; i++) {
+        size_t j = key_hash(t->v[i].key) & (t->nslots - 1);
+        while (t->slots[j])
+            j = (j + 1) & (t->nslots - 1);
+        t->slots[j] = (uint32_t)i + 1;
+    }
+}
+
+static void tail_add(KeyTail *t, const char *key, int64_t seq, const char *id)
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : KEYS_FLUSH;
+        t->v = xrealloc(t->v, t->cap * sizeof *t->v);
+        free(t->slots);
+        t->nslots = 1;
+        while (t->nslots <= 2 * t->cap)
+            t->nslots <<= 1;
+        t->slots = xcalloc(t->nslots, sizeof *t->slots);
+        tail_index(t);
+    }
+    TailKey *k = &t->v[t->n];
+    memcpy(k->key, key, sizeof k->key);
+    memcpy(k->id, id, sizeof k->id);
+    k->seq = seq;
+    size_t j = key_hash(key) & (t->nslots - 1);
+    while (t->slots[j])
+        j = (j + 1) & (t->nslots - 1);
+    t->slots[j] = (uint32_t)++t->n;
+}
+
+static const TailKey *tail_find(const KeyTail *t, const char *key)
+{
+    if (!t->n)
+        return NULL;
+    size_t j = key_hash(key) & (t->nslots - 1);
+    for (; t->slots[j]; j = (j + 1) & (t->nslots - 1))
+        if (!memcmp(t->v[t->slots[j] - 1].key, key, CORE_SHA256_HEX))
+            return &t->v[t->slots[j] - 1];
+    return NULL;
+}
+
+/* Drops the entries from position n on (a rolled-back request's). */
+static void tail_truncate(KeyTail *t, size_t n)
+{
+    if (n < t->n) {
+        t->n = n;
+        tail_index(t);
+    }
+}
+
+static void tail_free(KeyTail *t)
+{
+    free(t->v);
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+static int state_seq(Store *s, const char *name, int64_t *ret, Err *err)
 {
     StoreStmt *st;
-    int rc = store_prepare(s, "SELECT seq, id FROM events WHERE idempotency_key = ?1", &st, err);
+    int rc = store_prepare(s, "SELECT seq FROM ledger_state WHERE name = ?1", &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, name, strlen(name));
+    rc = store_step(st, err);
+    *ret = rc == STORE_ROW ? store_col_int(st, 0) : 0;
+    store_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* Reloads the tail from the events after '@keys' (inside the transaction). */
+static int tail_load(Ledger *l, Err *err)
+{
+    int64_t upto;
+    int rc = state_seq(l->w, "@keys", &upto, err);
+    if (rc < 0)
+        return rc;
+    l->tail.n = 0;
+    StoreStmt *st;
+    if ((rc = store_prepare(l->w,
+                            "SELECT seq, id, idempotency_key FROM events"
+                            " WHERE seq > ?1 AND idempotency_key IS NOT NULL ORDER BY seq",
+                            &st, err)) < 0)
+        return rc;
+    store_bind_int(st, 1, upto);
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        size_t kl, il;
+        const char *key = store_col_text(st, 2, &kl), *id = store_col_text(st, 1, &il);
+        if (key && kl == CORE_SHA256_HEX && id && il == CORE_ULID_LEN)
+            tail_add(&l->tail, key, store_col_int(st, 0), id);
+    }
+    store_stmt_done(st);
+    if (l->tail.n == 0 && l->tail.slots)
+        tail_index(&l->tail);
+    return rc < 0 ? rc : 0;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(((const TailKey *)a)->key, ((const TailKey *)b)->key, CORE_SHA256_HEX);
+}
+
+/* Moves the tail into the idempotency table, in key order (inside the
+ * transaction; if it rolls back, the tail is reloaded). */
+static int tail_flush(Ledger *l, int64_t head, Err *err)
+{
+    qsort(l->tail.v, l->tail.n, sizeof *l->tail.v, key_cmp);
+    StoreStmt *st;
+    int rc = 0;
+    for (size_t i = 0; i < l->tail.n && rc == 0; i++) {
+        if ((rc = store_prepare(l->w,
+                                "INSERT INTO idempotency(key, seq) VALUES (?1, ?2)"
+                                " ON CONFLICT(key) DO NOTHING",
+                                &st, err)) < 0)
+            break;
+        store_bind_text(st, 1, l->tail.v[i].key, CORE_SHA256_HEX);
+        store_bind_int(st, 2, l->tail.v[i].seq);
+        rc = store_stmt_exec(st, err);
+    }
+    if (rc == 0 && (rc = store_prepare(l->w,
+                                       "UPDATE ledger_state SET seq = ?1 WHERE name = '@keys'",
+                                       &st, err)) == 0) {
+        store_bind_int(st, 1, head);
+        rc = store_stmt_exec(st, err);
+    }
+    l->tail.n = 0;
+    tail_index(&l->tail);
+    return rc;
+}
+
+static int find_duplicate(Ledger *l, const Event *ev, LedgerAppendResult *res, Err *err)
+{
+    const TailKey *k = tail_find(&l->tail, ev->idempotency_key);
+    if (k) {
+        res->seq = k->seq;
+        memcpy(res->id, k->id, sizeof res->id);
+        res->duplicate = true;
+        return STORE_ROW;
+    }
+    StoreStmt *st;
+    int rc = store_prepare(l->w,
+                           "SELECT e.seq, e.id FROM idempotency i JOIN events e ON e.seq = i.seq"
+                           " WHERE i.key = ?1",
+                           &st, err);
     if (rc < 0)
         return rc;
     store_bind_text(st, 1, ev->idempotency_key, CORE_SHA256_HEX);
@@ -219,7 +402,7 @@ static int apply_request(Ledger *l, Req *r, int64_t *head, char *head_hash, Err 
         LedgerAppendResult *res = &r->results[i];
         memset(res, 0, sizeof *res);
         if (ev->idempotency_key[0]) {
-            if ((rc = find_duplicate(s, ev, res, err)) < 0)
+            if ((rc = find_duplicate(l, ev, res, err)) < 0)
                 return rc;
             if (rc == STORE_ROW)
                 continue;
@@ -227,13 +410,15 @@ static int apply_request(Ledger *l, Req *r, int64_t *head, char *head_hash, Err 
         ev->seq = *head + 1;
         core_ulid_new(ev->id);
         memcpy(ev->prev_hash, head_hash, CORE_SHA256_HEX + 1);
-        if (ledger_event_chain_hash(ev, ev->prev_hash, ev->hash) < 0)
+        if (ledger_event_chain_hash_with(l->sha, ev, ev->prev_hash, ev->hash) < 0)
             return err_set(err, ERR_INTERNAL, "event %s: bad data hash", ev->id);
         if ((rc = insert_event(s, ev, err)) < 0 ||
             (rc = ledger__projections_apply(s, ev, err)) < 0)
             return rc;
         *head = ev->seq;
         memcpy(head_hash, ev->hash, CORE_SHA256_HEX + 1);
+        if (ev->idempotency_key[0])
+            tail_add(&l->tail, ev->idempotency_key, ev->seq, ev->id);
         res->seq = ev->seq;
         memcpy(res->id, ev->id, sizeof res->id);
     }
@@ -264,33 +449,47 @@ static int commit_batch(Ledger *l, Req *batch, int64_t *ret_head, Err *err)
     char hash[CORE_SHA256_HEX + 1];
     if ((rc = ledger_head(s, &head, hash, err)) < 0)
         goto fail;
-    if (head != l->known_head && (rc = ledger__projections_catch_up(s, head, err)) < 0)
-        goto fail;
+    if (head != l->known_head) { /* first batch, or another process appended */
+        if ((rc = ledger__projections_catch_up(s, head, err)) < 0 || (rc = tail_load(l, err)) < 0)
+            goto fail;
+    }
     int64_t start = head;
+    bool alone = batch->next == NULL; /* no savepoint needed for a lone request */
     for (Req *r = batch; r; r = r->next) {
         int64_t saved_head = head;
+        size_t saved_tail = l->tail.n;
         char saved_hash[CORE_SHA256_HEX + 1];
         memcpy(saved_hash, hash, sizeof hash);
-        if ((rc = store_begin_write(s, err)) < 0) /* a savepoint */
+        if (!alone && (rc = store_begin_write(s, err)) < 0) /* a savepoint */
             goto fail;
         r->rc = apply_request(l, r, &head, hash, &r->err);
         if (r->rc < 0) {
+            if (alone) { /* the request failed, not the batch: nothing to commit */
+                store_rollback(s);
+                l->known_head = -1;
+                *ret_head = -1;
+                return 0;
+            }
             store_rollback(s);
             head = saved_head;
             memcpy(hash, saved_hash, sizeof hash);
-        } else if ((rc = store_commit(s, err)) < 0) {
+            tail_truncate(&l->tail, saved_tail);
+        } else if (!alone && (rc = store_commit(s, err)) < 0) {
             goto fail;
         }
     }
     if (head != start) {
         StoreStmt *st;
         if ((rc = ledger__projections_checkpoint(s, head, err)) < 0 ||
-            (rc = store_prepare(s, "UPDATE ledger_head SET seq = ?1, hash = ?2 WHERE id = 1",
+            (rc = store_prepare(s,
+                                "UPDATE ledger_state SET seq = ?1, hash = ?2 WHERE name = '@head'",
                                 &st, err)) < 0)
             goto fail;
         store_bind_int(st, 1, head);
         store_bind_text(st, 2, hash, CORE_SHA256_HEX);
         if ((rc = store_stmt_exec(st, err)) < 0)
+            goto fail;
+        if (l->tail.n >= KEYS_FLUSH && (rc = tail_flush(l, head, err)) < 0)
             goto fail;
     }
     if ((rc = store_commit(s, err)) < 0)
@@ -301,7 +500,7 @@ static int commit_batch(Ledger *l, Req *batch, int64_t *ret_head, Err *err)
 fail:
     while (store_in_tx(s))
         store_rollback(s);
-    l->known_head = -1;
+    l->known_head = -1; /* reload the head, projections and tail next time */
     return rc;
 }
 
@@ -354,6 +553,21 @@ static void *writer_main(void *arg)
         if (rc < 0)
             log_error("ledger commit failed",
                       json_pack("{s:s, s:I}", "error", err.msg, "events", (json_int_t)events));
+        if (rc == 0 && head >= 0) {
+            pthread_mutex_lock(&l->mu);
+            if (head > l->head_seq)
+                l->head_seq = head;
+            pthread_cond_broadcast(&l->head_cond);
+            if (++l->commits_since_checkpoint >= CHECKPOINT_EVERY && l->checkpointing) {
+                l->commits_since_checkpoint = 0;
+                l->ckpt_wanted = true;
+                pthread_cond_signal(&l->ckpt_cond);
+            }
+            pthread_mutex_unlock(&l->mu);
+            notify_others(l);
+        }
+        /* Acknowledge only now: a caller that returns from ledger_append()
+         * finds ledger_head_seq() at least at its own event. */
         for (Req *r = batch, *next; r; r = next) {
             next = r->next;
             if (rc < 0) {
@@ -363,15 +577,32 @@ static void *writer_main(void *arg)
             r->done(r->ctx, r->rc, &r->err, r->results, r->n);
             req_free(r);
         }
-        if (rc == 0) {
-            pthread_mutex_lock(&l->mu);
-            if (head > l->head_seq)
-                l->head_seq = head;
-            pthread_cond_broadcast(&l->head_cond);
-            pthread_mutex_unlock(&l->mu);
-            notify_others(l);
-        }
+
     }
+    return NULL;
+}
+
+/* WAL checkpoints run here, on their own connection, instead of inside the
+ * writer's COMMIT (the writer's connection has automatic checkpoints off).
+ * PASSIVE never blocks the writer; the WAL restarts from its beginning once a
+ * checkpoint has copied everything back. */
+static void *checkpointer_main(void *arg)
+{
+    Ledger *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->ckpt_wanted && !l->stopping)
+            pthread_cond_wait(&l->ckpt_cond, &l->mu);
+        if (l->stopping)
+            break;
+        l->ckpt_wanted = false;
+        pthread_mutex_unlock(&l->mu);
+        Err err = { 0 };
+        if (store_checkpoint(l->ckpt, &err) < 0)
+            log_warn("wal checkpoint failed", json_pack("{s:s}", "error", err.msg));
+        pthread_mutex_lock(&l->mu);
+    }
+    pthread_mutex_unlock(&l->mu);
     return NULL;
 }
 
@@ -590,7 +821,8 @@ static int initial_catch_up(Ledger *l, Err *err)
         return rc;
     int64_t head;
     if ((rc = ledger_head(l->w, &head, NULL, err)) < 0 ||
-        (rc = ledger__projections_catch_up(l->w, head, err)) < 0) {
+        (rc = ledger__projections_catch_up(l->w, head, err)) < 0 ||
+        (rc = tail_load(l, err)) < 0) {
         store_rollback(l->w);
         return rc;
     }
@@ -620,6 +852,8 @@ int ledger_open(const char *data_dir, const LedgerOptions *opts, Ledger **ret, E
     core_ulid_new(l->instance);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->work, NULL);
+    pthread_cond_init(&l->ckpt_cond, NULL);
+    l->sha = core_sha256_new();
     pthread_cond_init(&l->space, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -634,9 +868,18 @@ int ledger_open(const char *data_dir, const LedgerOptions *opts, Ledger **ret, E
     StoreOptions o;
     store_opts(&l->cfg, false, &o);
     int rc = ledger_db_prepare(data_dir, &l->cfg, false, err);
+    o.no_autocheckpoint = true;
     if (rc < 0 || (rc = store_open(l->db_path, &o, &l->w, err)) < 0 ||
         (rc = initial_catch_up(l, err)) < 0)
         goto fail;
+    o.no_autocheckpoint = false;
+    if ((rc = store_open(l->db_path, &o, &l->ckpt, err)) < 0)
+        goto fail;
+    if (pthread_create(&l->checkpointer, NULL, checkpointer_main, l) != 0) {
+        rc = err_set(err, ERR_INTERNAL, "cannot start the checkpointer thread");
+        goto fail;
+    }
+    l->checkpointing = true;
     l->notify_fd = open(notify_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (l->notify_fd < 0) {
         rc = err_set(err, ERR_IO, "open %s: %s", notify_path, strerror(errno));
@@ -671,6 +914,17 @@ void ledger_close(Ledger *l)
     pthread_mutex_unlock(&l->mu);
     if (writer_running)
         pthread_join(l->writer, NULL);
+    if (l->checkpointing) {
+        pthread_mutex_lock(&l->mu);
+        pthread_cond_broadcast(&l->ckpt_cond);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->checkpointer, NULL);
+        Err err = { 0 };
+        store_checkpoint(l->ckpt, &err); /* leave a short WAL behind */
+    }
+    store_close(l->ckpt);
+    tail_free(&l->tail);
+    core_sha256_free(l->sha);
     if (l->watching) {
         if (write(l->stop_pipe[1], "x", 1) < 0) {
             /* the watcher still sees POLLHUP once the pipe closes below */
@@ -690,6 +944,7 @@ void ledger_close(Ledger *l)
     pthread_cond_destroy(&l->work);
     pthread_cond_destroy(&l->space);
     pthread_cond_destroy(&l->head_cond);
+    pthread_cond_destroy(&l->ckpt_cond);
     free(l->dir);
     free(l->db_path);
     free(l);

@@ -14,6 +14,12 @@ int ledger__projections_apply(Store *tx, const Event *ev, Err *err);
 /* Records head as every projection's checkpoint. */
 int ledger__projections_checkpoint(Store *tx, int64_t head, Err *err);
 
+/* NULL when every header value of a stored row is one the writer could have
+ * written; otherwise a description of the first that is not. (The chain hash
+ * writes an absent subject or key like an empty one, so an empty one must be
+ * refused here.) */
+const char *ledger__row_malformed(const Event *ev);
+
 extern const StoreMigration ledger__migrations[];
 extern const size_t ledger__migrations_count;
 

@@ -54,7 +54,7 @@ static int checkpoint_get(Store *s, const Projection *p, int *ret_version, int64
                           Err *err)
 {
     StoreStmt *st;
-    int rc = store_prepare(s, "SELECT version, seq FROM projections WHERE name = ?1", &st, err);
+    int rc = store_prepare(s, "SELECT version, seq FROM ledger_state WHERE name = ?1", &st, err);
     if (rc < 0)
         return rc;
     store_bind_text(st, 1, p->name, strlen(p->name));
@@ -74,7 +74,7 @@ static int checkpoint_set(Store *s, const Projection *p, int64_t seq, Err *err)
 {
     StoreStmt *st;
     int rc = store_prepare(s,
-                           "INSERT INTO projections(name, version, seq) VALUES (?1, ?2, ?3)"
+                           "INSERT INTO ledger_state(name, version, seq) VALUES (?1, ?2, ?3)"
                            " ON CONFLICT(name) DO UPDATE SET version = ?2, seq = ?3",
                            &st, err);
     if (rc < 0)

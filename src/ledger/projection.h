@@ -25,7 +25,8 @@ typedef struct Projection {
 } Projection;
 
 /* Registers p (static storage) for every ledger opened afterwards in this
- * process. Registering the same name twice keeps the first. */
+ * process. Registering the same name twice keeps the first. Names starting
+ * with '@' are reserved for the ledger's own bookkeeping. */
 void ledger_projection_register(const Projection *p);
 /* Registers the ledger's own projections (counts). Idempotent. */
 void ledger_projections_builtin(void);

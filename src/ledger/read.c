@@ -10,7 +10,7 @@
 int ledger_head(Store *s, int64_t *ret_seq, char ret_hash[CORE_SHA256_HEX + 1], Err *err)
 {
     StoreStmt *st;
-    int rc = store_prepare(s, "SELECT seq, hash FROM ledger_head WHERE id = 1", &st, err);
+    int rc = store_prepare(s, "SELECT seq, hash FROM ledger_state WHERE name = '@head'", &st, err);
     if (rc < 0)
         return rc;
     rc = store_step(st, err);
@@ -23,7 +23,7 @@ int ledger_head(Store *s, int64_t *ret_seq, char ret_hash[CORE_SHA256_HEX + 1], 
         }
         rc = 0;
     } else if (rc == STORE_DONE) {
-        rc = err_set(err, ERR_CHAIN, "the ledger head row is missing");
+        rc = err_set(err, ERR_CHAIN, "the ledger head row (ledger_state @head) is missing");
     }
     store_stmt_done(st);
     return rc;
@@ -110,10 +110,14 @@ int ledger_verify(Store *s, int64_t *ret_count, int64_t *ret_bad_seq, Err *err)
         ledger_event_from_row(st, &ev, NULL);
         char dh[CORE_SHA256_HEX + 1], h[CORE_SHA256_HEX + 1];
         core_sha256_hex(ev->data, ev->data_len, dh);
+        const char *malformed = ledger__row_malformed(ev);
         if (ev->seq != expect) {
             bad = expect < ev->seq ? expect : ev->seq;
             rc = err_set(err, ERR_CHAIN, "seq %lld: missing (the next row is seq %lld)",
                          (long long)bad, (long long)ev->seq);
+        } else if (malformed) {
+            bad = ev->seq;
+            rc = err_set(err, ERR_CHAIN, "seq %lld: %s (altered)", (long long)ev->seq, malformed);
         } else if (strcmp(ev->prev_hash, prev)) {
             bad = ev->seq;
             rc = err_set(err, ERR_CHAIN,

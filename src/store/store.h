@@ -23,6 +23,7 @@ typedef struct StoreOptions {
     int busy_timeout_ms;    /* wait for other writers; 0 = default 10 s */
     bool readonly;
     bool create;            /* create the database file when missing */
+    bool no_autocheckpoint; /* commits never checkpoint the WAL: call store_checkpoint() */
 } StoreOptions;
 
 /* One embedded migration: its version (1, 2, ...), name and SQL. */
@@ -107,6 +108,10 @@ int store_stmt_exec(StoreStmt *st, Err *err);
 int store_backup_to(Store *s, const char *dest_path, Err *err);
 /* Replaces this database's content with src's, under the write lock. */
 int store_restore_from(Store *s, const Store *src, Err *err);
+
+/* Copies committed WAL content back into the database without blocking
+ * writers (a passive checkpoint); a no-op for backends without a WAL. */
+int store_checkpoint(Store *s, Err *err);
 
 const char *store_path(const Store *s);
 

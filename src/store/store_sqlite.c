@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store_int.h"
@@ -26,6 +27,8 @@ typedef struct SqliteStore {
     sqlite3 *db;
     char *path;
     int depth; /* 0: no transaction; 1: BEGIN; >1: savepoints */
+    int busy_timeout_ms;
+    int64_t busy_since_ns;
     SqlStmt *cache[CACHE_BUCKETS];
 } SqliteStore;
 
@@ -55,6 +58,24 @@ static int exec_sql(Store *base, const char *sql, Err *err)
     return 0;
 }
 
+/* Another connection holds the lock: retry every 250 µs until the busy
+ * timeout. SQLite's own handler backs off to 100 ms steps, so a process
+ * committing small batches back to back would starve the others. */
+static int busy_wait(void *arg, int count)
+{
+    SqliteStore *s = arg;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    if (count == 0)
+        s->busy_since_ns = ns;
+    if (ns - s->busy_since_ns >= (int64_t)s->busy_timeout_ms * 1000000)
+        return 0;
+    struct timespec pause = { 0, 250000 };
+    nanosleep(&pause, NULL);
+    return 1;
+}
+
 int store__sqlite_open(const char *path, const StoreOptions *opts, Store **ret, Err *err)
 {
     if (!opts->create && access(path, F_OK) != 0)
@@ -73,7 +94,8 @@ int store__sqlite_open(const char *path, const StoreOptions *opts, Store **ret, 
     s->base.ops = &sqlite_ops;
     s->db = db;
     s->path = xstrdup(path);
-    sqlite3_busy_timeout(db, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 10000);
+    s->busy_timeout_ms = opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 10000;
+    sqlite3_busy_handler(db, busy_wait, s);
     sqlite3_extended_result_codes(db, 0);
     char pragmas[512];
     snprintf(pragmas, sizeof pragmas,
@@ -82,9 +104,11 @@ int store__sqlite_open(const char *path, const StoreOptions *opts, Store **ret, 
              "PRAGMA foreign_keys=ON;"
              "PRAGMA secure_delete=ON;"
              "PRAGMA temp_store=MEMORY;"
-             "PRAGMA cache_size=-8192;",
+             "PRAGMA cache_size=-8192;"
+             "%s",
              opts->readonly ? "" : "PRAGMA journal_mode=WAL;",
-             opts->durability_normal ? "NORMAL" : "FULL");
+             opts->durability_normal ? "NORMAL" : "FULL",
+             opts->no_autocheckpoint ? "PRAGMA wal_autocheckpoint=0;" : "");
     int rc = exec_sql(&s->base, pragmas, err);
     if (rc < 0) {
         s->base.ops->close(&s->base);
@@ -111,6 +135,23 @@ static void sq_close(Store *base)
     free(s);
 }
 
+static int sq_prepare(Store *base, const char *sql, StoreStmt **ret, Err *err);
+static int sq_step(StoreStmt *b, Err *err);
+static void sq_stmt_done(StoreStmt *base);
+
+/* Runs a parameterless statement through the statement cache: transaction
+ * control runs several times per commit and is not worth re-parsing. */
+static int run_cached(SqliteStore *s, const char *sql, Err *err)
+{
+    StoreStmt *st;
+    int rc = sq_prepare(&s->base, sql, &st, err);
+    if (rc < 0)
+        return rc;
+    rc = sq_step(st, err);
+    sq_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
 static int sq_begin(Store *base, bool write, Err *err)
 {
     SqliteStore *s = (SqliteStore *)base;
@@ -121,7 +162,7 @@ static int sq_begin(Store *base, bool write, Err *err)
         snprintf(sql, sizeof sql, write ? "BEGIN IMMEDIATE" : "BEGIN");
     else
         snprintf(sql, sizeof sql, "SAVEPOINT s%d", s->depth);
-    int rc = exec_sql(base, sql, err);
+    int rc = run_cached(s, sql, err);
     if (rc == 0)
         s->depth++;
     return rc;
@@ -137,7 +178,7 @@ static int sq_commit(Store *base, Err *err)
         snprintf(sql, sizeof sql, "COMMIT");
     else
         snprintf(sql, sizeof sql, "RELEASE s%d", s->depth - 1);
-    int rc = exec_sql(base, sql, err);
+    int rc = run_cached(s, sql, err);
     if (rc == 0)
         s->depth--;
     return rc;
@@ -335,7 +376,17 @@ static int sq_restore_from(Store *base, const Store *src, Err *err)
     return copy_db(s->db, from->db, "restore", err);
 }
 
+static int sq_checkpoint(Store *base, Err *err)
+{
+    SqliteStore *s = (SqliteStore *)base;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        return fail(s, err, "checkpoint");
+    return 0;
+}
+
 static const StoreOps sqlite_ops = {
+    .checkpoint = sq_checkpoint,
     .name = "sqlite",
     .close = sq_close,
     .exec = exec_sql,

@@ -10,8 +10,8 @@ gen() { # gen FROM TO
   }'
 }
 nev() { sqlite3 "$1/bureau.db" 'SELECT count(*) FROM events'; }
-state() { # what a data dir holds: every event and the chain head
-  sqlite3 "$1/bureau.db" 'SELECT * FROM events ORDER BY seq; SELECT * FROM ledger_head' | sha256sum
+state() { # everything a data dir's database holds
+  sqlite3 "$1/bureau.db" .dump | sha256sum
 }
 
 # ---- backups taken while a bulk ingest appends ----
@@ -27,7 +27,7 @@ genpid=$!
 exec 3<"$TMP/out"
 IFS= read -r -t 120 first <&3
 expect_contains "ingest is running: its first event is acknowledged" "$first" '"seq":1,'
-cat <&3 >"$TMP/acks" &
+cat <&3 >"$TMP/acks" 4>&- &
 drain=$!
 counts=()
 for b in 1 2 3; do
@@ -102,6 +102,35 @@ expect_eq "restore of a good backup over a live data dir: exit 0" "$RC" 0
 expect_eq "restore replaced the live events" "$(nev "$D")" "${counts[0]:-0}"
 run bureau --data "$D" audit verify
 expect_eq "the restored live data dir verifies" "$RC" 0
+
+# ---- backup onto the live database itself ----
+S=$TMP/self
+bureau --data "$S" init >/dev/null
+gen 1 100 | bureau --data "$S" ingest --bulk >/dev/null
+before=$(state "$S")
+run bureau --data "$S" backup "$S/bureau.db"
+expect_eq "backup onto the live database file: refused (exit 1)" "$RC" 1
+run bureau --data "$S" backup "$S/../self/bureau.db"
+expect_eq "backup onto the live database file by another path: refused (exit 1)" "$RC" 1
+expect_eq "backup onto the live database file: the database is unchanged" "$(state "$S")" "$before"
+# ... while an ingest appends: every acknowledged event must survive.
+mkfifo "$TMP/s.out"
+gen 101 20000 >"$TMP/s.ndjson"
+"$BUREAU" --data "$S" ingest --bulk --json --file "$TMP/s.ndjson" >"$TMP/s.out" 2>/dev/null &
+sp=$!
+exec 6<"$TMP/s.out"
+IFS= read -r -t 120 first <&6
+cat <&6 >"$TMP/s.acks" &
+sdrain=$!
+for b in 1 2 3 4 5; do bureau --data "$S" backup "$S/bureau.db" >/dev/null 2>&1; done
+wait "$sp"
+wait "$sdrain"
+exec 6<&-
+acked=$(( $(wc -l <"$TMP/s.acks") + 1 ))
+expect_eq "backup onto the live database during an ingest: the $acked acknowledged events survive" \
+  "$(sqlite3 "$S/bureau.db" 'SELECT count(*) FROM events' 2>&1)" "$((acked + 100))"
+run bureau --data "$S" audit verify
+expect_eq "backup onto the live database during an ingest: the chain verifies" "$RC" 0
 
 # ---- a database newer than the binary is refused ----
 F=$TMP/future

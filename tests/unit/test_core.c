@@ -189,6 +189,24 @@ Test(json, canonical_sorts_keys_and_is_compact)
     json_decref(v);
 }
 
+Test(json, canonical_reals_and_escapes)
+{
+    json_t *v;
+    const char *text = "{\"r\":[0.1, 1.0, 1e300, -2.5e-7, 100.0], \"s\":\"a\\\"b\\\\c\\n\\u0001\\u00e9/\"}";
+    cr_assert_eq(core_json_parse(text, strlen(text), &v, NULL), 0);
+    Buf b;
+    buf_init(&b, 0);
+    cr_assert_eq(core_json_canonical(v, &b), 0);
+    cr_assert_str_eq(b.ptr, "{\"r\":[0.1,1.0,1e+300,-2.5e-07,100.0],\"s\":\"a\\\"b\\\\c\\n\\u0001\xc3\xa9/\"}");
+    /* the canonical text parses back to an equal value */
+    json_t *back;
+    cr_assert_eq(core_json_parse(b.ptr, b.len, &back, NULL), 0);
+    cr_assert(json_equal(v, back));
+    json_decref(back);
+    buf_done(&b);
+    json_decref(v);
+}
+
 Test(json, errors_name_the_position)
 {
     json_t *v;

@@ -6,9 +6,60 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <spawn.h>
+#include <stdlib.h>
+
 #include "helpers.h"
 #include "ledger/ledger.h"
 #include "ledger/reactor.h"
+
+extern char **environ;
+
+/* "Another process" is this binary run again with TEST_CHILD_DIR set: it
+ * appends one event (key TEST_CHILD_KEY, if set) before Criterion starts and
+ * exits. A plain fork() of a process with running ledger threads could
+ * inherit a lock held by one of them. */
+__attribute__((constructor)) static void child_append(void)
+{
+    const char *d = getenv("TEST_CHILD_DIR");
+    if (!d)
+        return;
+    const char *key = getenv("TEST_CHILD_KEY");
+    Ledger *other = NULL;
+    Err e = { 0 };
+    if (ledger_open(d, NULL, &other, &e) < 0)
+        _exit(2);
+    json_t *data = json_pack("{s:i}", "child", 1);
+    Event *ev = NULL;
+    int rc = ledger_event_new("test.other", "child", NULL, data, key, NULL, &ev, &e);
+    json_decref(data);
+    if (rc == 0)
+        rc = ledger_append(other, &ev, 1, NULL, &e);
+    ledger_close(other);
+    _exit(rc < 0 ? 3 : 0);
+}
+
+static pid_t spawn_child(const char *d, const char *key)
+{
+    char dir_env[512], key_env[256];
+    snprintf(dir_env, sizeof dir_env, "TEST_CHILD_DIR=%s", d);
+    snprintf(key_env, sizeof key_env, "TEST_CHILD_KEY=%s", key ? key : "");
+    int n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc((size_t)n + 3, sizeof *env);
+    for (int i = 0; i < n; i++)
+        env[i] = environ[i];
+    env[n] = dir_env;
+    if (key)
+        env[n + 1] = key_env;
+    char *argv[] = { "test_ledger", NULL };
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, env);
+    free(env);
+    cr_assert_eq(rc, 0, "posix_spawn: %d", rc);
+    return pid;
+}
 
 static char *dir;
 static Ledger *led;
@@ -228,18 +279,7 @@ Test(ledger, async_callbacks_run_in_submission_order)
 Test(ledger, wait_wakes_on_appends_from_another_process)
 {
     int64_t head = ledger_head_seq(led);
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* The child is another process with its own ledger on the same dir. */
-        Ledger *other = NULL;
-        Err e = { 0 };
-        if (ledger_open(dir, NULL, &other, &e) < 0)
-            _exit(2);
-        Event *ev = mk("test.other", NULL, 1);
-        int rc = ledger_append(other, &ev, 1, NULL, &e);
-        ledger_close(other);
-        _exit(rc < 0 ? 3 : 0);
-    }
+    pid_t pid = spawn_child(dir, NULL);
     /* Wakes on the child's commit, not on the (long) timeout. */
     int64_t now = ledger_wait(led, head, 60000);
     int status;
@@ -361,5 +401,80 @@ Test(ledger, reactor_emits_once_per_event_across_restarts)
     cr_assert_eq(count_type(s, "test.pong"), 35);
     int64_t count, bad;
     cr_assert_eq(ledger_verify(s, &count, &bad, &e), 0, "%s", e.msg);
+    store_close(s);
+}
+
+static int64_t scalar(Store *s, const char *sql)
+{
+    StoreStmt *st;
+    Err e = { 0 };
+    cr_assert_eq(store_prepare(s, sql, &st, &e), 0, "%s", e.msg);
+    cr_assert_eq(store_step(st, &e), STORE_ROW);
+    int64_t v = store_col_int(st, 0);
+    store_stmt_done(st);
+    return v;
+}
+
+Test(ledger, idempotency_holds_across_processes_reopens_and_key_flushes)
+{
+    enum { N = 5000, CHUNK = 500 };
+    Err e = { 0 };
+    /* keys appended by another process are seen by this one's writer */
+    pid_t pid = spawn_child(dir, "shared-key");
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert_eq(WEXITSTATUS(status), 0);
+    Event *dup = mk("test.mine", "shared-key", 2);
+    LedgerAppendResult r;
+    cr_assert_eq(ledger_append(led, &dup, 1, &r, &e), 0);
+    cr_assert(r.duplicate, "a key appended by another process is a duplicate here");
+    cr_assert_eq(r.seq, 1);
+
+    /* more keys than one flush: some end in the idempotency table */
+    for (int c = 0; c < N / CHUNK; c++) {
+        Event *evs[CHUNK];
+        for (int i = 0; i < CHUNK; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "k%d", c * CHUNK + i);
+            evs[i] = mk("test.keyed", key, i);
+        }
+        cr_assert_eq(ledger_append(led, evs, CHUNK, NULL, &e), 0, "%s", e.msg);
+    }
+    Store *s = reader();
+    cr_assert_geq(scalar(s, "SELECT count(*) FROM idempotency"), 4096);
+    cr_assert_geq(scalar(s, "SELECT seq FROM ledger_state WHERE name = '@keys'"), 4096);
+    /* a reopened ledger still finds every key, flushed or in the tail */
+    ledger_close(led);
+    Config cfg;
+    core_config_defaults(&cfg);
+    cfg.durability_normal = true;
+    LedgerOptions o = { .config = &cfg };
+    cr_assert_eq(ledger_open(dir, &o, &led, &e), 0, "%s", e.msg);
+    for (int i = 0; i < N; i += 97) {
+        char key[32];
+        snprintf(key, sizeof key, "k%d", i);
+        Event *ev = mk("test.keyed", key, i);
+        cr_assert_eq(ledger_append(led, &ev, 1, &r, &e), 0);
+        cr_assert(r.duplicate, "key %s", key);
+        cr_assert_eq(r.seq, i + 2, "key %s names seq %lld", key, (long long)r.seq);
+    }
+    cr_assert_eq(scalar(s, "SELECT count(*) FROM events"), N + 1);
+    store_close(s);
+}
+
+Test(ledger, verify_refuses_values_the_writer_never_writes)
+{
+    Err e = { 0 };
+    for (int i = 0; i < 3; i++) {
+        Event *ev = mk("test.item", NULL, i);
+        cr_assert_eq(ledger_append(led, &ev, 1, NULL, &e), 0);
+    }
+    Store *s = reader();
+    /* an empty subject hashes like an absent one: verify must still notice */
+    cr_assert_eq(store_exec(s, "UPDATE events SET subject = '' WHERE seq = 2", &e), 0);
+    int64_t count, bad = 0;
+    cr_assert_eq(ledger_verify(s, &count, &bad, &e), ERR_CHAIN);
+    cr_assert_eq(bad, 2);
+    cr_assert(strstr(e.msg, "subject"), "%s", e.msg);
     store_close(s);
 }

@@ -92,7 +92,7 @@ Test(projection, counts_follow_appends_and_replay_equals_live)
     cr_assert_eq(scalar(s, "SELECT sum(n) FROM event_counts"), 300);
     cr_assert_eq(scalar(s, "SELECT n FROM event_counts WHERE type = 'lead.created' AND source = 'cli'"),
                  34);
-    cr_assert_eq(scalar(s, "SELECT seq FROM projections WHERE name = 'counts'"), 300);
+    cr_assert_eq(scalar(s, "SELECT seq FROM ledger_state WHERE name = 'counts'"), 300);
     check_ok(s);
     int64_t applied = 0;
     Err e = { 0 };
@@ -154,21 +154,21 @@ Test(projection, lagging_or_outdated_projection_is_caught_up_at_open)
     append_mixed(90);
     Store *s = db();
     /* as if an older binary without this projection had appended */
-    exec(s, "UPDATE projections SET seq = 0 WHERE name = 'counts'; DELETE FROM event_counts");
+    exec(s, "UPDATE ledger_state SET seq = 0 WHERE name = 'counts'; DELETE FROM event_counts");
     store_close(s);
     append_mixed(0);
     s = db();
     cr_assert_eq(scalar(s, "SELECT sum(n) FROM event_counts"), 90);
-    cr_assert_eq(scalar(s, "SELECT seq FROM projections WHERE name = 'counts'"), 90);
+    cr_assert_eq(scalar(s, "SELECT seq FROM ledger_state WHERE name = 'counts'"), 90);
     /* a version change rebuilds from scratch, dropping whatever was there */
-    exec(s, "UPDATE projections SET version = 0 WHERE name = 'counts';"
+    exec(s, "UPDATE ledger_state SET version = 0 WHERE name = 'counts';"
             "INSERT INTO event_counts VALUES ('1999-01-01', 'junk.row', 'x', 5)");
     store_close(s);
     append_mixed(0);
     s = db();
     cr_assert_eq(scalar(s, "SELECT count(*) FROM event_counts WHERE type = 'junk.row'"), 0);
     cr_assert_eq(scalar(s, "SELECT sum(n) FROM event_counts"), 90);
-    cr_assert_eq(scalar(s, "SELECT version FROM projections WHERE name = 'counts'"), 1);
+    cr_assert_eq(scalar(s, "SELECT version FROM ledger_state WHERE name = 'counts'"), 1);
     check_ok(s);
     store_close(s);
 }
