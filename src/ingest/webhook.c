@@ -1,0 +1,2 @@
+/* placeholder: written by the ingest work */
+#include "ingest/ingest.h"
