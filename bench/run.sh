@@ -27,4 +27,9 @@ for b in "${BENCHES[@]}"; do
   fi
   echo
 done
+echo "== http (bench/http.sh)"
+if ! "$(dirname "$0")/http.sh" "$BUILD"; then
+  echo "bench/run.sh: http failed" >&2
+  status=1
+fi
 exit $status

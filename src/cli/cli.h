@@ -84,6 +84,10 @@ int cmd_replay(Cli *cli);
 int cmd_audit_verify(Cli *cli);
 int cmd_backup(Cli *cli);
 int cmd_restore(Cli *cli);
+int cmd_serve(Cli *cli);
+int cmd_token_create(Cli *cli);
+int cmd_token_list(Cli *cli);
+int cmd_token_revoke(Cli *cli);
 
 
 #endif

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/tokens.h"
 #include "cli/cli.h"
 
 static int mkdir_p(const char *path)
@@ -61,11 +62,29 @@ int cmd_init(Cli *cli)
     free(db);
     if (ledger_db_prepare(cli->data_dir, &cli->config, true, &err) < 0)
         return cli_fail_err(cli, &err);
+    /* A new install gets its operator token, shown this once. */
+    char token[API_TOKEN_LEN + 1] = "", id[CORE_ULID_LEN + 1] = "";
+    if (!existed) {
+        Ledger *l = NULL;
+        if ((rc = cli_open_ledger(cli, false, &l)))
+            return rc;
+        rc = api_token_create(l, "operator", token, id, &err);
+        ledger_close(l);
+        if (rc < 0)
+            return cli_fail_err(cli, &err);
+    }
     if (cli->json) {
-        cli_print_json(json_pack("{s:s, s:b, s:b}", "data_dir", cli->data_dir, "created_database",
-                                 !existed, "created_config", wrote_config));
+        json_t *o = json_pack("{s:s, s:b, s:b}", "data_dir", cli->data_dir, "created_database",
+                              !existed, "created_config", wrote_config);
+        if (token[0]) {
+            json_object_set_new(o, "token", json_string(token));
+            json_object_set_new(o, "token_id", json_string(id));
+        }
+        cli_print_json(o);
     } else {
         printf("%s %s\n", existed ? "up to date:" : "initialised:", cli->data_dir);
+        if (token[0])
+            printf("operator API token (shown only this once; keep it safe):\n%s\n", token);
     }
     return EXIT_OK;
 }

@@ -2,7 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/tokens.h"
 #include "cli/cli.h"
+#include "ledger/projection.h"
 
 static const CliOpt ingest_opts[] = {
     { "file", "F", "read from file F instead of stdin" },
@@ -30,6 +32,16 @@ static const CliOpt replay_opts[] = {
 
 static const CliOpt backup_opts[] = {
     { "force", NULL, "replace FILE if it exists" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt serve_opts[] = {
+    { "listen", "HOST:PORT", "address to listen on (default server.listen, 127.0.0.1:8470)" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt token_opts[] = {
+    { "name", "N", "a name to recognise the token by (default operator)" },
     { NULL, NULL, NULL },
 };
 
@@ -61,6 +73,15 @@ static const CliCommand commands[] = {
     { "restore", "FILE",
       "Replace the database with the backup FILE, after verifying the backup's chain.", NULL,
       cmd_restore, 1, 1 },
+    { "serve", NULL,
+      "Serve the HTTP API, webhooks and /metrics. Prints 'listening on ADDRESS' once\n"
+      "ready; SIGTERM or SIGINT stops accepting, finishes requests in flight and exits 0.",
+      serve_opts, cmd_serve, 0, 0 },
+    { "token create", NULL, "Create an API token and print it (alone, once) on stdout.",
+      token_opts, cmd_token_create, 0, 0 },
+    { "token list", NULL, "List API tokens (never the tokens themselves).", NULL,
+      cmd_token_list, 0, 0 },
+    { "token revoke", "ID", "Revoke an API token.", NULL, cmd_token_revoke, 1, 1 },
     { "version", NULL, "Print the version.", NULL, cmd_version, 0, 0 },
 };
 
@@ -173,6 +194,8 @@ int main(int argc, char **argv)
         const char *env = getenv("BUREAU_DATA");
         cli.data_dir = env && *env ? env : "./bureau-data";
     }
+    ledger_projections_builtin();
+    api_projections_register();
     core_config_defaults(&cli.config);
     rc = cmd->run(&cli);
     core_config_done(&cli.config);

@@ -55,7 +55,7 @@ void log_emit(LogLevel level, const char *msg, json_t *fields)
     json_decref(fields);
     Buf b;
     buf_init(&b, 64 * 1024);
-    if (json_dump_callback(line, dump_cb, &b, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 &&
+    if (json_dump_callback(line, dump_cb, &b, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) == 0 &&
         buf_putc(&b, '\n') == 0) {
         size_t off = 0;
         while (off < b.len) {

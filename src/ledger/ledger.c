@@ -91,6 +91,7 @@ struct Ledger {
     bool stopping;
     int64_t head_seq;
     uint64_t wake_gen; /* bumped by ledger_wake() */
+    LedgerStats stats;
 
     int notify_fd;
     bool watching;
@@ -558,6 +559,12 @@ static void *writer_main(void *arg)
             if (head > l->head_seq)
                 l->head_seq = head;
             pthread_cond_broadcast(&l->head_cond);
+            l->stats.commits++;
+            l->stats.events += events;
+            int b = 0;
+            while (b < LEDGER_BATCH_BUCKETS - 1 && (int)events > LEDGER_BATCH_BOUNDS[b])
+                b++;
+            l->stats.batch[b]++;
             if (++l->commits_since_checkpoint >= CHECKPOINT_EVERY && l->checkpointing) {
                 l->commits_since_checkpoint = 0;
                 l->ckpt_wanted = true;
@@ -746,6 +753,15 @@ int64_t ledger_wait(Ledger *l, int64_t after_seq, int timeout_ms)
     int64_t h = l->head_seq;
     pthread_mutex_unlock(&l->mu);
     return h;
+}
+
+const int LEDGER_BATCH_BOUNDS[LEDGER_BATCH_BUCKETS - 1] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
+
+void ledger_stats(Ledger *l, LedgerStats *ret)
+{
+    pthread_mutex_lock(&l->mu);
+    *ret = l->stats;
+    pthread_mutex_unlock(&l->mu);
 }
 
 void ledger_wake(Ledger *l)

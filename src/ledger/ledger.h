@@ -94,6 +94,17 @@ void ledger_wake(Ledger *l);
 /* The last head this process knows of. */
 int64_t ledger_head_seq(Ledger *l);
 
+/* Counters of this process's writer, for /metrics. batch[i] counts commits
+ * of at most LEDGER_BATCH_BOUNDS[i] events (the last bucket: any size). */
+#define LEDGER_BATCH_BUCKETS 12
+extern const int LEDGER_BATCH_BOUNDS[LEDGER_BATCH_BUCKETS - 1];
+typedef struct LedgerStats {
+    uint64_t commits;
+    uint64_t events;
+    uint64_t batch[LEDGER_BATCH_BUCKETS];
+} LedgerStats;
+void ledger_stats(Ledger *l, LedgerStats *ret);
+
 /* This process's identity for leases (a ULID fixed at open). */
 const char *ledger_instance(const Ledger *l);
 

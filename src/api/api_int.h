@@ -1,0 +1,135 @@
+/* Private to src/api: the request context, metrics and route handlers. */
+#ifndef BUREAU_API_API_INT_H
+#define BUREAU_API_API_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "api/server.h"
+#include "core/buf.h"
+#include "ingest/ingest.h"
+
+/* ---- metrics ---- */
+
+#define API_LATENCY_BUCKETS 12
+#define API_BATCH_BUCKETS 12
+#define API_MAX_LABELS 66 /* "api", "forms"... plus one per connector */
+#define API_REASONS 9
+
+typedef struct ApiMetrics {
+    _Atomic uint64_t accepted[API_MAX_LABELS];
+    _Atomic uint64_t duplicates[API_MAX_LABELS];
+    _Atomic uint64_t rejected[API_MAX_LABELS][API_REASONS];
+    _Atomic uint64_t latency[API_LATENCY_BUCKETS + 1]; /* cumulative at render */
+    _Atomic uint64_t latency_sum_us;
+    _Atomic uint64_t requests;
+    _Atomic int64_t open_connections;
+} ApiMetrics;
+
+/* Reject reasons beyond the connectors' own (IngestReason values come
+ * first, so one table serves both). */
+enum {
+    API_REASON_UNAUTHORIZED = INGEST_HONEYPOT + 1, /* bad or missing bearer token */
+    API_REASON_TOO_LARGE,
+    API_REASON_RATE_LIMITED,
+};
+
+const char *api__reason_name(int reason);
+void api__metrics_latency(ApiMetrics *m, int64_t ns);
+void api__metrics_render(ApiServer *s, Buf *out);
+
+/* ---- requests ---- */
+
+typedef enum Route {
+    ROUTE_NONE,
+    ROUTE_HEALTH,
+    ROUTE_METRICS,
+    ROUTE_EVENTS_POST,
+    ROUTE_EVENTS_GET,
+    ROUTE_HOOK,
+} Route;
+
+typedef struct FormState FormState;
+
+typedef struct Req {
+    ApiServer *srv;
+    struct MHD_Connection *conn;
+    int64_t start_ns;
+    Route route;
+    int label;                  /* metrics label: 0 api, 1 + connector index */
+    const ConnectorConfig *connector;
+    const char *secret;
+    size_t secret_len;
+    char method[8];
+    char path[128];
+
+    Buf body;                   /* bounded by the route's limit */
+    bool too_big;
+    FormState *form;
+
+    /* the answer, once known */
+    bool answered;
+    int status;
+    Buf resp;
+    const char *resp_type;
+    char *location;             /* 303 redirect target */
+    int64_t seq;                /* for the access log; 0 when none */
+
+    /* an append in flight: the connection is suspended until done */
+    bool suspended;
+    bool append_done;
+    int append_rc;
+    Err append_err;
+    LedgerAppendResult *results;
+    size_t n_results;
+    bool batch;                 /* NDJSON: answer with a list */
+    bool honeypot;
+} Req;
+
+struct ApiServer {
+    char *data_dir;
+    const Config *cfg;
+    Ledger *ledger;
+    struct MHD_Daemon *d;
+    char address[160];
+    int64_t started_ms;
+    ApiMetrics m;
+    char **secrets;             /* per connector, resolved at start */
+    pthread_key_t reader_key;   /* per-thread read connection */
+    pthread_mutex_t mu;
+    pthread_cond_t idle;
+    int active;                 /* requests in flight */
+    struct RateLimit *rate;
+};
+
+/* A read connection for the calling thread (opened on first use). */
+Store *api__reader(ApiServer *s, Err *err);
+
+/* Answers: problem+json with a title and detail, or JSON. */
+void api__problem(Req *r, int status, const char *title, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void api__json(Req *r, int status, json_t *body);
+
+/* Route handlers; each either answers or suspends the request for an
+ * append (see api__append). */
+void api__events_post(Req *r);
+void api__events_get(Req *r);
+void api__hook(Req *r);
+/* Form parsing (form.c): feed upload data, then finish. */
+int api__form_begin(Req *r);
+int api__form_feed(Req *r, const char *data, size_t len);
+void api__form_finish(Req *r);
+void api__form_free(FormState *f);
+
+/* Submits events for appending and suspends the request until durable.
+ * Takes ownership of the events. */
+void api__append(Req *r, Event **events, size_t n, bool batch);
+
+/* The client's address as text, for rate limiting. */
+void api__client_address(Req *r, char *out, size_t cap);
+/* True when the client may submit another form now (per-minute window). */
+bool api__rate_allow(ApiServer *s, const char *client, int per_minute);
+
+#endif

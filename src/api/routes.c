@@ -1,0 +1,218 @@
+/* Route handlers: the event API and the signed webhook connectors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "core/json.h"
+#include "core/log.h"
+
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 1000
+
+static const char *header(Req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+static const char *arg(Req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Applies the Idempotency-Key header to an event object that has no key of
+ * its own; suffix distinguishes the lines of a batch. Returns false (and
+ * answers 400) when both are given and differ. */
+static bool apply_key_header(Req *r, json_t *obj, const char *hkey, long line)
+{
+    if (!hkey || !json_is_object(obj))
+        return true;
+    char key[1100];
+    if (line > 0)
+        snprintf(key, sizeof key, "%s:%ld", hkey, line);
+    else
+        snprintf(key, sizeof key, "%s", hkey);
+    json_t *own = json_object_get(obj, "idempotency_key");
+    if (!own) {
+        json_object_set_new(obj, "idempotency_key", json_string(key));
+        return true;
+    }
+    if (line == 0 && json_is_string(own) && strcmp(json_string_value(own), key)) {
+        api__problem(r, 400, "Bad request",
+                     "the Idempotency-Key header and field 'idempotency_key' differ");
+        return false;
+    }
+    return true;
+}
+
+static Event *parse_one(Req *r, const char *text, size_t len, const char *hkey, long line,
+                        Err *err)
+{
+    json_t *obj;
+    if (core_json_parse(text, len, &obj, err) < 0)
+        return NULL;
+    if (!apply_key_header(r, obj, hkey, line)) {
+        json_decref(obj);
+        err_set(err, ERR_INVAL, "answered");
+        return NULL;
+    }
+    Event *ev = NULL;
+    ledger_event_from_json(obj, ledger_limits(r->srv->ledger), &ev, err);
+    json_decref(obj);
+    return ev;
+}
+
+void api__events_post(Req *r)
+{
+    const char *ct = header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *hkey = header(r, "Idempotency-Key");
+    if (hkey && (strlen(hkey) == 0 || strlen(hkey) > EVENT_KEY_MAX)) {
+        api__problem(r, 400, "Bad request", "the Idempotency-Key header must be 1-%d bytes",
+                     EVENT_KEY_MAX);
+        return;
+    }
+    bool ndjson = ct && !strncasecmp(ct, "application/x-ndjson", 20);
+    if (ct && !ndjson && strncasecmp(ct, "application/json", 16)) {
+        api__problem(r, 415, "Unsupported media type",
+                     "send application/json (one event) or application/x-ndjson (a batch)");
+        return;
+    }
+    Err err = { 0 };
+    if (!ndjson) {
+        Event *ev = parse_one(r, buf_cstr(&r->body), r->body.len, hkey, 0, &err);
+        if (!ev) {
+            if (!r->answered)
+                api__problem(r, err.code == ERR_TOOBIG ? 413 : 400,
+                             err.code == ERR_TOOBIG ? "Payload too large" : "Bad request", "%s",
+                             err.msg);
+            return;
+        }
+        api__append(r, &ev, 1, false);
+        return;
+    }
+    /* NDJSON: every line valid, or nothing is written. */
+    size_t n = 0, cap = 64;
+    Event **evs = xmalloc(cap * sizeof *evs);
+    const char *p = buf_cstr(&r->body), *end = p + r->body.len;
+    long line = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        line++;
+        bool blank = true;
+        for (size_t i = 0; i < len && blank; i++)
+            blank = p[i] == ' ' || p[i] == '\t' || p[i] == '\r';
+        if (!blank) {
+            Event *ev = parse_one(r, p, len, hkey, line, &err);
+            if (!ev) {
+                for (size_t i = 0; i < n; i++)
+                    ledger_event_free(evs[i]);
+                free(evs);
+                if (!r->answered)
+                    api__problem(r, 400, "Bad request", "line %ld: %s (nothing was stored)", line,
+                                 err.msg);
+                return;
+            }
+            if (n == cap)
+                evs = xrealloc(evs, (cap *= 2) * sizeof *evs);
+            evs[n++] = ev;
+        }
+        p += len + 1;
+    }
+    if (n == 0) {
+        free(evs);
+        api__problem(r, 400, "Bad request", "the batch holds no event");
+        return;
+    }
+    api__append(r, evs, n, true);
+    free(evs);
+}
+
+static int add_event(void *ctx, const Event *ev)
+{
+    json_array_append_new(ctx, ledger_event_to_json(ev));
+    return 0;
+}
+
+static bool int_arg(Req *r, const char *name, long long min, long long max, long long *ret)
+{
+    const char *v = arg(r, name);
+    if (!v)
+        return true;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || x < min || x > max) {
+        api__problem(r, 400, "Bad request", "query parameter '%s' must be an integer from %lld to %lld",
+                     name, min, max);
+        return false;
+    }
+    *ret = x;
+    return true;
+}
+
+void api__events_get(Req *r)
+{
+    long long since = 0, limit = PAGE_DEFAULT;
+    if (!int_arg(r, "since", 0, INT64_MAX, &since) || !int_arg(r, "cursor", 0, INT64_MAX, &since) ||
+        !int_arg(r, "limit", 1, PAGE_MAX, &limit))
+        return;
+    LedgerFilter f = { .type = arg(r, "type"), .source = arg(r, "source"),
+                       .subject = arg(r, "subject"), .after_seq = since, .limit = limit };
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *list = json_array();
+    if (!rd || ledger_read(rd, &f, add_event, list, &err) < 0) {
+        json_decref(list);
+        api__problem(r, 503, "Service unavailable", "%s", err.msg);
+        return;
+    }
+    size_t n = json_array_size(list);
+    json_t *next = json_null();
+    if (n == (size_t)limit) {
+        char cur[32];
+        snprintf(cur, sizeof cur, "%lld",
+                 (long long)json_integer_value(json_object_get(json_array_get(list, n - 1), "seq")));
+        next = json_string(cur);
+    }
+    api__json(r, 200, json_pack("{s:o, s:o}", "events", list, "next_cursor", next));
+}
+
+static const char *hook_header(void *ctx, const char *name)
+{
+    return header(ctx, name);
+}
+
+void api__hook(Req *r)
+{
+    IngestRequest in = {
+        .conn = r->connector,
+        .secret = r->secret,
+        .secret_len = r->secret_len,
+        .header = hook_header,
+        .header_ctx = r,
+        .body = buf_cstr(&r->body),
+        .body_len = r->body.len,
+        .now_s = core_time_now_ms() / 1000,
+        .limits = ledger_limits(r->srv->ledger),
+    };
+    Event *ev = NULL;
+    IngestReason reason = INGEST_OK;
+    Err err = { 0 };
+    int rc = r->connector->kind == CONNECTOR_STRIPE ? ingest_stripe(&in, &ev, &reason, &err)
+                                                    : ingest_webhook(&in, &ev, &reason, &err);
+    if (rc < 0) {
+        if (reason != INGEST_OK)
+            atomic_fetch_add(&r->srv->m.rejected[r->label][reason], 1);
+        if (rc == ERR_AUTH) {
+            log_warn("webhook refused", json_pack("{s:s, s:s, s:s}", "connector",
+                                                  r->connector->name, "reason",
+                                                  ingest_reason_name(reason), "detail", err.msg));
+            api__problem(r, 401, "Unauthorized", "%s", err.msg);
+        } else {
+            api__problem(r, rc == ERR_TOOBIG ? 413 : 400,
+                         rc == ERR_TOOBIG ? "Payload too large" : "Bad request", "%s", err.msg);
+        }
+        return;
+    }
+    api__append(r, &ev, 1, false);
+}

@@ -1,0 +1,548 @@
+/* The HTTP server: libmicrohttpd with epoll and a thread pool, request
+ * contexts with bounded bodies, suspend/resume around ledger appends,
+ * problem+json errors, one JSON access-log line per request.
+ *
+ * Invariant: a 2xx for a write is queued only after the writer's callback
+ * reported the append durable. The callback runs on the writer thread; it
+ * records the result and resumes the connection, and the next handler call
+ * (on an MHD thread) builds and queues the answer. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api_int.h"
+#include "api/tokens.h"
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/log.h"
+
+/* ---- answers ---- */
+
+void api__problem(Req *r, int status, const char *title, const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank", "title", title,
+                          "status", status, "detail", detail);
+    buf_clear(&r->resp);
+    core_json_dump(p, &r->resp);
+    json_decref(p);
+    r->status = status;
+    r->resp_type = "application/problem+json";
+    r->answered = true;
+}
+
+void api__json(Req *r, int status, json_t *body)
+{
+    buf_clear(&r->resp);
+    core_json_dump(body, &r->resp);
+    buf_putc(&r->resp, '\n');
+    json_decref(body);
+    r->status = status;
+    r->resp_type = "application/json";
+    r->answered = true;
+}
+
+static enum MHD_Result queue_answer(Req *r)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->resp.len, r->resp.ptr ? r->resp.ptr : "",
+                                        MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    if (r->resp_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
+    if (r->location)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+/* ---- appends ---- */
+
+static void append_done(void *ctx, int rc, const Err *err, const LedgerAppendResult *res,
+                        size_t n)
+{
+    Req *r = ctx;
+    r->append_rc = rc;
+    if (rc < 0)
+        r->append_err = *err;
+    else if (n) {
+        r->results = xmalloc(n * sizeof *res);
+        memcpy(r->results, res, n * sizeof *res);
+        r->n_results = n;
+    }
+    r->append_done = true;
+    MHD_resume_connection(r->conn);
+}
+
+void api__append(Req *r, Event **events, size_t n, bool batch)
+{
+    r->batch = batch;
+    Err err = { 0 };
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    if (ledger_append_async(r->srv->ledger, events, n, append_done, r, &err) < 0) {
+        /* nothing was queued: answer now */
+        r->suspended = false;
+        MHD_resume_connection(r->conn);
+        api__problem(r, 503, "Service unavailable", "%s", err.msg);
+    }
+}
+
+static void answer_append(Req *r)
+{
+    ApiMetrics *m = &r->srv->m;
+    if (r->append_rc < 0) {
+        int status = r->append_rc == ERR_BUSY || r->append_rc == ERR_CLOSED ? 503 : 500;
+        log_error("append failed", json_pack("{s:s, s:s}", "path", r->path, "error",
+                                             r->append_err.msg));
+        api__problem(r, status, status == 503 ? "Service unavailable" : "Internal error",
+                     "the event was not stored: %s", r->append_err.msg);
+        return;
+    }
+    size_t fresh = 0;
+    for (size_t i = 0; i < r->n_results; i++) {
+        if (r->results[i].duplicate)
+            atomic_fetch_add(&m->duplicates[r->label], 1);
+        else {
+            atomic_fetch_add(&m->accepted[r->label], 1);
+            fresh++;
+        }
+    }
+    if (r->n_results)
+        r->seq = r->results[r->n_results - 1].seq;
+    if (r->location) {
+        r->status = 303;
+        r->answered = true;
+        buf_clear(&r->resp);
+        r->resp_type = NULL;
+        return;
+    }
+    if (r->batch) {
+        json_t *list = json_array();
+        for (size_t i = 0; i < r->n_results; i++)
+            json_array_append_new(list, json_pack("{s:I, s:s, s:b}", "seq",
+                                                  (json_int_t)r->results[i].seq, "id",
+                                                  r->results[i].id, "duplicate",
+                                                  r->results[i].duplicate));
+        api__json(r, fresh ? 201 : 200, json_pack("{s:o}", "events", list));
+        return;
+    }
+    const LedgerAppendResult *res = &r->results[0];
+    if (res->duplicate)
+        api__json(r, 200, json_pack("{s:I, s:s, s:b}", "seq", (json_int_t)res->seq, "id",
+                                    res->id, "duplicate", 1));
+    else
+        api__json(r, 201, json_pack("{s:I, s:s}", "seq", (json_int_t)res->seq, "id", res->id));
+}
+
+/* ---- per-thread read connections ---- */
+
+static void reader_free(void *p)
+{
+    store_close(p);
+}
+
+Store *api__reader(ApiServer *s, Err *err)
+{
+    Store *rd = pthread_getspecific(s->reader_key);
+    if (rd)
+        return rd;
+    if (ledger_reader_open(s->ledger, &rd, err) < 0)
+        return NULL;
+    pthread_setspecific(s->reader_key, rd);
+    return rd;
+}
+
+/* ---- routing ---- */
+
+static bool authorized(Req *r)
+{
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7)) {
+        api__problem(r, 401, "Unauthorized",
+                     "send the API token as 'Authorization: Bearer TOKEN' (bureau token create)");
+        return false;
+    }
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    int rc = rd ? api_token_check(rd, tok, strlen(tok), NULL, &err) : ERR_STORE;
+    if (rc == 0)
+        return true;
+    if (rc == ERR_AUTH)
+        api__problem(r, 401, "Unauthorized", "the bearer token is unknown or revoked");
+    else
+        api__problem(r, 503, "Service unavailable", "cannot check the token: %s", err.msg);
+    return false;
+}
+
+static size_t content_length(Req *r, bool *present)
+{
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    *present = cl != NULL;
+    return cl ? (size_t)strtoull(cl, NULL, 10) : 0;
+}
+
+static void reject(Req *r, int reason)
+{
+    if (r->label >= 0 && r->label < API_MAX_LABELS && reason >= 0 && reason < API_REASONS)
+        atomic_fetch_add(&r->srv->m.rejected[r->label][reason], 1);
+}
+
+/* Decides the route from method and path; may answer at once. */
+static void route(Req *r, const char *url, const char *method)
+{
+    const Config *cfg = r->srv->cfg;
+    size_t limit = cfg->max_body_bytes;
+    bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    if (!strcmp(url, "/healthz")) {
+        r->route = ROUTE_HEALTH;
+        if (!get)
+            api__problem(r, 405, "Method not allowed", "use GET %s", url);
+        return;
+    }
+    if (!strcmp(url, "/metrics")) {
+        r->route = ROUTE_METRICS;
+        if (!get)
+            api__problem(r, 405, "Method not allowed", "use GET %s", url);
+        return;
+    }
+    if (!strcmp(url, "/v1/events")) {
+        if (!post && !get) {
+            api__problem(r, 405, "Method not allowed", "use GET or POST %s", url);
+            return;
+        }
+        r->route = post ? ROUTE_EVENTS_POST : ROUTE_EVENTS_GET;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
+        const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (post && ct && !strncasecmp(ct, "application/x-ndjson", 20))
+            limit = cfg->max_batch_bytes;
+    } else if (!strncmp(url, "/hooks/", 7)) {
+        const char *name = url + 7;
+        r->connector = core_config_connector(cfg, name);
+        if (!r->connector) {
+            api__problem(r, 404, "Unknown connector",
+                         "no connector named '%.64s' in bureau.yaml", name);
+            return;
+        }
+        r->label = 1 + (int)(r->connector - cfg->connectors);
+        r->secret = r->srv->secrets[r->label - 1];
+        r->secret_len = r->secret ? strlen(r->secret) : 0;
+        if (!post) {
+            api__problem(r, 405, "Method not allowed", "use POST %s", url);
+            return;
+        }
+        r->route = ROUTE_HOOK;
+        if (r->connector->kind == CONNECTOR_FORM) {
+            limit = cfg->max_form_bytes;
+            if (api__form_begin(r) < 0)
+                return; /* answered */
+        }
+    } else {
+        api__problem(r, 404, "Not found", "no route for %s %.100s", method, url);
+        return;
+    }
+    bool has_len;
+    size_t len = content_length(r, &has_len);
+    if (has_len && len > limit) {
+        reject(r, API_REASON_TOO_LARGE);
+        api__problem(r, 413, "Payload too large", "the body is %zu bytes; the limit is %zu",
+                     len, limit);
+        return;
+    }
+    buf_init(&r->body, limit);
+}
+
+static void dispatch(Req *r)
+{
+    switch (r->route) {
+    case ROUTE_HEALTH:
+        api__json(r, 200, json_pack("{s:s, s:I}", "status", "ok", "head",
+                                    (json_int_t)ledger_head_seq(r->srv->ledger)));
+        break;
+    case ROUTE_METRICS:
+        buf_clear(&r->resp);
+        api__metrics_render(r->srv, &r->resp);
+        r->status = 200;
+        r->resp_type = "text/plain; version=0.0.4";
+        r->answered = true;
+        break;
+    case ROUTE_EVENTS_POST: api__events_post(r); break;
+    case ROUTE_EVENTS_GET: api__events_get(r); break;
+    case ROUTE_HOOK:
+        if (r->form)
+            api__form_finish(r);
+        else
+            api__hook(r);
+        break;
+    default: api__problem(r, 404, "Not found", "no route"); break;
+    }
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version,
+                               const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    ApiServer *s = cls;
+    Req *r = *con_cls;
+    if (!r) {
+        r = xcalloc(1, sizeof *r);
+        r->srv = s;
+        r->conn = conn;
+        r->start_ns = core_time_mono_ns();
+        snprintf(r->method, sizeof r->method, "%s", method);
+        snprintf(r->path, sizeof r->path, "%s", url);
+        buf_init(&r->resp, 0);
+        buf_init(&r->body, 1);
+        *con_cls = r;
+        pthread_mutex_lock(&s->mu);
+        s->active++;
+        pthread_mutex_unlock(&s->mu);
+        route(r, url, method);
+        return r->answered ? queue_answer(r) : MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t len = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->answered || r->too_big)
+            return MHD_YES; /* an early answer is queued; the rest is discarded */
+        int rc = r->form ? api__form_feed(r, upload_data, len)
+                         : buf_append(&r->body, upload_data, len);
+        if (rc == ERR_TOOBIG || (rc < 0 && !r->answered)) {
+            r->too_big = true;
+            reject(r, API_REASON_TOO_LARGE);
+            api__problem(r, 413, "Payload too large", "the body is larger than the limit of %zu",
+                         r->form ? r->srv->cfg->max_form_bytes : r->body.max);
+        }
+        return r->answered ? queue_answer(r) : MHD_YES;
+    }
+    if (!r->answered && !r->suspended)
+        dispatch(r);
+    if (r->suspended && !r->append_done)
+        return MHD_YES; /* waiting for the writer */
+    if (r->suspended && r->append_done && !r->answered) {
+        r->suspended = false;
+        answer_append(r);
+    }
+    return queue_answer(r);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    ApiServer *s = cls;
+    Req *r = *con_cls;
+    if (!r)
+        return;
+    int64_t ns = core_time_mono_ns() - r->start_ns;
+    api__metrics_latency(&s->m, ns);
+    json_t *f = json_pack("{s:s, s:s, s:i, s:f}", "method", r->method, "path", r->path, "status",
+                          r->status, "duration_ms", (double)ns / 1e6);
+    if (r->seq > 0)
+        json_object_set_new(f, "seq", json_integer(r->seq));
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        json_object_set_new(f, "aborted", json_true());
+    log_info("request", f);
+    buf_done(&r->body);
+    buf_done(&r->resp);
+    api__form_free(r->form);
+    free(r->results);
+    free(r->location);
+    free(r);
+    *con_cls = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (--s->active == 0)
+        pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe)
+{
+    ApiServer *s = cls;
+    atomic_fetch_add(&s->m.open_connections, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_warn("http", json_pack("{s:s}", "detail", msg));
+}
+
+/* ---- start / stop ---- */
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len,
+                        Err *err)
+{
+    char host[128];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || strlen(listen) >= sizeof host)
+        return err_set(err, ERR_CONFIG, "listen address '%s' is not HOST:PORT", listen);
+    size_t hl = (size_t)(colon - listen);
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port < 0 || port > 65535)
+        return err_set(err, ERR_CONFIG, "listen address '%s': bad port", listen);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE };
+    struct addrinfo *ai = NULL;
+    int g = getaddrinfo(host, NULL, &hints, &ai);
+    if (g != 0 || !ai)
+        return err_set(err, ERR_CONFIG, "listen address '%s': %s", listen, gai_strerror(g));
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    return 0;
+}
+
+static int resolve_secrets(ApiServer *s, Err *err)
+{
+    s->secrets = xcalloc(s->cfg->n_connectors + 1, sizeof *s->secrets);
+    for (size_t i = 0; i < s->cfg->n_connectors; i++) {
+        const ConnectorConfig *c = &s->cfg->connectors[i];
+        if (c->secret) {
+            s->secrets[i] = xstrdup(c->secret);
+        } else if (c->secret_env) {
+            const char *v = getenv(c->secret_env);
+            if (!v || !*v)
+                return err_set(err, ERR_CONFIG,
+                               "connector '%s': environment variable %s is not set", c->name,
+                               c->secret_env);
+            s->secrets[i] = xstrdup(v);
+        }
+    }
+    return 0;
+}
+
+static void server_free(ApiServer *s)
+{
+    if (s->secrets)
+        for (size_t i = 0; i < s->cfg->n_connectors; i++)
+            free(s->secrets[i]);
+    free(s->secrets);
+    free(s->rate);
+    free(s->data_dir);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->idle);
+    pthread_key_delete(s->reader_key);
+    free(s);
+}
+
+int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
+{
+    ApiServer *s = xcalloc(1, sizeof *s);
+    s->data_dir = xstrdup(opts->data_dir);
+    s->cfg = opts->config;
+    s->ledger = opts->ledger;
+    s->started_ms = core_time_now_ms();
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->idle, NULL);
+    pthread_key_create(&s->reader_key, reader_free);
+    s->rate = NULL;
+    const char *listen = opts->listen ? opts->listen : s->cfg->listen;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int rc = resolve_secrets(s, err);
+    if (rc < 0 || (rc = parse_listen(listen, &ss, &sslen, err)) < 0) {
+        server_free(s);
+        return rc;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned threads = s->cfg->threads > 0 ? (unsigned)s->cfg->threads
+                                           : (unsigned)(cores > 0 ? cores : 1);
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, s,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, threads,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg->max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg->timeout_s,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)s->cfg->max_header_bytes,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        server_free(s);
+        return err_set(err, ERR_IO, "cannot listen on %s: %s", listen, strerror(errno));
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    char host[INET6_ADDRSTRLEN];
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+    else
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+    snprintf(s->address, sizeof s->address, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+             host, info ? (unsigned)info->port : 0u);
+    *ret = s;
+    return 0;
+}
+
+const char *api_server_address(const ApiServer *s)
+{
+    return s->address;
+}
+
+void api_server_stop(ApiServer *s, int grace_ms)
+{
+    if (!s)
+        return;
+    MHD_socket lsock = MHD_quiesce_daemon(s->d); /* no new connections from here on */
+    if (lsock != MHD_INVALID_SOCKET)
+        close(lsock);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += grace_ms / 1000;
+    deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (s->active > 0)
+        if (pthread_cond_timedwait(&s->idle, &s->mu, &deadline) == ETIMEDOUT)
+            break;
+    int left = s->active;
+    pthread_mutex_unlock(&s->mu);
+    if (left)
+        log_warn("stopping with requests in flight", json_pack("{s:i}", "requests", left));
+    MHD_stop_daemon(s->d);
+    server_free(s);
+}
