@@ -126,6 +126,8 @@ static enum MHD_Result iterate(void *cls, enum MHD_ValueKind kind, const char *k
         return MHD_YES; /* keep reading, answer at the end */
     if (!key)
         key = "";
+    if (filename && !*filename && off == 0 && size == 0)
+        return MHD_YES; /* a file input left empty: browsers still send a part */
     bool new_item = off == 0 || !f->active || strcmp(f->key, key);
     if (new_item) {
         close_item(f);

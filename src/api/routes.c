@@ -208,6 +208,10 @@ void api__hook(Req *r)
                                                   r->connector->name, "reason",
                                                   ingest_reason_name(reason), "detail", err.msg));
             api__problem(r, 401, "Unauthorized", "%s", err.msg);
+        } else if (rc == ERR_CONFIG) {
+            log_error("connector misconfigured", json_pack("{s:s, s:s}", "connector",
+                                                          r->connector->name, "error", err.msg));
+            api__problem(r, 500, "Connector misconfigured", "%s", err.msg);
         } else {
             api__problem(r, rc == ERR_TOOBIG ? 413 : 400,
                          rc == ERR_TOOBIG ? "Payload too large" : "Bad request", "%s", err.msg);

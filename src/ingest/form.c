@@ -188,7 +188,7 @@ struct IngestFile {
     CoreSha256 *hash;
     size_t max;
     int64_t size;
-    bool failed;    /* a write failed or went past max: only _abort remains */
+    int failed;     /* ERR_TOOBIG or ERR_IO once a write failed: only _abort remains */
 };
 
 static char *path_join(const char *a, const char *b)
@@ -243,14 +243,14 @@ static int write_all(int fd, const char *p, size_t len)
 int ingest_file_write(IngestFile *f, const void *data, size_t len, Err *err)
 {
     if (f->failed)
-        return err_set(err, ERR_INVAL, "upload: an earlier write failed");
+        return err_set(err, f->failed, "upload: an earlier write failed");
     if (len > f->max - (size_t)f->size) {
-        f->failed = true;
+        f->failed = ERR_TOOBIG;
         return err_set(err, ERR_TOOBIG, "uploaded file larger than the limit of %zu bytes",
                        f->max);
     }
     if (write_all(f->fd, data, len) < 0) {
-        f->failed = true;
+        f->failed = ERR_IO;
         return err_set(err, ERR_IO, "write %s: %s", f->tmp_path, strerror(errno));
     }
     core_sha256_update(f->hash, data, len);
@@ -264,7 +264,7 @@ int ingest_file_finish(IngestFile *f, char ret_sha256[CORE_SHA256_HEX + 1], int6
     char *target = NULL;
     int rc = 0, dfd = -1;
     if (f->failed) {
-        rc = err_set(err, ERR_INVAL, "upload: an earlier write failed");
+        rc = err_set(err, f->failed, "upload: an earlier write failed");
         goto out;
     }
     if (fsync(f->fd) < 0) {

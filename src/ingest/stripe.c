@@ -83,6 +83,7 @@ int ingest_stripe_verify(const char *header, const char *secret, size_t secret_l
     int64_t ts;
     int rc = 0;
     if (!secret || secret_len == 0) {
+        reason = INGEST_OK; /* the connector's fault, not the request's */
         rc = err_set(err, ERR_CONFIG, "the connector has no secret");
         goto out;
     }
@@ -509,6 +510,8 @@ out:
     json_decref(data);
     free(type);
     free(key);
+    if (rc == ERR_CONFIG)
+        reason = INGEST_OK; /* the connector's fault, not the request's */
     if (ret_reason)
         *ret_reason = reason;
     return rc;

@@ -199,6 +199,7 @@ int ingest_webhook_verify(const char *secret, size_t secret_len, const char *sig
     char *signed_text = NULL;
     int rc = 0;
     if (!secret || secret_len == 0) {
+        reason = INGEST_OK; /* the connector's fault, not the request's */
         /* Never accept what nobody could have signed. */
         rc = err_set(err, ERR_CONFIG, "the connector has no secret");
         goto out;
@@ -384,6 +385,8 @@ out:
     json_decref(body);
     free(key);
     free(full_key);
+    if (rc == ERR_CONFIG)
+        reason = INGEST_OK; /* the connector's fault, not the request's */
     if (ret_reason)
         *ret_reason = reason;
     return rc;

@@ -9,7 +9,18 @@
 set -u
 : "${BUREAU:?BUREAU must point at the bureau binary}"
 TMP=$(mktemp -d /tmp/bureau-it.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+# Background processes registered with bg_track are killed (by pid) on exit,
+# however the script ends; a TERM/INT (tests/run.sh's timeout) ends it too.
+BG_PIDS=""
+bg_track() { BG_PIDS="$BG_PIDS $*"; }
+_lib_exit() {
+  local p
+  for p in $BG_PIDS; do kill -KILL "$p" 2>/dev/null; done
+  rm -rf "$TMP"
+}
+trap _lib_exit EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 bureau() { "$BUREAU" "$@"; }
 ok() { echo "ok - $1"; }
@@ -51,4 +62,62 @@ sanitizer_check() {
   if [ -z "$reports" ]; then ok "$1"; return; fi
   not_ok "$1" "sanitizer reports: $(echo $reports)"
   for f in $reports; do head -n 12 "$f" | sed 's/^/# /'; rm -f "$f"; done
+}
+
+# For `bureau serve` (test_serve*.sh):
+#   serve_start DATA [ARGS...]  starts `bureau --data DATA serve ARGS` in the
+#                         background (tracked) and waits for its first stdout
+#                         line, "listening on ADDR", read through a FIFO; sets
+#                         SRV_PID, SRV_LINE, SRV_ADDR (HOST:PORT), SRV_URL and
+#                         SRV_LOG (its stderr). Fails when it did not start.
+#   serve_stop [SIG]      sends SIG (default TERM), waits at most 60 s for the
+#                         server to exit (EOF on its stdout), SIGKILLs it if
+#                         not; sets SRV_RC (its exit status; 137 after a kill)
+#   http METHOD PATH [CURL-ARGS...]  one request to $SRV_URL (loopback, no
+#                         proxy, bounded); sets CODE, BODY, CTYPE and HDRS
+#   jget JSON PATH        json_extract(JSON, PATH), e.g. jget "$BODY" '$.seq'
+SRV_N=0
+serve_start() {
+  local data=$1 fifo
+  shift
+  SRV_N=$((SRV_N + 1))
+  fifo=$TMP/serve.$SRV_N.out
+  SRV_LOG=$TMP/serve.$SRV_N.log
+  mkfifo "$fifo"
+  "$BUREAU" --data "$data" serve "$@" >"$fifo" 2>"$SRV_LOG" &
+  SRV_PID=$!
+  bg_track "$SRV_PID"
+  exec {SRV_FD}<"$fifo"
+  SRV_LINE=""
+  IFS= read -r -t 60 SRV_LINE <&"$SRV_FD"
+  SRV_ADDR=${SRV_LINE#listening on }
+  SRV_URL=http://$SRV_ADDR
+  [[ $SRV_LINE =~ ^listening\ on\ [^[:space:]]+:[0-9]+$ ]]
+}
+serve_stop() {
+  local line r
+  kill -"${1:-TERM}" "$SRV_PID" 2>/dev/null
+  while :; do
+    IFS= read -r -t 60 line <&"$SRV_FD"
+    r=$?
+    [ "$r" -eq 0 ] || break
+  done
+  [ "$r" -gt 128 ] && kill -KILL "$SRV_PID" 2>/dev/null
+  wait "$SRV_PID"
+  SRV_RC=$?
+  exec {SRV_FD}<&-
+}
+http() {
+  local method=$1 path=$2
+  shift 2
+  rm -f "$TMP/.http.body" "$TMP/.http.hdrs"
+  CODE=$(curl -sS --noproxy '*' --connect-timeout 10 --max-time 60 -X "$method" \
+    -o "$TMP/.http.body" -D "$TMP/.http.hdrs" -w '%{http_code}' "$@" "$SRV_URL$path" \
+    2>"$TMP/.http.err")
+  BODY=$(cat "$TMP/.http.body" 2>/dev/null)
+  HDRS=$(tr -d '\r' <"$TMP/.http.hdrs" 2>/dev/null)
+  CTYPE=$(printf '%s\n' "$HDRS" | sed -n 's/^[Cc]ontent-[Tt]ype: *//p' | tail -n 1)
+}
+jget() {
+  sqlite3 :memory: "SELECT json_extract('${1//\'/\'\'}', '${2//\'/\'\'}')" 2>/dev/null
 }
