@@ -228,9 +228,13 @@ int ledger_replay(Store *s, const char *only, bool full, int64_t *ret_events, Er
     int64_t head, applied = 0;
     if ((rc = ledger_head(s, &head, NULL, err)) < 0)
         goto fail;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = rebuild(s, list[i], !full, head, &applied, err)) < 0)
+    for (size_t i = 0; i < n; i++) {
+        int64_t read = 0; /* events this projection's rebuild read */
+        if ((rc = rebuild(s, list[i], !full, head, &read, err)) < 0)
             goto fail;
+        if (read > applied)
+            applied = read;
+    }
     if ((rc = store_commit(s, err)) < 0)
         goto fail;
     if (ret_events)

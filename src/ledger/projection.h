@@ -36,7 +36,8 @@ const Projection *ledger_projection_find(const char *name);
 
 /* Rebuilds every projection (or only the one named) from the log inside one
  * write transaction. Unless full, starts from the newest snapshot of the
- * same version. *ret_events counts the events applied. */
+ * same version. *ret_events is the number of events read for the longest
+ * rebuild (each event is counted once, however many projections it feeds). */
 int ledger_replay(Store *s, const char *only, bool full, int64_t *ret_events, Err *err);
 
 typedef struct ReplayCheck {
