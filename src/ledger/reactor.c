@@ -43,15 +43,7 @@ struct Reactor {
 
 int ledger_reactor_checkpoint(Store *s, const char *name, int64_t *ret, Err *err)
 {
-    StoreStmt *st;
-    int rc = store_prepare(s, "SELECT seq FROM reactors WHERE name = ?1", &st, err);
-    if (rc < 0)
-        return rc;
-    store_bind_text(st, 1, name, strlen(name));
-    rc = store_step(st, err);
-    *ret = rc == STORE_ROW ? store_col_int(st, 0) : 0;
-    store_stmt_done(st);
-    return rc < 0 ? rc : 0;
+    return store_query_int(s, "SELECT seq FROM reactors WHERE name = ?1", name, 0, ret, err);
 }
 
 typedef struct Step {

@@ -87,6 +87,21 @@ int store_restore_from(Store *s, const Store *src, Err *err)
     return s->ops->restore_from(s, src, err);
 }
 
+int store_query_int(Store *s, const char *sql, const char *arg, int64_t dflt, int64_t *ret,
+                    Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s, sql, &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, arg, strlen(arg));
+    rc = store_step(st, err);
+    if (rc >= 0)
+        *ret = rc == STORE_ROW ? store_col_int(st, 0) : dflt;
+    store_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
 int store_stmt_exec(StoreStmt *st, Err *err)
 {
     int rc = store_step(st, err);

@@ -100,6 +100,11 @@ const void *store_col_blob(StoreStmt *st, int idx, size_t *ret_len);
 /* Rows changed by the last insert/update/delete. */
 int64_t store_changes(Store *s);
 
+/* Runs sql with one text parameter (?1) and returns the first column of the
+ * first row as an integer, or dflt when there is no row. */
+int store_query_int(Store *s, const char *sql, const char *arg, int64_t dflt, int64_t *ret,
+                    Err *err);
+
 /* Runs a statement expecting no row (bind first). */
 int store_stmt_exec(StoreStmt *st, Err *err);
 
