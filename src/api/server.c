@@ -489,6 +489,7 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                             MHD_OPTION_THREAD_POOL_SIZE, threads,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg->max_connections,
@@ -496,7 +497,6 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)s->cfg->max_header_bytes,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
                             MHD_OPTION_END);
     if (!s->d) {
