@@ -7,7 +7,7 @@ BENCH_BUILD ?= build-bench
 DATA       ?= ./bureau-data
 LISTEN     ?= 127.0.0.1:8470
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run test bench fuzz clean
 
 all: build
 
@@ -41,5 +41,22 @@ bench: $(BENCH_BUILD)/build.ninja
 	@ninja -C $(BENCH_BUILD)
 	@bench/run.sh $(BENCH_BUILD)
 
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+$(FUZZ_BUILD)/build.ninja:
+	@scripts/deps.sh
+	CC=clang meson setup $(FUZZ_BUILD) --buildtype=debug -Db_sanitize=address,undefined \
+	  -Dtests=disabled -Dfuzz=true
+
+# Runs each libFuzzer driver for FUZZ_SECONDS over its seed corpus.
+fuzz: $(FUZZ_BUILD)/build.ninja
+	@ninja -C $(FUZZ_BUILD)
+	@for f in $(FUZZ_BUILD)/fuzz_*; do \
+	  [ -f "$$f" ] && [ -x "$$f" ] || continue; \
+	  n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ_BUILD)/corpus-$$n tests/fuzz/seeds/$$n || exit 1; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) $(BENCH_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(BENCH_BUILD) $(FUZZ_BUILD)
