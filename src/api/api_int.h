@@ -67,15 +67,19 @@ typedef struct Req {
 
     Buf body;                   /* bounded by the route's limit */
     bool too_big;
+    size_t discarded;           /* bytes dropped after an answer was decided */
     FormState *form;
 
     /* the answer, once known */
     bool answered;
+    bool queued;                /* the answer was handed to MHD */
+    bool counted;               /* in ApiServer.active */
     int status;
     Buf resp;
     const char *resp_type;
     char *location;             /* 303 redirect target */
     int64_t seq;                /* for the access log; 0 when none */
+    int reason;                 /* why it was refused, counted when it ends; 0: from status */
 
     /* an append in flight: the connection is suspended until done */
     bool suspended;
@@ -101,6 +105,7 @@ struct ApiServer {
     pthread_mutex_t mu;
     pthread_cond_t idle;
     int active;                 /* requests in flight */
+    bool stopping;              /* new requests get 503 and are never suspended */
     struct RateLimit *rate;
 };
 

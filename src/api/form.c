@@ -176,7 +176,7 @@ static enum MHD_Result iterate(void *cls, enum MHD_ValueKind kind, const char *k
 #define RATE_SLOTS 4096
 
 typedef struct RateSlot {
-    char client[64];
+    char client[160];
     int64_t minute;
     int count;
 } RateSlot;
@@ -240,10 +240,11 @@ void api__client_address(Req *r, char *out, size_t cap)
 
 int api__form_begin(Req *r)
 {
-    char client[64];
-    api__client_address(r, client, sizeof client);
+    char addr[64], client[160];
+    api__client_address(r, addr, sizeof addr);
+    snprintf(client, sizeof client, "%s/%s", r->connector->name, addr);
     if (!api__rate_allow(r->srv, client, r->connector->rate_limit)) {
-        atomic_fetch_add(&r->srv->m.rejected[r->label][API_REASON_RATE_LIMITED], 1);
+        r->reason = API_REASON_RATE_LIMITED;
         api__problem(r, 429, "Too many requests",
                      "more than %d submissions a minute from this address", r->connector->rate_limit);
         return -1;
@@ -292,7 +293,7 @@ void api__form_finish(Req *r)
         r->location = xstrdup(r->connector->redirect);
     if (honeypot) {
         /* answer like a success, so the bot learns nothing; store nothing */
-        atomic_fetch_add(&r->srv->m.rejected[r->label][INGEST_HONEYPOT], 1);
+        r->reason = INGEST_HONEYPOT;
         if (r->location) {
             r->status = 303;
             r->answered = true;

@@ -202,7 +202,7 @@ void api__hook(Req *r)
                                                     : ingest_webhook(&in, &ev, &reason, &err);
     if (rc < 0) {
         if (reason != INGEST_OK)
-            atomic_fetch_add(&r->srv->m.rejected[r->label][reason], 1);
+            r->reason = reason;
         if (rc == ERR_AUTH) {
             log_warn("webhook refused", json_pack("{s:s, s:s, s:s}", "connector",
                                                   r->connector->name, "reason",

@@ -53,6 +53,9 @@ void api__json(Req *r, int status, json_t *body)
 
 static enum MHD_Result queue_answer(Req *r)
 {
+    if (r->queued)
+        return MHD_YES;
+    r->queued = true;
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(r->resp.len, r->resp.ptr ? r->resp.ptr : "",
                                         MHD_RESPMEM_MUST_COPY);
@@ -202,7 +205,20 @@ static size_t content_length(Req *r, bool *present)
 
 static void reject(Req *r, int reason)
 {
-    if (r->label >= 0 && r->label < API_MAX_LABELS && reason >= 0 && reason < API_REASONS)
+    r->reason = reason;
+}
+
+/* Counts a refused request once, under its reason or one its status implies. */
+static void count_reject(Req *r)
+{
+    int reason = r->reason;
+    if (!reason)
+        reason = r->status == 400   ? INGEST_BAD_BODY
+                 : r->status == 401 ? API_REASON_UNAUTHORIZED
+                 : r->status == 413 ? API_REASON_TOO_LARGE
+                 : r->status == 429 ? API_REASON_RATE_LIMITED
+                                    : 0;
+    if (reason > 0 && reason < API_REASONS && r->label >= 0 && r->label < API_MAX_LABELS)
         atomic_fetch_add(&r->srv->m.rejected[r->label][reason], 1);
 }
 
@@ -316,17 +332,33 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         buf_init(&r->resp, 0);
         buf_init(&r->body, 1);
         *con_cls = r;
+        /* Counted in flight, unless the server is stopping: then a request
+         * on a kept-alive connection is refused, so that nothing is left
+         * suspended when the daemon stops. */
         pthread_mutex_lock(&s->mu);
-        s->active++;
+        bool stopping = s->stopping;
+        if (!stopping)
+            s->active++;
+        r->counted = !stopping;
         pthread_mutex_unlock(&s->mu);
-        route(r, url, method);
+        if (stopping)
+            api__problem(r, 503, "Service unavailable", "the server is shutting down");
+        else
+            route(r, url, method);
         return r->answered ? queue_answer(r) : MHD_YES;
     }
     if (*upload_data_size) {
         size_t len = *upload_data_size;
         *upload_data_size = 0;
-        if (r->answered || r->too_big)
-            return MHD_YES; /* an early answer is queued; the rest is discarded */
+        if (r->answered || r->too_big) {
+            /* The answer waits for the end of the upload (a client still
+             * sending does not read it); what is discarded meanwhile is
+             * bounded, past that the connection is closed. */
+            r->discarded += len;
+            return r->discarded > r->srv->cfg->max_form_bytes + r->srv->cfg->max_batch_bytes
+                       ? MHD_NO
+                       : MHD_YES;
+        }
         int rc = r->form ? api__form_feed(r, upload_data, len)
                          : buf_append(&r->body, upload_data, len);
         if (rc == ERR_TOOBIG || (rc < 0 && !r->answered)) {
@@ -335,7 +367,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             api__problem(r, 413, "Payload too large", "the body is larger than the limit of %zu",
                          r->form ? r->srv->cfg->max_form_bytes : r->body.max);
         }
-        return r->answered ? queue_answer(r) : MHD_YES;
+        return MHD_YES;
     }
     if (!r->answered && !r->suspended)
         dispatch(r);
@@ -357,6 +389,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     int64_t ns = core_time_mono_ns() - r->start_ns;
     api__metrics_latency(&s->m, ns);
+    count_reject(r);
     json_t *f = json_pack("{s:s, s:s, s:i, s:f}", "method", r->method, "path", r->path, "status",
                           r->status, "duration_ms", (double)ns / 1e6);
     if (r->seq > 0)
@@ -369,12 +402,15 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     api__form_free(r->form);
     free(r->results);
     free(r->location);
-    free(r);
     *con_cls = NULL;
-    pthread_mutex_lock(&s->mu);
-    if (--s->active == 0)
-        pthread_cond_broadcast(&s->idle);
-    pthread_mutex_unlock(&s->mu);
+    bool counted = r->counted;
+    free(r);
+    if (counted) {
+        pthread_mutex_lock(&s->mu);
+        if (--s->active == 0)
+            pthread_cond_broadcast(&s->idle);
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 static void connection_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -497,7 +533,6 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)s->cfg->max_header_bytes,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
                             MHD_OPTION_END);
     if (!s->d) {
         server_free(s);
@@ -536,6 +571,7 @@ void api_server_stop(ApiServer *s, int grace_ms)
         deadline.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&s->mu);
+    s->stopping = true;
     while (s->active > 0)
         if (pthread_cond_timedwait(&s->idle, &s->mu, &deadline) == ETIMEDOUT)
             break;
