@@ -15,9 +15,14 @@ state() { # everything a data dir's database holds
 }
 
 # ---- backups taken while a bulk ingest appends ----
+# `bureau init` appends one event (the operator token's): the ingested events
+# follow the H0 events init left, so the log ends at seq H0 + TOTAL.
 D=$TMP/live
 TOTAL=30000
 bureau --data "$D" init >/dev/null
+H0=$(nev "$D")
+expect_eq "init left one event, the operator token's" \
+  "$(sqlite3 "$D/bureau.db" "SELECT group_concat(seq||'/'||type) FROM events")" "1/operator.token.created"
 mkfifo "$TMP/in" "$TMP/out"
 "$BUREAU" --data "$D" ingest --bulk --json <"$TMP/in" >"$TMP/out" 2>"$TMP/ingest.err" &
 ingest=$!
@@ -26,7 +31,7 @@ gen 1 "$TOTAL" >&4 &
 genpid=$!
 exec 3<"$TMP/out"
 IFS= read -r -t 120 first <&3
-expect_contains "ingest is running: its first event is acknowledged" "$first" '"seq":1,'
+expect_contains "ingest is running: its first event is acknowledged" "$first" "\"seq\":$((H0 + 1)),"
 cat <&3 >"$TMP/acks" 4>&- &
 drain=$!
 counts=()
@@ -42,11 +47,15 @@ wait "$ingest"
 expect_eq "the concurrent ingest exits 0" "$?" 0
 wait "$drain"
 exec 3<&-
-expect_eq "the concurrent ingest stored every event" "$(nev "$D")" "$TOTAL"
-echo "# events in the backups: ${counts[*]} of $TOTAL"
+expect_eq "the concurrent ingest stored every event" "$(nev "$D")" "$((H0 + TOTAL))"
+expect_eq "the concurrent ingest stored input line i at seq H0 + i" \
+  "$(sqlite3 "$D/bureau.db" "SELECT count(*) FROM events WHERE type = 'backup.tick' AND json_extract(data, '\$.i') = seq - $H0")" \
+  "$TOTAL"
+echo "# events in the backups: ${counts[*]} of $((H0 + TOTAL))"
 for b in 1 2 3; do
   f=$TMP/backup$b.db m=${counts[$((b - 1))]:-0}
-  check "backup $b holds some events, no more than the log ($m)" test "$m" -ge 1 -a "$m" -le "$TOTAL"
+  check "backup $b holds some ingested events, no more than the log ($m)" \
+    test "$m" -ge "$((H0 + 1))" -a "$m" -le "$((H0 + TOTAL))"
   expect_eq "backup $b: SQLite integrity_check" "$(sqlite3 "$f" 'PRAGMA integrity_check')" ok
   O=$TMP/other$b
   bureau --data "$O" init >/dev/null
@@ -68,7 +77,10 @@ expect_eq "a restored data dir still verifies after an append" "$RC" 0
 
 # ---- restore refuses a tampered backup and leaves the live database alone ----
 bureau --data "$D" backup "$TMP/good.db" >/dev/null
-K=1234
+I=1234 # the event of input line I, at seq K
+K=$(sqlite3 "$TMP/good.db" "SELECT seq FROM events WHERE type = 'backup.tick' AND json_extract(data, '\$.i') = $I")
+LAST=$((H0 + TOTAL))
+expect_eq "the backup ends at seq $LAST" "$(sqlite3 "$TMP/good.db" 'SELECT max(seq) FROM events')" "$LAST"
 refused() { # refused NAME WANT-IN-STDERR SQL-ON-THE-COPY (or empty: FILE prepared)
   local name=$1 want=$2 sql=$3 f=$TMP/bad.db before
   if [ -n "$sql" ]; then
@@ -82,9 +94,11 @@ refused() { # refused NAME WANT-IN-STDERR SQL-ON-THE-COPY (or empty: FILE prepar
   expect_eq "restore of $name: the live database is unchanged" "$(state "$D")" "$before"
 }
 refused "a backup with one byte of data changed" "seq $K" \
-  "UPDATE events SET data = replace(data, '\"i\":$K', '\"i\":9$K') WHERE seq = $K"
+  "UPDATE events SET data = replace(data, '\"i\":$I', '\"i\":9$I') WHERE seq = $K"
 refused "a backup with a row deleted" "seq $K" "DELETE FROM events WHERE seq = $K"
-refused "a backup with the last row deleted" "seq $TOTAL" "DELETE FROM events WHERE seq = $TOTAL"
+refused "a backup with the last row deleted" "seq $LAST" "DELETE FROM events WHERE seq = $LAST"
+refused "a backup with init's token event changed" "seq 1" \
+  "UPDATE events SET data = json_set(data, '\$.token_sha256', '$(printf '%s' bur_forged | sha256sum | cut -d' ' -f1)') WHERE seq = 1"
 refused "a backup with a newer schema" "newer" \
   "INSERT INTO schema_migrations(version, name, applied_at) VALUES (999, 'future', '2099-01-01T00:00:00.000Z')"
 head -c 100000 /dev/urandom >"$TMP/bad.db"
@@ -92,7 +106,7 @@ refused "a file that is not a database" "not a Bureau backup" ""
 head -c 50000 "$TMP/good.db" >"$TMP/bad.db"
 refused "a truncated backup" "restore" ""
 run bureau --data "$D" audit verify
-expect_eq "after the refusals the live log verifies" "$RC/$OUT" "0/ok: $TOTAL events"
+expect_eq "after the refusals the live log verifies" "$RC/$OUT" "0/ok: $LAST events"
 run bureau --data "$D" restore "$TMP/no-such-file.db"
 expect_eq "restore of a missing file: exit 1" "$RC" 1
 
@@ -106,6 +120,7 @@ expect_eq "the restored live data dir verifies" "$RC" 0
 # ---- backup onto the live database itself ----
 S=$TMP/self
 bureau --data "$S" init >/dev/null
+S0=$(nev "$S") # init's events
 gen 1 100 | bureau --data "$S" ingest --bulk >/dev/null
 before=$(state "$S")
 run bureau --data "$S" backup "$S/bureau.db"
@@ -128,7 +143,7 @@ wait "$sdrain"
 exec 6<&-
 acked=$(( $(wc -l <"$TMP/s.acks") + 1 ))
 expect_eq "backup onto the live database during an ingest: the $acked acknowledged events survive" \
-  "$(sqlite3 "$S/bureau.db" 'SELECT count(*) FROM events' 2>&1)" "$((acked + 100))"
+  "$(sqlite3 "$S/bureau.db" 'SELECT count(*) FROM events' 2>&1)" "$((S0 + 100 + acked))"
 run bureau --data "$S" audit verify
 expect_eq "backup onto the live database during an ingest: the chain verifies" "$RC" 0
 

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # bureau replay: 100,000 mixed events, replay --check, a tampered projection
 # table found and repaired, snapshots, and the counts projection's totals.
+# `bureau init` appends one event (the operator token's, seq 1), which the
+# tokens projection applies: the log holds H0 + N events.
 . "$(dirname "$0")/lib.sh"
 
 D=$TMP/data
 N=100000
 bureau --data "$D" init >/dev/null
+H0=$(sqlite3 "$D/bureau.db" 'SELECT count(*) FROM events') # init's events
+expect_eq "init left one event, the operator token's" \
+  "$(sqlite3 "$D/bureau.db" "SELECT group_concat(seq||'/'||type) FROM events")" "1/operator.token.created"
 # Mixed events: five types (four with shared data shapes), seven sources,
 # every third with an idempotency key, some with a subject.
 mixed() { # mixed FROM TO
@@ -28,7 +33,7 @@ mixed 1 $N >"$TMP/events.ndjson"
 run bureau --data "$D" ingest --bulk --file "$TMP/events.ndjson"
 expect_eq "100,000 mixed events ingested in one bulk (exit 0)" "$RC" 0
 nev() { sqlite3 "$D/bureau.db" 'SELECT count(*) FROM events'; }
-expect_eq "100,000 events stored" "$(nev)" $N
+expect_eq "100,000 events stored after init's" "$(nev)" $((H0 + N))
 
 # The counts projection equals what the log says, per type, source and day.
 totals_match() { # totals_match LABEL: three cases
@@ -41,6 +46,9 @@ totals_match() { # totals_match LABEL: three cases
   expect_eq "$1: event_counts per day equal the log's received_at days" \
     "$(sqlite3 "$db" 'SELECT day, sum(n) FROM event_counts GROUP BY 1 ORDER BY 1')" \
     "$(sqlite3 "$db" 'SELECT substr(received_at, 1, 10), count(*) FROM events GROUP BY 1 ORDER BY 1')"
+  expect_eq "$1: api_tokens holds the tokens the log created" \
+    "$(sqlite3 "$db" "SELECT id, name, token_hash, created_at, revoked_at IS NULL FROM api_tokens ORDER BY id")" \
+    "$(sqlite3 "$db" "SELECT json_extract(data, '\$.token_id'), json_extract(data, '\$.name'), json_extract(data, '\$.token_sha256'), received_at, 1 FROM events WHERE type = 'operator.token.created' ORDER BY 1")"
 }
 totals_match "after ingest"
 
@@ -48,12 +56,14 @@ check_ok() { # check_ok LABEL
   run bureau --data "$D" replay --check
   expect_eq "$1: replay --check exits 0" "$RC" 0
   expect_contains "$1: replay --check says ok" "$OUT" "counts               ok"
+  expect_eq "$1: replay --check lists the two projections, both ok" \
+    "$(awk '{ print $1, $2 }' <<<"$OUT" | paste -sd,)" "counts ok,tokens ok"
 }
 check_ok "after 100,000 events"
 
 run bureau --data "$D" replay
 expect_eq "replay: exit 0" "$RC" 0
-expect_eq "replay: applies every event" "$OUT" "replayed: $N events applied"
+expect_eq "replay: applies every event (once, though two projections read it)" "$OUT" "replayed: $((H0 + N)) events applied"
 check_ok "after replay"
 totals_match "after replay"
 
@@ -65,6 +75,7 @@ tampered() { # tampered LABEL SQL
   run bureau --data "$D" replay --check
   expect_eq "$label: replay --check exits 1" "$RC" 1
   expect_contains "$label: replay --check says MISMATCH" "$OUT" "counts               MISMATCH"
+  expect_contains "$label: replay --check: the tokens projection is still ok" "$OUT" "tokens               ok"
   expect_contains "$label: replay --check explains on stderr" "$ERR" "differ"
   expect_eq "$label: replay --check leaves the live table as it was" \
     "$(sqlite3 "$D/bureau.db" 'SELECT * FROM event_counts ORDER BY 1, 2, 3')" "$before"
@@ -76,7 +87,7 @@ tampered "n+1 on one row" \
   "UPDATE event_counts SET n = n + 1 WHERE (day, type, source) IN (SELECT day, type, source FROM event_counts LIMIT 1)"
 totals_match "after the repair"
 run bureau --data "$D" replay --snapshot
-expect_eq "replay --snapshot: at the head" "$RC/$OUT" "0/snapshot at seq $N"
+expect_eq "replay --snapshot: at the head" "$RC/$OUT" "0/snapshot at seq $((H0 + N))"
 run bureau --data "$D" replay
 expect_eq "replay after a snapshot at the head applies nothing" "$RC/$OUT" "0/replayed: 0 events applied"
 check_ok "after 100,000 events, snapshot, replay"
@@ -86,9 +97,13 @@ totals_match "after snapshot and replay"
 D=$TMP/small
 N=5000
 bureau --data "$D" init >/dev/null
+H0=$(nev) # init's events
 mixed 1 $N | bureau --data "$D" ingest --bulk >/dev/null
 run bureau --data "$D" --json replay --check
 expect_contains "replay --check --json says ok" "$OUT" '{"ok":true,"projections":[{"projection":"counts","equal":true'
+expect_eq "replay --check --json: the two projections, both equal" \
+  "$(sqlite3 :memory: "SELECT group_concat(json_extract(value, '\$.projection')||'='||json_extract(value, '\$.equal')) FROM json_each(json_extract('${OUT//\'/\'\'}', '\$.projections'))")" \
+  "counts=1,tokens=1"
 tampered "one row deleted" \
   "DELETE FROM event_counts WHERE (day, type, source) IN (SELECT day, type, source FROM event_counts LIMIT 1 OFFSET 3)"
 tampered "a row added" "INSERT INTO event_counts VALUES ('1999-01-01', 'x.y', 'nowhere', 1)"
@@ -98,6 +113,10 @@ totals_match "after the repairs"
 
 run bureau --data "$D" replay --projection counts --check
 expect_eq "replay --projection counts --check: exit 0" "$RC" 0
+expect_eq "replay --projection counts --check: lists counts alone" "$(awk '{ print $1, $2 }' <<<"$OUT")" "counts ok"
+run bureau --data "$D" replay --projection tokens --check
+expect_eq "replay --projection tokens --check: tokens alone, ok (exit 0)" \
+  "$RC/$(awk '{ print $1, $2 }' <<<"$OUT")" "0/tokens ok"
 run bureau --data "$D" replay --projection nope
 expect_eq "replay --projection of an unknown name: exit 1" "$RC" 1
 expect_contains "replay --projection of an unknown name: names it" "$ERR" "nope"
@@ -106,7 +125,7 @@ expect_eq "replay --check --snapshot: usage error (exit 2)" "$RC" 2
 
 # Snapshots: a rebuild starts at the snapshot.
 run bureau --data "$D" replay --snapshot
-expect_eq "replay --snapshot of 5,000 events: exit 0" "$RC/$OUT" "0/snapshot at seq $N"
+expect_eq "replay --snapshot of 5,000 events: exit 0" "$RC/$OUT" "0/snapshot at seq $((H0 + N))"
 mixed $((N + 1)) $((N + 500)) | bureau --data "$D" ingest --bulk >/dev/null
 run bureau --data "$D" replay
 expect_eq "replay after a snapshot: applies only the events after it" "$RC/$OUT" "0/replayed: 500 events applied"
@@ -118,7 +137,7 @@ run bureau --data "$D" replay
 expect_eq "replay from a snapshot repairs a tampered table" "$RC/$OUT" "0/replayed: 500 events applied"
 check_ok "tampered, replay from a snapshot"
 run bureau --data "$D" replay --full
-expect_eq "replay --full ignores the snapshot" "$RC/$OUT" "0/replayed: $((N + 500)) events applied"
+expect_eq "replay --full ignores the snapshot" "$RC/$OUT" "0/replayed: $((H0 + N + 500)) events applied"
 check_ok "after replay --full"
 sqlite3 "$D/bureau.db" "UPDATE projection_snapshots SET state = replace(state, '"src0"', '"srcX"')"
 run bureau --data "$D" replay
