@@ -78,6 +78,7 @@ typedef struct Req {
     Buf resp;
     const char *resp_type;
     char *location;             /* 303 redirect target */
+    const char *allow;          /* the Allow header of a 405 */
     int64_t seq;                /* for the access log; 0 when none */
     int reason;                 /* why it was refused, counted when it ends; 0: from status */
 

@@ -162,7 +162,8 @@ static enum MHD_Result iterate(void *cls, enum MHD_ValueKind kind, const char *k
         Err err = { 0 };
         int rc = f->file ? ingest_file_write(f->file, data, size, &err) : 0;
         if (rc == ERR_TOOBIG)
-            fail(f, 413, "the file in field '%s' is larger than the limit", f->key);
+            fail(f, 413, "the file in field '%s' is larger than the limit of %zu bytes", f->key,
+                 r->srv->cfg->max_file_bytes);
         else if (rc < 0)
             fail(f, 500, "cannot store an uploaded file: %s", err.msg);
     } else if (buf_append(&f->value, data, size) < 0) {
@@ -267,7 +268,10 @@ int api__form_feed(Req *r, const char *data, size_t len)
     FormState *f = r->form;
     if (MHD_post_process(f->pp, data, len) != MHD_YES)
         fail(f, 400, "the form body is malformed");
-    return f->status == 413 ? ERR_TOOBIG : 0;
+    if (f->status != 413)
+        return 0;
+    api__problem(r, 413, "Payload too large", "%s", f->problem); /* sent when the upload ends */
+    return ERR_TOOBIG;
 }
 
 void api__form_finish(Req *r)

@@ -206,7 +206,7 @@ void api__hook(Req *r)
         if (rc == ERR_AUTH) {
             log_warn("webhook refused", json_pack("{s:s, s:s, s:s}", "connector",
                                                   r->connector->name, "reason",
-                                                  ingest_reason_name(reason), "detail", err.msg));
+                                                  api__reason_name(reason), "detail", err.msg));
             api__problem(r, 401, "Unauthorized", "%s", err.msg);
         } else if (rc == ERR_CONFIG) {
             log_error("connector misconfigured", json_pack("{s:s, s:s}", "connector",

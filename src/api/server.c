@@ -65,6 +65,8 @@ static enum MHD_Result queue_answer(Req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
     if (r->location)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
@@ -230,18 +232,23 @@ static void route(Req *r, const char *url, const char *method)
     bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if (!strcmp(url, "/healthz")) {
         r->route = ROUTE_HEALTH;
-        if (!get)
+        if (!get) {
+            r->allow = "GET, HEAD";
             api__problem(r, 405, "Method not allowed", "use GET %s", url);
+        }
         return;
     }
     if (!strcmp(url, "/metrics")) {
         r->route = ROUTE_METRICS;
-        if (!get)
+        if (!get) {
+            r->allow = "GET, HEAD";
             api__problem(r, 405, "Method not allowed", "use GET %s", url);
+        }
         return;
     }
     if (!strcmp(url, "/v1/events")) {
         if (!post && !get) {
+            r->allow = "GET, HEAD, POST";
             api__problem(r, 405, "Method not allowed", "use GET or POST %s", url);
             return;
         }
@@ -266,6 +273,7 @@ static void route(Req *r, const char *url, const char *method)
         r->secret = r->srv->secrets[r->label - 1];
         r->secret_len = r->secret ? strlen(r->secret) : 0;
         if (!post) {
+            r->allow = "POST";
             api__problem(r, 405, "Method not allowed", "use POST %s", url);
             return;
         }
@@ -361,11 +369,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         }
         int rc = r->form ? api__form_feed(r, upload_data, len)
                          : buf_append(&r->body, upload_data, len);
-        if (rc == ERR_TOOBIG || (rc < 0 && !r->answered)) {
+        if (rc < 0) {
             r->too_big = true;
             reject(r, API_REASON_TOO_LARGE);
-            api__problem(r, 413, "Payload too large", "the body is larger than the limit of %zu",
-                         r->form ? r->srv->cfg->max_form_bytes : r->body.max);
+            if (!r->answered) /* a form names its own limit */
+                api__problem(r, 413, "Payload too large",
+                             "the body is larger than the limit of %zu bytes",
+                             r->form ? r->srv->cfg->max_form_bytes : r->body.max);
         }
         return MHD_YES;
     }

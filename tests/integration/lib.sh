@@ -9,14 +9,21 @@
 set -u
 : "${BUREAU:?BUREAU must point at the bureau binary}"
 TMP=$(mktemp -d /tmp/bureau-it.XXXXXX)
-# Background processes registered with bg_track are killed (by pid) on exit,
-# however the script ends; a TERM/INT (tests/run.sh's timeout) ends it too.
+# Background processes registered with bg_track (children of this shell) and
+# their children are killed, by pid, when the script ends, however it ends;
+# a TERM/INT (tests/run.sh's timeout) ends it too.
+# KEEP_TMP=1 keeps $TMP (logs, answers) for a look after a failure.
 BG_PIDS=""
 bg_track() { BG_PIDS="$BG_PIDS $*"; }
 _lib_exit() {
-  local p
-  for p in $BG_PIDS; do kill -KILL "$p" 2>/dev/null; done
-  rm -rf "$TMP"
+  local p IFS=$' \t\n' # the trap may interrupt an `IFS= read`
+  for p in $BG_PIDS; do
+    # only while it is still this shell's child (a pid may be reused)
+    [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ] || continue
+    # shellcheck disable=SC2046 # with its children (a loader's curl)
+    kill -KILL $(ps -o pid= --ppid "$p" 2>/dev/null) "$p" 2>/dev/null
+  done
+  if [ -n "${KEEP_TMP:-}" ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap _lib_exit EXIT
 trap 'exit 143' TERM
@@ -70,9 +77,10 @@ sanitizer_check() {
 #                         line, "listening on ADDR", read through a FIFO; sets
 #                         SRV_PID, SRV_LINE, SRV_ADDR (HOST:PORT), SRV_URL and
 #                         SRV_LOG (its stderr). Fails when it did not start.
-#   serve_stop [SIG]      sends SIG (default TERM), waits at most 60 s for the
-#                         server to exit (EOF on its stdout), SIGKILLs it if
-#                         not; sets SRV_RC (its exit status; 137 after a kill)
+#   serve_stop [SIG]      sends SIG (default TERM; 0 when already signalled),
+#                         waits at most 60 s for the server to exit (EOF on
+#                         its stdout), SIGKILLs it if not; sets SRV_RC (its
+#                         exit status; 137 after a kill)
 #   http METHOD PATH [CURL-ARGS...]  one request to $SRV_URL (loopback, no
 #                         proxy, bounded); sets CODE, BODY, CTYPE and HDRS
 #   jget JSON PATH        json_extract(JSON, PATH), e.g. jget "$BODY" '$.seq'
@@ -95,10 +103,10 @@ serve_start() {
   [[ $SRV_LINE =~ ^listening\ on\ [^[:space:]]+:[0-9]+$ ]]
 }
 serve_stop() {
-  local line r
+  local r
   kill -"${1:-TERM}" "$SRV_PID" 2>/dev/null
   while :; do
-    IFS= read -r -t 60 line <&"$SRV_FD"
+    IFS= read -r -t 60 _ <&"$SRV_FD"
     r=$?
     [ "$r" -eq 0 ] || break
   done
