@@ -45,7 +45,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
 $(FUZZ_BUILD)/build.ninja:
-	@scripts/deps.sh
+	@scripts/deps.sh fuzz
 	CC=clang meson setup $(FUZZ_BUILD) --buildtype=debug -Db_sanitize=address,undefined \
 	  -Dtests=disabled -Dfuzz=true
 

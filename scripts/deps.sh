@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Bureau builds, tests and benchmarks with.
+# Usage: scripts/deps.sh [fuzz]
 # Idempotent: quiet when nothing is missing; runs `apt-get update` only when
 # something must be installed.
 set -euo pipefail
@@ -10,8 +11,13 @@ PKGS=(
   libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libfyaml-dev
   liblua5.4-dev libgmime-3.0-dev libical-dev libssl-dev
   libcriterion-dev
-  curl wrk
+  curl wrk openssl sqlite3 coreutils
 )
+
+# `deps.sh fuzz` adds what `make fuzz` needs: clang and its libFuzzer runtime.
+if [ "${1:-}" = fuzz ]; then
+  PKGS+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
