@@ -23,6 +23,12 @@ int ingest__parse_unix(const char *s, size_t len, int64_t *ret);
 
 /* Refuses (ERR_AUTH, INGEST_STALE) a timestamp more than tolerance_s seconds
  * away from now_s in either direction; exactly tolerance_s is accepted. */
+/* HMAC-SHA256(secret, TS "." BODY): the signed text of timestamped schemes
+ * (Stripe, and webhooks with a timestamp header). */
+void ingest__hmac_timestamped(const char *secret, size_t secret_len, const char *ts,
+                              size_t ts_len, const char *body, size_t body_len,
+                              uint8_t out[CORE_SHA256_LEN]);
+
 int ingest__check_tolerance(int64_t ts, int64_t now_s, int tolerance_s, IngestReason *ret_reason,
                             Err *err);
 

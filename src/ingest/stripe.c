@@ -78,7 +78,6 @@ int ingest_stripe_verify(const char *header, const char *secret, size_t secret_l
                          IngestReason *ret_reason, Err *err)
 {
     IngestReason reason = INGEST_BAD_SIGNATURE;
-    char *signed_text = NULL;
     SigHeader sh;
     int64_t ts;
     int rc = 0;
@@ -113,13 +112,8 @@ int ingest_stripe_verify(const char *header, const char *secret, size_t secret_l
         rc = err_set(err, ERR_AUTH, "header %s has no v1 signature", STRIPE_HEADER);
         goto out;
     }
-    signed_text = xmalloc(sh.t_len + 1 + body_len + 1);
-    memcpy(signed_text, sh.t, sh.t_len);
-    signed_text[sh.t_len] = '.';
-    if (body_len)
-        memcpy(signed_text + sh.t_len + 1, body, body_len);
     uint8_t want[CORE_SHA256_LEN];
-    core_hmac_sha256(secret, secret_len, signed_text, sh.t_len + 1 + body_len, want);
+    ingest__hmac_timestamped(secret, secret_len, sh.t, sh.t_len, body, body_len, want);
     bool match = false;
     for (size_t i = 0; i < sh.n_v1; i++) {
         uint8_t given[CORE_SHA256_LEN];
@@ -135,7 +129,6 @@ int ingest_stripe_verify(const char *header, const char *secret, size_t secret_l
         goto out;
     reason = INGEST_OK;
 out:
-    free(signed_text);
     if (ret_reason)
         *ret_reason = reason;
     return rc;

@@ -69,6 +69,19 @@ int ingest__parse_unix(const char *s, size_t len, int64_t *ret)
     return 0;
 }
 
+void ingest__hmac_timestamped(const char *secret, size_t secret_len, const char *ts,
+                              size_t ts_len, const char *body, size_t body_len,
+                              uint8_t out[CORE_SHA256_LEN])
+{
+    char *text = xmalloc(ts_len + 1 + body_len + 1);
+    memcpy(text, ts, ts_len);
+    text[ts_len] = '.';
+    if (body_len)
+        memcpy(text + ts_len + 1, body, body_len);
+    core_hmac_sha256(secret, secret_len, text, ts_len + 1 + body_len, out);
+    free(text);
+}
+
 int ingest__check_tolerance(int64_t ts, int64_t now_s, int tolerance_s, IngestReason *ret_reason,
                             Err *err)
 {
@@ -196,7 +209,6 @@ int ingest_webhook_verify(const char *secret, size_t secret_len, const char *sig
                           int tolerance_s, IngestReason *ret_reason, Err *err)
 {
     IngestReason reason = INGEST_BAD_SIGNATURE;
-    char *signed_text = NULL;
     int rc = 0;
     if (!secret || secret_len == 0) {
         reason = INGEST_OK; /* the connector's fault, not the request's */
@@ -227,15 +239,10 @@ int ingest_webhook_verify(const char *secret, size_t secret_len, const char *sig
             rc = err_set(err, ERR_AUTH, "timestamp is not Unix seconds");
             goto out;
         }
-        signed_text = xmalloc(ts_len + 1 + body_len + 1);
-        memcpy(signed_text, ts, ts_len);
-        signed_text[ts_len] = '.';
-        if (body_len)
-            memcpy(signed_text + ts_len + 1, body, body_len);
-        text = signed_text;
-        text_len = ts_len + 1 + body_len;
+        ingest__hmac_timestamped(secret, secret_len, ts, ts_len, body, body_len, want);
+    } else {
+        core_hmac_sha256(secret, secret_len, text, text_len, want);
     }
-    core_hmac_sha256(secret, secret_len, text, text_len, want);
     if (!core_ct_equal(given, want, sizeof want)) {
         rc = err_set(err, ERR_AUTH, "signature does not match");
         goto out;
@@ -246,7 +253,6 @@ int ingest_webhook_verify(const char *secret, size_t secret_len, const char *sig
         goto out;
     reason = INGEST_OK;
 out:
-    free(signed_text);
     if (ret_reason)
         *ret_reason = reason;
     return rc;
