@@ -377,7 +377,7 @@ int ingest_webhook(const IngestRequest *req, Event **ret, IngestReason *ret_reas
                      core_json_type_name(body));
         goto out;
     }
-    const char *type;
+    const char *type = NULL;
     if ((rc = body_type(c, body, &type, err)) < 0 || (rc = body_key(req, body, &key, err)) < 0)
         goto out;
     size_t full_len = strlen("webhook:") + strlen(c->name) + 1 + strlen(key) + 1;
