@@ -90,7 +90,6 @@ typedef struct Req {
     LedgerAppendResult *results;
     size_t n_results;
     bool batch;                 /* NDJSON: answer with a list */
-    bool honeypot;
 } Req;
 
 struct ApiServer {
@@ -135,6 +134,8 @@ void api__append(Req *r, Event **events, size_t n, bool batch);
 
 /* The client's address as text, for rate limiting. */
 void api__client_address(Req *r, char *out, size_t cap);
+struct RateLimit *api__rate_new(void);
+void api__rate_free(struct RateLimit *rl);
 /* True when the client may submit another form now (per-minute window). */
 bool api__rate_allow(ApiServer *s, const char *client, int per_minute);
 

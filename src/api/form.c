@@ -187,16 +187,23 @@ struct RateLimit {
     RateSlot slots[RATE_SLOTS];
 };
 
-static pthread_mutex_t rate_init = PTHREAD_MUTEX_INITIALIZER;
+struct RateLimit *api__rate_new(void)
+{
+    struct RateLimit *rl = xcalloc(1, sizeof *rl);
+    pthread_mutex_init(&rl->mu, NULL);
+    return rl;
+}
+
+void api__rate_free(struct RateLimit *rl)
+{
+    if (!rl)
+        return;
+    pthread_mutex_destroy(&rl->mu);
+    free(rl);
+}
 
 bool api__rate_allow(ApiServer *s, const char *client, int per_minute)
 {
-    pthread_mutex_lock(&rate_init);
-    if (!s->rate) {
-        s->rate = xcalloc(1, sizeof *s->rate);
-        pthread_mutex_init(&s->rate->mu, NULL);
-    }
-    pthread_mutex_unlock(&rate_init);
     struct RateLimit *rl = s->rate;
     int64_t minute = core_time_now_ms() / 60000;
     uint32_t h = 2166136261u;

@@ -501,7 +501,7 @@ static void server_free(ApiServer *s)
         for (size_t i = 0; i < s->cfg->n_connectors; i++)
             free(s->secrets[i]);
     free(s->secrets);
-    free(s->rate);
+    api__rate_free(s->rate);
     free(s->data_dir);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->idle);
@@ -519,7 +519,7 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->idle, NULL);
     pthread_key_create(&s->reader_key, reader_free);
-    s->rate = NULL;
+    s->rate = api__rate_new();
     const char *listen = opts->listen ? opts->listen : s->cfg->listen;
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -572,14 +572,7 @@ void api_server_stop(ApiServer *s, int grace_ms)
     MHD_socket lsock = MHD_quiesce_daemon(s->d); /* no new connections from here on */
     if (lsock != MHD_INVALID_SOCKET)
         close(lsock);
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += grace_ms / 1000;
-    deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = core_time_deadline(CLOCK_REALTIME, grace_ms);
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     while (s->active > 0)

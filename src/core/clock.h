@@ -6,12 +6,17 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define CORE_TIME_LEN 24 /* strlen("2026-11-25T12:00:00.123Z") */
 
 int64_t core_time_now_ms(void);
 /* Monotonic clock in nanoseconds, for durations. */
 int64_t core_time_mono_ns(void);
+
+/* A deadline timeout_ms from now on clock (CLOCK_REALTIME or
+ * CLOCK_MONOTONIC), for pthread_cond_timedwait(). */
+struct timespec core_time_deadline(clockid_t clock, int timeout_ms);
 
 /* Writes the RFC 3339 UTC form of ms into out (CORE_TIME_LEN + 1 bytes). */
 void core_time_format(int64_t ms, char out[CORE_TIME_LEN + 1]);

@@ -166,8 +166,10 @@ int ledger_event_from_json(const json_t *obj, const EventLimits *lim, Event **re
         return err_set(err, ERR_INVAL, "field '%.64s': unknown", key);
     }
 
-    const char *type, *source, *subject, *occurred, *consent, *ikey, *trace;
-    size_t type_len, source_len, subject_len, occurred_len, consent_len, ikey_len, trace_len;
+    const char *type = NULL, *source = NULL, *subject = NULL, *occurred = NULL, *consent = NULL,
+               *ikey = NULL, *trace = NULL;
+    size_t type_len = 0, source_len = 0, subject_len = 0, occurred_len = 0, consent_len = 0,
+           ikey_len = 0, trace_len = 0;
     int rc;
     if ((rc = string_field(obj, "type", true, &type, &type_len, err)) < 0 ||
         (rc = string_field(obj, "source", true, &source, &source_len, err)) < 0 ||

@@ -724,16 +724,7 @@ int64_t ledger_head_seq(Ledger *l)
 
 int64_t ledger_wait(Ledger *l, int64_t after_seq, int timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    if (timeout_ms > 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000;
-        }
-    }
+    struct timespec deadline = core_time_deadline(CLOCK_MONOTONIC, timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&l->mu);
     uint64_t gen = l->wake_gen;
     while (l->head_seq <= after_seq && !l->stopping && timeout_ms != 0 && gen == l->wake_gen) {
