@@ -83,6 +83,7 @@ struct Ledger {
     Store *ckpt;
     pthread_cond_t ckpt_cond;
     bool ckpt_wanted;
+    bool ckpt_finish; /* the writer copies the last frames (under mu) */
 
     pthread_mutex_t mu;
     pthread_cond_t work, space, head_cond;
@@ -537,10 +538,16 @@ static void *writer_main(void *arg)
             l->q_last = NULL;
         last->next = NULL;
         l->queued_events -= events;
+        bool finish = l->ckpt_finish;
+        l->ckpt_finish = false;
         pthread_cond_broadcast(&l->space);
         pthread_mutex_unlock(&l->mu);
 
         Err err = { 0 };
+        if (finish && store_checkpoint(l->w, NULL, &err) < 0) {
+            log_warn("wal checkpoint failed", json_pack("{s:s}", "error", err.msg));
+            err = (Err){ 0 };
+        }
         int64_t head = -1;
         int rc = commit_batch(l, batch, &head, &err);
         if (rc < 0)
@@ -583,8 +590,11 @@ static void *writer_main(void *arg)
 
 /* WAL checkpoints run here, on their own connection, instead of inside the
  * writer's COMMIT (the writer's connection has automatic checkpoints off).
- * PASSIVE never blocks the writer; the WAL restarts from its beginning once a
- * checkpoint has copied everything back. */
+ * PASSIVE never blocks the writer, but it cannot copy the frames committed
+ * while it ran, and the WAL restarts from its beginning only once everything
+ * has been copied back: under steady load it would grow without bound. So
+ * after each pass the writer copies the few frames left, between two
+ * commits, and its next commit restarts the WAL. */
 static void *checkpointer_main(void *arg)
 {
     Ledger *l = arg;
@@ -597,9 +607,12 @@ static void *checkpointer_main(void *arg)
         l->ckpt_wanted = false;
         pthread_mutex_unlock(&l->mu);
         Err err = { 0 };
-        if (store_checkpoint(l->ckpt, &err) < 0)
+        int64_t left = -1;
+        if (store_checkpoint(l->ckpt, &left, &err) < 0)
             log_warn("wal checkpoint failed", json_pack("{s:s}", "error", err.msg));
         pthread_mutex_lock(&l->mu);
+        if (left >= 0)
+            l->ckpt_finish = true;
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;
@@ -919,7 +932,7 @@ void ledger_close(Ledger *l)
         pthread_mutex_unlock(&l->mu);
         pthread_join(l->checkpointer, NULL);
         Err err = { 0 };
-        store_checkpoint(l->ckpt, &err); /* leave a short WAL behind */
+        store_checkpoint(l->ckpt, NULL, &err); /* leave a short WAL behind */
     }
     store_close(l->ckpt);
     tail_free(&l->tail);

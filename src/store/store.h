@@ -115,8 +115,11 @@ int store_backup_to(Store *s, const char *dest_path, Err *err);
 int store_restore_from(Store *s, const Store *src, Err *err);
 
 /* Copies committed WAL content back into the database without blocking
- * writers (a passive checkpoint); a no-op for backends without a WAL. */
-int store_checkpoint(Store *s, Err *err);
+ * writers (a passive checkpoint); a no-op for backends without a WAL. When
+ * left is not NULL it receives the WAL frames still not copied back (0 when
+ * the next write may restart the WAL from its beginning), or -1 when another
+ * connection's checkpoint was running. */
+int store_checkpoint(Store *s, int64_t *left, Err *err);
 
 const char *store_path(const Store *s);
 

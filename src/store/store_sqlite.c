@@ -13,6 +13,8 @@
 
 #define CACHE_BUCKETS 64
 #define MAX_DEPTH 32
+/* A WAL that grew during a burst is cut back to this size when it restarts. */
+#define WAL_KEEP_BYTES "67108864"
 
 typedef struct SqlStmt {
     StoreStmt base;
@@ -106,7 +108,7 @@ int store__sqlite_open(const char *path, const StoreOptions *opts, Store **ret, 
              "PRAGMA temp_store=MEMORY;"
              "PRAGMA cache_size=-8192;"
              "%s",
-             opts->readonly ? "" : "PRAGMA journal_mode=WAL;",
+             opts->readonly ? "" : "PRAGMA journal_mode=WAL; PRAGMA journal_size_limit=" WAL_KEEP_BYTES ";",
              opts->durability_normal ? "NORMAL" : "FULL",
              opts->no_autocheckpoint ? "PRAGMA wal_autocheckpoint=0;" : "");
     int rc = exec_sql(&s->base, pragmas, err);
@@ -376,12 +378,15 @@ static int sq_restore_from(Store *base, const Store *src, Err *err)
     return copy_db(s->db, from->db, "restore", err);
 }
 
-static int sq_checkpoint(Store *base, Err *err)
+static int sq_checkpoint(Store *base, int64_t *left, Err *err)
 {
     SqliteStore *s = (SqliteStore *)base;
-    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)
         return fail(s, err, "checkpoint");
+    if (left)
+        *left = rc == SQLITE_BUSY || log < 0 ? -1 : (int64_t)(log - done);
     return 0;
 }
 
