@@ -34,6 +34,10 @@
 #define NOTIFY_FILE "ledger.notify"
 #define KEYS_FLUSH 4096
 #define CHECKPOINT_EVERY 512 /* commits between WAL checkpoints */
+/* The writer finishes a checkpoint once a pass saw at most this many new
+ * frames; the checkpointer makes at most CHECKPOINT_PASSES passes. */
+#define CHECKPOINT_FINISH_FRAMES 64
+#define CHECKPOINT_PASSES 8
 
 /* Idempotency keys of the events after '@keys': a vector in seq order with
  * an open-addressing index (slot = position + 1, 0 = empty). */
@@ -593,8 +597,9 @@ static void *writer_main(void *arg)
  * PASSIVE never blocks the writer, but it cannot copy the frames committed
  * while it ran, and the WAL restarts from its beginning only once everything
  * has been copied back: under steady load it would grow without bound. So
- * after each pass the writer copies the few frames left, between two
- * commits, and its next commit restarts the WAL. */
+ * the checkpointer repeats its pass while the writer keeps adding frames, and
+ * once a pass found only a few new ones, the writer copies the rest between
+ * two commits (a short pause) and its next commit restarts the WAL. */
 static void *checkpointer_main(void *arg)
 {
     Ledger *l = arg;
@@ -607,12 +612,28 @@ static void *checkpointer_main(void *arg)
         l->ckpt_wanted = false;
         pthread_mutex_unlock(&l->mu);
         Err err = { 0 };
-        int64_t left = -1;
-        if (store_checkpoint(l->ckpt, &left, &err) < 0)
-            log_warn("wal checkpoint failed", json_pack("{s:s}", "error", err.msg));
+        /* Each pass copies what the last one could not; passes shorten as
+         * fewer frames are left, until few enough for the writer to finish. */
+        StoreWal wal = { -1, -1 };
+        int64_t copied = 0;
+        bool handover = false;
+        for (int pass = 0; pass < CHECKPOINT_PASSES; pass++) {
+            if (store_checkpoint(l->ckpt, &wal, &err) < 0) {
+                log_warn("wal checkpoint failed", json_pack("{s:s}", "error", err.msg));
+                break;
+            }
+            if (wal.frames < 0)
+                break;
+            /* a WAL that restarted since the last pass holds only new frames */
+            int64_t fresh = wal.frames - (wal.frames >= copied ? copied : 0);
+            copied = wal.copied;
+            if (pass > 0 && fresh <= CHECKPOINT_FINISH_FRAMES) {
+                handover = true;
+                break;
+            }
+        }
         pthread_mutex_lock(&l->mu);
-        if (left >= 0)
-            l->ckpt_finish = true;
+        l->ckpt_finish = handover;
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;

@@ -71,7 +71,7 @@ const void *store_col_blob(StoreStmt *st, int i, size_t *ret_len)
 }
 
 int64_t store_changes(Store *s) { return s->ops->changes(s); }
-int store_checkpoint(Store *s, int64_t *left, Err *err) { return s->ops->checkpoint(s, left, err); }
+int store_checkpoint(Store *s, StoreWal *wal, Err *err) { return s->ops->checkpoint(s, wal, err); }
 const char *store_path(const Store *s) { return s->ops->path(s); }
 
 int store_backup_to(Store *s, const char *dest_path, Err *err)

@@ -116,10 +116,13 @@ int store_restore_from(Store *s, const Store *src, Err *err);
 
 /* Copies committed WAL content back into the database without blocking
  * writers (a passive checkpoint); a no-op for backends without a WAL. When
- * left is not NULL it receives the WAL frames still not copied back (0 when
- * the next write may restart the WAL from its beginning), or -1 when another
- * connection's checkpoint was running. */
-int store_checkpoint(Store *s, int64_t *left, Err *err);
+ * wal is not NULL it receives the frames in the WAL as the checkpoint saw it
+ * and how many of them are now in the database (both -1 when another
+ * connection's checkpoint was running). */
+typedef struct StoreWal {
+    int64_t frames, copied;
+} StoreWal;
+int store_checkpoint(Store *s, StoreWal *wal, Err *err);
 
 const char *store_path(const Store *s);
 

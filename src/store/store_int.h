@@ -32,7 +32,7 @@ typedef struct StoreOps {
     int (*backup_to)(Store *s, const char *dest_path, Err *err);
     int (*restore_from)(Store *s, const Store *src, Err *err);
     const char *(*path)(const Store *s);
-    int (*checkpoint)(Store *s, int64_t *left, Err *err);
+    int (*checkpoint)(Store *s, StoreWal *wal, Err *err);
 } StoreOps;
 
 struct Store {
