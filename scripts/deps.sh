@@ -9,7 +9,7 @@ PKGS=(
   build-essential pkg-config meson ninja-build
   libsqlite3-dev sqlite3 libpq-dev
   libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libfyaml-dev
-  liblua5.4-dev libgmime-3.0-dev libical-dev libssl-dev
+  liblua5.4-dev libgmime-3.0-dev libical-dev libssl-dev tzdata
   libcriterion-dev
   curl wrk openssl sqlite3 coreutils
 )

@@ -24,7 +24,8 @@
     X(ERR_TIMEOUT,  -13, "timed out")                               \
     X(ERR_AUTH,     -14, "not authorized")                          \
     X(ERR_LEASE,    -15, "lease lost")                              \
-    X(ERR_INTERNAL, -16, "internal error")
+    X(ERR_INTERNAL, -16, "internal error")                          \
+    X(ERR_SCRIPT,   -17, "script error")
 
 enum {
     ERR_OK = 0,

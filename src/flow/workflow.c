@@ -1,0 +1,2 @@
+/* Workflow definitions (workflow.h). Placeholder until it lands. */
+#include "flow/workflow.h"

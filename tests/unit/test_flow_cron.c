@@ -1,0 +1,2 @@
+/* Unit tests: placeholder until the module lands. */
+#include <criterion/criterion.h>
