@@ -49,6 +49,9 @@ typedef enum Route {
     ROUTE_EVENTS_POST,
     ROUTE_EVENTS_GET,
     ROUTE_HOOK,
+    ROUTE_TASKS_GET,
+    ROUTE_TASK_GET,
+    ROUTE_TASK_ACTION,
 } Route;
 
 typedef struct FormState FormState;
@@ -64,6 +67,8 @@ typedef struct Req {
     size_t secret_len;
     char method[8];
     char path[128];
+    char target[40];            /* /v1/tasks/{target}/{action} */
+    char action[16];
 
     Buf body;                   /* bounded by the route's limit */
     bool too_big;
@@ -122,6 +127,9 @@ void api__json(Req *r, int status, json_t *body);
 void api__events_post(Req *r);
 void api__events_get(Req *r);
 void api__hook(Req *r);
+void api__tasks_get(Req *r);
+void api__task_get(Req *r);
+void api__task_action(Req *r);
 /* Form parsing (form.c): feed upload data, then finish. */
 int api__form_begin(Req *r);
 int api__form_feed(Req *r, const char *data, size_t len);

@@ -6,6 +6,7 @@
 #include "api/api_int.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "flow/engine.h"
 
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 1000
@@ -219,4 +220,52 @@ void api__hook(Req *r)
         return;
     }
     api__append(r, &ev, 1, false);
+}
+
+/* ---- tasks ---- */
+
+void api__tasks_get(Req *r)
+{
+    long long limit = PAGE_DEFAULT;
+    if (!int_arg(r, "limit", 1, PAGE_MAX, &limit))
+        return;
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *list = NULL;
+    if (!rd || flow_tasks_list(rd, arg(r, "status"), arg(r, "workflow"), limit, &list, &err) < 0) {
+        api__problem(r, 503, "Service unavailable", "%s", err.msg);
+        return;
+    }
+    api__json(r, 200, json_pack("{s:o}", "tasks", list));
+}
+
+void api__task_get(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *t = NULL;
+    int rc = rd ? flow_task_get(rd, r->target, &t, &err) : ERR_STORE;
+    if (rc == ERR_NOTFOUND)
+        api__problem(r, 404, "Not found", "%s", err.msg);
+    else if (rc < 0)
+        api__problem(r, 503, "Service unavailable", "%s", err.msg);
+    else
+        api__json(r, 200, t);
+}
+
+void api__task_action(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    int rc = rd ? flow_task_action(r->srv->ledger, rd, r->target, r->action, &err) : ERR_STORE;
+    if (rc == ERR_NOTFOUND)
+        api__problem(r, 404, "Not found", "%s", err.msg);
+    else if (rc == ERR_INVAL)
+        api__problem(r, 404, "Not found", "%s", err.msg);
+    else if (rc == ERR_EXISTS)
+        api__problem(r, 409, "Conflict", "%s", err.msg);
+    else if (rc < 0)
+        api__problem(r, 503, "Service unavailable", "%s", err.msg);
+    else
+        api__json(r, 202, json_pack("{s:s, s:s}", "task", r->target, "action", r->action));
 }

@@ -261,6 +261,34 @@ static void route(Req *r, const char *url, const char *method)
                                                      MHD_HTTP_HEADER_CONTENT_TYPE);
         if (post && ct && !strncasecmp(ct, "application/x-ndjson", 20))
             limit = cfg->max_batch_bytes;
+    } else if (!strcmp(url, "/v1/tasks") || !strncmp(url, "/v1/tasks/", 10)) {
+        /* /v1/tasks, /v1/tasks/{id}, /v1/tasks/{id}/{retry|skip|cancel} */
+        const char *rest = url[9] == '/' ? url + 10 : NULL;
+        const char *slash = rest ? strchr(rest, '/') : NULL;
+        size_t idlen = rest ? (slash ? (size_t)(slash - rest) : strlen(rest)) : 0;
+        if (rest && (idlen == 0 || idlen >= sizeof r->target ||
+                     (slash && (strlen(slash + 1) == 0 || strlen(slash + 1) >= sizeof r->action ||
+                                strchr(slash + 1, '/'))))) {
+            api__problem(r, 404, "Not found", "no route for %s %.100s", method, url);
+            return;
+        }
+        if (rest) {
+            snprintf(r->target, sizeof r->target, "%.*s", (int)idlen, rest);
+            if (slash)
+                snprintf(r->action, sizeof r->action, "%s", slash + 1);
+        }
+        bool action = slash != NULL;
+        if (action ? !post : !get) {
+            r->allow = action ? "POST" : "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use %s %.100s", action ? "POST" : "GET",
+                         url);
+            return;
+        }
+        r->route = action ? ROUTE_TASK_ACTION : rest ? ROUTE_TASK_GET : ROUTE_TASKS_GET;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
     } else if (!strncmp(url, "/hooks/", 7)) {
         const char *name = url + 7;
         r->connector = core_config_connector(cfg, name);
@@ -314,6 +342,9 @@ static void dispatch(Req *r)
         break;
     case ROUTE_EVENTS_POST: api__events_post(r); break;
     case ROUTE_EVENTS_GET: api__events_get(r); break;
+    case ROUTE_TASKS_GET: api__tasks_get(r); break;
+    case ROUTE_TASK_GET: api__task_get(r); break;
+    case ROUTE_TASK_ACTION: api__task_action(r); break;
     case ROUTE_HOOK:
         if (r->form)
             api__form_finish(r);

@@ -27,6 +27,7 @@ typedef struct CliCommand CliCommand;
 
 typedef struct Cli {
     const char *data_dir;
+    bool data_given; /* --data or BUREAU_DATA named it (not the default) */
     bool json;
     bool help;
     const char *log_level;
@@ -88,6 +89,17 @@ int cmd_serve(Cli *cli);
 int cmd_token_create(Cli *cli);
 int cmd_token_list(Cli *cli);
 int cmd_token_revoke(Cli *cli);
+int cmd_workflows_list(Cli *cli);
+int cmd_workflows_show(Cli *cli);
+int cmd_workflows_validate(Cli *cli);
+int cmd_workflows_enable(Cli *cli);
+int cmd_workflows_disable(Cli *cli);
+int cmd_tasks(Cli *cli);
+int cmd_task_show(Cli *cli);
+int cmd_task_retry(Cli *cli);
+int cmd_task_skip(Cli *cli);
+int cmd_task_cancel(Cli *cli);
+int cmd_run(Cli *cli);
 
 
 #endif

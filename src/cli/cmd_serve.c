@@ -6,6 +6,7 @@
 #include "api/tokens.h"
 #include "cli/cli.h"
 #include "core/log.h"
+#include "flow/engine.h"
 
 int cmd_serve(Cli *cli)
 {
@@ -31,6 +32,12 @@ int cmd_serve(Cli *cli)
         ledger_close(l);
         return cli_fail_err(cli, &err);
     }
+    FlowEngine *engine = NULL;
+    if (flow_engine_start(l, cli->data_dir, &cli->config, &engine, &err) < 0) {
+        api_server_stop(srv, 0);
+        ledger_close(l);
+        return cli_fail_err(cli, &err);
+    }
     log_info("listening", json_pack("{s:s, s:s, s:I}", "address", api_server_address(srv),
                                     "data", cli->data_dir, "head",
                                     (json_int_t)ledger_head_seq(l)));
@@ -40,6 +47,7 @@ int cmd_serve(Cli *cli)
     sigwait(&set, &sig);
     log_info("stopping", json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     api_server_stop(srv, 30000);
+    flow_engine_stop(engine); /* steps in flight are recorded first */
     ledger_close(l); /* drains the writer: every acknowledged event is durable */
     log_info("stopped", NULL);
     return EXIT_OK;

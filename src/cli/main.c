@@ -4,6 +4,7 @@
 
 #include "api/tokens.h"
 #include "cli/cli.h"
+#include "flow/engine.h"
 #include "ledger/projection.h"
 
 static const CliOpt ingest_opts[] = {
@@ -45,6 +46,19 @@ static const CliOpt token_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt tasks_opts[] = {
+    { "status", "S", "only tasks in state S (queued, running, inbox, succeeded, failed, canceled)" },
+    { "workflow", "W", "only tasks of workflow W" },
+    { "limit", "N", "at most N tasks, newest first (default 100)" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt run_opts[] = {
+    { "until-idle", NULL, "exit 0 once no step is ready or running (waits and timers aside)" },
+    { "timeout", "S", "with --until-idle: fail after S seconds" },
+    { NULL, NULL, NULL },
+};
+
 static const CliCommand commands[] = {
     { "init", NULL,
       "Create the data directory, its database and a bureau.yaml with every setting\n"
@@ -82,6 +96,32 @@ static const CliCommand commands[] = {
     { "token list", NULL, "List API tokens (never the tokens themselves).", NULL,
       cmd_token_list, 0, 0 },
     { "token revoke", "ID", "Revoke an API token.", NULL, cmd_token_revoke, 1, 1 },
+    { "workflows list", NULL,
+      "List the workflows: the built-ins and DATA/workflows/*.yaml, enabled or not.", NULL,
+      cmd_workflows_list, 0, 0 },
+    { "workflows show", "NAME", "Show a workflow: trigger, steps and version.", NULL,
+      cmd_workflows_show, 1, 1 },
+    { "workflows validate", "FILE",
+      "Validate a workflow file; problems are printed as FILE:LINE:COL: message. With\n"
+      "--data DIR, also check its scripts (DATA/agents) and the workflows it starts.",
+      NULL, cmd_workflows_validate, 1, 1 },
+    { "workflows enable", "NAME", "Enable a workflow (recorded as an event).", NULL,
+      cmd_workflows_enable, 1, 1 },
+    { "workflows disable", "NAME", "Disable a workflow (recorded as an event).", NULL,
+      cmd_workflows_disable, 1, 1 },
+    { "tasks", NULL, "List tasks, newest first (with --json: one object per line).", tasks_opts,
+      cmd_tasks, 0, 0 },
+    { "task show", "ID", "Show a task: each step's state, attempts, timings and output.", NULL,
+      cmd_task_show, 1, 1 },
+    { "task retry", "ID", "Run again the failed step of a task in the inbox.", NULL,
+      cmd_task_retry, 1, 1 },
+    { "task skip", "ID", "Skip the failed step of a task in the inbox and go on.", NULL,
+      cmd_task_skip, 1, 1 },
+    { "task cancel", "ID", "Cancel a task that has not finished.", NULL, cmd_task_cancel, 1, 1 },
+    { "run", NULL,
+      "Run the planner and the runner in the foreground (without the HTTP server).\n"
+      "--until-idle exits 0 once nothing is ready or running: for scripts and cron.",
+      run_opts, cmd_run, 0, 0 },
     { "version", NULL, "Print the version.", NULL, cmd_version, 0, 0 },
 };
 
@@ -192,10 +232,14 @@ int main(int argc, char **argv)
     }
     if (!cli.data_dir) {
         const char *env = getenv("BUREAU_DATA");
+        cli.data_given = env && *env;
         cli.data_dir = env && *env ? env : "./bureau-data";
+    } else {
+        cli.data_given = true;
     }
     ledger_projections_builtin();
     api_projections_register();
+    flow_projections_register();
     core_config_defaults(&cli.config);
     rc = cmd->run(&cli);
     core_config_done(&cli.config);

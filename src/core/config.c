@@ -48,6 +48,13 @@ const char core_config_default_yaml[] =
     "#   max_form_bytes: 33554432    # a form submission with its files\n"
     "#   max_file_bytes: 10485760    # one uploaded file\n"
     "\n"
+    "# flow:                        # workflows: the planner and the runner\n"
+    "#   workers: 0                  # step worker threads; 0: two per CPU core\n"
+    "#   lease_ms: 15000             # how long a dead runner's lease keeps others out\n"
+    "#   depth_max: 8                # events emitted by workflows trigger at most this deep\n"
+    "#   lua_memory_bytes: 16777216  # per Lua state\n"
+    "#   lua_instructions: 1000000   # per evaluation\n"
+    "\n"
     "# connectors:                  # served at POST /hooks/NAME\n"
     "#   - name: site-hook\n"
     "#     kind: webhook             # generic JSON, HMAC-SHA256 of the body\n"
@@ -89,6 +96,11 @@ void core_config_defaults(Config *cfg)
     cfg->max_batch_bytes = 16 * 1024 * 1024;
     cfg->max_form_bytes = 32 * 1024 * 1024;
     cfg->max_file_bytes = 10 * 1024 * 1024;
+    cfg->flow_workers = 0;
+    cfg->flow_lease_ms = 15000;
+    cfg->flow_depth_max = 8;
+    cfg->lua_memory_bytes = 16 * 1024 * 1024;
+    cfg->lua_instructions = 1000000;
 }
 
 static void connector_free(ConnectorConfig *c)
@@ -154,6 +166,11 @@ static const KeyDef keys[] = {
     { "server", "max_batch_bytes", KEY_SIZE, 1024, 1LL << 30, NULL, C(max_batch_bytes) },
     { "server", "max_form_bytes", KEY_SIZE, 1024, 1LL << 30, NULL, C(max_form_bytes) },
     { "server", "max_file_bytes", KEY_SIZE, 1024, 1LL << 30, NULL, C(max_file_bytes) },
+    { "flow", "workers", KEY_INT, 0, 256, NULL, C(flow_workers) },
+    { "flow", "lease_ms", KEY_INT, 500, 3600000, NULL, C(flow_lease_ms) },
+    { "flow", "depth_max", KEY_INT, 1, 100, NULL, C(flow_depth_max) },
+    { "flow", "lua_memory_bytes", KEY_SIZE, 1 << 20, 1LL << 30, NULL, C(lua_memory_bytes) },
+    { "flow", "lua_instructions", KEY_INT, 1000, 1000000000, NULL, C(lua_instructions) },
 };
 #undef C
 

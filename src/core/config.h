@@ -61,6 +61,12 @@ typedef struct Config {
     size_t max_batch_bytes;   /* server.max_batch_bytes: an NDJSON batch, default 16 MiB */
     size_t max_form_bytes;    /* server.max_form_bytes: a form post, default 32 MiB */
     size_t max_file_bytes;    /* server.max_file_bytes: one uploaded file, default 10 MiB */
+    /* flow: */
+    int flow_workers;         /* flow.workers: step worker threads, 0 = two per core */
+    int flow_lease_ms;        /* flow.lease_ms: runner lease time to live, default 15000 */
+    int flow_depth_max;       /* flow.depth_max: causal depth limit, default 8 */
+    size_t lua_memory_bytes;  /* flow.lua_memory_bytes, default 16 MiB */
+    int lua_instructions;     /* flow.lua_instructions per evaluation, default 1e6 */
     /* connectors: */
     ConnectorConfig *connectors;
     size_t n_connectors;

@@ -78,6 +78,8 @@ typedef struct FlowStepKind {
 /* Registers k (static storage). The same name twice keeps the first. */
 void flow_step_kind_register(const FlowStepKind *k);
 const FlowStepKind *flow_step_kind_find(const char *name);
+/* Registers the built-in kinds (emit, lua, wait, task.start). Idempotent. */
+void flow_step_kinds_builtin(void);
 
 /* Parses YAML text (at most FLOW_WORKFLOW_MAX_BYTES); path names it in
  * errors ("path:line:col: message"). */

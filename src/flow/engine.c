@@ -1,0 +1,1261 @@
+/* The planner and the runner.
+ *
+ * The planner is a reactor: for each new event it appends `task.created`
+ * for every enabled workflow whose trigger matches (idempotency key
+ * "task:WORKFLOW:SEQ", so once per workflow per event, across crashes and
+ * replays). The runner holds the lease "runner": it follows the ledger to
+ * wake waits on events, asks the "tasks" projection for ready and due steps,
+ * hands them to the worker pool, and fires schedules. Workers evaluate a
+ * step (condition, inputs, handler) and append its outcome asynchronously;
+ * the projection turns that into the next ready steps. A crash loses only
+ * steps whose outcome was not yet durable; they are ready again after a
+ * restart, and their idempotency keys keep their effects single. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flow/engine_int.h"
+#include "ledger/reactor.h"
+
+#define RUNNER_LEASE "runner"
+#define READY_BATCH 256
+#define FOLLOW_BATCH 512
+#define WAIT_SCAN_MAX 100000 /* events scanned back for a wait that starts */
+
+typedef struct Job {
+    char task[CORE_ULID_LEN + 1];
+    char step[FLOW_NAME_MAX + 1];
+    int attempt;
+    struct Job *next;
+} Job;
+
+typedef struct Waiter {
+    char task[CORE_ULID_LEN + 1];
+    char step[FLOW_NAME_MAX + 1];
+    int attempt;
+    char *type;  /* exact, or a prefix ending in ".*" */
+    char *where; /* Lua over e, or NULL */
+    int64_t trigger_seq;
+    struct Waiter *next;
+} Waiter;
+
+typedef struct Schedule {
+    const FlowWorkflow *wf;
+    int64_t next_ms; /* 0: not armed (disabled) */
+} Schedule;
+
+struct FlowEngine {
+    Ledger *l;
+    char *data_dir;
+    Config cfg; /* scalars only */
+    FlowCatalog cat;
+    Reactor *planner;
+    FlowLua *planner_lua;
+    json_t *enabled; /* planner thread: name -> true/false, from workflow_settings */
+
+    pthread_t runner;
+    atomic_bool stop;
+    Store *rd;
+    FlowLua *runner_lua;
+    Waiter *waiters;
+    Schedule *schedules;
+    size_t n_schedules;
+    int64_t seen;
+
+    pthread_mutex_t mu;
+    pthread_cond_t job_cond, idle_cond;
+    Job *q_first, *q_last;
+    json_t *dispatched; /* "task/step" -> true, while queued, running or being appended */
+    size_t inflight;
+    bool idle;
+    bool workers_stop;
+    bool runner_started;
+    pthread_t *workers;
+    int n_workers;
+
+    pthread_mutex_t cache_mu;
+    json_t *versions; /* version -> index into defs */
+    FlowWorkflow **defs;
+    size_t n_defs;
+};
+
+/* ---- shared helpers ---- */
+
+static void time_str(int64_t ms, char out[CORE_TIME_LEN + 1])
+{
+    core_time_format(ms, out);
+}
+
+static bool type_matches(const char *pattern, const char *type)
+{
+    size_t n = strlen(pattern);
+    if (n >= 2 && !strcmp(pattern + n - 2, ".*"))
+        return !strncmp(type, pattern, n - 1);
+    return !strcmp(pattern, type);
+}
+
+/* Orchestration events never trigger workflows (schedule.fired does, but
+ * only the workflow it names). */
+static bool internal_type(const char *t)
+{
+    return !strncmp(t, "task.", 5) || !strncmp(t, "step.", 5) || !strncmp(t, "workflow.", 9) ||
+           !strncmp(t, "schedule.", 9);
+}
+
+static void enabled_load(FlowEngine *e, Store *rd)
+{
+    json_object_clear(e->enabled);
+    StoreStmt *st;
+    Err err = { 0 };
+    if (store_prepare(rd, "SELECT name, enabled FROM workflow_settings WHERE enabled IS NOT NULL",
+                      &st, &err) < 0)
+        return;
+    while (store_step(st, &err) == STORE_ROW)
+        json_object_set_new(e->enabled, store_col_text(st, 0, NULL),
+                            json_boolean(store_col_int(st, 1) != 0));
+    store_stmt_done(st);
+}
+
+static bool wf_enabled(const json_t *enabled, const FlowWorkflow *w)
+{
+    const json_t *v = json_object_get(enabled, w->name);
+    if (v)
+        return json_is_true(v);
+    return w->builtin ? false : w->enabled;
+}
+
+int flow_workflow_enabled(Store *rd, const char *name, bool file_enabled, bool builtin,
+                          bool *ret, Err *err)
+{
+    int64_t v = -1;
+    int rc = store_query_int(rd, "SELECT coalesce(enabled, -1) FROM workflow_settings WHERE name = ?1",
+                             name, -1, &v, err);
+    if (rc < 0)
+        return rc;
+    *ret = v >= 0 ? v != 0 : (builtin ? false : file_enabled);
+    return 0;
+}
+
+/* ---- the planner ---- */
+
+static int plan_one(FlowEngine *e, const FlowWorkflow *w, const Event *ev, json_t *evj,
+                    int depth, ReactorEmit *out)
+{
+    Err err = { 0 };
+    json_t *env = json_pack("{s:O}", "event", evj);
+    char chunk[FLOW_NAME_MAX + 32];
+    if (w->on_where) {
+        bool yes = false;
+        snprintf(chunk, sizeof chunk, "%s:on.where", w->name);
+        if (flow_lua_test(e->planner_lua, w->on_where, chunk, env, &yes, &err) < 0) {
+            log_warn("workflow trigger failed",
+                     json_pack("{s:s, s:I, s:s}", "workflow", w->name, "seq", (json_int_t)ev->seq,
+                               "error", err.msg));
+            json_decref(env);
+            return 0;
+        }
+        if (!yes) {
+            json_decref(env);
+            return 0;
+        }
+    }
+    char *key = NULL;
+    if (w->concurrency) {
+        json_t *k = NULL;
+        snprintf(chunk, sizeof chunk, "%s:concurrency", w->name);
+        if (flow_lua_eval(e->planner_lua, w->concurrency, chunk, env, &k, &err) < 0) {
+            log_warn("workflow concurrency key failed",
+                     json_pack("{s:s, s:I, s:s}", "workflow", w->name, "seq", (json_int_t)ev->seq,
+                               "error", err.msg));
+        } else if (json_is_string(k)) {
+            key = xstrdup(json_string_value(k));
+        } else if (!json_is_null(k)) {
+            Buf b;
+            buf_init(&b, 0);
+            core_json_canonical(k, &b);
+            key = xstrdup(buf_cstr(&b));
+            buf_done(&b);
+        }
+        json_decref(k);
+    }
+    json_decref(env);
+    if (key) {
+        char *scoped = xmalloc(strlen(w->name) + strlen(key) + 2);
+        sprintf(scoped, "%s:%s", w->name, key);
+        free(key);
+        key = scoped;
+    }
+    char id[CORE_ULID_LEN + 1], ikey[160];
+    core_ulid_new(id);
+    snprintf(ikey, sizeof ikey, "task:%s:%lld", w->name, (long long)ev->seq);
+    Event *te = NULL;
+    int rc = flow__task_event(w, id, ev->seq, depth, key, NULL, ev->subject, ikey,
+                              ledger_limits(e->l), &te, &err);
+    free(key);
+    if (rc < 0) {
+        log_error("task.created refused", json_pack("{s:s, s:s}", "workflow", w->name, "error",
+                                                     err.msg));
+        return 0;
+    }
+    ledger_reactor_emit(out, te);
+    return 0;
+}
+
+static int plan(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *err)
+{
+    FlowEngine *e = ctx;
+    if (!strcmp(ev->type, "workflow.enabled") || !strcmp(ev->type, "workflow.disabled")) {
+        json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+        const char *name = json_string_value(json_object_get(d, "workflow"));
+        if (name)
+            json_object_set_new(e->enabled, name,
+                                json_boolean(!strcmp(ev->type, "workflow.enabled")));
+        json_decref(d);
+        return 0;
+    }
+    bool fired = !strcmp(ev->type, "schedule.fired");
+    if (!fired && internal_type(ev->type))
+        return 0;
+    json_t *evj = NULL;
+    json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+    int depth = (int)json_integer_value(json_object_get(json_object_get(d, "caused_by"), "depth"));
+    const char *only = fired ? json_string_value(json_object_get(d, "workflow")) : NULL;
+    for (size_t i = 0; i < e->cat.n; i++) {
+        const FlowWorkflow *w = e->cat.items[i];
+        if (fired ? !only || strcmp(only, w->name) || !w->on_schedule
+                  : !w->on_event || !type_matches(w->on_event, ev->type))
+            continue;
+        if (!wf_enabled(e->enabled, w))
+            continue;
+        if (depth + 1 > e->cfg.flow_depth_max) {
+            log_warn("causal depth limit: no task",
+                     json_pack("{s:s, s:I, s:i}", "workflow", w->name, "seq", (json_int_t)ev->seq,
+                               "depth_max", e->cfg.flow_depth_max));
+            continue;
+        }
+        if (!evj)
+            evj = ledger_event_to_json(ev);
+        plan_one(e, w, ev, evj, depth + 1, out);
+    }
+    json_decref(evj);
+    json_decref(d);
+    (void)rd;
+    (void)err;
+    return 0;
+}
+
+/* ---- definitions by version (tasks keep the version they started with) ---- */
+
+static const FlowWorkflow *definition(FlowEngine *e, Store *rd, const char *version, Err *err)
+{
+    pthread_mutex_lock(&e->cache_mu);
+    json_t *idx = json_object_get(e->versions, version);
+    if (idx) {
+        const FlowWorkflow *w = e->defs[json_integer_value(idx)];
+        pthread_mutex_unlock(&e->cache_mu);
+        return w;
+    }
+    pthread_mutex_unlock(&e->cache_mu);
+    StoreStmt *st;
+    if (store_prepare(rd, "SELECT definition FROM task_definitions WHERE version = ?1", &st, err) <
+        0)
+        return NULL;
+    store_bind_text(st, 1, version, strlen(version));
+    json_t *def = NULL;
+    int rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        size_t len;
+        const char *text = store_col_text(st, 0, &len);
+        core_json_parse(text, len, &def, err);
+    }
+    store_stmt_done(st);
+    if (rc != STORE_ROW) {
+        if (rc >= 0)
+            err_set(err, ERR_NOTFOUND, "no definition of version %s", version);
+        return NULL;
+    }
+    FlowWorkflow *w = NULL;
+    rc = def ? flow_workflow_from_json(def, &w, err) : -1;
+    json_decref(def);
+    if (rc < 0)
+        return NULL;
+    pthread_mutex_lock(&e->cache_mu);
+    idx = json_object_get(e->versions, version);
+    if (idx) { /* another thread was quicker */
+        flow_workflow_free(w);
+        w = e->defs[json_integer_value(idx)];
+    } else {
+        e->defs = xrealloc(e->defs, (e->n_defs + 1) * sizeof *e->defs);
+        e->defs[e->n_defs] = w;
+        json_object_set_new(e->versions, version, json_integer((json_int_t)e->n_defs));
+        e->n_defs++;
+    }
+    pthread_mutex_unlock(&e->cache_mu);
+    return w;
+}
+
+/* ---- task context ---- */
+
+typedef struct TaskCtx {
+    char workflow[FLOW_NAME_MAX + 1];
+    char version[CORE_SHA256_HEX + 1];
+    int64_t trigger_seq;
+    int depth;
+    char *subject;
+    json_t *env; /* event, steps, task */
+    const FlowWorkflow *wf;
+} TaskCtx;
+
+static void task_ctx_done(TaskCtx *c)
+{
+    free(c->subject);
+    json_decref(c->env);
+    memset(c, 0, sizeof *c);
+}
+
+static int task_ctx_load(FlowEngine *e, Store *rd, const char *task, TaskCtx *c, Err *err)
+{
+    memset(c, 0, sizeof *c);
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT workflow, version, trigger_seq, depth, input, status"
+                           " FROM tasks WHERE id = ?1",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, task, strlen(task));
+    json_t *input = NULL;
+    rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        snprintf(c->workflow, sizeof c->workflow, "%s", store_col_text(st, 0, NULL));
+        snprintf(c->version, sizeof c->version, "%s", store_col_text(st, 1, NULL));
+        c->trigger_seq = store_col_int(st, 2);
+        c->depth = (int)store_col_int(st, 3);
+        size_t len;
+        const char *in = store_col_text(st, 4, &len);
+        if (in)
+            core_json_parse(in, len, &input, err);
+    }
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    if (rc != STORE_ROW)
+        return err_set(err, ERR_NOTFOUND, "no task %s", task);
+    if (!(c->wf = definition(e, rd, c->version, err))) {
+        json_decref(input);
+        return err->code < 0 ? err->code : ERR_INTERNAL;
+    }
+    json_t *evj = json_null();
+    Event *ev = NULL;
+    if (c->trigger_seq > 0 && ledger_event_get(rd, c->trigger_seq, NULL, &ev, err) == 0) {
+        evj = ledger_event_to_json(ev);
+        c->subject = ev->subject ? xstrdup(ev->subject) : NULL;
+        ledger_event_free(ev);
+    }
+    json_t *steps = json_object();
+    if ((rc = store_prepare(rd, "SELECT step_id, status, output FROM task_steps WHERE task_id = ?1",
+                            &st, err)) < 0) {
+        json_decref(input);
+        json_decref(evj);
+        json_decref(steps);
+        return rc;
+    }
+    store_bind_text(st, 1, task, strlen(task));
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        size_t len;
+        const char *out = store_col_text(st, 2, &len);
+        json_t *o = NULL;
+        if (out)
+            core_json_parse(out, len, &o, err);
+        json_object_set_new(steps, store_col_text(st, 0, NULL),
+                            json_pack("{s:s, s:o}", "status", store_col_text(st, 1, NULL),
+                                      "output", o ? o : json_null()));
+    }
+    store_stmt_done(st);
+    json_t *t = json_pack("{s:s, s:s, s:I, s:i}", "id", task, "workflow", c->workflow,
+                          "trigger_seq", (json_int_t)c->trigger_seq, "depth", c->depth);
+    json_object_set_new(t, "input", input ? input : json_object());
+    c->env = json_pack("{s:o, s:o, s:o}", "event", evj, "steps", steps, "task", t);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- appending a step's outcome ---- */
+
+typedef struct Pending {
+    FlowEngine *e;
+    char key[CORE_ULID_LEN + FLOW_NAME_MAX + 2];
+} Pending;
+
+static void released(void *ctx, int rc, const Err *err, const LedgerAppendResult *r, size_t n)
+{
+    Pending *p = ctx;
+    FlowEngine *e = p->e;
+    if (rc < 0)
+        log_error("step outcome not recorded", json_pack("{s:s, s:s}", "step", p->key, "error",
+                                                          err->msg));
+    pthread_mutex_lock(&e->mu);
+    json_object_del(e->dispatched, p->key);
+    e->inflight--;
+    pthread_mutex_unlock(&e->mu);
+    if (rc < 0)
+        ledger_wake(e->l); /* the step is ready again: let the runner see it */
+    free(p);
+    (void)r;
+    (void)n;
+}
+
+/* Appends evs (ownership passes) for the step task/step, which was counted
+ * in dispatched/inflight by the caller. */
+static void submit(FlowEngine *e, const char *task, const char *step, Event **evs, size_t n)
+{
+    Pending *p = xcalloc(1, sizeof *p);
+    p->e = e;
+    snprintf(p->key, sizeof p->key, "%s/%s", task, step);
+    Err err = { 0 };
+    if (ledger_append_async(e->l, evs, n, released, p, &err) < 0) {
+        Err copy = err;
+        released(p, copy.code, &copy, NULL, 0);
+    }
+}
+
+static Event *step_event(FlowEngine *e, const char *type, const char *workflow,
+                         const char *subject, json_t *data, const char *key)
+{
+    char source[FLOW_NAME_MAX + 16];
+    flow__source(workflow, source);
+    Event *ev = NULL;
+    Err err = { 0 };
+    if (ledger_event_new(type, source, subject, data, key, ledger_limits(e->l), &ev, &err) < 0)
+        log_error("step event refused", json_pack("{s:s, s:s}", "type", type, "error", err.msg));
+    json_decref(data);
+    return ev;
+}
+
+/* The delay before attempt `attempt + 1`: exponential, capped, with jitter
+ * (uniform in [delay/2, delay]). */
+static int64_t backoff(const FlowStepDef *s, int attempt)
+{
+    double d = (double)s->backoff_ms * pow(2.0, attempt - 1);
+    if (d > (double)s->max_delay_ms)
+        d = (double)s->max_delay_ms;
+    uint32_t r = 0;
+    core_random_bytes(&r, sizeof r);
+    return (int64_t)(d / 2 + (d / 2) * ((double)r / 4294967295.0));
+}
+
+/* ---- workers ---- */
+
+static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
+{
+    Err err = { 0 };
+    TaskCtx c;
+    int64_t started = core_time_now_ms();
+    char started_s[CORE_TIME_LEN + 1], finished_s[CORE_TIME_LEN + 1], key[192];
+    time_str(started, started_s);
+    if (task_ctx_load(e, rd, j->task, &c, &err) < 0) {
+        log_error("step context", json_pack("{s:s, s:s, s:s}", "task", j->task, "step", j->step,
+                                            "error", err.msg));
+        task_ctx_done(&c);
+        submit(e, j->task, j->step, NULL, 0);
+        return;
+    }
+    const FlowStepDef *s = NULL;
+    for (size_t i = 0; i < c.wf->n_steps; i++)
+        if (!strcmp(c.wf->steps[i].id, j->step))
+            s = &c.wf->steps[i];
+    json_t *task = json_object_get(c.env, "task");
+    json_object_set_new(task, "attempt", json_integer(j->attempt));
+    json_object_set_new(task, "now", json_string(started_s));
+    FlowStepRun run = { .data_dir = e->data_dir, .task_id = j->task, .wf = c.wf, .step = s,
+                        .attempt = j->attempt, .depth = c.depth, .subject = c.subject,
+                        .env = c.env, .lua = lua, .catalog = &e->cat,
+                        .limits = ledger_limits(e->l), .now_ms = started };
+    char chunk[2 * FLOW_NAME_MAX + 16];
+    json_t *inputs = NULL;
+    if (!s) {
+        run.outcome = FLOW_FAIL;
+        snprintf(run.error, sizeof run.error, "step '%s' is not in the task's definition", j->step);
+        goto record;
+    }
+    if (s->if_expr) {
+        bool yes = false;
+        snprintf(chunk, sizeof chunk, "%s:steps.%s.if", c.wf->name, s->id);
+        if (flow_lua_test(lua, s->if_expr, chunk, c.env, &yes, &err) < 0) {
+            run.outcome = FLOW_FAIL;
+            snprintf(run.error, sizeof run.error, "%s", err.msg);
+            goto record;
+        }
+        if (!yes) {
+            json_t *d = json_pack("{s:s, s:s, s:i, s:s}", "task", j->task, "step", j->step,
+                                  "attempt", j->attempt, "reason", "condition");
+            snprintf(key, sizeof key, "step.skipped:%s:%s", j->task, j->step);
+            Event *ev = step_event(e, "step.skipped", c.wf->name, c.subject, d, key);
+            submit(e, j->task, j->step, ev ? &ev : NULL, ev ? 1 : 0);
+            task_ctx_done(&c);
+            return;
+        }
+    }
+    snprintf(chunk, sizeof chunk, "%s:steps.%s.with", c.wf->name, s->id);
+    if (flow_lua_render_json(lua, s->with, chunk, c.env, &inputs, &err) < 0) {
+        run.outcome = FLOW_FAIL;
+        snprintf(run.error, sizeof run.error, "%s", err.msg);
+        goto record;
+    }
+    run.inputs = inputs;
+    FlowStepHandler h = flow__step_handler(s->kind);
+    if (!h) {
+        run.outcome = FLOW_FAIL;
+        snprintf(run.error, sizeof run.error, "no handler for step kind '%s'", s->kind);
+    } else {
+        h(&run);
+    }
+    if (run.outcome != FLOW_FAIL && s->timeout_ms > 0 &&
+        core_time_now_ms() - started > s->timeout_ms) {
+        flow__step_run_done(&run);
+        run.outcome = FLOW_FAIL;
+        run.retryable = true;
+        snprintf(run.error, sizeof run.error, "timed out after %lld ms", (long long)s->timeout_ms);
+    }
+record:;
+    time_str(core_time_now_ms(), finished_s);
+    size_t n = run.n_emit;
+    Event **evs = xmalloc((n + 1) * sizeof *evs);
+    for (size_t i = 0; i < n; i++)
+        evs[i] = run.emit[i];
+    free(run.emit);
+    run.emit = NULL;
+    run.n_emit = 0;
+    Event *own = NULL;
+    json_t *d;
+    if (run.outcome == FLOW_DONE) {
+        d = json_pack("{s:s, s:s, s:i, s:O, s:s, s:s}", "task", j->task, "step", j->step,
+                      "attempt", j->attempt, "output", run.output ? run.output : json_null(),
+                      "started_at", started_s, "finished_at", finished_s);
+        snprintf(key, sizeof key, "step.completed:%s:%s", j->task, j->step);
+        own = step_event(e, "step.completed", c.wf->name, c.subject, d, key);
+    } else if (run.outcome == FLOW_WAIT) {
+        d = json_pack("{s:s, s:s, s:i, s:s, s:s}", "task", j->task, "step", j->step, "attempt",
+                      j->attempt, "kind", run.wait_kind, "started_at", started_s);
+        if (run.wait_until_ms > 0) {
+            char until[CORE_TIME_LEN + 1];
+            time_str(run.wait_until_ms, until);
+            json_object_set_new(d, "until", json_string(until));
+        }
+        if (run.wait_event)
+            json_object_set_new(d, "event", json_string(run.wait_event));
+        if (run.wait_where)
+            json_object_set_new(d, "where", json_string(run.wait_where));
+        snprintf(key, sizeof key, "step.waiting:%s:%s:%d", j->task, j->step, j->attempt);
+        own = step_event(e, "step.waiting", c.wf->name, c.subject, d, key);
+    } else {
+        bool again = run.retryable && s && j->attempt <= s->retry_max;
+        const char *on_error = !s ? "fail"
+                             : s->on_error == FLOW_ON_ERROR_INBOX    ? "inbox"
+                             : s->on_error == FLOW_ON_ERROR_CONTINUE ? "continue"
+                                                                      : "fail";
+        d = json_pack("{s:s, s:s, s:i, s:s, s:b, s:b, s:s, s:s, s:s}", "task", j->task, "step",
+                      j->step, "attempt", j->attempt, "error", run.error, "retryable",
+                      run.retryable, "final", !again, "on_error", on_error, "started_at",
+                      started_s, "finished_at", finished_s);
+        if (again) {
+            char next[CORE_TIME_LEN + 1];
+            time_str(core_time_now_ms() + backoff(s, j->attempt), next);
+            json_object_set_new(d, "next_attempt_at", json_string(next));
+        }
+        snprintf(key, sizeof key, "step.failed:%s:%s:%d", j->task, j->step, j->attempt);
+        own = step_event(e, "step.failed", c.wf->name, c.subject, d, key);
+        log_warn("step failed", json_pack("{s:s, s:s, s:i, s:s, s:b}", "task", j->task, "step",
+                                          j->step, "attempt", j->attempt, "error", run.error,
+                                          "final", !again));
+    }
+    if (own)
+        evs[n++] = own;
+    submit(e, j->task, j->step, evs, n);
+    free(evs);
+    json_decref(inputs);
+    flow__step_run_done(&run);
+    task_ctx_done(&c);
+}
+
+typedef struct Worker {
+    FlowEngine *e;
+    int index;
+} Worker;
+
+static void *worker_main(void *arg)
+{
+    FlowEngine *e = arg;
+    Store *rd = NULL;
+    FlowLua *lua = NULL;
+    Err err = { 0 };
+    FlowLuaLimits lim = { e->cfg.lua_memory_bytes, e->cfg.lua_instructions };
+    if (ledger_reader_open(e->l, &rd, &err) < 0 || flow_lua_new(&lim, &lua, &err) < 0) {
+        log_error("worker cannot start", json_pack("{s:s}", "error", err.msg));
+        store_close(rd);
+        return NULL;
+    }
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->q_first && !e->workers_stop)
+            pthread_cond_wait(&e->job_cond, &e->mu);
+        if (!e->q_first)
+            break;
+        Job *j = e->q_first;
+        e->q_first = j->next;
+        if (!e->q_first)
+            e->q_last = NULL;
+        pthread_mutex_unlock(&e->mu);
+        run_job(e, rd, lua, j);
+        free(j);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    flow_lua_free(lua);
+    store_close(rd);
+    return NULL;
+}
+
+/* Queues a job unless the step is already dispatched. */
+static bool dispatch(FlowEngine *e, const char *task, const char *step, int attempt)
+{
+    char key[CORE_ULID_LEN + FLOW_NAME_MAX + 2];
+    snprintf(key, sizeof key, "%s/%s", task, step);
+    pthread_mutex_lock(&e->mu);
+    if (json_object_get(e->dispatched, key)) {
+        pthread_mutex_unlock(&e->mu);
+        return false;
+    }
+    json_object_set_new(e->dispatched, key, json_true());
+    e->inflight++;
+    Job *j = xcalloc(1, sizeof *j);
+    snprintf(j->task, sizeof j->task, "%s", task);
+    snprintf(j->step, sizeof j->step, "%s", step);
+    j->attempt = attempt;
+    if (e->q_last)
+        e->q_last->next = j;
+    else
+        e->q_first = j;
+    e->q_last = j;
+    pthread_cond_signal(&e->job_cond);
+    pthread_mutex_unlock(&e->mu);
+    return true;
+}
+
+/* Marks a step dispatched for an outcome the runner appends itself. */
+static bool claim(FlowEngine *e, const char *task, const char *step)
+{
+    char key[CORE_ULID_LEN + FLOW_NAME_MAX + 2];
+    snprintf(key, sizeof key, "%s/%s", task, step);
+    pthread_mutex_lock(&e->mu);
+    bool fresh = !json_object_get(e->dispatched, key);
+    if (fresh) {
+        json_object_set_new(e->dispatched, key, json_true());
+        e->inflight++;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return fresh;
+}
+
+static void schedule_arm(FlowEngine *e, Schedule *s, int64_t now, bool starting);
+
+/* ---- waits on events ---- */
+
+static void waiter_free(Waiter *w)
+{
+    free(w->type);
+    free(w->where);
+    free(w);
+}
+
+static void waiters_drop(FlowEngine *e, const char *task, const char *step)
+{
+    for (Waiter **p = &e->waiters; *p;) {
+        Waiter *w = *p;
+        if (!strcmp(w->task, task) && (!step || !strcmp(w->step, step))) {
+            *p = w->next;
+            waiter_free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+}
+
+/* Completes the wait of w with the event ev (or a timeout when ev is NULL). */
+static void wait_complete(FlowEngine *e, const char *task, const char *step, int attempt,
+                          const Event *ev)
+{
+    if (!claim(e, task, step))
+        return;
+    TaskCtx c;
+    Err err = { 0 };
+    if (task_ctx_load(e, e->rd, task, &c, &err) < 0) {
+        task_ctx_done(&c);
+        submit(e, task, step, NULL, 0);
+        return;
+    }
+    char now[CORE_TIME_LEN + 1], key[192];
+    time_str(core_time_now_ms(), now);
+    json_t *out = ev ? json_pack("{s:o, s:b}", "event", ledger_event_to_json(ev), "timed_out", 0)
+                     : json_pack("{s:n, s:b}", "event", "timed_out", 1);
+    json_t *d = json_pack("{s:s, s:s, s:i, s:o, s:s}", "task", task, "step", step, "attempt",
+                          attempt, "output", out, "finished_at", now);
+    snprintf(key, sizeof key, "step.completed:%s:%s", task, step);
+    Event *own = step_event(e, "step.completed", c.wf->name, c.subject, d, key);
+    submit(e, task, step, own ? &own : NULL, own ? 1 : 0);
+    task_ctx_done(&c);
+}
+
+/* Whether ev satisfies w (type and `where`, with the task's globals and e). */
+static bool wait_matches(FlowEngine *e, const Waiter *w, const Event *ev)
+{
+    if (ev->seq <= w->trigger_seq || !type_matches(w->type, ev->type))
+        return false;
+    if (!w->where)
+        return true;
+    TaskCtx c;
+    Err err = { 0 };
+    if (task_ctx_load(e, e->rd, w->task, &c, &err) < 0) {
+        task_ctx_done(&c);
+        return false;
+    }
+    json_object_set_new(c.env, "e", ledger_event_to_json(ev));
+    bool yes = false;
+    char chunk[2 * FLOW_NAME_MAX + 32];
+    snprintf(chunk, sizeof chunk, "%s:steps.%s.with.where", c.workflow, w->step);
+    if (flow_lua_test(e->runner_lua, w->where, chunk, c.env, &yes, &err) < 0)
+        log_warn("wait condition failed", json_pack("{s:s, s:s, s:s}", "task", w->task, "step",
+                                                     w->step, "error", err.msg));
+    task_ctx_done(&c);
+    return yes;
+}
+
+typedef struct Scan {
+    FlowEngine *e;
+    Waiter *w;
+    const Event *found;
+    Event *copy;
+} Scan;
+
+static int scan_one(void *ctx, const Event *ev)
+{
+    Scan *s = ctx;
+    if (!wait_matches(s->e, s->w, ev))
+        return 0;
+    s->copy = NULL;
+    Err err = { 0 };
+    /* keep a copy: the borrowed event dies with the callback */
+    ledger_event_get(s->e->rd, ev->seq, NULL, &s->copy, &err);
+    return 1;
+}
+
+/* A new wait first looks back: an event that arrived after the task's
+ * trigger but before the wait began counts. */
+static void waiter_add(FlowEngine *e, const char *task, const char *step, int attempt,
+                       const char *type, const char *where, int64_t upto)
+{
+    int64_t trigger = 0;
+    Err err = { 0 };
+    store_query_int(e->rd, "SELECT trigger_seq FROM tasks WHERE id = ?1", task, 0, &trigger, &err);
+    Waiter *w = xcalloc(1, sizeof *w);
+    snprintf(w->task, sizeof w->task, "%s", task);
+    snprintf(w->step, sizeof w->step, "%s", step);
+    w->attempt = attempt;
+    w->type = xstrdup(type);
+    w->where = where ? xstrdup(where) : NULL;
+    w->trigger_seq = trigger;
+    size_t tl = strlen(type);
+    bool prefix = tl >= 2 && !strcmp(type + tl - 2, ".*");
+    int64_t from = trigger;
+    if (upto - from > WAIT_SCAN_MAX)
+        from = upto - WAIT_SCAN_MAX;
+    Scan s = { .e = e, .w = w };
+    LedgerFilter f = { .type = prefix ? NULL : type, .after_seq = from };
+    if (upto > from) {
+        f.limit = upto - from;
+        ledger_read(e->rd, &f, scan_one, &s, &err);
+    }
+    if (s.copy && s.copy->seq <= upto) {
+        wait_complete(e, task, step, attempt, s.copy);
+        ledger_event_free(s.copy);
+        waiter_free(w);
+        return;
+    }
+    ledger_event_free(s.copy);
+    w->next = e->waiters;
+    e->waiters = w;
+}
+
+/* The runner follows every event: registering and dropping waits, and
+ * checking each event against the waits. */
+static int follow_one(void *ctx, const Event *ev)
+{
+    FlowEngine *e = ctx;
+    e->seen = ev->seq;
+    if (!strcmp(ev->type, "workflow.enabled") || !strcmp(ev->type, "workflow.disabled")) {
+        json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+        const char *name = json_string_value(json_object_get(d, "workflow"));
+        for (size_t i = 0; name && i < e->n_schedules; i++)
+            if (!strcmp(e->schedules[i].wf->name, name))
+                schedule_arm(e, &e->schedules[i], core_time_now_ms(), false);
+        json_decref(d);
+        return 0;
+    }
+    bool step_ev = !strncmp(ev->type, "step.", 5);
+    if (step_ev || !strcmp(ev->type, "task.action")) {
+        json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+        const char *task = json_string_value(json_object_get(d, "task"));
+        const char *step = json_string_value(json_object_get(d, "step"));
+        const char *kind = json_string_value(json_object_get(d, "kind"));
+        if (task && !strcmp(ev->type, "step.waiting") && kind && !strcmp(kind, "event")) {
+            const char *type = json_string_value(json_object_get(d, "event"));
+            if (type && step) {
+                waiters_drop(e, task, step);
+                waiter_add(e, task, step, (int)json_integer_value(json_object_get(d, "attempt")),
+                           type, json_string_value(json_object_get(d, "where")), ev->seq);
+            }
+        } else if (task && (step_ev || !strcmp(ev->type, "task.action"))) {
+            if (strcmp(ev->type, "step.waiting"))
+                waiters_drop(e, task, !strcmp(ev->type, "task.action") ? NULL : step);
+        }
+        json_decref(d);
+        if (step_ev)
+            return 0;
+    }
+    for (Waiter **p = &e->waiters; *p;) {
+        Waiter *w = *p;
+        if (wait_matches(e, w, ev)) {
+            *p = w->next;
+            wait_complete(e, w->task, w->step, w->attempt, ev);
+            waiter_free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+    return 0;
+}
+
+static void waiters_load(FlowEngine *e, int64_t upto)
+{
+    StoreStmt *st;
+    Err err = { 0 };
+    if (store_prepare(e->rd,
+                      "SELECT task_id, step_id, attempts, wait_event, wait_where FROM task_steps"
+                      " WHERE status = 'waiting' AND wait_kind = 'event'",
+                      &st, &err) < 0)
+        return;
+    typedef struct { char task[CORE_ULID_LEN + 1], step[FLOW_NAME_MAX + 1]; int attempt;
+                     char *type, *where; } Row;
+    Row *rows = NULL;
+    size_t n = 0;
+    while (store_step(st, &err) == STORE_ROW) {
+        rows = xrealloc(rows, (n + 1) * sizeof *rows);
+        Row *r = &rows[n++];
+        snprintf(r->task, sizeof r->task, "%s", store_col_text(st, 0, NULL));
+        snprintf(r->step, sizeof r->step, "%s", store_col_text(st, 1, NULL));
+        r->attempt = (int)store_col_int(st, 2);
+        const char *t = store_col_text(st, 3, NULL), *w = store_col_text(st, 4, NULL);
+        r->type = xstrdup(t ? t : "");
+        r->where = w ? xstrdup(w) : NULL;
+    }
+    store_stmt_done(st);
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].type[0])
+            waiter_add(e, rows[i].task, rows[i].step, rows[i].attempt, rows[i].type,
+                       rows[i].where, upto);
+        free(rows[i].type);
+        free(rows[i].where);
+    }
+    free(rows);
+}
+
+/* ---- schedules ---- */
+
+static void schedule_arm(FlowEngine *e, Schedule *s, int64_t now, bool starting)
+{
+    const FlowWorkflow *w = s->wf;
+    bool on = false;
+    Err err = { 0 };
+    s->next_ms = 0;
+    if (flow_workflow_enabled(e->rd, w->name, w->enabled, w->builtin, &on, &err) < 0 || !on)
+        return;
+    if (starting) {
+        /* A slot missed while no runner ran fires once, not once per slot. */
+        StoreStmt *st;
+        char last[CORE_TIME_LEN + 1] = "", since[CORE_TIME_LEN + 1] = "";
+        if (store_prepare(e->rd, "SELECT last_slot, changed_at FROM workflow_settings WHERE name = ?1",
+                          &st, &err) == 0) {
+            store_bind_text(st, 1, w->name, strlen(w->name));
+            if (store_step(st, &err) == STORE_ROW) {
+                const char *a = store_col_text(st, 0, NULL), *b = store_col_text(st, 1, NULL);
+                snprintf(last, sizeof last, "%s", a ? a : "");
+                snprintf(since, sizeof since, "%s", b ? b : "");
+            }
+            store_stmt_done(st);
+        }
+        int64_t prev = 0, ref = 0, t;
+        if (last[0] && core_time_parse(last, strlen(last), &t) == 0)
+            ref = t;
+        if (since[0] && core_time_parse(since, strlen(since), &t) == 0 && t > ref)
+            ref = t;
+        if (ref > 0 && flow_cron_prev(&w->cron, now, &prev, &err) == 0 && prev > ref) {
+            s->next_ms = prev; /* due at once */
+            return;
+        }
+    }
+    int64_t next = 0;
+    if (flow_cron_next(&w->cron, now, &next, &err) == 0)
+        s->next_ms = next;
+}
+
+static void schedule_fire(FlowEngine *e, Schedule *s)
+{
+    char slot[CORE_TIME_LEN + 1], key[160];
+    time_str(s->next_ms, slot);
+    snprintf(key, sizeof key, "schedule:%s:%s", s->wf->name, slot);
+    json_t *d = json_pack("{s:s, s:s}", "workflow", s->wf->name, "slot", slot);
+    Event *ev = NULL;
+    Err err = { 0 };
+    int rc = ledger_event_new("schedule.fired", "scheduler", NULL, d, key, ledger_limits(e->l),
+                              &ev, &err);
+    json_decref(d);
+    if (rc == 0)
+        rc = ledger_append(e->l, &ev, 1, NULL, &err);
+    if (rc < 0)
+        log_error("schedule not fired", json_pack("{s:s, s:s}", "workflow", s->wf->name, "error",
+                                                  err.msg));
+}
+
+/* ---- the runner ---- */
+
+typedef struct Due {
+    char task[CORE_ULID_LEN + 1];
+    char step[FLOW_NAME_MAX + 1];
+    int attempts;
+    char kind[16];
+} Due;
+
+/* Ready steps of running tasks, and waits whose time has come. */
+static size_t collect(FlowEngine *e, const char *sql, const char *now, Due **ret)
+{
+    StoreStmt *st;
+    Err err = { 0 };
+    *ret = NULL;
+    if (store_prepare(e->rd, sql, &st, &err) < 0) {
+        log_error("runner query", json_pack("{s:s}", "error", err.msg));
+        return 0;
+    }
+    if (now)
+        store_bind_text(st, 1, now, strlen(now));
+    size_t n = 0;
+    Due *d = NULL;
+    while (store_step(st, &err) == STORE_ROW) {
+        d = xrealloc(d, (n + 1) * sizeof *d);
+        Due *x = &d[n++];
+        snprintf(x->task, sizeof x->task, "%s", store_col_text(st, 0, NULL));
+        snprintf(x->step, sizeof x->step, "%s", store_col_text(st, 1, NULL));
+        x->attempts = (int)store_col_int(st, 2);
+        const char *k = store_col_text(st, 3, NULL);
+        snprintf(x->kind, sizeof x->kind, "%s", k ? k : "");
+    }
+    store_stmt_done(st);
+    *ret = d;
+    return n;
+}
+
+/* One pass: returns the ms until the next timer (or -1 for none) and sets
+ * *busy when work was found. */
+static int64_t runner_pass(FlowEngine *e, bool *busy)
+{
+    Err err = { 0 };
+    *busy = false;
+    /* 1. new events: waits */
+    for (;;) {
+        int64_t before = e->seen;
+        LedgerFilter f = { .after_seq = e->seen, .limit = FOLLOW_BATCH };
+        if (ledger_read(e->rd, &f, follow_one, e, &err) < 0) {
+            log_error("runner follow", json_pack("{s:s}", "error", err.msg));
+            break;
+        }
+        if (e->seen - before < FOLLOW_BATCH)
+            break;
+    }
+    int64_t now = core_time_now_ms();
+    char now_s[CORE_TIME_LEN + 1];
+    time_str(now, now_s);
+    /* 2. ready steps */
+    Due *d = NULL;
+    size_t n = collect(e,
+                       "SELECT s.task_id, s.step_id, s.attempts, NULL FROM task_steps s"
+                       " JOIN tasks t ON t.id = s.task_id"
+                       " WHERE s.status = 'ready' AND t.status = 'running' LIMIT 256",
+                       NULL, &d);
+    for (size_t i = 0; i < n; i++)
+        *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
+    free(d);
+    /* 3. due timers: retries, ended waits */
+    n = collect(e,
+                "SELECT task_id, step_id, attempts, wait_kind FROM task_steps"
+                " WHERE status = 'waiting' AND wake_at <= ?1"
+                " AND wait_kind IN ('retry', 'duration', 'event') LIMIT 256",
+                now_s, &d);
+    for (size_t i = 0; i < n; i++) {
+        *busy = true;
+        if (!strcmp(d[i].kind, "retry")) {
+            dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
+        } else {
+            waiters_drop(e, d[i].task, d[i].step);
+            if (!strcmp(d[i].kind, "duration")) {
+                if (claim(e, d[i].task, d[i].step)) {
+                    char key[192];
+                    json_t *dd = json_pack("{s:s, s:s, s:i, s:{s:b}, s:s}", "task", d[i].task,
+                                           "step", d[i].step, "attempt", d[i].attempts, "output",
+                                           "waited", 1, "finished_at", now_s);
+                    snprintf(key, sizeof key, "step.completed:%s:%s", d[i].task, d[i].step);
+                    TaskCtx c;
+                    const char *wfname = "unknown";
+                    char *subject = NULL;
+                    if (task_ctx_load(e, e->rd, d[i].task, &c, &err) == 0) {
+                        wfname = c.workflow;
+                        subject = c.subject;
+                    }
+                    Event *ev = step_event(e, "step.completed", wfname, subject, dd, key);
+                    submit(e, d[i].task, d[i].step, ev ? &ev : NULL, ev ? 1 : 0);
+                    task_ctx_done(&c);
+                }
+            } else {
+                wait_complete(e, d[i].task, d[i].step, d[i].attempts, NULL);
+            }
+        }
+    }
+    free(d);
+    /* 4. schedules */
+    int64_t next = -1;
+    for (size_t i = 0; i < e->n_schedules; i++) {
+        Schedule *s = &e->schedules[i];
+        if (s->next_ms > 0 && s->next_ms <= now) {
+            schedule_fire(e, s);
+            *busy = true;
+            int64_t nx = 0;
+            s->next_ms = flow_cron_next(&s->wf->cron, now, &nx, &err) == 0 ? nx : 0;
+        }
+        if (s->next_ms > 0 && (next < 0 || s->next_ms - now < next))
+            next = s->next_ms - now;
+    }
+    /* 5. the next timer */
+    StoreStmt *st;
+    if (store_prepare(e->rd,
+                      "SELECT min(wake_at) FROM task_steps WHERE status = 'waiting'"
+                      " AND wait_kind IN ('retry', 'duration', 'event') AND wake_at IS NOT NULL",
+                      &st, &err) == 0) {
+        if (store_step(st, &err) == STORE_ROW) {
+            size_t len;
+            const char *w = store_col_text(st, 0, &len);
+            int64_t at;
+            if (w && core_time_parse(w, len, &at) == 0) {
+                int64_t in = at > now ? at - now : 0;
+                if (next < 0 || in < next)
+                    next = in;
+            }
+        }
+        store_stmt_done(st);
+    }
+    return next;
+}
+
+static void *runner_main(void *arg)
+{
+    FlowEngine *e = arg;
+    const char *me = ledger_instance(e->l);
+    int lease_ms = e->cfg.flow_lease_ms;
+    bool held = false;
+    int64_t renewed = 0;
+    while (!atomic_load(&e->stop)) {
+        Err err = { 0 };
+        int64_t now = core_time_now_ms();
+        if (!held || now - renewed > lease_ms / 3) {
+            int rc = ledger_lease_acquire(e->rd, RUNNER_LEASE, me, lease_ms, &err);
+            if (rc < 0)
+                log_warn("runner lease", json_pack("{s:s}", "error", err.msg));
+            bool was = held;
+            held = rc == 1;
+            renewed = now;
+            if (!held) {
+                ledger_wait(e->l, INT64_MAX, lease_ms / 3);
+                continue;
+            }
+            if (!was) { /* taking over: the state is in the projection */
+                int64_t head = 0;
+                char hash[CORE_SHA256_HEX + 1];
+                ledger_head(e->rd, &head, hash, &err);
+                e->seen = head;
+                waiters_load(e, head);
+                for (size_t i = 0; i < e->n_schedules; i++)
+                    schedule_arm(e, &e->schedules[i], now, true);
+                log_info("runner started", json_pack("{s:I}", "seq", (json_int_t)head));
+            }
+        }
+        int64_t head = ledger_head_seq(e->l);
+        bool busy = false;
+        int64_t next = runner_pass(e, &busy);
+        /* idle: nothing ready, running or due, and the planner caught up */
+        int64_t planned = 0;
+        ledger_reactor_checkpoint(e->rd, "planner", &planned, &err);
+        pthread_mutex_lock(&e->mu);
+        bool idle = !busy && e->inflight == 0 && e->seen >= head && planned >= head;
+        e->idle = idle;
+        if (idle)
+            pthread_cond_broadcast(&e->idle_cond);
+        pthread_mutex_unlock(&e->mu);
+        int timeout = lease_ms / 3;
+        if (next >= 0 && next < timeout)
+            timeout = (int)next;
+        if (planned < head && timeout > 50)
+            timeout = 50; /* the planner's checkpoint-only commits wake no one */
+        if (busy)
+            continue;
+        ledger_wait(e->l, head > e->seen ? e->seen : head, timeout);
+    }
+    if (held) {
+        Err err;
+        ledger_lease_release(e->rd, RUNNER_LEASE, me, &err);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static void catalog_error(void *ctx, const char *path, const Err *err)
+{
+    (void)ctx;
+    log_error("workflow not loaded", json_pack("{s:s, s:s}", "file", path, "error", err->msg));
+}
+
+int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEngine **ret,
+                      Err *err)
+{
+    FlowEngine *e = xcalloc(1, sizeof *e);
+    e->l = l;
+    e->data_dir = xstrdup(data_dir);
+    if (cfg)
+        e->cfg = *cfg;
+    else
+        core_config_defaults(&e->cfg);
+    e->cfg.connectors = NULL;
+    e->cfg.n_connectors = 0;
+    e->enabled = json_object();
+    e->dispatched = json_object();
+    e->versions = json_object();
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->cache_mu, NULL);
+    pthread_cond_init(&e->job_cond, NULL);
+    pthread_cond_init(&e->idle_cond, NULL);
+    flow_step_kinds_builtin();
+    FlowLuaLimits lim = { e->cfg.lua_memory_bytes, e->cfg.lua_instructions };
+    int rc = flow_catalog_load(data_dir, &e->cat, catalog_error, NULL, err);
+    if (rc == 0)
+        rc = flow_lua_new(&lim, &e->planner_lua, err);
+    if (rc == 0)
+        rc = flow_lua_new(&lim, &e->runner_lua, err);
+    if (rc == 0)
+        rc = ledger_reader_open(l, &e->rd, err);
+    if (rc < 0) {
+        flow_engine_stop(e);
+        return rc;
+    }
+    enabled_load(e, e->rd);
+    for (size_t i = 0; i < e->cat.n; i++)
+        if (e->cat.items[i]->on_schedule) {
+            e->schedules = xrealloc(e->schedules, (e->n_schedules + 1) * sizeof *e->schedules);
+            e->schedules[e->n_schedules++] = (Schedule){ .wf = e->cat.items[i] };
+        }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    e->n_workers = e->cfg.flow_workers > 0 ? e->cfg.flow_workers : (int)(cores > 0 ? cores : 1) * 2;
+    e->workers = xcalloc((size_t)e->n_workers, sizeof *e->workers);
+    for (int i = 0; i < e->n_workers; i++)
+        if (pthread_create(&e->workers[i], NULL, worker_main, e) != 0) {
+            e->n_workers = i;
+            flow_engine_stop(e);
+            return err_set(err, ERR_INTERNAL, "cannot start the step workers");
+        }
+    ReactorDef pd = { .name = "planner", .handle = plan, .ctx = e, .lease_ms = e->cfg.flow_lease_ms };
+    if ((rc = ledger_reactor_start(l, &pd, &e->planner, err)) < 0) {
+        flow_engine_stop(e);
+        return rc;
+    }
+    if (pthread_create(&e->runner, NULL, runner_main, e) != 0) {
+        flow_engine_stop(e);
+        return err_set(err, ERR_INTERNAL, "cannot start the runner");
+    }
+    e->runner_started = true;
+    *ret = e;
+    return 0;
+}
+
+void flow_engine_stop(FlowEngine *e)
+{
+    if (!e)
+        return;
+    ledger_reactor_stop(e->planner);
+    atomic_store(&e->stop, true);
+    if (e->runner_started) {
+        ledger_wake(e->l);
+        pthread_join(e->runner, NULL);
+    }
+    pthread_mutex_lock(&e->mu);
+    e->workers_stop = true;
+    pthread_cond_broadcast(&e->job_cond);
+    pthread_mutex_unlock(&e->mu);
+    for (int i = 0; i < e->n_workers; i++)
+        pthread_join(e->workers[i], NULL);
+    free(e->workers);
+    Err err;
+    ledger_sync(e->l, &err); /* outcomes in flight are recorded before we go */
+    for (Job *j = e->q_first, *next; j; j = next) {
+        next = j->next;
+        free(j);
+    }
+    while (e->waiters) {
+        Waiter *w = e->waiters;
+        e->waiters = w->next;
+        waiter_free(w);
+    }
+    for (size_t i = 0; i < e->n_defs; i++)
+        flow_workflow_free(e->defs[i]);
+    free(e->defs);
+    free(e->schedules);
+    json_decref(e->versions);
+    json_decref(e->dispatched);
+    json_decref(e->enabled);
+    flow_lua_free(e->planner_lua);
+    flow_lua_free(e->runner_lua);
+    store_close(e->rd);
+    flow_catalog_done(&e->cat);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->cache_mu);
+    pthread_cond_destroy(&e->job_cond);
+    pthread_cond_destroy(&e->idle_cond);
+    free(e->data_dir);
+    free(e);
+}
+
+int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, Err *err)
+{
+    struct timespec until = core_time_deadline(CLOCK_REALTIME, timeout_ms);
+    pthread_mutex_lock(&e->mu);
+    e->idle = false;
+    ledger_wake(e->l);
+    int rc = 0;
+    while (!e->idle && rc == 0) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&e->idle_cond, &e->mu);
+        else
+            rc = pthread_cond_timedwait(&e->idle_cond, &e->mu, &until);
+    }
+    bool idle = e->idle;
+    pthread_mutex_unlock(&e->mu);
+    return idle ? 0 : err_set(err, ERR_TIMEOUT, "the engine was still busy after %d ms", timeout_ms);
+}

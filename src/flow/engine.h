@@ -1,0 +1,56 @@
+/* The workflow engine: the planner, which turns events into tasks, and the
+ * runner, which drives tasks' steps through a pool of workers. Both run in
+ * one process at a time (each holds a lease in the database); every
+ * transition is an event, and the "tasks" projection is the state machine
+ * (docs/internals/flow_engine.md). */
+#ifndef BUREAU_FLOW_ENGINE_H
+#define BUREAU_FLOW_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/config.h"
+#include "ledger/ledger.h"
+
+/* Registers the "tasks" projection (call before ledger_open). */
+void flow_projections_register(void);
+
+typedef struct FlowEngine FlowEngine;
+
+/* Starts the planner and the runner on l for data_dir (workflows in
+ * DATA/workflows, scripts in DATA/agents). cfg is copied. */
+int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEngine **ret,
+                      Err *err);
+/* Stops both (in-flight steps finish and are recorded first). NULL is fine. */
+void flow_engine_stop(FlowEngine *e);
+/* Blocks until the engine is idle: the planner has seen every event and no
+ * step is ready, running or due (waits and future timers do not count).
+ * ERR_TIMEOUT after timeout_ms (< 0: no limit). */
+int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, Err *err);
+
+/* Operator actions. action is "retry", "skip" (a task in the inbox) or
+ * "cancel" (any task not finished). ERR_NOTFOUND for an unknown task,
+ * ERR_EXISTS when the action does not apply to the task's state (the
+ * message says why). The action is recorded as a task.action event. */
+int flow_task_action(Ledger *l, Store *rd, const char *task_id, const char *action, Err *err);
+
+/* Records workflow.enabled / workflow.disabled for a workflow of the
+ * catalog of data_dir (ERR_NOTFOUND otherwise). */
+int flow_workflow_set_enabled(Ledger *l, const char *data_dir, const char *name, bool on,
+                              Err *err);
+/* Whether a workflow is enabled: the operator's last choice, else the file's
+ * `enabled` for a file in DATA/workflows, else false for a built-in. */
+int flow_workflow_enabled(Store *rd, const char *name, bool file_enabled, bool builtin,
+                          bool *ret, Err *err);
+
+/* Reading, for the CLI and the API. Tasks newest first; status and
+ * workflow may be NULL. Each task: id, workflow, version, status,
+ * trigger_seq, depth, concurrency_key, created_at, updated_at,
+ * finished_at, error, input. */
+int flow_tasks_list(Store *rd, const char *status, const char *workflow, int64_t limit,
+                    json_t **ret, Err *err);
+/* One task with "steps": id, kind, status, attempts, needs, output, error,
+ * started_at, finished_at, wake_at, wait. ERR_NOTFOUND when unknown. */
+int flow_task_get(Store *rd, const char *id, json_t **ret, Err *err);
+
+#endif

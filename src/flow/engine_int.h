@@ -1,0 +1,73 @@
+/* Private to the flow module: shared by the projection, the engine and the
+ * step kinds. */
+#ifndef BUREAU_FLOW_ENGINE_INT_H
+#define BUREAU_FLOW_ENGINE_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/ids.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "flow/engine.h"
+#include "flow/flow_lua.h"
+#include "flow/workflow.h"
+#include "ledger/ledger.h"
+#include "ledger/projection.h"
+
+static inline bool flow__status_terminal(const char *s)
+{
+    return !strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "skipped") ||
+           !strcmp(s, "canceled");
+}
+
+/* What a step kind's handler decided. */
+typedef enum FlowOutcome { FLOW_DONE, FLOW_WAIT, FLOW_FAIL } FlowOutcome;
+
+typedef struct FlowStepRun {
+    /* in */
+    const char *data_dir;
+    const char *task_id;
+    const FlowWorkflow *wf;
+    const FlowStepDef *step;
+    int attempt;
+    int depth;
+    const char *subject;     /* the trigger event's subject, or NULL */
+    json_t *inputs;          /* rendered `with` (borrowed) */
+    json_t *env;             /* event, steps, task (borrowed) */
+    FlowLua *lua;
+    const FlowCatalog *catalog;
+    const EventLimits *limits;
+    int64_t now_ms;
+    /* out */
+    FlowOutcome outcome;
+    json_t *output;          /* FLOW_DONE: new reference, may be NULL */
+    Event **emit;            /* events to append before step.completed */
+    size_t n_emit;
+    char error[512];         /* FLOW_FAIL */
+    bool retryable;
+    const char *wait_kind;   /* FLOW_WAIT: "duration" or "event" */
+    int64_t wait_until_ms;   /* 0: none */
+    char *wait_event;        /* owned */
+    char *wait_where;        /* owned */
+} FlowStepRun;
+
+typedef int (*FlowStepHandler)(FlowStepRun *run);
+FlowStepHandler flow__step_handler(const char *kind);
+
+/* Frees what a handler left in run (output, emitted events, wait strings). */
+void flow__step_run_done(FlowStepRun *run);
+
+/* A task.created event for wf. key is the idempotency key; input and
+ * subject may be NULL. */
+int flow__task_event(const FlowWorkflow *wf, const char *task_id, int64_t trigger_seq, int depth,
+                     const char *concurrency_key, const json_t *input, const char *subject,
+                     const char *key, const EventLimits *lim, Event **ret, Err *err);
+
+/* The source of events a workflow appends: "workflow:NAME". */
+void flow__source(const char *workflow, char out[FLOW_NAME_MAX + 16]);
+
+#endif

@@ -1,0 +1,570 @@
+/* The "tasks" projection: the state machine of tasks and steps.
+ *
+ * A pure function of the events: task.created, step.completed, step.failed,
+ * step.waiting, step.skipped, task.action, workflow.enabled/.disabled and
+ * schedule.fired. States only move forward: an event that would move a step
+ * or task backwards (a late worker, a duplicate action) changes nothing.
+ * Readiness is derived here too: a pending step becomes ready when every step
+ * it needs has settled; it is skipped instead when one of them was skipped or
+ * canceled and it has no `if` of its own. */
+#include "flow/engine_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const tables[] = { "tasks", "task_definitions", "task_steps",
+                                      "workflow_settings", NULL };
+
+/* Runs sql with parameters described by fmt: 's' text (NULL binds NULL),
+ * 'i' int64. */
+static int sqlv(Store *tx, Err *err, const char *sql, const char *fmt, va_list ap,
+                StoreStmt **ret_st)
+{
+    StoreStmt *st;
+    int rc = store_prepare(tx, sql, &st, err);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 's') {
+            const char *v = va_arg(ap, const char *);
+            store_bind_text(st, i + 1, v, v ? strlen(v) : 0);
+        } else {
+            store_bind_int(st, i + 1, va_arg(ap, int64_t));
+        }
+    }
+    *ret_st = st;
+    return 0;
+}
+
+static int sql_exec(Store *tx, Err *err, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    StoreStmt *st;
+    int rc = sqlv(tx, err, sql, fmt, ap, &st);
+    va_end(ap);
+    return rc < 0 ? rc : store_stmt_exec(st, err);
+}
+
+typedef struct StepRow {
+    char id[FLOW_NAME_MAX + 1];
+    char needs[FLOW_MAX_STEPS * (FLOW_NAME_MAX + 1) + 1];
+    bool has_if;
+    char status[16];
+    bool changed;
+} StepRow;
+
+typedef struct TaskRow {
+    char id[CORE_ULID_LEN + 1];
+    char status[16];
+    char *key; /* concurrency key or NULL */
+    int64_t open_steps;
+    StepRow *steps;
+    size_t n;
+} TaskRow;
+
+static void task_row_done(TaskRow *t)
+{
+    free(t->key);
+    free(t->steps);
+    memset(t, 0, sizeof *t);
+}
+
+static bool settled(const char *status)
+{
+    return flow__status_terminal(status);
+}
+
+/* Loads a task and its steps; ERR_NOTFOUND when unknown. */
+static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
+{
+    memset(t, 0, sizeof *t);
+    StoreStmt *st;
+    int rc = store_prepare(tx, "SELECT status, concurrency_key, open_steps FROM tasks WHERE id = ?1",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, id, strlen(id));
+    rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        snprintf(t->id, sizeof t->id, "%s", id);
+        snprintf(t->status, sizeof t->status, "%s", store_col_text(st, 0, NULL));
+        const char *k = store_col_text(st, 1, NULL);
+        t->key = k ? xstrdup(k) : NULL;
+        t->open_steps = store_col_int(st, 2);
+    }
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    if (rc != STORE_ROW)
+        return ERR_NOTFOUND;
+    rc = store_prepare(tx,
+                       "SELECT step_id, needs, has_if, status FROM task_steps"
+                       " WHERE task_id = ?1 ORDER BY pos",
+                       &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, id, strlen(id));
+    size_t cap = 0;
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        if (t->n == cap) {
+            cap = cap ? cap * 2 : 8;
+            t->steps = xrealloc(t->steps, cap * sizeof *t->steps);
+        }
+        StepRow *s = &t->steps[t->n++];
+        memset(s, 0, sizeof *s);
+        snprintf(s->id, sizeof s->id, "%s", store_col_text(st, 0, NULL));
+        snprintf(s->needs, sizeof s->needs, "%s", store_col_text(st, 1, NULL));
+        s->has_if = store_col_int(st, 2) != 0;
+        snprintf(s->status, sizeof s->status, "%s", store_col_text(st, 3, NULL));
+    }
+    store_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
+static StepRow *find_step(TaskRow *t, const char *id)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (!strcmp(t->steps[i].id, id))
+            return &t->steps[i];
+    return NULL;
+}
+
+static void set_status(StepRow *s, const char *status)
+{
+    snprintf(s->status, sizeof s->status, "%s", status);
+    s->changed = true;
+}
+
+/* Pending steps whose needs have all settled become ready, or skipped when
+ * a need was skipped or canceled and they have no `if`. Repeats until
+ * nothing changes (skips cascade). Only for a running task. */
+static void propagate(TaskRow *t)
+{
+    if (strcmp(t->status, "running"))
+        return;
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < t->n; i++) {
+            StepRow *s = &t->steps[i];
+            if (strcmp(s->status, "pending"))
+                continue;
+            bool all = true, upstream_skip = false;
+            char needs[sizeof s->needs];
+            snprintf(needs, sizeof needs, "%s", s->needs);
+            char *save = NULL;
+            for (char *n = strtok_r(needs, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+                StepRow *d = find_step(t, n);
+                if (!d)
+                    continue;
+                if (!settled(d->status))
+                    all = false;
+                else if (!strcmp(d->status, "skipped") || !strcmp(d->status, "canceled"))
+                    upstream_skip = true;
+            }
+            if (!all)
+                continue;
+            if (upstream_skip && !s->has_if) {
+                set_status(s, "skipped");
+                t->open_steps--;
+                again = true;
+            } else {
+                set_status(s, "ready");
+            }
+        }
+    }
+}
+
+/* Writes back changed steps (status only, and finished_at for settled ones),
+ * the task's status and open count, finishing the task when nothing is open. */
+static int task_store(Store *tx, TaskRow *t, const Event *ev, Err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < t->n && rc == 0; i++) {
+        StepRow *s = &t->steps[i];
+        if (!s->changed)
+            continue;
+        rc = sql_exec(tx, err,
+                      "UPDATE task_steps SET status = ?3,"
+                      " finished_at = CASE WHEN ?4 THEN coalesce(finished_at, ?5) ELSE finished_at END"
+                      " WHERE task_id = ?1 AND step_id = ?2",
+                      "sssis", t->id, s->id, s->status, (int64_t)settled(s->status), ev->received_at);
+    }
+    if (rc < 0)
+        return rc;
+    bool finishing = t->open_steps <= 0 && !strcmp(t->status, "running");
+    if (finishing)
+        snprintf(t->status, sizeof t->status, "succeeded");
+    bool ended = settled(t->status);
+    rc = sql_exec(tx, err,
+                  "UPDATE tasks SET status = ?2, open_steps = ?3, updated_at = ?4,"
+                  " finished_at = CASE WHEN ?5 THEN coalesce(finished_at, ?4) ELSE finished_at END"
+                  " WHERE id = ?1",
+                  "ssisi", t->id, t->status, t->open_steps, ev->received_at, (int64_t)ended);
+    if (rc < 0 || !ended || !t->key)
+        return rc;
+    /* The key is free: the oldest queued task holding it starts. */
+    StoreStmt *st;
+    if ((rc = store_prepare(tx,
+                            "SELECT id FROM tasks WHERE concurrency_key = ?1 AND status = 'queued'"
+                            " ORDER BY created_seq LIMIT 1",
+                            &st, err)) < 0)
+        return rc;
+    store_bind_text(st, 1, t->key, strlen(t->key));
+    char next[CORE_ULID_LEN + 1] = "";
+    if ((rc = store_step(st, err)) == STORE_ROW)
+        snprintf(next, sizeof next, "%s", store_col_text(st, 0, NULL));
+    store_stmt_done(st);
+    if (rc < 0 || !next[0])
+        return rc < 0 ? rc : 0;
+    TaskRow q;
+    if ((rc = task_load(tx, next, &q, err)) < 0)
+        return rc;
+    snprintf(q.status, sizeof q.status, "running");
+    for (size_t i = 0; i < q.n; i++)
+        if (!q.steps[i].needs[0] && !strcmp(q.steps[i].status, "pending"))
+            set_status(&q.steps[i], "ready");
+    propagate(&q);
+    rc = task_store(tx, &q, ev, err);
+    task_row_done(&q);
+    return rc;
+}
+
+/* Cancels every open step and ends the task with status. */
+static void end_task(TaskRow *t, const char *status)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (!settled(t->steps[i].status))
+            set_status(&t->steps[i], "canceled");
+    t->open_steps = 0;
+    snprintf(t->status, sizeof t->status, "%s", status);
+}
+
+static const char *str(const json_t *d, const char *k)
+{
+    return json_string_value(json_object_get(d, k));
+}
+
+static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
+{
+    const char *id = str(d, "task"), *wf = str(d, "workflow"), *version = str(d, "version");
+    const json_t *def = json_object_get(d, "definition");
+    const json_t *steps = json_object_get(def, "steps");
+    const char *key = str(d, "concurrency_key");
+    if (!id || !wf || !version || !json_is_array(steps) || json_array_size(steps) == 0)
+        return 0; /* checked when appended; an older malformed event is skipped */
+    int64_t exists = 0;
+    int rc = store_query_int(tx, "SELECT count(*) FROM tasks WHERE id = ?1", id, 0, &exists, err);
+    if (rc < 0 || exists)
+        return rc;
+    bool queued = false;
+    if (key) {
+        int64_t holders = 0;
+        rc = store_query_int(tx,
+                             "SELECT count(*) FROM tasks WHERE concurrency_key = ?1"
+                             " AND status IN ('running', 'inbox', 'queued')",
+                             key, 0, &holders, err);
+        if (rc < 0)
+            return rc;
+        queued = holders > 0;
+    }
+    Buf text;
+    buf_init(&text, 0);
+    core_json_canonical(def, &text);
+    rc = sql_exec(tx, err,
+                  "INSERT OR IGNORE INTO task_definitions(version, workflow, definition)"
+                  " VALUES (?1, ?2, ?3)",
+                  "sss", version, wf, buf_cstr(&text));
+    buf_done(&text);
+    if (rc < 0)
+        return rc;
+    const json_t *input = json_object_get(d, "input");
+    char *input_text = input && !json_is_null(input) ? json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    rc = sql_exec(tx, err,
+                  "INSERT INTO tasks(id, workflow, version, status, trigger_seq, created_seq, depth,"
+                  " concurrency_key, input, created_at, updated_at, open_steps)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+                  "ssssiiisssi", id, wf, version, queued ? "queued" : "running",
+                  (int64_t)json_integer_value(json_object_get(d, "trigger_seq")), ev->seq,
+                  (int64_t)json_integer_value(json_object_get(d, "depth")), key, input_text,
+                  ev->received_at, (int64_t)json_array_size(steps));
+    free(input_text);
+    size_t i;
+    const json_t *s;
+    json_array_foreach(steps, i, s) {
+        if (rc < 0)
+            break;
+        char needs[FLOW_MAX_STEPS * (FLOW_NAME_MAX + 1) + 1] = "";
+        size_t len = 0, j;
+        const json_t *n;
+        json_array_foreach(json_object_get(s, "needs"), j, n) {
+            const char *nid = json_string_value(n);
+            if (nid)
+                len += (size_t)snprintf(needs + len, sizeof needs - len, "%s%s", len ? "," : "",
+                                        nid);
+            if (len >= sizeof needs)
+                break;
+        }
+        const char *sid = str(s, "id"), *kind = str(s, "do"), *on_error = str(s, "on_error");
+        rc = sql_exec(tx, err,
+                      "INSERT INTO task_steps(task_id, step_id, pos, kind, needs, has_if, on_error,"
+                      " status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                      "ssississ", id, sid ? sid : "", (int64_t)i, kind ? kind : "", needs,
+                      (int64_t)(json_object_get(s, "if") != NULL && !json_is_null(json_object_get(s, "if"))),
+                      on_error ? on_error : "fail",
+                      !queued && !needs[0] ? "ready" : "pending");
+    }
+    return rc;
+}
+
+/* The step an event names, with the checks every step event shares. */
+static int load_for_step(Store *tx, const json_t *d, TaskRow *t, StepRow **ret, Err *err)
+{
+    const char *id = str(d, "task"), *sid = str(d, "step");
+    if (!id || !sid)
+        return 1;
+    int rc = task_load(tx, id, t, err);
+    if (rc == ERR_NOTFOUND)
+        return 1;
+    if (rc < 0)
+        return rc;
+    *ret = find_step(t, sid);
+    return *ret ? 0 : 1;
+}
+
+/* attempt k may settle a step whose last recorded attempt is k (a wait
+ * resolving) or k - 1 (a new attempt). */
+static int attempt_ok(Store *tx, const TaskRow *t, const StepRow *s, int64_t k, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(tx, "SELECT attempts FROM task_steps WHERE task_id = ?1 AND step_id = ?2",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, t->id, strlen(t->id));
+    store_bind_text(st, 2, s->id, strlen(s->id));
+    int64_t a = -1;
+    if ((rc = store_step(st, err)) == STORE_ROW)
+        a = store_col_int(st, 0);
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    return k >= 1 && (k == a || k == a + 1);
+}
+
+static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
+{
+    TaskRow t;
+    StepRow *s = NULL;
+    int rc = load_for_step(tx, d, &t, &s, err);
+    if (rc != 0) {
+        task_row_done(&t);
+        return rc < 0 ? rc : 0;
+    }
+    const char *type = ev->type;
+    int64_t k = json_integer_value(json_object_get(d, "attempt"));
+    bool open = !strcmp(s->status, "ready") || !strcmp(s->status, "waiting");
+    bool task_live = !strcmp(t.status, "running") || !strcmp(t.status, "inbox");
+    if (!open || !task_live)
+        goto out;
+    if (!strcmp(type, "step.skipped")) {
+        set_status(s, "skipped");
+        t.open_steps--;
+        rc = sql_exec(tx, err,
+                      "UPDATE task_steps SET error = ?3, wake_at = NULL, wait_kind = NULL"
+                      " WHERE task_id = ?1 AND step_id = ?2",
+                      "sss", t.id, s->id, str(d, "reason"));
+        goto settle;
+    }
+    if ((rc = attempt_ok(tx, &t, s, k, err)) <= 0)
+        goto out;
+    const char *started = str(d, "started_at"), *finished = str(d, "finished_at");
+    if (!strcmp(type, "step.completed")) {
+        char *out = json_dumps(json_object_get(d, "output") ? json_object_get(d, "output")
+                                                             : json_null(),
+                               JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        rc = sql_exec(tx, err,
+                      "UPDATE task_steps SET attempts = ?3, output = ?4, error = NULL,"
+                      " started_at = coalesce(?5, started_at), finished_at = ?6,"
+                      " wake_at = NULL, wait_kind = NULL"
+                      " WHERE task_id = ?1 AND step_id = ?2",
+                      "ssisss", t.id, s->id, k, out, started, finished ? finished : ev->received_at);
+        free(out);
+        set_status(s, "succeeded");
+        t.open_steps--;
+    } else if (!strcmp(type, "step.waiting")) {
+        const char *kind = str(d, "kind");
+        rc = sql_exec(tx, err,
+                      "UPDATE task_steps SET status = 'waiting', attempts = ?3,"
+                      " started_at = coalesce(started_at, ?4), wake_at = ?5, wait_kind = ?6,"
+                      " wait_event = ?7, wait_where = ?8"
+                      " WHERE task_id = ?1 AND step_id = ?2",
+                      "ssisssss", t.id, s->id, k, started ? started : ev->received_at,
+                      str(d, "until"), kind ? kind : "duration", str(d, "event"), str(d, "where"));
+        goto out; /* no settling: the status is written above */
+    } else { /* step.failed */
+        const char *error = str(d, "error"), *next = str(d, "next_attempt_at");
+        bool final = json_is_true(json_object_get(d, "final")) || !next;
+        rc = sql_exec(tx, err,
+                      "UPDATE task_steps SET attempts = ?3, error = ?4,"
+                      " started_at = coalesce(?5, started_at), wake_at = ?6, wait_kind = ?7"
+                      " WHERE task_id = ?1 AND step_id = ?2",
+                      "ssissss", t.id, s->id, k, error, started, final ? NULL : next,
+                      final ? NULL : "retry");
+        if (rc < 0)
+            goto out;
+        if (!final) {
+            set_status(s, "waiting");
+            goto settle;
+        }
+        const char *on_error = str(d, "on_error");
+        if (on_error && !strcmp(on_error, "inbox")) {
+            set_status(s, "waiting");
+            rc = sql_exec(tx, err,
+                          "UPDATE task_steps SET wait_kind = 'inbox', wake_at = NULL"
+                          " WHERE task_id = ?1 AND step_id = ?2",
+                          "ss", t.id, s->id);
+            snprintf(t.status, sizeof t.status, "inbox");
+        } else if (on_error && !strcmp(on_error, "continue")) {
+            set_status(s, "failed");
+            t.open_steps--;
+        } else {
+            set_status(s, "failed");
+            t.open_steps--;
+            end_task(&t, "failed");
+            rc = sql_exec(tx, err, "UPDATE tasks SET error = ?2 WHERE id = ?1", "ss", t.id,
+                          error ? error : "step failed");
+        }
+    }
+settle:
+    if (rc == 0) {
+        propagate(&t);
+        rc = task_store(tx, &t, ev, err);
+    }
+out:
+    task_row_done(&t);
+    return rc < 0 ? rc : 0;
+}
+
+/* Operator actions on a task: cancel (any open task), retry and skip (the
+ * steps waiting in the inbox). */
+static int apply_action(Store *tx, const Event *ev, const json_t *d, Err *err)
+{
+    const char *id = str(d, "task"), *action = str(d, "action");
+    if (!id || !action)
+        return 0;
+    TaskRow t;
+    int rc = task_load(tx, id, &t, err);
+    if (rc == ERR_NOTFOUND)
+        return 0;
+    if (rc < 0)
+        goto out;
+    if (!strcmp(action, "cancel")) {
+        if (settled(t.status))
+            goto out;
+        end_task(&t, "canceled");
+        rc = task_store(tx, &t, ev, err);
+        goto out;
+    }
+    if (strcmp(t.status, "inbox"))
+        goto out;
+    bool retry = !strcmp(action, "retry");
+    if (!retry && strcmp(action, "skip"))
+        goto out;
+    StoreStmt *st;
+    if ((rc = store_prepare(tx,
+                            "SELECT step_id FROM task_steps WHERE task_id = ?1"
+                            " AND status = 'waiting' AND wait_kind = 'inbox'",
+                            &st, err)) < 0)
+        goto out;
+    store_bind_text(st, 1, id, strlen(id));
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        StepRow *s = find_step(&t, store_col_text(st, 0, NULL));
+        if (!s)
+            continue;
+        if (retry) {
+            s->changed = false; /* stays waiting: due now */
+        } else {
+            set_status(s, "skipped");
+            t.open_steps--;
+        }
+    }
+    store_stmt_done(st);
+    if (rc < 0)
+        goto out;
+    rc = sql_exec(tx, err,
+                  retry ? "UPDATE task_steps SET wait_kind = 'retry', wake_at = ?2"
+                          " WHERE task_id = ?1 AND status = 'waiting' AND wait_kind = 'inbox'"
+                        : "UPDATE task_steps SET wait_kind = NULL, wake_at = NULL,"
+                          " error = 'skipped by the operator: ' || coalesce(error, '')"
+                          " WHERE task_id = ?1 AND status = 'waiting' AND wait_kind = 'inbox'"
+                          " AND ?2 IS NOT NULL",
+                  "ss", id, ev->received_at);
+    if (rc < 0)
+        goto out;
+    snprintf(t.status, sizeof t.status, "running");
+    propagate(&t);
+    rc = task_store(tx, &t, ev, err);
+out:
+    task_row_done(&t);
+    return rc < 0 ? rc : 0;
+}
+
+static int apply_setting(Store *tx, const Event *ev, const json_t *d, Err *err)
+{
+    const char *name = str(d, "workflow");
+    if (!name)
+        return 0;
+    if (!strcmp(ev->type, "schedule.fired"))
+        return sql_exec(tx, err,
+                        "INSERT INTO workflow_settings(name, last_slot) VALUES (?1, ?2)"
+                        " ON CONFLICT(name) DO UPDATE SET last_slot = max(coalesce(last_slot, ''), ?2)",
+                        "ss", name, str(d, "slot"));
+    bool on = !strcmp(ev->type, "workflow.enabled");
+    return sql_exec(tx, err,
+                    "INSERT INTO workflow_settings(name, enabled, changed_at) VALUES (?1, ?2, ?3)"
+                    " ON CONFLICT(name) DO UPDATE SET enabled = ?2, changed_at = ?3",
+                    "sis", name, (int64_t)on, ev->received_at);
+}
+
+static int apply(Store *tx, const Event *ev, Err *err)
+{
+    const char *t = ev->type;
+    int which;
+    if (!strcmp(t, "task.created"))
+        which = 0;
+    else if (!strncmp(t, "step.", 5) &&
+             (!strcmp(t + 5, "completed") || !strcmp(t + 5, "failed") ||
+              !strcmp(t + 5, "waiting") || !strcmp(t + 5, "skipped")))
+        which = 1;
+    else if (!strcmp(t, "task.action"))
+        which = 2;
+    else if (!strcmp(t, "workflow.enabled") || !strcmp(t, "workflow.disabled") ||
+             !strcmp(t, "schedule.fired"))
+        which = 3;
+    else
+        return 0;
+    json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+    if (!d)
+        return 0;
+    int rc = which == 0 ? apply_created(tx, ev, d, err)
+           : which == 1 ? apply_step(tx, ev, d, err)
+           : which == 2 ? apply_action(tx, ev, d, err)
+                        : apply_setting(tx, ev, d, err);
+    json_decref(d);
+    return rc;
+}
+
+static const Projection tasks_projection = {
+    .name = "tasks",
+    .version = 1,
+    .tables = tables,
+    .apply = apply,
+};
+
+void flow_projections_register(void)
+{
+    ledger_projection_register(&tasks_projection);
+}

@@ -1,0 +1,210 @@
+/* The built-in step kinds: emit, lua, wait and task.start. A handler gets
+ * the rendered inputs and the task context and decides: done (with an
+ * output and events to append), wait, or fail. Handlers never append: the
+ * runner appends what they return together with the step's own event. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flow/engine_int.h"
+
+#define SCRIPT_MAX_BYTES (256 * 1024)
+
+static int fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->error, sizeof r->error, fmt, ap);
+    va_end(ap);
+    r->outcome = FLOW_FAIL;
+    r->retryable = retryable;
+    return 0;
+}
+
+void flow__source(const char *workflow, char out[FLOW_NAME_MAX + 16])
+{
+    snprintf(out, FLOW_NAME_MAX + 16, "workflow:%s", workflow);
+}
+
+static void add_emit(FlowStepRun *r, Event *ev)
+{
+    r->emit = xrealloc(r->emit, (r->n_emit + 1) * sizeof *r->emit);
+    r->emit[r->n_emit++] = ev;
+}
+
+/* emit: with {type, data, subject?}. The event carries `caused_by` so that
+ * the planner can stop chains of workflows at the depth limit. */
+static int step_emit(FlowStepRun *r)
+{
+    const char *type = json_string_value(json_object_get(r->inputs, "type"));
+    json_t *data = json_object_get(r->inputs, "data");
+    const json_t *subj = json_object_get(r->inputs, "subject");
+    if (!type || !ledger_type_valid(type, strlen(type)))
+        return fail(r, false, "with.type: '%s' is not an event type", type ? type : "(none)");
+    if (data && !json_is_object(data))
+        return fail(r, false, "with.data: must be an object, not %s", core_json_type_name(data));
+    if (subj && !json_is_null(subj) && !json_is_string(subj))
+        return fail(r, false, "with.subject: must be a string");
+    json_t *d = data ? json_deep_copy(data) : json_object();
+    json_object_set_new(d, "caused_by",
+                        json_pack("{s:s, s:s, s:s, s:i}", "task", r->task_id, "step", r->step->id,
+                                  "workflow", r->wf->name, "depth", r->depth));
+    char key[160], source[FLOW_NAME_MAX + 16];
+    snprintf(key, sizeof key, "emit:%s:%s", r->task_id, r->step->id);
+    flow__source(r->wf->name, source);
+    const char *subject = json_string_value(subj);
+    if (subject && !*subject)
+        subject = NULL;
+    Event *ev = NULL;
+    Err err = { 0 };
+    int rc = ledger_event_new(type, source, subject ? subject : r->subject, d, key, r->limits,
+                              &ev, &err);
+    json_decref(d);
+    if (rc < 0)
+        return fail(r, false, "%s", err.msg);
+    add_emit(r, ev);
+    r->outcome = FLOW_DONE;
+    r->output = json_pack("{s:s}", "type", type);
+    return 0;
+}
+
+/* lua: with {script: NAME, args}. DATA/agents/NAME.lua sees args, event,
+ * steps and task; what it returns is the output. */
+static int step_lua(FlowStepRun *r)
+{
+    const char *name = json_string_value(json_object_get(r->inputs, "script"));
+    if (!name || !*name || strchr(name, '/') || strchr(name, '.'))
+        return fail(r, false, "with.script: a script name is required ([a-z0-9_-])");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/agents/%s.lua", r->data_dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail(r, false, "with.script: %s: %s", path, strerror(errno));
+    char *src = xmalloc(SCRIPT_MAX_BYTES + 1);
+    size_t n = fread(src, 1, SCRIPT_MAX_BYTES + 1, f);
+    fclose(f);
+    if (n > SCRIPT_MAX_BYTES) {
+        free(src);
+        return fail(r, false, "with.script: %s is larger than %d bytes", path, SCRIPT_MAX_BYTES);
+    }
+    json_t *env = json_copy(r->env);
+    json_t *args = json_object_get(r->inputs, "args");
+    json_object_set(env, "args", args ? args : json_object());
+    char chunk[FLOW_NAME_MAX + 16];
+    snprintf(chunk, sizeof chunk, "agents/%s.lua", name);
+    Err err = { 0 };
+    json_t *out = NULL;
+    int rc = flow_lua_run(r->lua, src, n, chunk, env, &out, &err);
+    json_decref(env);
+    free(src);
+    if (rc < 0)
+        return fail(r, false, "%s", err.msg);
+    r->outcome = FLOW_DONE;
+    r->output = out;
+    return 0;
+}
+
+/* wait: with {duration} or with {event, where?, timeout?}. */
+static int step_wait(FlowStepRun *r)
+{
+    const char *dur = json_string_value(json_object_get(r->inputs, "duration"));
+    const char *type = json_string_value(json_object_get(r->inputs, "event"));
+    Err err = { 0 };
+    int64_t ms = 0;
+    if (dur) {
+        if (flow_duration_parse(dur, &ms, &err) < 0)
+            return fail(r, false, "with.duration: %s", err.msg);
+        r->outcome = FLOW_WAIT;
+        r->wait_kind = "duration";
+        r->wait_until_ms = r->now_ms + ms;
+        return 0;
+    }
+    if (!type)
+        return fail(r, false, "with: a duration or an event is required");
+    const char *timeout = json_string_value(json_object_get(r->inputs, "timeout"));
+    if (timeout && flow_duration_parse(timeout, &ms, &err) < 0)
+        return fail(r, false, "with.timeout: %s", err.msg);
+    const char *where = json_string_value(json_object_get(r->inputs, "where"));
+    r->outcome = FLOW_WAIT;
+    r->wait_kind = "event";
+    r->wait_until_ms = timeout ? r->now_ms + ms : 0;
+    r->wait_event = xstrdup(type);
+    r->wait_where = where ? xstrdup(where) : NULL;
+    return 0;
+}
+
+/* task.start: with {workflow, input}. The child starts at once, one level
+ * deeper; this step does not wait for it. */
+static int step_task_start(FlowStepRun *r)
+{
+    const char *name = json_string_value(json_object_get(r->inputs, "workflow"));
+    const FlowWorkflow *w = name && r->catalog ? flow_catalog_find(r->catalog, name) : NULL;
+    if (!w)
+        return fail(r, false, "with.workflow: no workflow named '%s'", name ? name : "(none)");
+    if (w->n_steps == 0)
+        return fail(r, false, "with.workflow: '%s' has no steps", name);
+    json_t *input = json_object_get(r->inputs, "input");
+    const json_t *ev = json_object_get(r->env, "event");
+    int64_t trigger = json_integer_value(json_object_get(ev, "seq"));
+    char child[CORE_ULID_LEN + 1], key[160];
+    core_ulid_new(child);
+    snprintf(key, sizeof key, "task:%s:%s", r->task_id, r->step->id);
+    Event *te = NULL;
+    Err err = { 0 };
+    if (flow__task_event(w, child, trigger, r->depth + 1, NULL, input, r->subject, key, r->limits,
+                         &te, &err) < 0)
+        return fail(r, false, "%s", err.msg);
+    add_emit(r, te);
+    r->outcome = FLOW_DONE;
+    r->output = json_pack("{s:s, s:s}", "task", child, "workflow", name);
+    return 0;
+}
+
+FlowStepHandler flow__step_handler(const char *kind)
+{
+    if (!strcmp(kind, "emit"))
+        return step_emit;
+    if (!strcmp(kind, "lua"))
+        return step_lua;
+    if (!strcmp(kind, "wait"))
+        return step_wait;
+    if (!strcmp(kind, "task.start"))
+        return step_task_start;
+    return NULL;
+}
+
+void flow__step_run_done(FlowStepRun *r)
+{
+    json_decref(r->output);
+    for (size_t i = 0; i < r->n_emit; i++)
+        ledger_event_free(r->emit[i]);
+    free(r->emit);
+    free(r->wait_event);
+    free(r->wait_where);
+    r->output = NULL;
+    r->emit = NULL;
+    r->n_emit = 0;
+    r->wait_event = r->wait_where = NULL;
+}
+
+int flow__task_event(const FlowWorkflow *wf, const char *task_id, int64_t trigger_seq, int depth,
+                     const char *concurrency_key, const json_t *input, const char *subject,
+                     const char *key, const EventLimits *lim, Event **ret, Err *err)
+{
+    json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:i, s:O}", "task", task_id, "workflow", wf->name,
+                          "version", wf->version, "trigger_seq", (json_int_t)trigger_seq, "depth",
+                          depth, "definition", wf->definition);
+    if (concurrency_key)
+        json_object_set_new(d, "concurrency_key", json_string(concurrency_key));
+    if (input && !json_is_null(input))
+        json_object_set(d, "input", (json_t *)input);
+    char source[FLOW_NAME_MAX + 16];
+    flow__source(wf->name, source);
+    int rc = ledger_event_new("task.created", source, subject, d, key, lim, ret, err);
+    json_decref(d);
+    return rc;
+}
