@@ -234,20 +234,10 @@ static bool tz_is_utc(const char *tz)
 
 /* ---- Timezones (libical) ---------------------------------------------- */
 
+/* libical keeps every builtin timezone it loads in a process-wide cache that
+ * is not thread-safe; the cache stays reachable until exit, so
+ * LeakSanitizer does not report it and nothing frees it here. */
 static pthread_mutex_t ical_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool ical_used; /* under ical_lock: builtin timezones may be cached */
-
-/* libical keeps every builtin timezone it loaded until the process ends;
- * freeing them at exit keeps LeakSanitizer quiet. */
-__attribute__((destructor)) static void ical_cache_free(void)
-{
-    pthread_mutex_lock(&ical_lock);
-    if (ical_used) {
-        icaltimezone_free_builtin_timezones();
-        ical_used = false;
-    }
-    pthread_mutex_unlock(&ical_lock);
-}
 
 /* The zone for tz, NULL for UTC. Caller holds ical_lock. */
 static int zone_get(const char *tz, icaltimezone **ret, Err *err)
@@ -261,7 +251,6 @@ static int zone_get(const char *tz, icaltimezone **ret, Err *err)
         return err_set(err, ERR_INVAL, "timezone: name longer than %d bytes", FLOW_TZ_MAX - 1);
     if (!tz_name_ok(tz, len))
         return err_set(err, ERR_INVAL, "timezone: '%s' is not an IANA timezone name", tz);
-    ical_used = true;
     icaltimezone *z = icaltimezone_get_builtin_timezone(tz);
     /* The component is loaded on first use; a name whose data cannot be
      * read has none, and its offsets would silently be 0. */
@@ -531,8 +520,11 @@ int flow_cron_parse(const char *expr, const char *tz, FlowCron *ret, int *ret_co
         while (n < e && !is_blank(expr[n]))
             n++;
         if (n < e) {
+            size_t junk = n;
+            while (is_blank(expr[junk]))
+                junk++;
             if (ret_col)
-                *ret_col = (int)(n + 1);
+                *ret_col = (int)(junk + 1);
             return err_set(err, ERR_INVAL, "unexpected text after '%.*s'", (int)(n - b),
                            expr + b);
         }
