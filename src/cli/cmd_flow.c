@@ -290,9 +290,10 @@ int cmd_task_cancel(Cli *cli) { return task_action(cli, "cancel"); }
 int cmd_run(Cli *cli)
 {
     bool until_idle = cli_flag(cli, "until-idle");
-    long long timeout_s = -1;
-    const char *t = cli_opt(cli, "timeout");
-    if (t && cli_int("timeout", t, 1, 86400 * 365, &timeout_s))
+    long long timeout_s = -1, timers_s = 0;
+    const char *t = cli_opt(cli, "timeout"), *tw = cli_opt(cli, "wait-timers");
+    if ((t && cli_int("timeout", t, 1, 86400 * 365, &timeout_s)) ||
+        (tw && cli_int("wait-timers", tw, 0, 86400, &timers_s)))
         return EXIT_USAGE;
     int rc = cli_load_config(cli);
     if (rc)
@@ -312,7 +313,8 @@ int cmd_run(Cli *cli)
         return cli_fail_err(cli, &err);
     }
     if (until_idle) {
-        rc = flow_engine_wait_idle(e, timeout_s > 0 ? (int)(timeout_s * 1000) : -1, &err) < 0
+        rc = flow_engine_wait_idle(e, timeout_s > 0 ? (int)(timeout_s * 1000) : -1,
+                                   timers_s * 1000, &err) < 0
                  ? cli_fail_err(cli, &err)
                  : EXIT_OK;
     } else {

@@ -56,6 +56,7 @@ static const CliOpt tasks_opts[] = {
 static const CliOpt run_opts[] = {
     { "until-idle", NULL, "exit 0 once no step is ready or running (waits and timers aside)" },
     { "timeout", "S", "with --until-idle: fail after S seconds" },
+    { "wait-timers", "S", "with --until-idle: also wait for timers due within S seconds" },
     { NULL, NULL, NULL },
 };
 

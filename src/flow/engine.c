@@ -72,6 +72,7 @@ struct FlowEngine {
     json_t *dispatched; /* "task/step" -> true, while queued, running or being appended */
     size_t inflight;
     bool idle;
+    int64_t horizon_ms; /* timers due within this count as work for idleness */
     bool workers_stop;
     bool runner_started;
     pthread_t *workers;
@@ -397,6 +398,9 @@ static void released(void *ctx, int rc, const Err *err, const LedgerAppendResult
     if (rc < 0)
         log_error("step outcome not recorded", json_pack("{s:s, s:s}", "step", p->key, "error",
                                                           err->msg));
+    else if (log_get_level() <= LOG_DEBUG)
+        log_debug("step recorded", json_pack("{s:s, s:I}", "step", p->key, "seq",
+                                             (json_int_t)(n ? r[n - 1].seq : 0)));
     pthread_mutex_lock(&e->mu);
     json_object_del(e->dispatched, p->key);
     e->inflight--;
@@ -1105,7 +1109,8 @@ static void *runner_main(void *arg)
         int64_t planned = 0;
         ledger_reactor_checkpoint(e->rd, "planner", &planned, &err);
         pthread_mutex_lock(&e->mu);
-        bool idle = !busy && e->inflight == 0 && e->seen >= head && planned >= head;
+        bool idle = !busy && e->inflight == 0 && e->seen >= head && planned >= head &&
+                    (next < 0 || next > e->horizon_ms);
         e->idle = idle;
         if (idle)
             pthread_cond_broadcast(&e->idle_cond);
@@ -1242,11 +1247,12 @@ void flow_engine_stop(FlowEngine *e)
     free(e);
 }
 
-int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, Err *err)
+int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, int64_t horizon_ms, Err *err)
 {
     struct timespec until = core_time_deadline(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&e->mu);
     e->idle = false;
+    e->horizon_ms = horizon_ms;
     ledger_wake(e->l);
     int rc = 0;
     while (!e->idle && rc == 0) {

@@ -24,9 +24,11 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
 /* Stops both (in-flight steps finish and are recorded first). NULL is fine. */
 void flow_engine_stop(FlowEngine *e);
 /* Blocks until the engine is idle: the planner has seen every event and no
- * step is ready, running or due (waits and future timers do not count).
- * ERR_TIMEOUT after timeout_ms (< 0: no limit). */
-int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, Err *err);
+ * step is ready, running or due. Waits and timers (retries, wait steps,
+ * schedules) due more than horizon_ms from now do not count; with
+ * horizon_ms 0 only those due already do. ERR_TIMEOUT after timeout_ms
+ * (< 0: no limit). */
+int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, int64_t horizon_ms, Err *err);
 
 /* Operator actions. action is "retry", "skip" (a task in the inbox) or
  * "cancel" (any task not finished). ERR_NOTFOUND for an unknown task,

@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# Workflows end to end through the CLI: every step kind, conditions, needs
+# fan-out/fan-in, retries with backoff, waits on a duration and on events
+# (before the wait starts, and two in quick succession), concurrency keys,
+# schedules missed while down, task.start, the causal depth limit, operator
+# actions on the inbox, validation errors, and replay --check.
+. "$(dirname "$0")/lib.sh"
+
+D=$TMP/data
+bureau --data "$D" init >/dev/null
+mkdir -p "$D/workflows" "$D/agents"
+
+ingest() { printf '%s\n' "$1" | bureau --data "$D" ingest >/dev/null; }
+idle() { bureau --data "$D" run --until-idle --timeout 60 "$@"; }
+# q SQL: one value from the database
+q() { sqlite3 "$D/bureau.db" "$1"; }
+# task_of WORKFLOW: the newest task of WORKFLOW
+task_of() { q "SELECT id FROM tasks WHERE workflow = '$1' ORDER BY created_seq DESC LIMIT 1"; }
+step_status() { q "SELECT status FROM task_steps WHERE task_id = '$1' AND step_id = '$2'"; }
+
+# --- emit, lua, templates, conditions, fan-out / fan-in -----------------------
+cat >"$D/agents/score.lua" <<'EOF'
+-- scores a lead from its budget
+local b = event.data.budget or 0
+return { score = b // 100, tier = (b >= 1000) and "high" or "low", args = args }
+EOF
+cat >"$D/workflows/leads.yaml" <<'EOF'
+name: leads
+on:
+  event: lead.created
+  where: event.data.email ~= nil
+steps:
+  - id: score
+    do: lua
+    with:
+      script: score
+      args: { source: "{{ event.source }}" }
+  - id: high
+    do: emit
+    needs: score
+    if: steps.score.output.tier == "high"
+    with:
+      type: lead.hot
+      data: { email: "{{ event.data.email }}", score: "{{ steps.score.output.score }}" }
+  - id: low
+    do: emit
+    needs: score
+    if: steps.score.output.tier == "low"
+    with:
+      type: lead.cold
+      data: { email: "{{ event.data.email }}" }
+  - id: after_high
+    do: emit
+    needs: high
+    with: { type: lead.followed, data: { via: high } }
+  - id: join
+    do: emit
+    needs: [high, low]
+    if: "true"
+    with:
+      type: lead.scored
+      data: { email: "{{ event.data.email }}", tier: "{{ steps.score.output.tier }}" }
+EOF
+ingest '{"type":"lead.created","source":"site","data":{"email":"ann@example.com","budget":2500}}'
+ingest '{"type":"lead.created","source":"site","data":{"name":"no email"}}'
+check "run --until-idle exits 0" idle
+T=$(task_of leads)
+expect_eq "one task per matching event (where filtered the other)" \
+  "$(q "SELECT count(*) FROM tasks WHERE workflow = 'leads'")" 1
+expect_eq "the task succeeded" "$(q "SELECT status FROM tasks WHERE id = '$T'")" succeeded
+expect_eq "lua output feeds a template, keeping its type" \
+  "$(q "SELECT json_extract(data, '\$.score') FROM events WHERE type = 'lead.hot'")" 25
+expect_eq "lua saw its args, rendered" \
+  "$(q "SELECT json_extract(output, '\$.args.source') FROM task_steps WHERE task_id = '$T' AND step_id = 'score'")" site
+expect_eq "the false branch was skipped" "$(step_status "$T" low)" skipped
+expect_eq "a step after a taken branch ran" "$(step_status "$T" after_high)" succeeded
+expect_eq "fan-in with its own if ran after both branches" "$(step_status "$T" join)" succeeded
+expect_eq "fan-in ran after both of its needs settled" \
+  "$(q "SELECT (SELECT seq FROM events WHERE type = 'lead.scored') > (SELECT seq FROM events WHERE type = 'lead.hot')")" 1
+expect_eq "emitted events say which task caused them" \
+  "$(q "SELECT json_extract(data, '\$.caused_by.task') || ' ' || source FROM events WHERE type = 'lead.scored'")" \
+  "$T workflow:leads"
+run bureau --data "$D" task show "$T" --json
+expect_eq "task show --json has steps with status and attempts" \
+  "$(jget "$OUT" '$.steps[0].id') $(jget "$OUT" '$.steps[0].status') $(jget "$OUT" '$.steps[0].attempts')" \
+  "score succeeded 1"
+run bureau --data "$D" tasks --json --workflow leads
+expect_eq "tasks --json: id, workflow, status, trigger_seq" \
+  "$(jget "$OUT" '$.workflow') $(jget "$OUT" '$.status') $(jget "$OUT" '$.trigger_seq')" \
+  "leads succeeded $(q "SELECT min(seq) FROM events WHERE type = 'lead.created'")"
+N0=$(q "SELECT count(*) FROM events")
+check "a second run finds nothing to do" idle
+expect_eq "and appends nothing" "$(q "SELECT count(*) FROM events")" "$N0"
+
+# --- retries with backoff; on_error inbox, retry and skip ---------------------
+cat >"$D/agents/flaky.lua" <<'EOF'
+if task.attempt < 3 then error("not yet (attempt " .. task.attempt .. ")") end
+return { attempt = task.attempt }
+EOF
+cat >"$D/agents/broken.lua" <<'EOF'
+error("always broken")
+EOF
+cat >"$D/workflows/retry.yaml" <<'EOF'
+name: retry
+on: { event: job.flaky }
+steps:
+  - id: flaky
+    do: lua
+    with: { script: flaky }
+    retry: { max: 3, backoff: 20ms, max_delay: 50ms }
+EOF
+cat >"$D/workflows/inbox.yaml" <<'EOF'
+name: inbox
+on: { event: job.broken }
+steps:
+  - id: broken
+    do: lua
+    with: { script: broken }
+    on_error: inbox
+  - id: after
+    do: emit
+    with: { type: job.after }
+EOF
+ingest '{"type":"job.flaky","source":"t","data":{}}'
+check "retries run within --wait-timers" idle --wait-timers 10
+T=$(task_of retry)
+expect_eq "the step succeeded on its third attempt" \
+  "$(step_status "$T" flaky) $(q "SELECT attempts FROM task_steps WHERE task_id = '$T'")" "succeeded 3"
+expect_eq "two failures were recorded, each with its next attempt time" \
+  "$(q "SELECT count(*) FROM events WHERE type = 'step.failed' AND json_extract(data, '\$.task') = '$T' AND json_extract(data, '\$.next_attempt_at') IS NOT NULL")" 2
+expect_eq "the backoff grew (second delay >= 10 ms, the first's half)" \
+  "$(q "SELECT (julianday(max(json_extract(data, '\$.next_attempt_at'))) - julianday(max(json_extract(data, '\$.finished_at')))) * 86400000 >= 10 FROM events WHERE type = 'step.failed' AND json_extract(data, '\$.task') = '$T' AND json_extract(data, '\$.attempt') = 2")" 1
+
+ingest '{"type":"job.broken","source":"t","data":{}}'
+check "a failing step goes to the inbox" idle
+T=$(task_of inbox)
+expect_eq "the task waits in the inbox" "$(q "SELECT status FROM tasks WHERE id = '$T'")" inbox
+run bureau --data "$D" tasks --status inbox --json
+expect_contains "tasks --status inbox lists it" "$OUT" "$T"
+run bureau --data "$D" task cancel NOSUCHTASK
+expect_eq "an unknown task is an error" "$RC" 1
+check "task retry" bureau --data "$D" task retry "$T"
+check "the retried step fails again" idle
+expect_eq "back in the inbox after attempt 2" \
+  "$(q "SELECT status FROM tasks WHERE id = '$T'") $(q "SELECT attempts FROM task_steps WHERE task_id = '$T' AND step_id = 'broken'")" \
+  "inbox 2"
+check "task skip" bureau --data "$D" task skip "$T"
+check "the task goes on" idle
+expect_eq "after a skip the next step runs and the task ends" \
+  "$(step_status "$T" broken) $(step_status "$T" after) $(q "SELECT status FROM tasks WHERE id = '$T'")" \
+  "skipped succeeded succeeded"
+run bureau --data "$D" task skip "$T"
+expect_contains "skip on a finished task is refused" "$RC $ERR" "1 "
+
+# --- waits: a duration, and events (before the wait, after it, two at once) ---
+cat >"$D/workflows/waits.yaml" <<'EOF'
+name: waits
+on: { event: order.placed }
+steps:
+  - id: pause
+    do: wait
+    with: { duration: 300ms }
+  - id: reply
+    do: wait
+    with:
+      event: order.paid
+      where: e.data.order == event.data.order
+      timeout: 1h
+  - id: done
+    do: emit
+    with: { type: order.closed, data: { paid_by: "{{ steps.reply.output.event.seq }}" } }
+EOF
+# order 1: paid before the wait even begins
+ingest '{"type":"order.placed","source":"t","data":{"order":1}}'
+ingest '{"type":"order.paid","source":"t","data":{"order":1}}'
+check "a duration wait ends within --wait-timers" idle --wait-timers 10
+T1=$(task_of waits)
+P1=$(q "SELECT max(seq) FROM events WHERE type = 'order.paid'")
+expect_eq "an event that came before the wait began counts" \
+  "$(step_status "$T1" reply) $(q "SELECT json_extract(data, '\$.paid_by') FROM events WHERE type = 'order.closed'")" \
+  "succeeded $P1"
+expect_eq "the duration wait waited (finished >= started + 300 ms)" \
+  "$(q "SELECT (julianday(finished_at) - julianday(started_at)) * 86400000 >= 299 FROM task_steps WHERE task_id = '$T1' AND step_id = 'pause'")" 1
+# order 2: the wait starts first; then two matching events in quick succession
+ingest '{"type":"order.placed","source":"t","data":{"order":2}}'
+check "the wait starts" idle --wait-timers 10
+T2=$(task_of waits)
+expect_eq "the task waits for its event" "$(step_status "$T2" reply)" waiting
+printf '%s\n%s\n%s\n' '{"type":"order.paid","source":"t","data":{"order":3}}' \
+  '{"type":"order.paid","source":"t","data":{"order":2}}' \
+  '{"type":"order.paid","source":"t","data":{"order":2}}' | bureau --data "$D" ingest --bulk >/dev/null
+check "the event wakes the wait" idle
+FIRST=$(q "SELECT min(seq) FROM events WHERE type = 'order.paid' AND json_extract(data, '\$.order') = 2")
+expect_eq "the first matching event (not the other order's) completed the wait, once" \
+  "$(step_status "$T2" reply) $(q "SELECT json_extract(output, '\$.event.seq') FROM task_steps WHERE task_id = '$T2' AND step_id = 'reply'") $(q "SELECT count(*) FROM events WHERE type = 'step.completed' AND json_extract(data, '\$.task') = '$T2' AND json_extract(data, '\$.step') = 'reply'")" \
+  "succeeded $FIRST 1"
+
+# --- concurrency keys -----------------------------------------------------------
+cat >"$D/workflows/percustomer.yaml" <<'EOF'
+name: percustomer
+on: { event: ticket.opened }
+concurrency: event.data.customer
+steps:
+  - id: a
+    do: emit
+    with: { type: ticket.a }
+  - id: b
+    do: emit
+    with: { type: ticket.b }
+  - id: c
+    do: emit
+    with: { type: ticket.c }
+EOF
+printf '%s\n' '{"type":"ticket.opened","source":"t","data":{"customer":"x","n":1}}' \
+  '{"type":"ticket.opened","source":"t","data":{"customer":"x","n":2}}' \
+  '{"type":"ticket.opened","source":"t","data":{"customer":"y","n":3}}' | bureau --data "$D" ingest --bulk >/dev/null
+check "concurrency: run" idle
+expect_eq "all three tasks succeeded" \
+  "$(q "SELECT count(*) FROM tasks WHERE workflow = 'percustomer' AND status = 'succeeded'")" 3
+X1=$(q "SELECT id FROM tasks WHERE workflow = 'percustomer' AND concurrency_key = 'percustomer:x' ORDER BY created_seq LIMIT 1")
+X2=$(q "SELECT id FROM tasks WHERE workflow = 'percustomer' AND concurrency_key = 'percustomer:x' ORDER BY created_seq DESC LIMIT 1")
+expect_eq "tasks of one key ran one after the other" \
+  "$(q "SELECT (SELECT max(seq) FROM events WHERE type LIKE 'step.%' AND json_extract(data, '\$.task') = '$X1') < (SELECT min(seq) FROM events WHERE type LIKE 'step.%' AND json_extract(data, '\$.task') = '$X2')")" 1
+
+# --- task.start and the causal depth limit ---------------------------------------
+cat >"$D/workflows/parent.yaml" <<'EOF'
+name: parent
+on: { event: parent.go }
+steps:
+  - id: spawn
+    do: task.start
+    with: { workflow: child, input: { n: "{{ event.data.n }}" } }
+EOF
+cat >"$D/workflows/child.yaml" <<'EOF'
+name: child
+on: { event: never.happens }
+steps:
+  - id: say
+    do: emit
+    with: { type: child.said, data: { n: "{{ task.input.n }}" } }
+EOF
+cat >"$D/workflows/loop.yaml" <<'EOF'
+name: loop
+on: { event: loop.tick }
+steps:
+  - id: again
+    do: emit
+    with: { type: loop.tick }
+EOF
+ingest '{"type":"parent.go","source":"t","data":{"n":7}}'
+ingest '{"type":"loop.tick","source":"t","data":{}}'
+check "task.start and the loop: run" idle
+expect_eq "task.start started the child with its input" \
+  "$(q "SELECT json_extract(data, '\$.n') FROM events WHERE type = 'child.said'")" 7
+expect_eq "a self-triggering workflow stops at the depth limit (8)" \
+  "$(q "SELECT count(*) FROM tasks WHERE workflow = 'loop'") $(q "SELECT max(depth) FROM tasks WHERE workflow = 'loop'")" "8 8"
+
+# --- schedules: a slot missed while down fires once -----------------------------
+cat >"$D/workflows/nightly.yaml" <<'EOF'
+name: nightly
+on: { schedule: "0 0 * * *", timezone: UTC }
+steps:
+  - id: note
+    do: emit
+    with: { type: nightly.ran }
+EOF
+OLD=$(date -u -d '3 days ago' +%Y-%m-%dT00:00:00.000Z)
+ingest "{\"type\":\"schedule.fired\",\"source\":\"test\",\"data\":{\"workflow\":\"nightly\",\"slot\":\"$OLD\"}}"
+check "schedules: run" idle
+TODAY=$(date -u +%Y-%m-%dT00:00:00.000Z)
+expect_eq "three missed nights fire once, for the last slot" \
+  "$(q "SELECT count(*) || ' ' || max(json_extract(data, '\$.slot')) FROM events WHERE type = 'schedule.fired' AND source = 'scheduler'")" \
+  "1 $TODAY"
+check "schedules: run again" idle
+expect_eq "and not again" \
+  "$(q "SELECT count(*) FROM events WHERE type = 'schedule.fired' AND source = 'scheduler'")" 1
+expect_eq "the fired schedule ran the workflow" \
+  "$(q "SELECT count(*) >= 1 FROM events WHERE type = 'nightly.ran'")" 1
+
+# --- enable / disable, built-ins off by default ---------------------------------
+run bureau --data "$D" workflows list --json
+expect_contains "the built-in is listed, disabled" "$OUT" '"name":"lead-from-form"'
+expect_eq "built-ins start disabled" \
+  "$(printf '%s\n' "$OUT" | grep '"lead-from-form"' | grep -c '"enabled":false')" 1
+ingest '{"type":"form.submitted","source":"t","data":{"form":"contact","fields":{"email":"b@example.com"},"files":[]}}'
+check "disabled: run" idle
+expect_eq "a disabled built-in does nothing" \
+  "$(q "SELECT count(*) FROM tasks WHERE workflow = 'lead-from-form'")" 0
+check "workflows enable" bureau --data "$D" workflows enable lead-from-form
+ingest '{"type":"form.submitted","source":"t","data":{"form":"contact","fields":{"email":"c@example.com"},"files":[]}}'
+check "enabled: run" idle
+expect_eq "once enabled it acts on new events" \
+  "$(q "SELECT json_extract(data, '\$.email') FROM events WHERE type = 'lead.captured'")" c@example.com
+run bureau --data "$D" workflows enable nosuch
+expect_eq "enabling an unknown workflow fails" "$RC" 1
+
+# --- validation ------------------------------------------------------------------
+cat >"$TMP/bad.yaml" <<'EOF'
+name: bad
+on: { event: x.y }
+steps:
+  - id: a
+    do: emit
+    colour: red
+    with: { type: x.z }
+EOF
+run bureau workflows validate "$TMP/bad.yaml"
+expect_eq "validate fails" "$RC" 1
+expect_contains "validate names file:line:col and the key" "$ERR" "$TMP/bad.yaml:6:5:"
+run bureau --data "$D" workflows validate "$D/workflows/leads.yaml"
+expect_eq "a good file validates (with its scripts)" "$RC" 0
+rm "$D/agents/score.lua"
+run bureau --data "$D" workflows validate "$D/workflows/leads.yaml"
+expect_contains "with --data, a missing script is reported" "$RC $ERR" "score"
+
+# --- the projection is a pure function of the log ---------------------------------
+check "replay --check passes" bureau --data "$D" replay --check
+check "the chain verifies" bureau --data "$D" audit verify
+sanitizer_check "no sanitizer reports"
