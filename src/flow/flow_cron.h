@@ -17,6 +17,7 @@
 #include "core/err.h"
 
 #define FLOW_TZ_MAX 64
+#define FLOW_CRON_EXPR_MAX 256 /* longest expression accepted, in bytes */
 
 typedef struct FlowCron {
     uint64_t minutes;     /* bit m: minute m (0-59) */
@@ -28,15 +29,25 @@ typedef struct FlowCron {
     char tz[FLOW_TZ_MAX]; /* "UTC" or an IANA name */
 } FlowCron;
 
-/* Parses expr in timezone tz (NULL or "" = UTC). On error err->msg names
- * the field and *ret_col (when not NULL) is the 1-based column within expr
- * where the problem starts. An unknown timezone is an error too. */
+/* Parses expr in timezone tz (NULL, "" or "UTC" = UTC). Returns 0 and fills
+ * *ret, or ERR_INVAL (nothing written to *ret): err->msg names the field
+ * ("day-of-month: 32 is out of range 1-31") and *ret_col (when not NULL) is
+ * the 1-based column within expr where the problem starts, or 0 when the
+ * problem is the timezone (an unknown name is an error). A day field is
+ * unrestricted (for the Vixie day rule) when one of its items is `*`, with
+ * or without a step. Thread-safe. */
 int flow_cron_parse(const char *expr, const char *tz, FlowCron *ret, int *ret_col, Err *err);
 
-/* The first firing time strictly after after_ms (UTC ms since the epoch). */
+/* The first firing time strictly after after_ms (UTC ms since the epoch,
+ * years 1971..8999); a firing time is always a whole second. ERR_NOTFOUND
+ * when the schedule does not fire within about five years ("0 0 31 2 *"),
+ * ERR_INVAL for a time out of range or a timezone that cannot be loaded.
+ * *ret_ms is written only on success. Thread-safe (timezone work is
+ * serialised inside the module). */
 int flow_cron_next(const FlowCron *c, int64_t after_ms, int64_t *ret_ms, Err *err);
-/* The last firing time at or before at_ms; ERR_NOTFOUND if none within the
- * last 366 days. */
+/* The last firing time at or before at_ms (at_ms itself when it is one);
+ * ERR_NOTFOUND if none within the last 366 days. Otherwise as
+ * flow_cron_next. */
 int flow_cron_prev(const FlowCron *c, int64_t at_ms, int64_t *ret_ms, Err *err);
 
 #endif
