@@ -761,7 +761,10 @@ static void check_trigger(V *v, const json_t *on, FlowWorkflow *w)
     if (flow_cron_parse(s, NULL, &w->cron, &col, &ce) < 0) {
         bad_line(v, "on.schedule", 0, col > 0 ? col - 1 : 0, "%s", ce.msg);
     } else if (tz && flow_cron_parse(s, tz, &w->cron, NULL, &ce) < 0) {
-        bad(v, "on.timezone", AT_VALUE, "%s", ce.msg);
+        const char *m = ce.msg; /* "timezone: ..." would say it twice */
+        if (!strncmp(m, "timezone: ", 10))
+            m += 10;
+        bad(v, "on.timezone", AT_VALUE, "%s", m);
     }
     w->on_schedule = xstrdup(s);
     w->timezone = xstrdup(tz ? tz : "UTC");
