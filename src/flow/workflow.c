@@ -281,9 +281,11 @@ static char *report(V *v, Err *err)
             size_t reserve = i + 1 < v->n_probs ? sizeof tail : 0;
             if (used + need + reserve >= ERR_MSG_MAX)
                 break;
-            snprintf(err->msg + used, ERR_MSG_MAX - used, "%s%s", i ? "\n" : "",
-                     v->probs[i].text);
-            used += need;
+            if (i)
+                err->msg[used++] = '\n';
+            memcpy(err->msg + used, v->probs[i].text, need - (i ? 1 : 0));
+            used += need - (i ? 1 : 0);
+            err->msg[used] = '\0';
         }
         if (i < v->n_probs) {
             snprintf(tail, sizeof tail, "%s... and %zu more problems", i ? "\n" : "",

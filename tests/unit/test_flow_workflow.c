@@ -611,7 +611,7 @@ static void on_error(void *ctx, const char *path, const Err *e)
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
-    char path[1024];
+    char path[2200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     spew(path, text);
 }
