@@ -184,7 +184,7 @@ static void duration_input(const json_t *with, const char *key, Err *err)
     const char *s = str_input(with, key, false, err);
     int64_t ms;
     Err de = { 0 };
-    if (s && flow_duration_parse(s, &ms, &de) < 0)
+    if (s && !flow_lua_is_template(s) && flow_duration_parse(s, &ms, &de) < 0)
         add(err, "with.%s: %s", key, de.msg);
 }
 
