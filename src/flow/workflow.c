@@ -122,6 +122,7 @@ typedef struct V {
     Pos *pos;
     size_t n_pos, cap_pos;
     size_t nodes;
+    bool too_big; /* past YAML_NODES_MAX or YAML_DEPTH_MAX */
     Problem *probs;
     size_t n_probs, cap_probs;
 } V;
@@ -400,9 +401,12 @@ static json_t *to_json(V *v, struct fy_node *n, struct fy_node *key, Buf *path, 
     while (n && fy_node_is_alias(n) && guard++ < YAML_DEPTH_MAX)
         n = fy_node_resolve_alias(n);
     if (++v->nodes > YAML_NODES_MAX || depth > YAML_DEPTH_MAX) {
-        pos_put(v, buf_cstr(path), p);
-        bad(v, buf_cstr(path), AT_KEY, "%s",
-            depth > YAML_DEPTH_MAX ? "nested too deeply" : "too many values (aliases?)");
+        if (!v->too_big) { /* said once: the siblings would repeat it */
+            pos_put(v, buf_cstr(path), p);
+            bad(v, buf_cstr(path), AT_KEY, "%s",
+                depth > YAML_DEPTH_MAX ? "nested too deeply" : "too many values (aliases?)");
+        }
+        v->too_big = true;
         return NULL;
     }
     if (!n || fy_node_is_scalar(n)) {

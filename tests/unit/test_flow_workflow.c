@@ -556,6 +556,7 @@ Test(workflow_files, aliases_are_expanded_but_bounded)
                            "x6: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n"
                            "steps: [{id: a, do: emit, with: {type: a.b}}]\n");
     cr_assert(strstr(rep, "too many values"), "%s", rep);
+    cr_assert_null(strstr(strstr(rep, "too many values") + 1, "too many values"), "%s", rep);
     free(rep);
 }
 
