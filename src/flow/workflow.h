@@ -26,6 +26,11 @@
 #define FLOW_WORKFLOW_MAX_BYTES (256 * 1024) /* one workflow file */
 #define FLOW_MAX_STEPS 64
 #define FLOW_NAME_MAX 64   /* workflow names and step ids: [a-z0-9_-], 1-64 */
+#define FLOW_EVENT_PATTERN_MAX 128   /* `on.event`, `wait`'s `event` */
+#define FLOW_DURATION_MAX_MS (366LL * 24 * 3600 * 1000)
+#define FLOW_RETRY_MAX 100
+#define FLOW_PROBLEMS_MAX 30         /* problem lines reported per file */
+#define FLOW_CATALOG_MAX_FILES 1000  /* *.yaml files read from DATA/workflows/ */
 
 typedef enum FlowOnError {
     FLOW_ON_ERROR_FAIL,     /* the task fails (default) */
@@ -75,31 +80,56 @@ typedef struct FlowStepKind {
     int (*check)(const json_t *with, Err *err);
 } FlowStepKind;
 
-/* Registers k (static storage). The same name twice keeps the first. */
+/* Registers k (static storage). The same name twice keeps the first.
+ * Thread-safe; meant for start-up. */
 void flow_step_kind_register(const FlowStepKind *k);
 const FlowStepKind *flow_step_kind_find(const char *name);
-/* Registers the built-in kinds (emit, lua, wait, task.start). Idempotent. */
+/* Registers the built-in kinds with their checks: emit, lua, wait,
+ * task.start. Idempotent; flow_workflow_parse and flow_workflow_from_json
+ * call it themselves, so the built-ins' checks win over a later
+ * registration of the same name. */
 void flow_step_kinds_builtin(void);
+/* Writes the registered kinds' names, sorted, joined by ", " (truncated to
+ * size). */
+void flow_step_kinds_list(char *out, size_t size);
 
 /* Parses YAML text (at most FLOW_WORKFLOW_MAX_BYTES); path names it in
  * errors ("path:line:col: message"). */
 int flow_workflow_parse(const char *text, size_t len, const char *path, FlowWorkflow **ret,
                         Err *err);
+/* The same, and on a validation failure *ret_report (when not NULL) is
+ * every problem line, sorted by position, at most FLOW_PROBLEMS_MAX of them
+ * and then "... and N more problems" (caller frees). err->msg holds as many
+ * whole lines as fit in ERR_MSG_MAX. *ret_report is NULL on success and on
+ * failures that are not about the content (size). */
+int flow_workflow_parse_report(const char *text, size_t len, const char *path,
+                               FlowWorkflow **ret, char **ret_report, Err *err);
+/* Reads and parses a file (ERR_IO when it cannot be read, ERR_TOOBIG above
+ * FLOW_WORKFLOW_MAX_BYTES). */
 int flow_workflow_load(const char *path, FlowWorkflow **ret, Err *err);
 /* From a stored canonical definition (as in task.created); errors name the
- * JSON path. */
+ * JSON path ("steps[1].retry.max: ..."), all at once as in parsing. The
+ * result's definition and version are recomputed: for a definition made by
+ * flow_workflow_parse they are identical to the stored ones. path is
+ * "json:NAME". */
 int flow_workflow_from_json(const json_t *def, FlowWorkflow **ret, Err *err);
 void flow_workflow_free(FlowWorkflow *w);
 
-/* "3d", "12h", "30m", "45s", "500ms", "1w" (one unit, integer count) */
+/* "3d", "12h", "30m", "45s", "500ms", "1w" (one unit, integer count);
+ * positive and at most FLOW_DURATION_MAX_MS, else ERR_INVAL. */
 int flow_duration_parse(const char *s, int64_t *ret_ms, Err *err);
 
 /* Every validation problem of one file is reported at once, one per line
- * in err->msg (up to a few dozen), each "path:line:col: message". */
+ * in err->msg (as many as fit; flow_workflow_parse_report gives them all),
+ * each "path:line:col: message", with err->code ERR_INVAL. */
 
 /* The set of workflows of a data dir: the built-ins, overridden by files of
- * the same name in DATA/workflows/. A file that does not validate is kept
- * out of the set and reported through on_error (which may be NULL). */
+ * the same name in DATA/workflows/. A file that does not validate, whose
+ * `name` differs from its file name (without .yaml), or that is too large,
+ * is kept out of the set and reported through on_error (which may be NULL);
+ * files past the first FLOW_CATALOG_MAX_FILES (by name) too. items are
+ * sorted by name. Fails only when DATA/workflows/ exists but cannot be
+ * read. data_dir may be NULL (the built-ins only). */
 typedef struct FlowCatalog {
     FlowWorkflow **items;
     size_t n;
@@ -117,7 +147,9 @@ extern const EmbeddedFile flow__builtins[];
 extern const size_t flow__builtins_count;
 
 /* With a data dir: also checks references (lua steps' scripts exist in
- * DATA/agents/NAME.lua and compile; task.start names a known workflow). */
+ * DATA/agents/NAME.lua and compile; task.start names a known workflow).
+ * data_dir NULL skips the scripts, cat NULL the workflows. Every problem is
+ * one line "PATH: steps[N].with.KEY: message" in err->msg (ERR_INVAL). */
 int flow_workflow_check_refs(const FlowWorkflow *w, const char *data_dir,
                              const FlowCatalog *cat, Err *err);
 
