@@ -38,6 +38,7 @@ CREATE TABLE task_steps (
     has_if       INTEGER NOT NULL,
     on_error     TEXT NOT NULL,
     status       TEXT NOT NULL,     -- pending|ready|waiting|succeeded|failed|skipped|canceled
+    skip_reason  TEXT,              -- skipped: condition|upstream|operator
     attempts     INTEGER NOT NULL DEFAULT 0,
     output       TEXT,              -- JSON
     error        TEXT,

@@ -234,8 +234,10 @@ int flow_workflow_check_refs(const FlowWorkflow *w, const char *data_dir,
             size_t len = 0;
             Err e = { 0 };
             if (read_file(buf_cstr(&sp), SCRIPT_MAX_BYTES, &src, &len, &e) < 0) {
-                snprintf(msg, sizeof msg, "%s",
-                         e.code == ERR_TOOBIG ? e.msg : "no such script in DATA/agents/");
+                if (e.code == ERR_TOOBIG)
+                    snprintf(msg, sizeof msg, "%s", e.msg);
+                else
+                    snprintf(msg, sizeof msg, "no script DATA/agents/%s.lua", name);
                 line(&out, w->path, i, "script", msg);
             } else {
                 char chunk[FLOW_NAME_MAX + 16];

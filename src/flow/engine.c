@@ -386,9 +386,20 @@ static int task_ctx_load(FlowEngine *e, Store *rd, const char *task, TaskCtx *c,
 
 /* ---- appending a step's outcome ---- */
 
+/* The key of a step in `dispatched`: "TASK/STEP" while a worker runs it,
+ * "TASK/STEP/w" while the runner completes its wait. The two differ because
+ * the worker's step.waiting may be seen (and its wait completed) before its
+ * own append's acknowledgement has released the first. */
+#define DISPATCH_KEY_MAX (CORE_ULID_LEN + FLOW_NAME_MAX + 4)
+
+static void dispatch_key(char out[DISPATCH_KEY_MAX], const char *task, const char *step, bool wait)
+{
+    snprintf(out, DISPATCH_KEY_MAX, "%s/%s%s", task, step, wait ? "/w" : "");
+}
+
 typedef struct Pending {
     FlowEngine *e;
-    char key[CORE_ULID_LEN + FLOW_NAME_MAX + 2];
+    char key[DISPATCH_KEY_MAX];
 } Pending;
 
 static void released(void *ctx, int rc, const Err *err, const LedgerAppendResult *r, size_t n)
@@ -414,11 +425,12 @@ static void released(void *ctx, int rc, const Err *err, const LedgerAppendResult
 
 /* Appends evs (ownership passes) for the step task/step, which was counted
  * in dispatched/inflight by the caller. */
-static void submit(FlowEngine *e, const char *task, const char *step, Event **evs, size_t n)
+static void submit(FlowEngine *e, const char *task, const char *step, bool wait, Event **evs,
+                   size_t n)
 {
     Pending *p = xcalloc(1, sizeof *p);
     p->e = e;
-    snprintf(p->key, sizeof p->key, "%s/%s", task, step);
+    dispatch_key(p->key, task, step, wait);
     Err err = { 0 };
     if (ledger_append_async(e->l, evs, n, released, p, &err) < 0) {
         Err copy = err;
@@ -464,7 +476,7 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
         log_error("step context", json_pack("{s:s, s:s, s:s}", "task", j->task, "step", j->step,
                                             "error", err.msg));
         task_ctx_done(&c);
-        submit(e, j->task, j->step, NULL, 0);
+        submit(e, j->task, j->step, false, NULL, 0);
         return;
     }
     const FlowStepDef *s = NULL;
@@ -498,7 +510,7 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
                                   "attempt", j->attempt, "reason", "condition");
             snprintf(key, sizeof key, "step.skipped:%s:%s", j->task, j->step);
             Event *ev = step_event(e, "step.skipped", c.wf->name, c.subject, d, key);
-            submit(e, j->task, j->step, ev ? &ev : NULL, ev ? 1 : 0);
+            submit(e, j->task, j->step, false, ev ? &ev : NULL, ev ? 1 : 0);
             task_ctx_done(&c);
             return;
         }
@@ -578,7 +590,7 @@ record:;
     }
     if (own)
         evs[n++] = own;
-    submit(e, j->task, j->step, evs, n);
+    submit(e, j->task, j->step, false, evs, n);
     free(evs);
     json_decref(inputs);
     flow__step_run_done(&run);
@@ -626,8 +638,8 @@ static void *worker_main(void *arg)
 /* Queues a job unless the step is already dispatched. */
 static bool dispatch(FlowEngine *e, const char *task, const char *step, int attempt)
 {
-    char key[CORE_ULID_LEN + FLOW_NAME_MAX + 2];
-    snprintf(key, sizeof key, "%s/%s", task, step);
+    char key[DISPATCH_KEY_MAX];
+    dispatch_key(key, task, step, false);
     pthread_mutex_lock(&e->mu);
     if (json_object_get(e->dispatched, key)) {
         pthread_mutex_unlock(&e->mu);
@@ -652,8 +664,8 @@ static bool dispatch(FlowEngine *e, const char *task, const char *step, int atte
 /* Marks a step dispatched for an outcome the runner appends itself. */
 static bool claim(FlowEngine *e, const char *task, const char *step)
 {
-    char key[CORE_ULID_LEN + FLOW_NAME_MAX + 2];
-    snprintf(key, sizeof key, "%s/%s", task, step);
+    char key[DISPATCH_KEY_MAX];
+    dispatch_key(key, task, step, true);
     pthread_mutex_lock(&e->mu);
     bool fresh = !json_object_get(e->dispatched, key);
     if (fresh) {
@@ -698,7 +710,7 @@ static void wait_complete(FlowEngine *e, const char *task, const char *step, int
     Err err = { 0 };
     if (task_ctx_load(e, e->rd, task, &c, &err) < 0) {
         task_ctx_done(&c);
-        submit(e, task, step, NULL, 0);
+        submit(e, task, step, true, NULL, 0);
         return;
     }
     char now[CORE_TIME_LEN + 1], key[192];
@@ -709,7 +721,7 @@ static void wait_complete(FlowEngine *e, const char *task, const char *step, int
                           attempt, "output", out, "finished_at", now);
     snprintf(key, sizeof key, "step.completed:%s:%s", task, step);
     Event *own = step_event(e, "step.completed", c.wf->name, c.subject, d, key);
-    submit(e, task, step, own ? &own : NULL, own ? 1 : 0);
+    submit(e, task, step, true, own ? &own : NULL, own ? 1 : 0);
     task_ctx_done(&c);
 }
 
@@ -793,12 +805,10 @@ static void waiter_add(FlowEngine *e, const char *task, const char *step, int at
     e->waiters = w;
 }
 
-/* The runner follows every event: registering and dropping waits, and
- * checking each event against the waits. */
-static int follow_one(void *ctx, const Event *ev)
+/* What the runner does with one event it follows: registering and dropping
+ * waits, re-arming schedules, and checking the event against the waits. */
+static void handle_event(FlowEngine *e, const Event *ev)
 {
-    FlowEngine *e = ctx;
-    e->seen = ev->seq;
     if (!strcmp(ev->type, "workflow.enabled") || !strcmp(ev->type, "workflow.disabled")) {
         json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
         const char *name = json_string_value(json_object_get(d, "workflow"));
@@ -806,28 +816,26 @@ static int follow_one(void *ctx, const Event *ev)
             if (!strcmp(e->schedules[i].wf->name, name))
                 schedule_arm(e, &e->schedules[i], core_time_now_ms(), false);
         json_decref(d);
-        return 0;
+        return;
     }
-    bool step_ev = !strncmp(ev->type, "step.", 5);
-    if (step_ev || !strcmp(ev->type, "task.action")) {
+    bool step_ev = !strncmp(ev->type, "step.", 5), action = !strcmp(ev->type, "task.action");
+    if (step_ev || action) {
         json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
         const char *task = json_string_value(json_object_get(d, "task"));
         const char *step = json_string_value(json_object_get(d, "step"));
         const char *kind = json_string_value(json_object_get(d, "kind"));
-        if (task && !strcmp(ev->type, "step.waiting") && kind && !strcmp(kind, "event")) {
-            const char *type = json_string_value(json_object_get(d, "event"));
-            if (type && step) {
-                waiters_drop(e, task, step);
-                waiter_add(e, task, step, (int)json_integer_value(json_object_get(d, "attempt")),
-                           type, json_string_value(json_object_get(d, "where")), ev->seq);
-            }
-        } else if (task && (step_ev || !strcmp(ev->type, "task.action"))) {
-            if (strcmp(ev->type, "step.waiting"))
-                waiters_drop(e, task, !strcmp(ev->type, "task.action") ? NULL : step);
+        const char *type = json_string_value(json_object_get(d, "event"));
+        if (task && step && !strcmp(ev->type, "step.waiting") && kind && !strcmp(kind, "event") &&
+            type) {
+            waiters_drop(e, task, step);
+            /* scans to where the runner has read, so nothing falls between */
+            waiter_add(e, task, step, (int)json_integer_value(json_object_get(d, "attempt")), type,
+                       json_string_value(json_object_get(d, "where")), e->seen);
+        } else if (task && strcmp(ev->type, "step.waiting")) {
+            waiters_drop(e, task, action ? NULL : step);
         }
         json_decref(d);
-        if (step_ev)
-            return 0;
+        return;
     }
     for (Waiter **p = &e->waiters; *p;) {
         Waiter *w = *p;
@@ -839,7 +847,56 @@ static int follow_one(void *ctx, const Event *ev)
             p = &w->next;
         }
     }
+}
+
+/* Reading the ledger only collects the events worth a look; they are
+ * handled after the read, because handling runs queries (and scans) on the
+ * same connection. */
+typedef struct Follow {
+    FlowEngine *e;
+    int64_t *seqs;
+    size_t n, cap;
+} Follow;
+
+static int follow_one(void *ctx, const Event *ev)
+{
+    Follow *f = ctx;
+    FlowEngine *e = f->e;
+    e->seen = ev->seq;
+    bool want = !strncmp(ev->type, "step.", 5) || !strcmp(ev->type, "task.action") ||
+                !strncmp(ev->type, "workflow.", 9);
+    for (Waiter *w = e->waiters; w && !want; w = w->next)
+        want = ev->seq > w->trigger_seq && type_matches(w->type, ev->type);
+    if (!want)
+        return 0;
+    if (f->n == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 64;
+        f->seqs = xrealloc(f->seqs, f->cap * sizeof *f->seqs);
+    }
+    f->seqs[f->n++] = ev->seq;
     return 0;
+}
+
+/* Follows the ledger from e->seen to its head. */
+static void follow(FlowEngine *e)
+{
+    Err err = { 0 };
+    for (;;) {
+        int64_t before = e->seen;
+        Follow f = { .e = e };
+        LedgerFilter lf = { .after_seq = e->seen, .limit = FOLLOW_BATCH };
+        if (ledger_read(e->rd, &lf, follow_one, &f, &err) < 0)
+            log_error("runner follow", json_pack("{s:s}", "error", err.msg));
+        for (size_t i = 0; i < f.n; i++) {
+            Event *ev = NULL;
+            if (ledger_event_get(e->rd, f.seqs[i], NULL, &ev, &err) == 0)
+                handle_event(e, ev);
+            ledger_event_free(ev);
+        }
+        free(f.seqs);
+        if (e->seen - before < FOLLOW_BATCH)
+            break;
+    }
 }
 
 static void waiters_load(FlowEngine *e, int64_t upto)
@@ -977,16 +1034,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
     Err err = { 0 };
     *busy = false;
     /* 1. new events: waits */
-    for (;;) {
-        int64_t before = e->seen;
-        LedgerFilter f = { .after_seq = e->seen, .limit = FOLLOW_BATCH };
-        if (ledger_read(e->rd, &f, follow_one, e, &err) < 0) {
-            log_error("runner follow", json_pack("{s:s}", "error", err.msg));
-            break;
-        }
-        if (e->seen - before < FOLLOW_BATCH)
-            break;
-    }
+    follow(e);
     int64_t now = core_time_now_ms();
     char now_s[CORE_TIME_LEN + 1];
     time_str(now, now_s);
@@ -1027,7 +1075,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
                         subject = c.subject;
                     }
                     Event *ev = step_event(e, "step.completed", wfname, subject, dd, key);
-                    submit(e, d[i].task, d[i].step, ev ? &ev : NULL, ev ? 1 : 0);
+                    submit(e, d[i].task, d[i].step, true, ev ? &ev : NULL, ev ? 1 : 0);
                     task_ctx_done(&c);
                 }
             } else {
@@ -1108,9 +1156,12 @@ static void *runner_main(void *arg)
         /* idle: nothing ready, running or due, and the planner caught up */
         int64_t planned = 0;
         ledger_reactor_checkpoint(e->rd, "planner", &planned, &err);
+        /* Idle only when nothing was committed since the pass began: an
+         * outcome acknowledged meanwhile (inflight dropped to 0) has moved
+         * the head first, and may have made a step ready. */
         pthread_mutex_lock(&e->mu);
-        bool idle = !busy && e->inflight == 0 && e->seen >= head && planned >= head &&
-                    (next < 0 || next > e->horizon_ms);
+        bool idle = !busy && e->inflight == 0 && ledger_head_seq(e->l) == head &&
+                    e->seen >= head && planned >= head && (next < 0 || next > e->horizon_ms);
         e->idle = idle;
         if (idle)
             pthread_cond_broadcast(&e->idle_cond);

@@ -53,6 +53,7 @@ typedef struct StepRow {
     char needs[FLOW_MAX_STEPS * (FLOW_NAME_MAX + 1) + 1];
     bool has_if;
     char status[16];
+    char skip_reason[16]; /* skipped: condition, upstream or operator */
     bool changed;
 } StepRow;
 
@@ -101,7 +102,7 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
     if (rc != STORE_ROW)
         return ERR_NOTFOUND;
     rc = store_prepare(tx,
-                       "SELECT step_id, needs, has_if, status FROM task_steps"
+                       "SELECT step_id, needs, has_if, status, skip_reason FROM task_steps"
                        " WHERE task_id = ?1 ORDER BY pos",
                        &st, err);
     if (rc < 0)
@@ -119,6 +120,8 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
         snprintf(s->needs, sizeof s->needs, "%s", store_col_text(st, 1, NULL));
         s->has_if = store_col_int(st, 2) != 0;
         snprintf(s->status, sizeof s->status, "%s", store_col_text(st, 3, NULL));
+        const char *why = store_col_text(st, 4, NULL);
+        snprintf(s->skip_reason, sizeof s->skip_reason, "%s", why ? why : "");
     }
     store_stmt_done(st);
     return rc < 0 ? rc : 0;
@@ -136,6 +139,12 @@ static void set_status(StepRow *s, const char *status)
 {
     snprintf(s->status, sizeof s->status, "%s", status);
     s->changed = true;
+}
+
+static void set_skipped(StepRow *s, const char *reason)
+{
+    set_status(s, "skipped");
+    snprintf(s->skip_reason, sizeof s->skip_reason, "%s", reason);
 }
 
 /* Pending steps whose needs have all settled become ready, or skipped when
@@ -159,15 +168,17 @@ static void propagate(TaskRow *t)
                 StepRow *d = find_step(t, n);
                 if (!d)
                     continue;
+                /* a step the operator skipped lets the task go on */
                 if (!settled(d->status))
                     all = false;
-                else if (!strcmp(d->status, "skipped") || !strcmp(d->status, "canceled"))
+                else if ((!strcmp(d->status, "skipped") && strcmp(d->skip_reason, "operator")) ||
+                         !strcmp(d->status, "canceled"))
                     upstream_skip = true;
             }
             if (!all)
                 continue;
             if (upstream_skip && !s->has_if) {
-                set_status(s, "skipped");
+                set_skipped(s, "upstream");
                 t->open_steps--;
                 again = true;
             } else {
@@ -188,9 +199,11 @@ static int task_store(Store *tx, TaskRow *t, const Event *ev, Err *err)
             continue;
         rc = sql_exec(tx, err,
                       "UPDATE task_steps SET status = ?3,"
-                      " finished_at = CASE WHEN ?4 THEN coalesce(finished_at, ?5) ELSE finished_at END"
+                      " finished_at = CASE WHEN ?4 THEN coalesce(finished_at, ?5) ELSE finished_at END,"
+                      " skip_reason = nullif(?6, '')"
                       " WHERE task_id = ?1 AND step_id = ?2",
-                      "sssis", t->id, s->id, s->status, (int64_t)settled(s->status), ev->received_at);
+                      "sssiss", t->id, s->id, s->status, (int64_t)settled(s->status), ev->received_at,
+                      !strcmp(s->status, "skipped") ? s->skip_reason : "");
     }
     if (rc < 0)
         return rc;
@@ -370,7 +383,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
     if (!open || !task_live)
         goto out;
     if (!strcmp(type, "step.skipped")) {
-        set_status(s, "skipped");
+        set_skipped(s, "condition");
         t.open_steps--;
         rc = sql_exec(tx, err,
                       "UPDATE task_steps SET error = ?3, wake_at = NULL, wait_kind = NULL"
@@ -487,7 +500,7 @@ static int apply_action(Store *tx, const Event *ev, const json_t *d, Err *err)
         if (retry) {
             s->changed = false; /* stays waiting: due now */
         } else {
-            set_status(s, "skipped");
+            set_skipped(s, "operator");
             t.open_steps--;
         }
     }

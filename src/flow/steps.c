@@ -93,7 +93,7 @@ static int step_lua(FlowStepRun *r)
     }
     json_t *env = json_copy(r->env);
     json_t *args = json_object_get(r->inputs, "args");
-    json_object_set(env, "args", args ? args : json_object());
+    json_object_set_new(env, "args", args ? json_incref(args) : json_object());
     char chunk[FLOW_NAME_MAX + 16];
     snprintf(chunk, sizeof chunk, "agents/%s.lua", name);
     Err err = { 0 };
@@ -101,8 +101,8 @@ static int step_lua(FlowStepRun *r)
     int rc = flow_lua_run(r->lua, src, n, chunk, env, &out, &err);
     json_decref(env);
     free(src);
-    if (rc < 0)
-        return fail(r, false, "%s", err.msg);
+    if (rc < 0) /* a runtime error may pass; a syntax error will not */
+        return fail(r, rc == ERR_SCRIPT, "%s", err.msg);
     r->outcome = FLOW_DONE;
     r->output = out;
     return 0;
