@@ -694,7 +694,7 @@ Test(catalog, check_refs_scripts_and_workflows)
                                "  - {id: f, do: task.start, with: {workflow: nowhere}}\n");
     cr_assert_eq(flow_workflow_check_refs(w, data, &c, &e), ERR_INVAL);
     cr_assert(strstr(e.msg, "t.yaml: steps[1].with.script: agents/bad.lua:"), "%s", e.msg);
-    cr_assert(strstr(e.msg, "\nt.yaml: steps[2].with.script: no such script in DATA/agents/\n"),
+    cr_assert(strstr(e.msg, "\nt.yaml: steps[2].with.script: no script DATA/agents/missing.lua\n"),
               "%s", e.msg);
     cr_assert(strstr(e.msg, "\nt.yaml: steps[4].with.workflow: no workflow named 'nowhere'"),
               "%s", e.msg);
