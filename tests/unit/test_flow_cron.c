@@ -6,7 +6,9 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "flow/flow_cron.h"
@@ -530,4 +532,86 @@ Test(flow_cron_tz, threads)
         cr_assert_null(r, "thread %d (%s) failed", i, tzs[i]);
     }
     cr_assert_eq(ts("2026-03-28T00:00:00Z"), 1774656000000);
+}
+
+/* An independent oracle: walk UTC minutes with the C library's reading of
+ * tzdata (TZ is per process, and Criterion runs each test in its own). A
+ * minute u fires when its wall-clock time matches and did not occur in the
+ * previous three hours (first occurrence), or when the clocks jumped forward
+ * at u over a matching wall-clock minute. */
+static bool oracle_matches(const FlowCron *c, time_t local)
+{
+    struct tm tm;
+    gmtime_r(&local, &tm);
+    if (!(c->minutes >> tm.tm_min & 1) || !(c->hours >> tm.tm_hour & 1) ||
+        !(c->months >> (tm.tm_mon + 1) & 1))
+        return false;
+    bool dom = c->mdays >> tm.tm_mday & 1, dow = c->wdays >> tm.tm_wday & 1;
+    return c->mday_star || c->wday_star ? dom && dow : dom || dow;
+}
+
+static time_t oracle_local(time_t u)
+{
+    struct tm tm;
+    localtime_r(&u, &tm);
+    return u + tm.tm_gmtoff;
+}
+
+static bool oracle_fires(const FlowCron *c, time_t u)
+{
+    time_t l = oracle_local(u), before = oracle_local(u - 60);
+    for (time_t x = before + 60; x < l; x += 60)
+        if (oracle_matches(c, x))
+            return true;
+    if (!oracle_matches(c, l))
+        return false;
+    for (time_t k = 60; k <= 3 * 3600; k += 60)
+        if (oracle_local(u - k) == l)
+            return false;
+    return true;
+}
+
+static void oracle_compare(const char *tz, const time_t *switches, size_t nswitches)
+{
+    static const char *const exprs[] = { "*/15 * * * *", "30 2 * * *", "0 * * * *",
+                                         "*/7 1-3 * * *", "0 1,2,3 * * *", "59 1 * * *" };
+    setenv("TZ", tz, 1);
+    tzset();
+    unsigned seed = 12345;
+    for (size_t e = 0; e < sizeof exprs / sizeof exprs[0]; e++) {
+        FlowCron c = cron(exprs[e], tz);
+        for (size_t s = 0; s < nswitches; s++) {
+            for (int k = 0; k < 25; k++) {
+                seed = seed * 1103515245 + 12345;
+                int64_t ms = ((int64_t)switches[s] - 6 * 3600) * 1000 +
+                             (int64_t)(seed >> 8) % (12 * 3600 * 1000);
+                Err err = { 0 };
+                int64_t got;
+                time_t u = (time_t)(ms / 1000) / 60 * 60;
+                while (!((int64_t)u * 1000 > ms && oracle_fires(&c, u)))
+                    u += 60;
+                cr_assert_eq(flow_cron_next(&c, ms, &got, &err), 0, "%s", err.msg);
+                cr_assert_eq(got, (int64_t)u * 1000, "next('%s' %s, %lld)", exprs[e], tz,
+                             (long long)ms);
+                u = (time_t)(ms / 1000) / 60 * 60 + 60;
+                while (!((int64_t)u * 1000 <= ms && oracle_fires(&c, u)))
+                    u -= 60;
+                cr_assert_eq(flow_cron_prev(&c, ms, &got, &err), 0, "%s", err.msg);
+                cr_assert_eq(got, (int64_t)u * 1000, "prev('%s' %s, %lld)", exprs[e], tz,
+                             (long long)ms);
+            }
+        }
+    }
+}
+
+Test(flow_cron_tz, berlin_agrees_with_libc)
+{
+    const time_t sw[] = { 1774746000, 1792890000 }; /* 2026-03-29, 2026-10-25 01:00Z */
+    oracle_compare("Europe/Berlin", sw, 2);
+}
+
+Test(flow_cron_tz, new_york_agrees_with_libc)
+{
+    const time_t sw[] = { 1772953200, 1793512800 }; /* 2026-03-08 07:00Z, 2026-11-01 06:00Z */
+    oracle_compare("America/New_York", sw, 2);
 }
