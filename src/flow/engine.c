@@ -484,8 +484,13 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
         if (!strcmp(c.wf->steps[i].id, j->step))
             s = &c.wf->steps[i];
     json_t *task = json_object_get(c.env, "task");
+    /* time and randomness reach a step only from here, and are recorded */
+    uint32_t rnd = 0;
+    core_random_bytes(&rnd, sizeof rnd);
+    double random = (double)rnd / 4294967296.0;
     json_object_set_new(task, "attempt", json_integer(j->attempt));
     json_object_set_new(task, "now", json_string(started_s));
+    json_object_set_new(task, "random", json_real(random));
     FlowStepRun run = { .data_dir = e->data_dir, .task_id = j->task, .wf = c.wf, .step = s,
                         .attempt = j->attempt, .depth = c.depth, .subject = c.subject,
                         .env = c.env, .lua = lua, .catalog = &e->cat,
@@ -552,6 +557,7 @@ record:;
                       "attempt", j->attempt, "output", run.output ? run.output : json_null(),
                       "started_at", started_s, "finished_at", finished_s);
         snprintf(key, sizeof key, "step.completed:%s:%s", j->task, j->step);
+        json_object_set_new(d, "random", json_real(random));
         own = step_event(e, "step.completed", c.wf->name, c.subject, d, key);
     } else if (run.outcome == FLOW_WAIT) {
         d = json_pack("{s:s, s:s, s:i, s:s, s:s}", "task", j->task, "step", j->step, "attempt",
@@ -577,6 +583,7 @@ record:;
                       j->step, "attempt", j->attempt, "error", run.error, "retryable",
                       run.retryable, "final", !again, "on_error", on_error, "started_at",
                       started_s, "finished_at", finished_s);
+        json_object_set_new(d, "random", json_real(random));
         if (again) {
             char next[CORE_TIME_LEN + 1];
             time_str(core_time_now_ms() + backoff(s, j->attempt), next);

@@ -332,6 +332,16 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
     return rc;
 }
 
+/* A step event that would move a state backwards changes nothing; it is
+ * logged (again on a replay, which meets the same events). */
+static void refused(const Event *ev, const TaskRow *t, const StepRow *s, const char *why)
+{
+    log_warn("illegal step transition refused",
+             json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "seq", (json_int_t)ev->seq, "type",
+                       ev->type, "task", t->id, "step", s->id, "step_status", s->status,
+                       "task_status", t->status, "why", why));
+}
+
 /* The step an event names, with the checks every step event shares. */
 static int load_for_step(Store *tx, const json_t *d, TaskRow *t, StepRow **ret, Err *err)
 {
@@ -380,8 +390,10 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
     int64_t k = json_integer_value(json_object_get(d, "attempt"));
     bool open = !strcmp(s->status, "ready") || !strcmp(s->status, "waiting");
     bool task_live = !strcmp(t.status, "running") || !strcmp(t.status, "inbox");
-    if (!open || !task_live)
+    if (!open || !task_live) {
+        refused(ev, &t, s, "the step or its task has settled");
         goto out;
+    }
     if (!strcmp(type, "step.skipped")) {
         set_skipped(s, "condition");
         t.open_steps--;
@@ -391,8 +403,11 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
                       "sss", t.id, s->id, str(d, "reason"));
         goto settle;
     }
-    if ((rc = attempt_ok(tx, &t, s, k, err)) <= 0)
+    if ((rc = attempt_ok(tx, &t, s, k, err)) <= 0) {
+        if (rc == 0)
+            refused(ev, &t, s, "not the step's current or next attempt");
         goto out;
+    }
     const char *started = str(d, "started_at"), *finished = str(d, "finished_at");
     if (!strcmp(type, "step.completed")) {
         char *out = json_dumps(json_object_get(d, "output") ? json_object_get(d, "output")

@@ -158,8 +158,8 @@ int ledger__projections_catch_up(Store *tx, int64_t head, Err *err)
     const Projection *const *list;
     size_t n = ledger_projection_list(&list);
     for (size_t i = 0; i < n; i++) {
-        int version;
-        int64_t seq;
+        int version = 0;
+        int64_t seq = 0;
         int rc = checkpoint_get(tx, list[i], &version, &seq, err);
         if (rc < 0)
             return rc;
@@ -392,8 +392,8 @@ static json_t *row_value(StoreStmt *st, int i)
 
 static int snapshot_one(Store *s, const Projection *p, int64_t *ret_seq, Err *err)
 {
-    int version;
-    int64_t seq;
+    int version = 0;
+    int64_t seq = 0;
     int rc = checkpoint_get(s, p, &version, &seq, err);
     if (rc < 0)
         return rc;
