@@ -41,6 +41,7 @@ CREATE TABLE task_steps (
     skip_reason  TEXT,              -- skipped: condition|upstream|operator
     attempts     INTEGER NOT NULL DEFAULT 0,
     output       TEXT,              -- JSON
+    inputs       TEXT,              -- JSON: the rendered `with` of the last failed attempt
     error        TEXT,
     started_at   TEXT,
     finished_at  TEXT,

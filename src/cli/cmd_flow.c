@@ -255,6 +255,14 @@ int cmd_task_show(Cli *cli)
         }
         if (json_is_string(json_object_get(st, "error")))
             printf("      error:  %s\n", text(st, "error"));
+        const json_t *in = json_object_get(st, "inputs");
+        if (in && !json_is_null(in) && json_is_string(json_object_get(st, "error"))) {
+            Buf b;
+            buf_init(&b, 0);
+            core_json_dump(in, &b);
+            printf("      inputs: %.200s%s\n", buf_cstr(&b), b.len > 200 ? "..." : "");
+            buf_done(&b);
+        }
     }
     json_decref(t);
     return EXIT_OK;

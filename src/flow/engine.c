@@ -495,6 +495,7 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
                         .attempt = j->attempt, .depth = c.depth, .subject = c.subject,
                         .env = c.env, .lua = lua, .catalog = &e->cat,
                         .limits = ledger_limits(e->l), .now_ms = started };
+    snprintf(run.key, sizeof run.key, "%s:%s", j->task, j->step);
     char chunk[2 * FLOW_NAME_MAX + 16];
     json_t *inputs = NULL;
     if (!s) {
@@ -584,6 +585,8 @@ record:;
                       run.retryable, "final", !again, "on_error", on_error, "started_at",
                       started_s, "finished_at", finished_s);
         json_object_set_new(d, "random", json_real(random));
+        if (inputs) /* what the operator needs to judge a failure in the inbox */
+            json_object_set(d, "inputs", inputs);
         if (again) {
             char next[CORE_TIME_LEN + 1];
             time_str(core_time_now_ms() + backoff(s, j->attempt), next);

@@ -435,12 +435,16 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
     } else { /* step.failed */
         const char *error = str(d, "error"), *next = str(d, "next_attempt_at");
         bool final = json_is_true(json_object_get(d, "final")) || !next;
+        const json_t *in = json_object_get(d, "inputs");
+        char *inputs = in ? json_dumps(in, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
         rc = sql_exec(tx, err,
                       "UPDATE task_steps SET attempts = ?3, error = ?4,"
-                      " started_at = coalesce(?5, started_at), wake_at = ?6, wait_kind = ?7"
+                      " started_at = coalesce(?5, started_at), wake_at = ?6, wait_kind = ?7,"
+                      " inputs = ?8"
                       " WHERE task_id = ?1 AND step_id = ?2",
-                      "ssissss", t.id, s->id, k, error, started, final ? NULL : next,
-                      final ? NULL : "retry");
+                      "ssisssss", t.id, s->id, k, error, started, final ? NULL : next,
+                      final ? NULL : "retry", inputs);
+        free(inputs);
         if (rc < 0)
             goto out;
         if (!final) {

@@ -90,7 +90,7 @@ int flow_task_get(Store *rd, const char *id, json_t **ret, Err *err)
     }
     if ((rc = store_prepare(rd,
                             "SELECT step_id, kind, status, attempts, needs, output, error,"
-                            " started_at, finished_at, wake_at, wait_kind, wait_event, skip_reason"
+                            " started_at, finished_at, wake_at, wait_kind, wait_event, skip_reason, inputs"
                             " FROM task_steps WHERE task_id = ?1 ORDER BY pos",
                             &st, err)) < 0)
         goto out;
@@ -115,6 +115,7 @@ int flow_task_get(Store *rd, const char *id, json_t **ret, Err *err)
         json_object_set_new(s, "wait", text_or_null(st, 10));
         json_object_set_new(s, "wait_event", text_or_null(st, 11));
         json_object_set_new(s, "skip_reason", text_or_null(st, 12));
+        json_object_set_new(s, "inputs", json_col(st, 13));
         json_array_append_new(steps, s);
     }
     store_stmt_done(st);

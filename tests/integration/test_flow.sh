@@ -138,6 +138,10 @@ ingest '{"type":"job.broken","source":"t","data":{}}'
 check "a failing step goes to the inbox" idle
 T=$(task_of inbox)
 expect_eq "the task waits in the inbox" "$(q "SELECT status FROM tasks WHERE id = '$T'")" inbox
+run bureau --data "$D" task show "$T" --json
+expect_eq "the inbox shows the step's error, inputs and attempts" \
+  "$(jget "$OUT" '$.steps[0].error') $(jget "$OUT" '$.steps[0].inputs.script') $(jget "$OUT" '$.steps[0].attempts')" \
+  "agents/broken.lua:1: always broken broken 1"
 run bureau --data "$D" tasks --status inbox --json
 expect_contains "tasks --status inbox lists it" "$OUT" "$T"
 run bureau --data "$D" task cancel NOSUCHTASK
