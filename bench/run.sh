@@ -2,7 +2,7 @@
 # Runs every benchmark built in BUILD_DIR (meson -Dbench=true; `make bench`
 # uses build-bench) and prints their output. Exit status 1 when a benchmark
 # is missing or fails. Environment knobs are passed through (see the top of
-# each bench/*.c, e.g. BENCH_SECONDS, BENCH_DIR).
+# each bench/*.c, e.g. BENCH_SECONDS, BENCH_DIR, BENCH_TASKS).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -10,7 +10,7 @@ if [ $# -ne 1 ]; then
   exit 2
 fi
 BUILD=$1
-BENCHES=(bench_ledger)
+BENCHES=(bench_ledger bench_flow)
 
 status=0
 for b in "${BENCHES[@]}"; do
