@@ -22,7 +22,6 @@
 #include "ledger/reactor.h"
 
 #define RUNNER_LEASE "runner"
-#define READY_BATCH 256
 #define FOLLOW_BATCH 512
 #define WAIT_SCAN_MAX 100000 /* events scanned back for a wait that starts */
 
@@ -247,6 +246,14 @@ static int plan(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *er
     (void)rd;
     (void)err;
     return 0;
+}
+
+/* The planner's checkpoint moved: a commit without new events wakes no
+ * ledger_wait(), but the runner's idleness depends on it. */
+static void planned(void *ctx)
+{
+    FlowEngine *e = ctx;
+    ledger_wake(e->l);
 }
 
 /* ---- definitions by version (tasks keep the version they started with) ---- */
@@ -615,6 +622,7 @@ typedef struct Worker {
 static void *worker_main(void *arg)
 {
     FlowEngine *e = arg;
+    pthread_setname_np(pthread_self(), "flow-worker");
     Store *rd = NULL;
     FlowLua *lua = NULL;
     Err err = { 0 };
@@ -873,8 +881,12 @@ static int follow_one(void *ctx, const Event *ev)
     Follow *f = ctx;
     FlowEngine *e = f->e;
     e->seen = ev->seq;
-    bool want = !strncmp(ev->type, "step.", 5) || !strcmp(ev->type, "task.action") ||
-                !strncmp(ev->type, "workflow.", 9);
+    /* Only what can change a wait or a schedule: a wait on an event
+     * starting, anything ending a step or task that has a wait, workflows
+     * switched on or off, and events a wait is looking for. */
+    bool want = !strncmp(ev->type, "workflow.", 9) ||
+                (!strcmp(ev->type, "step.waiting") && strstr(ev->data, "\"kind\":\"event\"")) ||
+                (e->waiters && (!strncmp(ev->type, "step.", 5) || !strcmp(ev->type, "task.action")));
     for (Waiter *w = e->waiters; w && !want; w = w->next)
         want = ev->seq > w->trigger_seq && type_matches(w->type, ev->type);
     if (!want)
@@ -1053,7 +1065,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
     size_t n = collect(e,
                        "SELECT s.task_id, s.step_id, s.attempts, NULL FROM task_steps s"
                        " JOIN tasks t ON t.id = s.task_id"
-                       " WHERE s.status = 'ready' AND t.status = 'running' LIMIT 256",
+                       " WHERE s.status = 'ready' AND t.status = 'running' LIMIT 4096",
                        NULL, &d);
     for (size_t i = 0; i < n; i++)
         *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
@@ -1131,6 +1143,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
 static void *runner_main(void *arg)
 {
     FlowEngine *e = arg;
+    pthread_setname_np(pthread_self(), "flow-runner");
     const char *me = ledger_instance(e->l);
     int lease_ms = e->cfg.flow_lease_ms;
     bool held = false;
@@ -1179,8 +1192,6 @@ static void *runner_main(void *arg)
         int timeout = lease_ms / 3;
         if (next >= 0 && next < timeout)
             timeout = (int)next;
-        if (planned < head && timeout > 50)
-            timeout = 50; /* the planner's checkpoint-only commits wake no one */
         if (busy)
             continue;
         ledger_wait(e->l, head > e->seen ? e->seen : head, timeout);
@@ -1247,7 +1258,8 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
             flow_engine_stop(e);
             return err_set(err, ERR_INTERNAL, "cannot start the step workers");
         }
-    ReactorDef pd = { .name = "planner", .handle = plan, .ctx = e, .lease_ms = e->cfg.flow_lease_ms };
+    ReactorDef pd = { .name = "planner", .handle = plan, .ctx = e, .lease_ms = e->cfg.flow_lease_ms,
+                      .committed = planned };
     if ((rc = ledger_reactor_start(l, &pd, &e->planner, err)) < 0) {
         flow_engine_stop(e);
         return rc;

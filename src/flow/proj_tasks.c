@@ -54,6 +54,7 @@ typedef struct StepRow {
     bool has_if;
     char status[16];
     char skip_reason[16]; /* skipped: condition, upstream or operator */
+    int64_t attempts;
     bool changed;
 } StepRow;
 
@@ -102,7 +103,7 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
     if (rc != STORE_ROW)
         return ERR_NOTFOUND;
     rc = store_prepare(tx,
-                       "SELECT step_id, needs, has_if, status, skip_reason FROM task_steps"
+                       "SELECT step_id, needs, has_if, status, skip_reason, attempts FROM task_steps"
                        " WHERE task_id = ?1 ORDER BY pos",
                        &st, err);
     if (rc < 0)
@@ -122,6 +123,7 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
         snprintf(s->status, sizeof s->status, "%s", store_col_text(st, 3, NULL));
         const char *why = store_col_text(st, 4, NULL);
         snprintf(s->skip_reason, sizeof s->skip_reason, "%s", why ? why : "");
+        s->attempts = store_col_int(st, 5);
     }
     store_stmt_done(st);
     return rc < 0 ? rc : 0;
@@ -283,16 +285,21 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
             return rc;
         queued = holders > 0;
     }
-    Buf text;
-    buf_init(&text, 0);
-    core_json_canonical(def, &text);
-    rc = sql_exec(tx, err,
-                  "INSERT OR IGNORE INTO task_definitions(version, workflow, definition)"
-                  " VALUES (?1, ?2, ?3)",
-                  "sss", version, wf, buf_cstr(&text));
-    buf_done(&text);
-    if (rc < 0)
+    int64_t known = 0;
+    if ((rc = store_query_int(tx, "SELECT count(*) FROM task_definitions WHERE version = ?1",
+                              version, 0, &known, err)) < 0)
         return rc;
+    if (!known) { /* stored once per version */
+        Buf text;
+        buf_init(&text, 0);
+        core_json_canonical(def, &text);
+        rc = sql_exec(tx, err,
+                      "INSERT INTO task_definitions(version, workflow, definition) VALUES (?1, ?2, ?3)",
+                      "sss", version, wf, buf_cstr(&text));
+        buf_done(&text);
+        if (rc < 0)
+            return rc;
+    }
     const json_t *input = json_object_get(d, "input");
     char *input_text = input && !json_is_null(input) ? json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     rc = sql_exec(tx, err,
@@ -359,22 +366,9 @@ static int load_for_step(Store *tx, const json_t *d, TaskRow *t, StepRow **ret, 
 
 /* attempt k may settle a step whose last recorded attempt is k (a wait
  * resolving) or k - 1 (a new attempt). */
-static int attempt_ok(Store *tx, const TaskRow *t, const StepRow *s, int64_t k, Err *err)
+static bool attempt_ok(const StepRow *s, int64_t k)
 {
-    StoreStmt *st;
-    int rc = store_prepare(tx, "SELECT attempts FROM task_steps WHERE task_id = ?1 AND step_id = ?2",
-                           &st, err);
-    if (rc < 0)
-        return rc;
-    store_bind_text(st, 1, t->id, strlen(t->id));
-    store_bind_text(st, 2, s->id, strlen(s->id));
-    int64_t a = -1;
-    if ((rc = store_step(st, err)) == STORE_ROW)
-        a = store_col_int(st, 0);
-    store_stmt_done(st);
-    if (rc < 0)
-        return rc;
-    return k >= 1 && (k == a || k == a + 1);
+    return k >= 1 && (k == s->attempts || k == s->attempts + 1);
 }
 
 static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
@@ -403,9 +397,8 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
                       "sss", t.id, s->id, str(d, "reason"));
         goto settle;
     }
-    if ((rc = attempt_ok(tx, &t, s, k, err)) <= 0) {
-        if (rc == 0)
-            refused(ev, &t, s, "not the step's current or next attempt");
+    if (!attempt_ok(s, k)) {
+        refused(ev, &t, s, "not the step's current or next attempt");
         goto out;
     }
     const char *started = str(d, "started_at"), *finished = str(d, "finished_at");

@@ -523,6 +523,7 @@ static void notify_others(Ledger *l)
 static void *writer_main(void *arg)
 {
     Ledger *l = arg;
+    pthread_setname_np(pthread_self(), "ledger-writer");
     for (;;) {
         pthread_mutex_lock(&l->mu);
         while (!l->q_first && !l->stopping)
@@ -603,6 +604,7 @@ static void *writer_main(void *arg)
 static void *checkpointer_main(void *arg)
 {
     Ledger *l = arg;
+    pthread_setname_np(pthread_self(), "ledger-ckpt");
     pthread_mutex_lock(&l->mu);
     for (;;) {
         while (!l->ckpt_wanted && !l->stopping)

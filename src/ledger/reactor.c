@@ -89,12 +89,17 @@ static int run_step(Reactor *r, Err *err)
     rc = ledger_append_checkpoint(r->l, s.emit.evs, s.emit.n, r->def.name, s.last, r->lease,
                                   ledger_instance(r->l), err);
     free(s.emit.evs); /* the events themselves went to the ledger */
+    if (rc == 0 && r->def.committed)
+        r->def.committed(r->def.ctx);
     return rc < 0 ? rc : s.handled;
 }
 
 static void *runner_main(void *arg)
 {
     Reactor *r = arg;
+    char name[16];
+    snprintf(name, sizeof name, "r-%.13s", r->def.name);
+    pthread_setname_np(pthread_self(), name);
     int backoff_ms = 100;
     int64_t renewed = 0;
     bool held = false;

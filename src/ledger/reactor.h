@@ -24,6 +24,10 @@ typedef struct ReactorDef {
     void *ctx;
     int lease_ms;  /* lease time to live; 0 = 15000 */
     int batch;     /* events per transaction; 0 = 256 */
+    /* Called (may be NULL) on the reactor's thread after each transaction
+     * that moved its checkpoint: one without new events wakes no
+     * ledger_wait(). */
+    void (*committed)(void *ctx);
 } ReactorDef;
 
 typedef struct Reactor Reactor;
