@@ -22,11 +22,25 @@ CREATE INDEX tasks_status ON tasks(status, created_seq);
 CREATE INDEX tasks_workflow ON tasks(workflow, created_seq);
 CREATE INDEX tasks_key ON tasks(concurrency_key, created_seq) WHERE concurrency_key IS NOT NULL;
 
--- Definitions by version (a task's definition is stored once per version).
+-- Definitions by version: the first task.created of a version carries it;
+-- later ones name the version only. task_definition_steps holds what a new
+-- task's step rows are made of.
 CREATE TABLE task_definitions (
     version    TEXT PRIMARY KEY,
     workflow   TEXT NOT NULL,
-    definition TEXT NOT NULL
+    definition TEXT NOT NULL,
+    steps      INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE task_definition_steps (
+    version  TEXT NOT NULL,
+    pos      INTEGER NOT NULL,
+    step_id  TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    needs    TEXT NOT NULL,
+    has_if   INTEGER NOT NULL,
+    on_error TEXT NOT NULL,
+    PRIMARY KEY (version, pos)
 ) WITHOUT ROWID;
 
 CREATE TABLE task_steps (

@@ -55,6 +55,7 @@ struct FlowEngine {
     Reactor *planner;
     FlowLua *planner_lua;
     json_t *enabled; /* planner thread: name -> true/false, from workflow_settings */
+    json_t *stored_versions; /* planner thread: versions known to be stored */
 
     pthread_t runner;
     atomic_bool stop;
@@ -79,6 +80,7 @@ struct FlowEngine {
 
     pthread_mutex_t cache_mu;
     json_t *versions; /* version -> index into defs */
+    json_t *tasks_cache; /* task id -> what never changes about it */
     FlowWorkflow **defs;
     size_t n_defs;
 };
@@ -142,7 +144,7 @@ int flow_workflow_enabled(Store *rd, const char *name, bool file_enabled, bool b
 
 /* ---- the planner ---- */
 
-static int plan_one(FlowEngine *e, const FlowWorkflow *w, const Event *ev, json_t *evj,
+static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event *ev, json_t *evj,
                     int depth, ReactorEmit *out)
 {
     Err err = { 0 };
@@ -193,7 +195,14 @@ static int plan_one(FlowEngine *e, const FlowWorkflow *w, const Event *ev, json_
     core_ulid_new(id);
     snprintf(ikey, sizeof ikey, "task:%s:%lld", w->name, (long long)ev->seq);
     Event *te = NULL;
-    int rc = flow__task_event(w, id, ev->seq, depth, key, NULL, ev->subject, ikey,
+    /* The definition rides along until the planner sees its version stored
+     * (a cache of what is confirmed, so a batch that failed cannot lose it). */
+    bool stored = json_object_get(e->stored_versions, w->version) != NULL;
+    if (!stored && flow__version_stored(rd, w->version)) {
+        json_object_set_new(e->stored_versions, w->version, json_true());
+        stored = true;
+    }
+    int rc = flow__task_event(w, id, ev->seq, depth, key, NULL, ev->subject, ikey, !stored,
                               ledger_limits(e->l), &te, &err);
     free(key);
     if (rc < 0) {
@@ -239,11 +248,10 @@ static int plan(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *er
         }
         if (!evj)
             evj = ledger_event_to_json(ev);
-        plan_one(e, w, ev, evj, depth + 1, out);
+        plan_one(e, rd, w, ev, evj, depth + 1, out);
     }
     json_decref(evj);
     json_decref(d);
-    (void)rd;
     (void)err;
     return 0;
 }
@@ -325,50 +333,81 @@ static void task_ctx_done(TaskCtx *c)
     memset(c, 0, sizeof *c);
 }
 
+/* What never changes about a task (its row and trigger event), cached by
+ * task id so that each of its steps reads only the steps' outputs. Shared
+ * read-only between threads (jansson's reference counts are atomic). */
+#define TASK_CACHE_MAX 8192
+
+static json_t *task_fixed(FlowEngine *e, Store *rd, const char *task, Err *err)
+{
+    pthread_mutex_lock(&e->cache_mu);
+    json_t *f = json_incref(json_object_get(e->tasks_cache, task));
+    pthread_mutex_unlock(&e->cache_mu);
+    if (f)
+        return f;
+    StoreStmt *st;
+    if (store_prepare(rd, "SELECT workflow, version, trigger_seq, depth, input FROM tasks WHERE id = ?1",
+                      &st, err) < 0)
+        return NULL;
+    store_bind_text(st, 1, task, strlen(task));
+    int rc = store_step(st, err);
+    if (rc == STORE_ROW) {
+        size_t len;
+        const char *in = store_col_text(st, 4, &len);
+        json_t *input = NULL;
+        if (in)
+            core_json_parse(in, len, &input, err);
+        f = json_pack("{s:s, s:s, s:I, s:I, s:o}", "workflow", store_col_text(st, 0, NULL),
+                      "version", store_col_text(st, 1, NULL), "trigger_seq",
+                      (json_int_t)store_col_int(st, 2), "depth", (json_int_t)store_col_int(st, 3),
+                      "input", input ? input : json_object());
+    }
+    store_stmt_done(st);
+    if (!f) {
+        if (rc >= 0)
+            err_set(err, ERR_NOTFOUND, "no task %s", task);
+        return NULL;
+    }
+    int64_t trigger = json_integer_value(json_object_get(f, "trigger_seq"));
+    Event *ev = NULL;
+    if (trigger > 0 && ledger_event_get(rd, trigger, NULL, &ev, err) == 0) {
+        json_object_set_new(f, "event", ledger_event_to_json(ev));
+        if (ev->subject)
+            json_object_set_new(f, "subject", json_string(ev->subject));
+        ledger_event_free(ev);
+    } else {
+        json_object_set_new(f, "event", json_null());
+    }
+    pthread_mutex_lock(&e->cache_mu);
+    if (json_object_size(e->tasks_cache) >= TASK_CACHE_MAX)
+        json_object_clear(e->tasks_cache);
+    json_object_set(e->tasks_cache, task, f);
+    pthread_mutex_unlock(&e->cache_mu);
+    return f;
+}
+
 static int task_ctx_load(FlowEngine *e, Store *rd, const char *task, TaskCtx *c, Err *err)
 {
     memset(c, 0, sizeof *c);
-    StoreStmt *st;
-    int rc = store_prepare(rd,
-                           "SELECT workflow, version, trigger_seq, depth, input, status"
-                           " FROM tasks WHERE id = ?1",
-                           &st, err);
-    if (rc < 0)
-        return rc;
-    store_bind_text(st, 1, task, strlen(task));
-    json_t *input = NULL;
-    rc = store_step(st, err);
-    if (rc == STORE_ROW) {
-        snprintf(c->workflow, sizeof c->workflow, "%s", store_col_text(st, 0, NULL));
-        snprintf(c->version, sizeof c->version, "%s", store_col_text(st, 1, NULL));
-        c->trigger_seq = store_col_int(st, 2);
-        c->depth = (int)store_col_int(st, 3);
-        size_t len;
-        const char *in = store_col_text(st, 4, &len);
-        if (in)
-            core_json_parse(in, len, &input, err);
-    }
-    store_stmt_done(st);
-    if (rc < 0)
-        return rc;
-    if (rc != STORE_ROW)
-        return err_set(err, ERR_NOTFOUND, "no task %s", task);
+    json_t *f = task_fixed(e, rd, task, err);
+    if (!f)
+        return err->code < 0 ? err->code : ERR_INTERNAL;
+    snprintf(c->workflow, sizeof c->workflow, "%s", json_string_value(json_object_get(f, "workflow")));
+    snprintf(c->version, sizeof c->version, "%s", json_string_value(json_object_get(f, "version")));
+    c->trigger_seq = json_integer_value(json_object_get(f, "trigger_seq"));
+    c->depth = (int)json_integer_value(json_object_get(f, "depth"));
+    const char *subject = json_string_value(json_object_get(f, "subject"));
+    c->subject = subject ? xstrdup(subject) : NULL;
     if (!(c->wf = definition(e, rd, c->version, err))) {
-        json_decref(input);
+        json_decref(f);
         return err->code < 0 ? err->code : ERR_INTERNAL;
     }
-    json_t *evj = json_null();
-    Event *ev = NULL;
-    if (c->trigger_seq > 0 && ledger_event_get(rd, c->trigger_seq, NULL, &ev, err) == 0) {
-        evj = ledger_event_to_json(ev);
-        c->subject = ev->subject ? xstrdup(ev->subject) : NULL;
-        ledger_event_free(ev);
-    }
     json_t *steps = json_object();
-    if ((rc = store_prepare(rd, "SELECT step_id, status, output FROM task_steps WHERE task_id = ?1",
-                            &st, err)) < 0) {
-        json_decref(input);
-        json_decref(evj);
+    StoreStmt *st;
+    int rc = store_prepare(rd, "SELECT step_id, status, output FROM task_steps WHERE task_id = ?1",
+                           &st, err);
+    if (rc < 0) {
+        json_decref(f);
         json_decref(steps);
         return rc;
     }
@@ -384,10 +423,12 @@ static int task_ctx_load(FlowEngine *e, Store *rd, const char *task, TaskCtx *c,
                                       "output", o ? o : json_null()));
     }
     store_stmt_done(st);
-    json_t *t = json_pack("{s:s, s:s, s:I, s:i}", "id", task, "workflow", c->workflow,
-                          "trigger_seq", (json_int_t)c->trigger_seq, "depth", c->depth);
-    json_object_set_new(t, "input", input ? input : json_object());
-    c->env = json_pack("{s:o, s:o, s:o}", "event", evj, "steps", steps, "task", t);
+    json_t *t = json_pack("{s:s, s:s, s:I, s:i, s:O}", "id", task, "workflow", c->workflow,
+                          "trigger_seq", (json_int_t)c->trigger_seq, "depth", c->depth, "input",
+                          json_object_get(f, "input"));
+    c->env = json_pack("{s:O, s:o, s:o}", "event", json_object_get(f, "event"), "steps", steps,
+                       "task", t);
+    json_decref(f);
     return rc < 0 ? rc : 0;
 }
 
@@ -498,7 +539,7 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
     json_object_set_new(task, "attempt", json_integer(j->attempt));
     json_object_set_new(task, "now", json_string(started_s));
     json_object_set_new(task, "random", json_real(random));
-    FlowStepRun run = { .data_dir = e->data_dir, .task_id = j->task, .wf = c.wf, .step = s,
+    FlowStepRun run = { .data_dir = e->data_dir, .task_id = j->task, .wf = c.wf, .step = s, .rd = rd,
                         .attempt = j->attempt, .depth = c.depth, .subject = c.subject,
                         .env = c.env, .lua = lua, .catalog = &e->cat,
                         .limits = ledger_limits(e->l), .now_ms = started };
@@ -1224,8 +1265,10 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
     e->cfg.connectors = NULL;
     e->cfg.n_connectors = 0;
     e->enabled = json_object();
+    e->stored_versions = json_object();
     e->dispatched = json_object();
     e->versions = json_object();
+    e->tasks_cache = json_object();
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->cache_mu, NULL);
     pthread_cond_init(&e->job_cond, NULL);
@@ -1306,8 +1349,10 @@ void flow_engine_stop(FlowEngine *e)
     free(e->defs);
     free(e->schedules);
     json_decref(e->versions);
+    json_decref(e->tasks_cache);
     json_decref(e->dispatched);
     json_decref(e->enabled);
+    json_decref(e->stored_versions);
     flow_lua_free(e->planner_lua);
     flow_lua_free(e->runner_lua);
     store_close(e->rd);

@@ -40,6 +40,7 @@ typedef struct FlowStepRun {
     json_t *inputs;          /* rendered `with` (borrowed) */
     json_t *env;             /* event, steps, task (borrowed) */
     FlowLua *lua;
+    Store *rd;               /* the worker's read connection */
     const FlowCatalog *catalog;
     const EventLimits *limits;
     int64_t now_ms;
@@ -63,10 +64,14 @@ FlowStepHandler flow__step_handler(const char *kind);
 void flow__step_run_done(FlowStepRun *run);
 
 /* A task.created event for wf. key is the idempotency key; input and
- * subject may be NULL. */
+ * subject may be NULL. The definition goes in only when with_definition
+ * (its version is not stored yet). */
 int flow__task_event(const FlowWorkflow *wf, const char *task_id, int64_t trigger_seq, int depth,
                      const char *concurrency_key, const json_t *input, const char *subject,
-                     const char *key, const EventLimits *lim, Event **ret, Err *err);
+                     const char *key, bool with_definition, const EventLimits *lim, Event **ret,
+                     Err *err);
+/* Whether the definition of version is stored (rd: any read connection). */
+bool flow__version_stored(Store *rd, const char *version);
 
 /* The source of events a workflow appends: "workflow:NAME". */
 void flow__source(const char *workflow, char out[FLOW_NAME_MAX + 16]);

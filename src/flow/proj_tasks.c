@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const tables[] = { "tasks", "task_definitions", "task_steps",
-                                      "workflow_settings", NULL };
+static const char *const tables[] = { "tasks", "task_definitions", "task_definition_steps",
+                                      "task_steps", "workflow_settings", NULL };
 
 /* Runs sql with parameters described by fmt: 's' text (NULL binds NULL),
  * 'i' int64. */
@@ -262,18 +262,71 @@ static const char *str(const json_t *d, const char *k)
     return json_string_value(json_object_get(d, k));
 }
 
+/* A version's definition travels in the first task.created(s) of that
+ * version (until the planner sees it stored) and is kept once. */
+static int apply_defined(Store *tx, const json_t *d, Err *err)
+{
+    const char *wf = str(d, "workflow"), *version = str(d, "version");
+    const json_t *def = json_object_get(d, "definition");
+    const json_t *steps = json_object_get(def, "steps");
+    if (!wf || !version || !json_is_array(steps) || json_array_size(steps) == 0)
+        return 0;
+    int64_t known = 0;
+    int rc = store_query_int(tx, "SELECT count(*) FROM task_definitions WHERE version = ?1",
+                             version, 0, &known, err);
+    if (rc < 0 || known)
+        return rc;
+    Buf text;
+    buf_init(&text, 0);
+    core_json_canonical(def, &text);
+    rc = sql_exec(tx, err,
+                  "INSERT INTO task_definitions(version, workflow, definition, steps)"
+                  " VALUES (?1, ?2, ?3, ?4)",
+                  "sssi", version, wf, buf_cstr(&text), (int64_t)json_array_size(steps));
+    buf_done(&text);
+    size_t i;
+    const json_t *s;
+    json_array_foreach(steps, i, s) {
+        if (rc < 0)
+            break;
+        char needs[FLOW_MAX_STEPS * (FLOW_NAME_MAX + 1) + 1] = "";
+        size_t len = 0, j;
+        const json_t *n;
+        json_array_foreach(json_object_get(s, "needs"), j, n) {
+            const char *nid = json_string_value(n);
+            if (nid && len < sizeof needs)
+                len += (size_t)snprintf(needs + len, sizeof needs - len, "%s%s", len ? "," : "",
+                                        nid);
+        }
+        const char *sid = str(s, "id"), *kind = str(s, "do"), *on_error = str(s, "on_error");
+        const json_t *cond = json_object_get(s, "if");
+        rc = sql_exec(tx, err,
+                      "INSERT INTO task_definition_steps(version, pos, step_id, kind, needs, has_if,"
+                      " on_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                      "sisssis", version, (int64_t)i, sid ? sid : "", kind ? kind : "", needs,
+                      (int64_t)(cond && !json_is_null(cond)), on_error ? on_error : "fail");
+    }
+    return rc;
+}
+
 static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
 {
     const char *id = str(d, "task"), *wf = str(d, "workflow"), *version = str(d, "version");
-    const json_t *def = json_object_get(d, "definition");
-    const json_t *steps = json_object_get(def, "steps");
     const char *key = str(d, "concurrency_key");
-    if (!id || !wf || !version || !json_is_array(steps) || json_array_size(steps) == 0)
+    if (!id || !wf || !version)
         return 0; /* checked when appended; an older malformed event is skipped */
-    int64_t exists = 0;
-    int rc = store_query_int(tx, "SELECT count(*) FROM tasks WHERE id = ?1", id, 0, &exists, err);
+    int64_t exists = 0, n_steps = 0;
+    int rc = json_object_get(d, "definition") ? apply_defined(tx, d, err) : 0;
+    if (rc < 0)
+        return rc;
+    rc = store_query_int(tx, "SELECT count(*) FROM tasks WHERE id = ?1", id, 0, &exists, err);
     if (rc < 0 || exists)
         return rc;
+    if ((rc = store_query_int(tx, "SELECT steps FROM task_definitions WHERE version = ?1", version,
+                              0, &n_steps, err)) < 0)
+        return rc;
+    if (n_steps == 0)
+        return 0; /* no definition of its version came before: nothing to run */
     bool queued = false;
     if (key) {
         int64_t holders = 0;
@@ -285,21 +338,6 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
             return rc;
         queued = holders > 0;
     }
-    int64_t known = 0;
-    if ((rc = store_query_int(tx, "SELECT count(*) FROM task_definitions WHERE version = ?1",
-                              version, 0, &known, err)) < 0)
-        return rc;
-    if (!known) { /* stored once per version */
-        Buf text;
-        buf_init(&text, 0);
-        core_json_canonical(def, &text);
-        rc = sql_exec(tx, err,
-                      "INSERT INTO task_definitions(version, workflow, definition) VALUES (?1, ?2, ?3)",
-                      "sss", version, wf, buf_cstr(&text));
-        buf_done(&text);
-        if (rc < 0)
-            return rc;
-    }
     const json_t *input = json_object_get(d, "input");
     char *input_text = input && !json_is_null(input) ? json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     rc = sql_exec(tx, err,
@@ -309,33 +347,16 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
                   "ssssiiisssi", id, wf, version, queued ? "queued" : "running",
                   (int64_t)json_integer_value(json_object_get(d, "trigger_seq")), ev->seq,
                   (int64_t)json_integer_value(json_object_get(d, "depth")), key, input_text,
-                  ev->received_at, (int64_t)json_array_size(steps));
+                  ev->received_at, n_steps);
     free(input_text);
-    size_t i;
-    const json_t *s;
-    json_array_foreach(steps, i, s) {
-        if (rc < 0)
-            break;
-        char needs[FLOW_MAX_STEPS * (FLOW_NAME_MAX + 1) + 1] = "";
-        size_t len = 0, j;
-        const json_t *n;
-        json_array_foreach(json_object_get(s, "needs"), j, n) {
-            const char *nid = json_string_value(n);
-            if (nid)
-                len += (size_t)snprintf(needs + len, sizeof needs - len, "%s%s", len ? "," : "",
-                                        nid);
-            if (len >= sizeof needs)
-                break;
-        }
-        const char *sid = str(s, "id"), *kind = str(s, "do"), *on_error = str(s, "on_error");
+    if (rc == 0)
         rc = sql_exec(tx, err,
                       "INSERT INTO task_steps(task_id, step_id, pos, kind, needs, has_if, on_error,"
-                      " status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                      "ssississ", id, sid ? sid : "", (int64_t)i, kind ? kind : "", needs,
-                      (int64_t)(json_object_get(s, "if") != NULL && !json_is_null(json_object_get(s, "if"))),
-                      on_error ? on_error : "fail",
-                      !queued && !needs[0] ? "ready" : "pending");
-    }
+                      " status)"
+                      " SELECT ?1, step_id, pos, kind, needs, has_if, on_error,"
+                      " CASE WHEN ?3 = 0 AND needs = '' THEN 'ready' ELSE 'pending' END"
+                      " FROM task_definition_steps WHERE version = ?2",
+                      "ssi", id, version, (int64_t)queued);
     return rc;
 }
 

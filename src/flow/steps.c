@@ -155,8 +155,9 @@ static int step_task_start(FlowStepRun *r)
     snprintf(key, sizeof key, "task:%s:%s", r->task_id, r->step->id);
     Event *te = NULL;
     Err err = { 0 };
-    if (flow__task_event(w, child, trigger, r->depth + 1, NULL, input, r->subject, key, r->limits,
-                         &te, &err) < 0)
+    if (flow__task_event(w, child, trigger, r->depth + 1, NULL, input, r->subject, key,
+                         !r->rd || !flow__version_stored(r->rd, w->version), r->limits, &te,
+                         &err) < 0)
         return fail(r, false, "%s", err.msg);
     add_emit(r, te);
     r->outcome = FLOW_DONE;
@@ -191,13 +192,24 @@ void flow__step_run_done(FlowStepRun *r)
     r->wait_event = r->wait_where = NULL;
 }
 
+bool flow__version_stored(Store *rd, const char *version)
+{
+    int64_t n = 0;
+    Err err = { 0 };
+    return store_query_int(rd, "SELECT count(*) FROM task_definitions WHERE version = ?1", version,
+                           0, &n, &err) == 0 && n > 0;
+}
+
 int flow__task_event(const FlowWorkflow *wf, const char *task_id, int64_t trigger_seq, int depth,
                      const char *concurrency_key, const json_t *input, const char *subject,
-                     const char *key, const EventLimits *lim, Event **ret, Err *err)
+                     const char *key, bool with_definition, const EventLimits *lim, Event **ret,
+                     Err *err)
 {
-    json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:i, s:O}", "task", task_id, "workflow", wf->name,
+    json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:i}", "task", task_id, "workflow", wf->name,
                           "version", wf->version, "trigger_seq", (json_int_t)trigger_seq, "depth",
-                          depth, "definition", wf->definition);
+                          depth);
+    if (with_definition)
+        json_object_set(d, "definition", wf->definition);
     if (concurrency_key)
         json_object_set_new(d, "concurrency_key", json_string(concurrency_key));
     if (input && !json_is_null(input))

@@ -107,7 +107,7 @@ int store__sqlite_open(const char *path, const StoreOptions *opts, Store **ret, 
              "PRAGMA foreign_keys=ON;"
              "PRAGMA secure_delete=ON;"
              "PRAGMA temp_store=MEMORY;"
-             "PRAGMA cache_size=-8192;"
+             "PRAGMA cache_size=-65536;"
              "%s",
              opts->readonly ? "" : "PRAGMA journal_mode=WAL; PRAGMA journal_size_limit=" WAL_KEEP_BYTES ";",
              opts->durability_normal ? "NORMAL" : "FULL",
