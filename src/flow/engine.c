@@ -1302,7 +1302,7 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
             return err_set(err, ERR_INTERNAL, "cannot start the step workers");
         }
     ReactorDef pd = { .name = "planner", .handle = plan, .ctx = e, .lease_ms = e->cfg.flow_lease_ms,
-                      .committed = planned };
+                      .committed = planned, .batch = 1024 };
     if ((rc = ledger_reactor_start(l, &pd, &e->planner, err)) < 0) {
         flow_engine_stop(e);
         return rc;

@@ -428,13 +428,13 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
                                                              : json_null(),
                                JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         rc = sql_exec(tx, err,
-                      "UPDATE task_steps SET attempts = ?3, output = ?4, error = NULL,"
-                      " started_at = coalesce(?5, started_at), finished_at = ?6,"
+                      "UPDATE task_steps SET status = 'succeeded', attempts = ?3, output = ?4,"
+                      " error = NULL, started_at = coalesce(?5, started_at), finished_at = ?6,"
                       " wake_at = NULL, wait_kind = NULL"
                       " WHERE task_id = ?1 AND step_id = ?2",
                       "ssisss", t.id, s->id, k, out, started, finished ? finished : ev->received_at);
         free(out);
-        set_status(s, "succeeded");
+        snprintf(s->status, sizeof s->status, "succeeded"); /* written above */
         t.open_steps--;
     } else if (!strcmp(type, "step.waiting")) {
         const char *kind = str(d, "kind");
