@@ -395,7 +395,9 @@ int flow_lua_new(const FlowLuaLimits *lim, FlowLua **ret, Err *err)
     }
     *(FlowLua **)lua_getextraspace(F->L) = F;
     lua_atpanic(F->L, sandbox_panic);
-    lua_gc(F->L, LUA_GCGEN, 0, 0);
+    /* The default incremental collector: Lua 5.4.4's generational mode
+     * mis-sets its target after a full collection, which follows every
+     * exhausted cap here. */
     lua_pushcfunction(F->L, setup);
     lua_pushlightuserdata(F->L, F);
     int status = lua_pcall(F->L, 1, 0, 0);
