@@ -6,7 +6,8 @@
  * script only through the task context it is given. Every evaluation runs
  * under an instruction budget and the state under a memory cap; a script
  * error, a blown budget or an exhausted cap is an error naming the chunk and
- * line, never a crash. One FlowLua is used by one thread at a time. */
+ * line, never a crash. One FlowLua is used by one thread at a time.
+ * docs/internals/flow_lua.md describes the walls and their limits. */
 #ifndef BUREAU_FLOW_LUA_H
 #define BUREAU_FLOW_LUA_H
 
@@ -27,7 +28,8 @@ typedef struct FlowLuaLimits {
 
 typedef struct FlowLua FlowLua;
 
-/* lim may be NULL (defaults). */
+/* lim may be NULL (defaults). ERR_INVAL when mem_max is too small to hold
+ * the library. */
 int flow_lua_new(const FlowLuaLimits *lim, FlowLua **ret, Err *err);
 void flow_lua_free(FlowLua *L);
 
@@ -49,9 +51,22 @@ bool flow_lua_is_template(const char *s);
  * global `null` (a unique sentinel), arrays and objects become tables that
  * convert back to the same JSON shape (an empty array stays an array). The
  * safe standard library (base without the functions named above, string,
- * table, math without random, utf8) is visible too. Globals a script sets
- * do not outlive its evaluation. Compiled chunks are cached per state by
- * source text. */
+ * table, math without random, utf8) is visible too, read-only, plus
+ * array([t]), which tags t (or a new table) so that it converts to a JSON
+ * array even when empty. Globals a script sets do not outlive its
+ * evaluation. Compiled chunks are cached per state by source text.
+ *
+ * Lua -> JSON: nil is null (at the top; a table cannot hold nil), integers
+ * stay integers and floats become reals, a table with keys exactly 1..n (or
+ * tagged as an array) is an array, a table with only string keys an object,
+ * an empty untagged table {}. NaN, infinities, functions, other userdata,
+ * mixed or sparse keys and nesting beyond FLOW_LUA_DEPTH_MAX are ERR_SCRIPT
+ * naming the path ("return value.items[3]: a function cannot become JSON").
+ *
+ * Errors of every evaluation: ERR_INVAL for a syntax error, ERR_SCRIPT for
+ * a runtime error, a blown budget or an exhausted memory cap, with err->msg
+ * "CHUNK:LINE: message" ("CHUNK: message" where no line applies). The state
+ * stays usable after any of them. */
 
 /* Evaluates EXPR; *ret is a new reference (JSON null for nil). */
 int flow_lua_eval(FlowLua *L, const char *expr, const char *chunk, const json_t *env,
@@ -65,11 +80,15 @@ int flow_lua_run(FlowLua *L, const char *src, size_t len, const char *chunk, con
 /* Renders a template. A string that is exactly one `{{ expr }}` (spaces
  * around allowed) yields the expression's JSON value; otherwise every
  * `{{ expr }}` is replaced by its value as text (strings as they are,
- * numbers and booleans as Lua prints them, nil as "", tables as canonical
- * JSON) and the result is a JSON string. */
+ * numbers and booleans as Lua prints them, nil and null as "", tables as
+ * canonical JSON) and the result is a JSON string. An expression ends at the
+ * first `}}`; there is no escape for a literal `{{`. The expressions of one
+ * call share one environment; each has its own instruction budget. */
 int flow_lua_render(FlowLua *L, const char *tmpl, const char *chunk, const json_t *env,
                     json_t **ret, Err *err);
-/* Renders every string inside in (recursively; keys are left alone). */
+/* Renders every string inside in (recursively; keys are left alone) into
+ * a new value; in is not changed. One environment serves the whole call and
+ * is built only if some string holds a `{{`. */
 int flow_lua_render_json(FlowLua *L, const json_t *in, const char *chunk, const json_t *env,
                          json_t **ret, Err *err);
 

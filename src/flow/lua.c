@@ -147,10 +147,27 @@ static int sb_pcall(lua_State *L)
     return lua_gettop(L);
 }
 
+/* The message handler xpcall installs: the script's handler, except when the
+ * evaluation is being aborted. An error raised by the budget hook reaches
+ * the handler before Lua turns hooks back on (luaD_hook restores allowhook
+ * only when the hook returns), so a Lua handler would run unbudgeted. */
+static int xpcall_handler(lua_State *L)
+{
+    if (aborting(sandbox_of(L), LUA_OK))
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 static int sb_xpcall(lua_State *L)
 {
     int n = lua_gettop(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
     lua_pushboolean(L, 1);   /* first result if no errors */
     lua_pushvalue(L, 1);     /* function */
     lua_rotate(L, 3, 2);     /* move them below the arguments */

@@ -199,6 +199,10 @@ Test(flow_lua, budget_stops_an_endless_loop_and_the_state_survives)
               ERR_SCRIPT, &e);
     cr_assert(strstr(e.msg, "budget"), "%s", e.msg);
     eval_fails(L, "(function() while true do end end)()", ERR_SCRIPT, "budget");
+    /* Ordinary errors are still theirs to catch. */
+    run_is(L, "return select(2, xpcall(error, function(m) return 'handled: ' .. m end, 'x'))",
+           "\"handled: x\"");
+    run_is(L, "return select(2, pcall(error, 'y'))", "\"y\"");
 
     /* The budget is per evaluation: many small runs in a row pass. */
     for (int i = 0; i < 50; i++)
