@@ -14,7 +14,6 @@
 #include "flow/workflow.h"
 #include "flow/workflow_int.h"
 
-#define SCRIPT_MAX_BYTES (1024 * 1024) /* one DATA/agents/NAME.lua */
 
 static void report_error(void (*on_error)(void *, const char *, const Err *), void *ctx,
                          const char *path, const Err *e)
@@ -233,7 +232,7 @@ int flow_workflow_check_refs(const FlowWorkflow *w, const char *data_dir,
             char *src = NULL;
             size_t len = 0;
             Err e = { 0 };
-            if (read_file(buf_cstr(&sp), SCRIPT_MAX_BYTES, &src, &len, &e) < 0) {
+            if (read_file(buf_cstr(&sp), FLOW_SCRIPT_MAX_BYTES, &src, &len, &e) < 0) {
                 if (e.code == ERR_TOOBIG)
                     snprintf(msg, sizeof msg, "%s", e.msg);
                 else

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "flow/engine_int.h"
 
-#define SCRIPT_MAX_BYTES (256 * 1024)
 
 static int fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -84,12 +84,18 @@ static int step_lua(FlowStepRun *r)
     FILE *f = fopen(path, "rb");
     if (!f)
         return fail(r, false, "with.script: %s: %s", path, strerror(errno));
-    char *src = xmalloc(SCRIPT_MAX_BYTES + 1);
-    size_t n = fread(src, 1, SCRIPT_MAX_BYTES + 1, f);
+    struct stat sb;
+    if (fstat(fileno(f), &sb) < 0 || sb.st_size > FLOW_SCRIPT_MAX_BYTES) {
+        fclose(f);
+        return fail(r, false, "with.script: %s is larger than %d bytes", path,
+                    FLOW_SCRIPT_MAX_BYTES);
+    }
+    char *src = xmalloc((size_t)sb.st_size + 1);
+    size_t n = fread(src, 1, (size_t)sb.st_size + 1, f);
     fclose(f);
-    if (n > SCRIPT_MAX_BYTES) {
+    if (n > (size_t)sb.st_size) { /* it grew while we read it */
         free(src);
-        return fail(r, false, "with.script: %s is larger than %d bytes", path, SCRIPT_MAX_BYTES);
+        return fail(r, true, "with.script: %s changed while being read", path);
     }
     json_t *env = json_copy(r->env);
     json_t *args = json_object_get(r->inputs, "args");

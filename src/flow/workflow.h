@@ -25,6 +25,7 @@
 
 #define FLOW_WORKFLOW_MAX_BYTES (256 * 1024) /* one workflow file */
 #define FLOW_MAX_STEPS 64
+#define FLOW_SCRIPT_MAX_BYTES (1024 * 1024) /* one DATA/agents/NAME.lua */
 #define FLOW_NAME_MAX 64   /* workflow names and step ids: [a-z0-9_-], 1-64 */
 #define FLOW_EVENT_PATTERN_MAX 128   /* `on.event`, `wait`'s `event` */
 #define FLOW_DURATION_MAX_MS (366LL * 24 * 3600 * 1000)
