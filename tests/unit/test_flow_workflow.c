@@ -488,7 +488,9 @@ Test(from_json, errors_name_the_json_path)
                      "steps[3].retry.max: must be an integer from 0 to 100\n"
                      "steps[2].needs[0]: unknown step 'nope'");
     json_decref(d);
-    cr_assert_eq(flow_workflow_from_json(json_string("x"), &r, &e), ERR_INVAL);
+    json_t *x = json_string("x");
+    cr_assert_eq(flow_workflow_from_json(x, &r, &e), ERR_INVAL);
+    json_decref(x);
     cr_assert_str_eq(e.msg, "a workflow must be a mapping (name, on, steps...), not string");
     flow_workflow_free(w);
 }
