@@ -1214,6 +1214,7 @@ static void *runner_main(void *arg)
                 log_info("runner started", json_pack("{s:I}", "seq", (json_int_t)head));
             }
         }
+        uint64_t gen = ledger_wake_gen(e->l); /* before the pass: no wake-up is lost */
         int64_t head = ledger_head_seq(e->l);
         bool busy = false;
         int64_t next = runner_pass(e, &busy);
@@ -1235,7 +1236,7 @@ static void *runner_main(void *arg)
             timeout = (int)next;
         if (busy)
             continue;
-        ledger_wait(e->l, head > e->seen ? e->seen : head, timeout);
+        ledger_wait_gen(e->l, head > e->seen ? e->seen : head, gen, timeout);
     }
     if (held) {
         Err err;

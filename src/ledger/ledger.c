@@ -758,11 +758,23 @@ int64_t ledger_head_seq(Ledger *l)
     return h;
 }
 
+uint64_t ledger_wake_gen(Ledger *l)
+{
+    pthread_mutex_lock(&l->mu);
+    uint64_t gen = l->wake_gen;
+    pthread_mutex_unlock(&l->mu);
+    return gen;
+}
+
 int64_t ledger_wait(Ledger *l, int64_t after_seq, int timeout_ms)
+{
+    return ledger_wait_gen(l, after_seq, ledger_wake_gen(l), timeout_ms);
+}
+
+int64_t ledger_wait_gen(Ledger *l, int64_t after_seq, uint64_t gen, int timeout_ms)
 {
     struct timespec deadline = core_time_deadline(CLOCK_MONOTONIC, timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&l->mu);
-    uint64_t gen = l->wake_gen;
     while (l->head_seq <= after_seq && !l->stopping && timeout_ms != 0 && gen == l->wake_gen) {
         if (timeout_ms < 0)
             pthread_cond_wait(&l->head_cond, &l->mu);

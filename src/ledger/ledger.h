@@ -91,6 +91,12 @@ int ledger_append_checkpoint(Ledger *l, Event **events, size_t n, const char *re
 int64_t ledger_wait(Ledger *l, int64_t after_seq, int timeout_ms);
 /* Wakes every ledger_wait() in this process (they return the head as is). */
 void ledger_wake(Ledger *l);
+/* The count of ledger_wake() calls so far, and a ledger_wait() that also
+ * returns at once when ledger_wake() was called since the count gen was
+ * taken: a loop that takes the count before its work loses no wake-up that
+ * comes while it works. */
+uint64_t ledger_wake_gen(Ledger *l);
+int64_t ledger_wait_gen(Ledger *l, int64_t after_seq, uint64_t gen, int timeout_ms);
 /* The last head this process knows of. */
 int64_t ledger_head_seq(Ledger *l);
 
