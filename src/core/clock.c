@@ -35,8 +35,8 @@ struct timespec core_time_deadline(clockid_t clock, int timeout_ms)
     return t;
 }
 
-/* Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, int m, int d)
+/* Howard Hinnant's algorithms. */
+int64_t core_days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -46,7 +46,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+void core_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {
     z += 719468;
     int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -67,7 +67,7 @@ void core_time_format(int64_t ms, char out[CORE_TIME_LEN + 1])
     int sod = (int)(secs - days * 86400);
     int64_t y;
     int m, d;
-    civil_from_days(days, &y, &m, &d);
+    core_civil_from_days(days, &y, &m, &d);
     if (y < 0 || y > 9999) { /* outside RFC 3339; clamp to a valid text */
         y = y < 0 ? 0 : 9999;
     }
@@ -134,7 +134,7 @@ int core_time_parse(const char *s, size_t len, int64_t *ret_ms)
         return ERR_INVAL;
     if (sec == 60) /* leap second: fold into the next second's start */
         sec = 59, ms = 999;
-    int64_t days = days_from_civil(y, mo, d);
+    int64_t days = core_days_from_civil(y, mo, d);
     int64_t t = ((days * 24 + h) * 60 + mi) * 60 + sec - (int64_t)offset_min * 60;
     *ret_ms = t * 1000 + ms;
     return 0;

@@ -26,4 +26,9 @@ void core_time_format(int64_t ms, char out[CORE_TIME_LEN + 1]);
  * are truncated. Returns 0 and sets *ret_ms, or ERR_INVAL. */
 int core_time_parse(const char *s, size_t len, int64_t *ret_ms);
 
+/* The proleptic Gregorian calendar: days since 1970-01-01 of a date
+ * (month 1-12, day 1-31), and back. */
+int64_t core_days_from_civil(int64_t y, int m, int d);
+void core_civil_from_days(int64_t days, int64_t *ret_y, int *ret_m, int *ret_d);
+
 #endif

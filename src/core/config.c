@@ -1,6 +1,7 @@
 /* bureau.yaml loader over libfyaml. Each known key is one row of the table
  * below; the walk refuses anything the table does not name. */
 #include "core/config.h"
+#include "core/yaml.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -410,43 +411,6 @@ static int load_connectors(Config *cfg, struct fy_node *key, struct fy_node *seq
     return 0;
 }
 
-/* In "SOURCE:LINE:COL: error: MESSAGE\n...", finds LINE and COL, cuts the
- * message at its newline and returns it (NULL when the text has no error). */
-static const char *diag_position(char *text, int *line, int *col)
-{
-    char *e = text ? strstr(text, ": error: ") : NULL;
-    if (!e)
-        return NULL;
-    char *msg = e + strlen(": error: "), *nl = strchr(msg, '\n');
-    if (nl)
-        *nl = '\0';
-    *e = '\0';
-    char *c = strrchr(text, ':');
-    if (c) {
-        *col = atoi(c + 1);
-        *c = '\0';
-        char *l = strrchr(text, ':');
-        if (l)
-            *line = atoi(l + 1);
-    }
-    return msg;
-}
-
-static bool has_content(const char *text)
-{
-    for (const char *p = text; *p;) {
-        while (*p == ' ' || *p == '\t' || *p == '\r')
-            p++;
-        if (*p && *p != '#' && *p != '\n')
-            return true;
-        while (*p && *p != '\n')
-            p++;
-        if (*p)
-            p++;
-    }
-    return false;
-}
-
 int core_config_load(const char *path, Config *cfg, Err *err)
 {
     struct stat st;
@@ -468,44 +432,19 @@ int core_config_load(const char *path, Config *cfg, Err *err)
         free(text);
         return err_set(err, ERR_CONFIG, "%s: %s", path, strerror(errno));
     }
-    if (!has_content(text)) { /* empty or all comments: the defaults apply */
+    if (!core_yaml_has_content(text, len)) { /* empty or all comments: the defaults apply */
         free(text);
         return 0;
     }
-    /* libfyaml reports through a FILE: capture it to name line and column. */
-    char *diag_text = NULL;
-    size_t diag_len = 0;
-    FILE *ms = open_memstream(&diag_text, &diag_len);
-    struct fy_diag_cfg dcfg;
-    fy_diag_cfg_default(&dcfg);
-    dcfg.fp = ms;
-    dcfg.colorize = false;
-    dcfg.show_source = false;
-    dcfg.show_position = true;
-    dcfg.show_type = false;
-    dcfg.show_module = false;
-    struct fy_diag *diag = ms ? fy_diag_create(&dcfg) : NULL;
-    if (!diag) {
-        if (ms)
-            fclose(ms);
-        free(diag_text);
-        free(text);
-        return err_set(err, ERR_CONFIG, "%s: cannot create YAML diagnostics", path);
-    }
-    struct fy_parse_cfg pcfg = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_PARSE, .diag = diag };
-    struct fy_document *doc = fy_document_build_from_string(&pcfg, text, len);
-    fy_diag_destroy(diag);
-    fclose(ms);
+    struct fy_document *doc = NULL;
+    int line, col;
+    Err e = { 0 };
     int rc = 0;
-    if (!doc) {
-        int line = 0, col = 0;
-        const char *msg = diag_position(diag_text, &line, &col);
-        rc = err_set(err, ERR_CONFIG, "%s:%d:%d: %s", path, line, col,
-                     msg ? msg : "not valid YAML");
-        free(diag_text);
+    if (core_yaml_build(text, len, &doc, &line, &col, &e) < 0) {
+        rc = line ? err_set(err, ERR_CONFIG, "%s:%d:%d: %s", path, line, col, e.msg)
+                  : err_set(err, ERR_CONFIG, "%s: %s", path, e.msg);
         goto out;
     }
-    free(diag_text);
     struct fy_node *root = fy_document_root(doc);
     if (!root || fy_node_is_null(root))
         goto out; /* an all-comment file */

@@ -306,30 +306,6 @@ static int64_t local_to_utc(icaltimezone *z, int64_t local_s)
 
 /* ---- Wall-clock calendar ---------------------------------------------- */
 
-/* Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm, as in
- * core/clock.c, which keeps its copy private). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -355,7 +331,7 @@ static Local local_from_seconds(int64_t s)
     Local t;
     int64_t days = floor_div(s, DAY_S);
     int sod = (int)(s - days * DAY_S);
-    civil_from_days(days, &t.y, &t.mo, &t.d);
+    core_civil_from_days(days, &t.y, &t.mo, &t.d);
     t.h = sod / 3600;
     t.mi = sod / 60 % 60;
     return t;
@@ -363,7 +339,7 @@ static Local local_from_seconds(int64_t s)
 
 static int64_t local_seconds(const Local *t)
 {
-    return days_from_civil(t->y, t->mo, t->d) * DAY_S + t->h * 3600 + t->mi * 60;
+    return core_days_from_civil(t->y, t->mo, t->d) * DAY_S + t->h * 3600 + t->mi * 60;
 }
 
 /* Advances to 00:00 of the next day, or back to 23:59 of the previous one. */
@@ -409,7 +385,7 @@ static FlowCron cron_masked(const FlowCron *c)
  * does); when both are restricted, either may. */
 static bool day_matches(const FlowCron *c, const Local *t)
 {
-    int wday = (int)((days_from_civil(t->y, t->mo, t->d) % 7 + 11) % 7); /* 1970-01-01: Thu */
+    int wday = (int)((core_days_from_civil(t->y, t->mo, t->d) % 7 + 11) % 7); /* 1970-01-01: Thu */
     bool dom = c->mdays >> t->d & 1, dow = c->wdays >> wday & 1;
     return c->mday_star || c->wday_star ? dom && dow : dom || dow;
 }
@@ -457,7 +433,7 @@ static bool local_next_match(const FlowCron *c, Local *t, int64_t max_year)
 static bool local_prev_match(const FlowCron *c, Local *t, int64_t min_days)
 {
     for (;;) {
-        if (days_from_civil(t->y, t->mo, t->d) < min_days)
+        if (core_days_from_civil(t->y, t->mo, t->d) < min_days)
             return false;
         if (!(c->months >> t->mo & 1)) {
             t->d = 1;
@@ -615,7 +591,7 @@ int flow_cron_parse(const char *expr, const char *tz, FlowCron *ret, int *ret_co
  * them, and the bound keeps every computation far from overflow. */
 static bool instant_ok(int64_t ms)
 {
-    return ms >= 365LL * DAY_S * 1000 && ms < days_from_civil(9000, 1, 1) * DAY_S * 1000;
+    return ms >= 365LL * DAY_S * 1000 && ms < core_days_from_civil(9000, 1, 1) * DAY_S * 1000;
 }
 
 int flow_cron_next(const FlowCron *cron, int64_t after_ms, int64_t *ret_ms, Err *err)
@@ -675,7 +651,7 @@ int flow_cron_prev(const FlowCron *cron, int64_t at_ms, int64_t *ret_ms, Err *er
      * maps past at_ms; a repeated hour needs that larger offset. */
     int o1 = zone_offset(z, at_s), o2 = zone_offset(z, at_s - DAY_S);
     Local t = local_from_seconds(floor_div(at_s + (o1 > o2 ? o1 : o2), 60) * 60);
-    int64_t min_days = days_from_civil(t.y, t.mo, t.d) - CRON_DAYS_BACK - 2;
+    int64_t min_days = core_days_from_civil(t.y, t.mo, t.d) - CRON_DAYS_BACK - 2;
     for (;;) {
         if (!local_prev_match(&c, &t, min_days))
             break;

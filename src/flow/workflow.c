@@ -5,6 +5,7 @@
  * to FILE:LINE:COL; flow_workflow_from_json prints the paths as they are.
  * Because both build the canonical definition from the same validated
  * values, parse(yaml) and from_json(definition) agree on text and version. */
+#include "core/yaml.h"
 #include "flow/workflow.h"
 
 #include <errno.h>
@@ -489,74 +490,18 @@ static json_t *to_json(V *v, struct fy_node *n, struct fy_node *key, Buf *path, 
     return o;
 }
 
-/* In libfyaml's "SOURCE:LINE:COL: error: MESSAGE\n", finds LINE, COL and
- * MESSAGE (cut at its newline); NULL when there is none. */
-static const char *diag_message(char *text, int *line, int *col)
-{
-    char *e = text ? strstr(text, ": error: ") : NULL;
-    if (!e)
-        return NULL;
-    char *msg = e + strlen(": error: "), *nl = strchr(msg, '\n');
-    if (nl)
-        *nl = '\0';
-    *e = '\0';
-    char *c = strrchr(text, ':');
-    if (c) {
-        *col = atoi(c + 1);
-        *c = '\0';
-        char *l = strrchr(text, ':');
-        if (l)
-            *line = atoi(l + 1);
-    }
-    return msg;
-}
-
-/* Whether text holds anything but blanks and comments. */
-static bool has_content(const char *text, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r'))
-            i++;
-        if (i < len && text[i] != '#' && text[i] != '\n')
-            return true;
-        while (i < len && text[i] != '\n')
-            i++;
-        i++;
-    }
-    return false;
-}
-
 /* Builds the YAML document; on a syntax error adds it as a problem. */
 static struct fy_document *yaml_build(V *v, const char *text, size_t len)
 {
-    char *diag_text = NULL;
-    size_t diag_len = 0;
-    FILE *ms = open_memstream(&diag_text, &diag_len);
-    struct fy_diag_cfg dcfg;
-    fy_diag_cfg_default(&dcfg);
-    dcfg.fp = ms;
-    dcfg.colorize = false;
-    dcfg.show_source = false;
-    dcfg.show_position = true;
-    dcfg.show_type = false;
-    dcfg.show_module = false;
-    struct fy_diag *diag = ms ? fy_diag_create(&dcfg) : NULL;
     struct fy_document *doc = NULL;
-    if (diag) {
-        struct fy_parse_cfg pcfg = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_PARSE, .diag = diag };
-        doc = fy_document_build_from_string(&pcfg, text, len);
-        fy_diag_destroy(diag);
+    int line, col;
+    Err e = { 0 };
+    if (core_yaml_build(text, len, &doc, &line, &col, &e) < 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "not valid YAML: %s", e.msg);
+        add_problem(v, line, col, msg);
+        return NULL;
     }
-    if (ms)
-        fclose(ms);
-    if (!doc) {
-        int line = 0, col = 0;
-        const char *msg = diag_message(diag_text, &line, &col);
-        char text2[600];
-        snprintf(text2, sizeof text2, "not valid YAML: %s", msg ? msg : "syntax error");
-        add_problem(v, line, col, text2);
-    }
-    free(diag_text);
     return doc;
 }
 
@@ -1203,7 +1148,7 @@ int flow__workflow_parse(const char *text, size_t len, const char *path, const c
         add_problem(&v, 0, 0, "a NUL byte in the file");
         goto out;
     }
-    if (!has_content(text, len)) {
+    if (!core_yaml_has_content(text, len)) {
         add_problem(&v, 1, 1, "the file is empty (a workflow needs name, on and steps)");
         goto out;
     }
