@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "store/store_int.h"
@@ -79,8 +80,18 @@ static int busy_wait(void *arg, int count)
     return 1;
 }
 
+/* Before the first connection: no memory statistics, which would take a
+ * global mutex on every allocation of every connection. */
+static void sqlite_setup(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlite3_initialize();
+}
+
 int store__sqlite_open(const char *path, const StoreOptions *opts, Store **ret, Err *err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sqlite_setup);
     if (!opts->create && access(path, F_OK) != 0)
         return err_set(err, ERR_NOTFOUND, "no database at %s (run `bureau init` first)", path);
     int flags = SQLITE_OPEN_NOMUTEX |
