@@ -606,7 +606,7 @@ record:;
                       "attempt", j->attempt, "output", run.output ? run.output : json_null(),
                       "started_at", started_s, "finished_at", finished_s);
         snprintf(key, sizeof key, "step.completed:%s:%s", j->task, j->step);
-        json_object_set_new(d, "random", json_real(random));
+        json_object_set_new(d, "random_u32", json_integer(rnd)); /* exact, cheap to print */
         own = step_event(e, "step.completed", c.wf->name, c.subject, d, key);
     } else if (run.outcome == FLOW_WAIT) {
         d = json_pack("{s:s, s:s, s:i, s:s, s:s}", "task", j->task, "step", j->step, "attempt",
@@ -632,7 +632,7 @@ record:;
                       j->step, "attempt", j->attempt, "error", run.error, "retryable",
                       run.retryable, "final", !again, "on_error", on_error, "started_at",
                       started_s, "finished_at", finished_s);
-        json_object_set_new(d, "random", json_real(random));
+        json_object_set_new(d, "random_u32", json_integer(rnd));
         if (inputs) /* what the operator needs to judge a failure in the inbox */
             json_object_set(d, "inputs", inputs);
         if (again) {

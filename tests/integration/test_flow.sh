@@ -74,7 +74,7 @@ expect_eq "lua output feeds a template, keeping its type" \
 expect_eq "lua saw its args, rendered" \
   "$(q "SELECT json_extract(output, '\$.args.source') FROM task_steps WHERE task_id = '$T' AND step_id = 'score'")" site
 expect_eq "randomness and time come from the task and are recorded" \
-  "$(q "SELECT json_extract(s.output, '\$.r') = json_extract(e.data, '\$.random') AND json_extract(s.output, '\$.now') = json_extract(e.data, '\$.started_at') AND json_extract(s.output, '\$.has_os') = 0 FROM task_steps s JOIN events e ON e.type = 'step.completed' AND json_extract(e.data, '\$.task') = s.task_id AND json_extract(e.data, '\$.step') = s.step_id WHERE s.task_id = '$T' AND s.step_id = 'score'")" 1
+  "$(q "SELECT json_extract(s.output, '\$.r') = json_extract(e.data, '\$.random_u32') / 4294967296.0 AND json_extract(s.output, '\$.now') = json_extract(e.data, '\$.started_at') AND json_extract(s.output, '\$.has_os') = 0 FROM task_steps s JOIN events e ON e.type = 'step.completed' AND json_extract(e.data, '\$.task') = s.task_id AND json_extract(e.data, '\$.step') = s.step_id WHERE s.task_id = '$T' AND s.step_id = 'score'")" 1
 expect_eq "the false branch was skipped" "$(step_status "$T" low)" skipped
 expect_eq "a step after a taken branch ran" "$(step_status "$T" after_high)" succeeded
 expect_eq "fan-in with its own if ran after both branches" "$(step_status "$T" join)" succeeded
