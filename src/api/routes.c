@@ -60,6 +60,14 @@ static Event *parse_one(Req *r, const char *text, size_t len, const char *hkey, 
     Event *ev = NULL;
     ledger_event_from_json(obj, ledger_limits(r->srv->ledger), &ev, err);
     json_decref(obj);
+    if (ev && ledger_type_reserved(ev->type)) {
+        err_set(err, ERR_INVAL,
+                "field 'type': '%.64s' is reserved for Bureau's own events (task.*, step.*, "
+                "workflow.*, schedule.*, operator.*)",
+                ev->type);
+        ledger_event_free(ev);
+        return NULL;
+    }
     return ev;
 }
 
@@ -232,7 +240,13 @@ void api__tasks_get(Req *r)
     Err err = { 0 };
     Store *rd = api__reader(r->srv, &err);
     json_t *list = NULL;
-    if (!rd || flow_tasks_list(rd, arg(r, "status"), arg(r, "workflow"), limit, &list, &err) < 0) {
+    int rc = rd ? flow_tasks_list(rd, arg(r, "status"), arg(r, "workflow"), limit, &list, &err)
+                : ERR_STORE;
+    if (rc == ERR_INVAL) {
+        api__problem(r, 400, "Bad request", "%s", err.msg);
+        return;
+    }
+    if (rc < 0) {
         api__problem(r, 503, "Service unavailable", "%s", err.msg);
         return;
     }

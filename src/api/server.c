@@ -30,6 +30,7 @@ void api__problem(Req *r, int status, const char *title, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    core_utf8_sanitize(detail);
     json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank", "title", title,
                           "status", status, "detail", detail);
     buf_clear(&r->resp);

@@ -1,5 +1,6 @@
 /* bureau workflows list|show|validate|enable|disable, bureau tasks,
  * bureau task show|retry|skip|cancel, bureau run. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,12 +296,28 @@ int cmd_task_retry(Cli *cli) { return task_action(cli, "retry"); }
 int cmd_task_skip(Cli *cli) { return task_action(cli, "skip"); }
 int cmd_task_cancel(Cli *cli) { return task_action(cli, "cancel"); }
 
+typedef struct SigWatch {
+    sigset_t set;
+    FlowEngine *engine;
+} SigWatch;
+
+/* With --until-idle: a signal stops the wait (the main thread waits on the
+ * engine, not on signals). */
+static void *sig_watch(void *arg)
+{
+    SigWatch *w = arg;
+    int sig = 0;
+    sigwait(&w->set, &sig);
+    flow_engine_interrupt(w->engine);
+    return NULL;
+}
+
 int cmd_run(Cli *cli)
 {
     bool until_idle = cli_flag(cli, "until-idle");
     long long timeout_s = -1, timers_s = 0;
     const char *t = cli_opt(cli, "timeout"), *tw = cli_opt(cli, "wait-timers");
-    if ((t && cli_int("timeout", t, 1, 86400 * 365, &timeout_s)) ||
+    if ((t && cli_int("timeout", t, 1, 2000000, &timeout_s)) || /* ms fit an int */
         (tw && cli_int("wait-timers", tw, 0, 86400, &timers_s)))
         return EXIT_USAGE;
     int rc = cli_load_config(cli);
@@ -321,10 +338,17 @@ int cmd_run(Cli *cli)
         return cli_fail_err(cli, &err);
     }
     if (until_idle) {
+        SigWatch w = { .set = set, .engine = e };
+        pthread_t watcher;
+        bool watching = pthread_create(&watcher, NULL, sig_watch, &w) == 0;
         rc = flow_engine_wait_idle(e, timeout_s > 0 ? (int)(timeout_s * 1000) : -1,
                                    timers_s * 1000, &err) < 0
                  ? cli_fail_err(cli, &err)
                  : EXIT_OK;
+        if (watching) { /* the watcher takes this one if no signal came */
+            pthread_kill(watcher, SIGTERM);
+            pthread_join(watcher, NULL);
+        }
     } else {
         int sig = 0;
         sigwait(&set, &sig);

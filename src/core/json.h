@@ -26,4 +26,8 @@ int core_json_dump(const json_t *v, Buf *out);
 /* A short description of v's type: "object", "string", ... */
 const char *core_json_type_name(const json_t *v);
 
+/* Replaces, in place, every byte of s that is not part of valid UTF-8 with
+ * '?', so that text cut short or taken from a request can go into JSON. */
+void core_utf8_sanitize(char *s);
+
 #endif

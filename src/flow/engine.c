@@ -42,6 +42,8 @@ typedef struct Waiter {
     struct Waiter *next;
 } Waiter;
 
+typedef struct Worker Worker;
+
 typedef struct Schedule {
     const FlowWorkflow *wf;
     int64_t next_ms; /* 0: not armed (disabled) */
@@ -72,11 +74,13 @@ struct FlowEngine {
     json_t *dispatched; /* "task/step" -> true, while queued, running or being appended */
     size_t inflight;
     bool idle;
+    bool interrupted;
     int64_t horizon_ms; /* timers due within this count as work for idleness */
     bool workers_stop;
     bool runner_started;
-    pthread_t *workers;
-    int n_workers;
+    Worker *workers;
+    int n_workers;  /* started */
+    bool lease_held; /* the runner held its lease when it stopped */
 
     pthread_mutex_t cache_mu;
     json_t *versions; /* version -> index into defs */
@@ -170,9 +174,12 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
         json_t *k = NULL;
         snprintf(chunk, sizeof chunk, "%s:concurrency", w->name);
         if (flow_lua_eval(e->planner_lua, w->concurrency, chunk, env, &k, &err) < 0) {
-            log_warn("workflow concurrency key failed",
-                     json_pack("{s:s, s:I, s:s}", "workflow", w->name, "seq", (json_int_t)ev->seq,
-                               "error", err.msg));
+            /* without its key the task could run beside another: none */
+            log_error("workflow concurrency key failed: no task",
+                      json_pack("{s:s, s:I, s:s}", "workflow", w->name, "seq",
+                                (json_int_t)ev->seq, "error", err.msg));
+            json_decref(env);
+            return 0;
         } else if (json_is_string(k)) {
             key = xstrdup(json_string_value(k));
         } else if (!json_is_null(k)) {
@@ -486,17 +493,28 @@ static void submit(FlowEngine *e, const char *task, const char *step, bool wait,
     }
 }
 
-static Event *step_event(FlowEngine *e, const char *type, const char *workflow,
-                         const char *subject, json_t *data, const char *key)
+/* Builds a step event (data's reference is stolen); NULL with the reason in
+ * why (may be NULL) when the ledger refuses it, e.g. an output too large. */
+static Event *step_event_why(FlowEngine *e, const char *type, const char *workflow,
+                             const char *subject, json_t *data, const char *key, Err *why)
 {
     char source[FLOW_NAME_MAX + 16];
     flow__source(workflow, source);
     Event *ev = NULL;
     Err err = { 0 };
-    if (ledger_event_new(type, source, subject, data, key, ledger_limits(e->l), &ev, &err) < 0)
+    if (ledger_event_new(type, source, subject, data, key, ledger_limits(e->l), &ev, &err) < 0) {
         log_error("step event refused", json_pack("{s:s, s:s}", "type", type, "error", err.msg));
+        if (why)
+            *why = err;
+    }
     json_decref(data);
     return ev;
+}
+
+static Event *step_event(FlowEngine *e, const char *type, const char *workflow,
+                         const char *subject, json_t *data, const char *key)
+{
+    return step_event_why(e, type, workflow, subject, data, key, NULL);
 }
 
 /* The delay before attempt `attempt + 1`: exponential, capped, with jitter
@@ -523,8 +541,17 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
     if (task_ctx_load(e, rd, j->task, &c, &err) < 0) {
         log_error("step context", json_pack("{s:s, s:s, s:s}", "task", j->task, "step", j->step,
                                             "error", err.msg));
+        Event *ev = NULL;
+        if (err.code == ERR_INVAL || (err.code == ERR_NOTFOUND && c.workflow[0])) {
+            /* its definition is missing or broken: that will not pass */
+            json_t *d = json_pack("{s:s, s:s, s:i, s:s, s:b, s:b, s:s}", "task", j->task, "step",
+                                  j->step, "attempt", j->attempt, "error", err.msg, "retryable",
+                                  0, "final", 1, "on_error", "fail");
+            snprintf(key, sizeof key, "step.failed:%s:%s:%d", j->task, j->step, j->attempt);
+            ev = step_event(e, "step.failed", c.workflow, NULL, d, key);
+        }
         task_ctx_done(&c);
-        submit(e, j->task, j->step, false, NULL, 0);
+        submit(e, j->task, j->step, false, ev ? &ev : NULL, ev ? 1 : 0);
         return;
     }
     const FlowStepDef *s = NULL;
@@ -544,6 +571,7 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
                         .env = c.env, .lua = lua, .catalog = &e->cat,
                         .limits = ledger_limits(e->l), .now_ms = started };
     snprintf(run.key, sizeof run.key, "%s:%s", j->task, j->step);
+    run.depth_max = e->cfg.flow_depth_max;
     char chunk[2 * FLOW_NAME_MAX + 16];
     json_t *inputs = NULL;
     if (!s) {
@@ -601,13 +629,14 @@ record:;
     run.n_emit = 0;
     Event *own = NULL;
     json_t *d;
+    Err why = { 0 };
     if (run.outcome == FLOW_DONE) {
         d = json_pack("{s:s, s:s, s:i, s:O, s:s, s:s}", "task", j->task, "step", j->step,
                       "attempt", j->attempt, "output", run.output ? run.output : json_null(),
                       "started_at", started_s, "finished_at", finished_s);
         snprintf(key, sizeof key, "step.completed:%s:%s", j->task, j->step);
         json_object_set_new(d, "random_u32", json_integer(rnd)); /* exact, cheap to print */
-        own = step_event(e, "step.completed", c.wf->name, c.subject, d, key);
+        own = step_event_why(e, "step.completed", c.wf->name, c.subject, d, key, &why);
     } else if (run.outcome == FLOW_WAIT) {
         d = json_pack("{s:s, s:s, s:i, s:s, s:s}", "task", j->task, "step", j->step, "attempt",
                       j->attempt, "kind", run.wait_kind, "started_at", started_s);
@@ -621,8 +650,19 @@ record:;
         if (run.wait_where)
             json_object_set_new(d, "where", json_string(run.wait_where));
         snprintf(key, sizeof key, "step.waiting:%s:%s:%d", j->task, j->step, j->attempt);
-        own = step_event(e, "step.waiting", c.wf->name, c.subject, d, key);
-    } else {
+        own = step_event_why(e, "step.waiting", c.wf->name, c.subject, d, key, &why);
+    }
+    if (run.outcome != FLOW_FAIL && !own) {
+        /* An outcome the ledger refuses would be run again forever: the step
+         * fails instead, for good, and emits nothing. */
+        for (size_t i = 0; i < n; i++)
+            ledger_event_free(evs[i]);
+        n = 0;
+        run.outcome = FLOW_FAIL;
+        run.retryable = false;
+        snprintf(run.error, sizeof run.error, "its outcome could not be recorded: %.400s", why.msg);
+    }
+    if (run.outcome == FLOW_FAIL) {
         bool again = run.retryable && s && j->attempt <= s->retry_max;
         const char *on_error = !s ? "fail"
                              : s->on_error == FLOW_ON_ERROR_INBOX    ? "inbox"
@@ -641,7 +681,13 @@ record:;
             json_object_set_new(d, "next_attempt_at", json_string(next));
         }
         snprintf(key, sizeof key, "step.failed:%s:%s:%d", j->task, j->step, j->attempt);
+        json_t *lean = json_deep_copy(d);
+        json_object_del(lean, "inputs");
         own = step_event(e, "step.failed", c.wf->name, c.subject, d, key);
+        if (!own) /* the inputs made it too large */
+            own = step_event(e, "step.failed", c.wf->name, c.subject, lean, key);
+        else
+            json_decref(lean);
         log_warn("step failed", json_pack("{s:s, s:s, s:i, s:s, s:b}", "task", j->task, "step",
                                           j->step, "attempt", j->attempt, "error", run.error,
                                           "final", !again));
@@ -655,42 +701,35 @@ record:;
     task_ctx_done(&c);
 }
 
-typedef struct Worker {
+/* A worker's own read connection and Lua state, made before it starts. */
+struct Worker {
     FlowEngine *e;
-    int index;
-} Worker;
+    pthread_t thread;
+    Store *rd;
+    FlowLua *lua;
+};
 
 static void *worker_main(void *arg)
 {
-    FlowEngine *e = arg;
+    Worker *w = arg;
+    FlowEngine *e = w->e;
     pthread_setname_np(pthread_self(), "flow-worker");
-    Store *rd = NULL;
-    FlowLua *lua = NULL;
-    Err err = { 0 };
-    FlowLuaLimits lim = { e->cfg.lua_memory_bytes, e->cfg.lua_instructions };
-    if (ledger_reader_open(e->l, &rd, &err) < 0 || flow_lua_new(&lim, &lua, &err) < 0) {
-        log_error("worker cannot start", json_pack("{s:s}", "error", err.msg));
-        store_close(rd);
-        return NULL;
-    }
     pthread_mutex_lock(&e->mu);
     for (;;) {
         while (!e->q_first && !e->workers_stop)
             pthread_cond_wait(&e->job_cond, &e->mu);
-        if (!e->q_first)
+        if (!e->q_first || e->workers_stop)
             break;
         Job *j = e->q_first;
         e->q_first = j->next;
         if (!e->q_first)
             e->q_last = NULL;
         pthread_mutex_unlock(&e->mu);
-        run_job(e, rd, lua, j);
+        run_job(e, w->rd, w->lua, j);
         free(j);
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);
-    flow_lua_free(lua);
-    store_close(rd);
     return NULL;
 }
 
@@ -760,18 +799,16 @@ static void waiters_drop(FlowEngine *e, const char *task, const char *step)
 }
 
 /* Completes the wait of w with the event ev (or a timeout when ev is NULL). */
-static void wait_complete(FlowEngine *e, const char *task, const char *step, int attempt,
+static bool wait_complete(FlowEngine *e, const char *task, const char *step, int attempt,
                           const Event *ev)
 {
     if (!claim(e, task, step))
-        return;
+        return false;
     TaskCtx c;
     Err err = { 0 };
-    if (task_ctx_load(e, e->rd, task, &c, &err) < 0) {
-        task_ctx_done(&c);
-        submit(e, task, step, true, NULL, 0);
-        return;
-    }
+    /* the context only names the source and subject: without it the wait
+     * still ends (else it would come due again and again) */
+    bool ctx = task_ctx_load(e, e->rd, task, &c, &err) == 0;
     char now[CORE_TIME_LEN + 1], key[192];
     time_str(core_time_now_ms(), now);
     json_t *out = ev ? json_pack("{s:o, s:b}", "event", ledger_event_to_json(ev), "timed_out", 0)
@@ -779,9 +816,11 @@ static void wait_complete(FlowEngine *e, const char *task, const char *step, int
     json_t *d = json_pack("{s:s, s:s, s:i, s:o, s:s}", "task", task, "step", step, "attempt",
                           attempt, "output", out, "finished_at", now);
     snprintf(key, sizeof key, "step.completed:%s:%s", task, step);
-    Event *own = step_event(e, "step.completed", c.wf->name, c.subject, d, key);
+    Event *own = step_event(e, "step.completed", ctx ? c.wf->name : "unknown",
+                            ctx ? c.subject : NULL, d, key);
     submit(e, task, step, true, own ? &own : NULL, own ? 1 : 0);
     task_ctx_done(&c);
+    return true;
 }
 
 /* Whether ev satisfies w (type and `where`, with the task's globals and e). */
@@ -832,9 +871,16 @@ static int scan_one(void *ctx, const Event *ev)
 static void waiter_add(FlowEngine *e, const char *task, const char *step, int attempt,
                        const char *type, const char *where, int64_t upto)
 {
-    int64_t trigger = 0;
+    int64_t trigger = 0, consumed = 0;
     Err err = { 0 };
     store_query_int(e->rd, "SELECT trigger_seq FROM tasks WHERE id = ?1", task, 0, &trigger, &err);
+    /* an event an earlier wait of the task took is not seen again */
+    store_query_int(e->rd,
+                    "SELECT coalesce(max(json_extract(output, '$.event.seq')), 0) FROM task_steps"
+                    " WHERE task_id = ?1 AND kind = 'wait' AND status = 'succeeded'",
+                    task, 0, &consumed, &err);
+    if (consumed > trigger)
+        trigger = consumed;
     Waiter *w = xcalloc(1, sizeof *w);
     snprintf(w->task, sizeof w->task, "%s", task);
     snprintf(w->step, sizeof w->step, "%s", step);
@@ -891,7 +937,18 @@ static void handle_event(FlowEngine *e, const Event *ev)
             waiter_add(e, task, step, (int)json_integer_value(json_object_get(d, "attempt")), type,
                        json_string_value(json_object_get(d, "where")), e->seen);
         } else if (task && strcmp(ev->type, "step.waiting")) {
-            waiters_drop(e, task, action ? NULL : step);
+            /* a wait ends with its step; all of a task's end with the task
+             * (canceled, or failed by a step with on_error: fail) */
+            const char *act = json_string_value(json_object_get(d, "action"));
+            const char *on_error = json_string_value(json_object_get(d, "on_error"));
+            bool task_ends = action ? act && !strcmp(act, "cancel")
+                                    : !strcmp(ev->type, "step.failed") &&
+                                          json_is_true(json_object_get(d, "final")) &&
+                                          (!on_error || !strcmp(on_error, "fail"));
+            if (task_ends)
+                waiters_drop(e, task, NULL);
+            else if (!action && step)
+                waiters_drop(e, task, step);
         }
         json_decref(d);
         return;
@@ -1118,13 +1175,13 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
                 " AND wait_kind IN ('retry', 'duration', 'event') LIMIT 256",
                 now_s, &d);
     for (size_t i = 0; i < n; i++) {
-        *busy = true;
         if (!strcmp(d[i].kind, "retry")) {
-            dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
+            *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
         } else {
             waiters_drop(e, d[i].task, d[i].step);
             if (!strcmp(d[i].kind, "duration")) {
                 if (claim(e, d[i].task, d[i].step)) {
+                    *busy = true;
                     char key[192];
                     json_t *dd = json_pack("{s:s, s:s, s:i, s:{s:b}, s:s}", "task", d[i].task,
                                            "step", d[i].step, "attempt", d[i].attempts, "output",
@@ -1142,7 +1199,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
                     task_ctx_done(&c);
                 }
             } else {
-                wait_complete(e, d[i].task, d[i].step, d[i].attempts, NULL);
+                *busy |= wait_complete(e, d[i].task, d[i].step, d[i].attempts, NULL);
             }
         }
     }
@@ -1238,10 +1295,9 @@ static void *runner_main(void *arg)
             continue;
         ledger_wait_gen(e->l, head > e->seen ? e->seen : head, gen, timeout);
     }
-    if (held) {
-        Err err;
-        ledger_lease_release(e->rd, RUNNER_LEASE, me, &err);
-    }
+    /* released by flow_engine_stop once the workers are done: another
+     * process must not run the steps still queued here */
+    e->lease_held = held;
     return NULL;
 }
 
@@ -1294,14 +1350,26 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
             e->schedules[e->n_schedules++] = (Schedule){ .wf = e->cat.items[i] };
         }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    e->n_workers = e->cfg.flow_workers > 0 ? e->cfg.flow_workers : (int)(cores > 0 ? cores : 1) * 2;
-    e->workers = xcalloc((size_t)e->n_workers, sizeof *e->workers);
-    for (int i = 0; i < e->n_workers; i++)
-        if (pthread_create(&e->workers[i], NULL, worker_main, e) != 0) {
-            e->n_workers = i;
+    int want = e->cfg.flow_workers > 0 ? e->cfg.flow_workers : (int)(cores > 0 ? cores : 1) * 2;
+    e->workers = xcalloc((size_t)want, sizeof *e->workers);
+    FlowLuaLimits wl = { e->cfg.lua_memory_bytes, e->cfg.lua_instructions };
+    for (int i = 0; i < want; i++) {
+        Worker *w = &e->workers[i];
+        w->e = e;
+        if ((rc = ledger_reader_open(l, &w->rd, err)) < 0 ||
+            (rc = flow_lua_new(&wl, &w->lua, err)) < 0) {
+            store_close(w->rd); /* not counted in n_workers: freed here */
+            flow_engine_stop(e);
+            return rc;
+        }
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            flow_lua_free(w->lua);
+            store_close(w->rd);
             flow_engine_stop(e);
             return err_set(err, ERR_INTERNAL, "cannot start the step workers");
         }
+        e->n_workers = i + 1;
+    }
     ReactorDef pd = { .name = "planner", .handle = plan, .ctx = e, .lease_ms = e->cfg.flow_lease_ms,
                       .committed = planned, .batch = 1024 };
     if ((rc = ledger_reactor_start(l, &pd, &e->planner, err)) < 0) {
@@ -1328,14 +1396,20 @@ void flow_engine_stop(FlowEngine *e)
         pthread_join(e->runner, NULL);
     }
     pthread_mutex_lock(&e->mu);
-    e->workers_stop = true;
+    e->workers_stop = true; /* steps not started stay ready for the next runner */
     pthread_cond_broadcast(&e->job_cond);
     pthread_mutex_unlock(&e->mu);
     for (int i = 0; i < e->n_workers; i++)
-        pthread_join(e->workers[i], NULL);
+        pthread_join(e->workers[i].thread, NULL);
+    for (int i = 0; i < e->n_workers; i++) {
+        flow_lua_free(e->workers[i].lua);
+        store_close(e->workers[i].rd);
+    }
     free(e->workers);
     Err err;
     ledger_sync(e->l, &err); /* outcomes in flight are recorded before we go */
+    if (e->lease_held)
+        ledger_lease_release(e->rd, RUNNER_LEASE, ledger_instance(e->l), &err);
     for (Job *j = e->q_first, *next; j; j = next) {
         next = j->next;
         free(j);
@@ -1374,13 +1448,25 @@ int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, int64_t horizon_ms, Err
     e->horizon_ms = horizon_ms;
     ledger_wake(e->l);
     int rc = 0;
-    while (!e->idle && rc == 0) {
+    while (!e->idle && !e->interrupted && rc == 0) {
         if (timeout_ms < 0)
             pthread_cond_wait(&e->idle_cond, &e->mu);
         else
             rc = pthread_cond_timedwait(&e->idle_cond, &e->mu, &until);
     }
-    bool idle = e->idle;
+    bool idle = e->idle, interrupted = e->interrupted;
     pthread_mutex_unlock(&e->mu);
-    return idle ? 0 : err_set(err, ERR_TIMEOUT, "the engine was still busy after %d ms", timeout_ms);
+    if (idle)
+        return 0;
+    if (interrupted)
+        return err_set(err, ERR_CLOSED, "interrupted before the engine was idle");
+    return err_set(err, ERR_TIMEOUT, "the engine was still busy after %d ms", timeout_ms);
+}
+
+void flow_engine_interrupt(FlowEngine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->interrupted = true;
+    pthread_cond_broadcast(&e->idle_cond);
+    pthread_mutex_unlock(&e->mu);
 }

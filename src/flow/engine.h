@@ -29,6 +29,9 @@ void flow_engine_stop(FlowEngine *e);
  * horizon_ms 0 only those due already do. ERR_TIMEOUT after timeout_ms
  * (< 0: no limit). */
 int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, int64_t horizon_ms, Err *err);
+/* Makes flow_engine_wait_idle() return ERR_CLOSED at once (a signal came);
+ * safe from any thread. */
+void flow_engine_interrupt(FlowEngine *e);
 
 /* Operator actions. action is "retry", "skip" (a task in the inbox) or
  * "cancel" (any task not finished). ERR_NOTFOUND for an unknown task,

@@ -34,6 +34,7 @@ typedef struct FlowStepRun {
     const FlowWorkflow *wf;
     const FlowStepDef *step;
     int attempt;
+    int depth_max;           /* flow.depth_max: task.start stops there too */
     char key[CORE_ULID_LEN + FLOW_NAME_MAX + 2]; /* "TASK:STEP": for effects' idempotency */
     int depth;
     const char *subject;     /* the trigger event's subject, or NULL */

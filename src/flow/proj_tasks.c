@@ -220,7 +220,15 @@ static int task_store(Store *tx, TaskRow *t, const Event *ev, Err *err)
                   "ssisi", t->id, t->status, t->open_steps, ev->received_at, (int64_t)ended);
     if (rc < 0 || !ended || !t->key)
         return rc;
-    /* The key is free: the oldest queued task holding it starts. */
+    /* When no running task (or one in the inbox) holds the key any more, the
+     * oldest queued task with it starts; a queued task that ended (canceled)
+     * frees nothing. */
+    int64_t holders = 0;
+    if ((rc = store_query_int(tx,
+                              "SELECT count(*) FROM tasks WHERE concurrency_key = ?1"
+                              " AND status IN ('running', 'inbox')",
+                              t->key, 0, &holders, err)) < 0 || holders > 0)
+        return rc;
     StoreStmt *st;
     if ((rc = store_prepare(tx,
                             "SELECT id FROM tasks WHERE concurrency_key = ?1 AND status = 'queued'"
@@ -373,6 +381,7 @@ static void refused(const Event *ev, const TaskRow *t, const StepRow *s, const c
 /* The step an event names, with the checks every step event shares. */
 static int load_for_step(Store *tx, const json_t *d, TaskRow *t, StepRow **ret, Err *err)
 {
+    memset(t, 0, sizeof *t); /* task_row_done() must work whatever happens */
     const char *id = str(d, "task"), *sid = str(d, "step");
     if (!id || !sid)
         return 1;

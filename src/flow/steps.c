@@ -45,6 +45,8 @@ static int step_emit(FlowStepRun *r)
     const json_t *subj = json_object_get(r->inputs, "subject");
     if (!type || !ledger_type_valid(type, strlen(type)))
         return fail(r, false, "with.type: '%s' is not an event type", type ? type : "(none)");
+    if (ledger_type_reserved(type))
+        return fail(r, false, "with.type: '%s' is reserved for Bureau's own events", type);
     if (data && !json_is_object(data))
         return fail(r, false, "with.data: must be an object, not %s", core_json_type_name(data));
     if (subj && !json_is_null(subj) && !json_is_string(subj))
@@ -153,6 +155,9 @@ static int step_task_start(FlowStepRun *r)
         return fail(r, false, "with.workflow: no workflow named '%s'", name ? name : "(none)");
     if (w->n_steps == 0)
         return fail(r, false, "with.workflow: '%s' has no steps", name);
+    if (r->depth_max > 0 && r->depth + 1 > r->depth_max)
+        return fail(r, false, "the causal depth limit (%d) is reached: no task '%s' at depth %d",
+                    r->depth_max, name, r->depth + 1);
     json_t *input = json_object_get(r->inputs, "input");
     const json_t *ev = json_object_get(r->env, "event");
     int64_t trigger = json_integer_value(json_object_get(ev, "seq"));

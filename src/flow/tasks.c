@@ -46,6 +46,16 @@ static json_t *task_row(StoreStmt *st)
 int flow_tasks_list(Store *rd, const char *status, const char *workflow, int64_t limit,
                     json_t **ret, Err *err)
 {
+    static const char *const statuses[] = { "queued", "running", "inbox", "succeeded",
+                                            "failed", "canceled" };
+    bool known = !status;
+    for (size_t i = 0; !known && i < sizeof statuses / sizeof statuses[0]; i++)
+        known = !strcmp(status, statuses[i]);
+    if (!known)
+        return err_set(err, ERR_INVAL,
+                       "unknown status '%.32s' (queued, running, inbox, succeeded, failed, "
+                       "canceled)",
+                       status);
     StoreStmt *st;
     int rc = store_prepare(rd,
                            "SELECT " TASK_COLS " FROM tasks"

@@ -268,8 +268,9 @@ static const char *header(const IngestRequest *req, const char *name)
 static int body_type(const ConnectorConfig *c, const json_t *body, const char **ret, Err *err)
 {
     if (c->type) {
-        if (!ledger_type_valid(c->type, strlen(c->type)))
-            return err_set(err, ERR_CONFIG, "connector %s: type '%.64s' is not an event type",
+        if (!ledger_type_valid(c->type, strlen(c->type)) || ledger_type_reserved(c->type))
+            return err_set(err, ERR_CONFIG,
+                           "connector %s: type '%.64s' is not an event type a connector may use",
                            c->name, c->type);
         *ret = c->type;
         return 0;
@@ -288,6 +289,9 @@ static int body_type(const ConnectorConfig *c, const json_t *body, const char **
         return err_set(err, ERR_INVAL,
                        "body field '%s': '%.64s' is not an event type (lower-case words "
                        "joined by dots, e.g. lead.created)",
+                       c->type_field, json_string_value(v));
+    if (ledger_type_reserved(json_string_value(v)))
+        return err_set(err, ERR_INVAL, "body field '%s': '%.64s' is reserved for Bureau's own events",
                        c->type_field, json_string_value(v));
     *ret = json_string_value(v);
     return 0;

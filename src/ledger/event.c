@@ -12,6 +12,16 @@
 
 #define DEFAULT_MAX_DATA (1024 * 1024)
 
+bool ledger_type_reserved(const char *type)
+{
+    static const char *const prefixes[] = { "task.", "step.", "workflow.", "schedule.",
+                                            "operator." };
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (!strncmp(type, prefixes[i], strlen(prefixes[i])))
+            return true;
+    return false;
+}
+
 bool ledger_type_valid(const char *s, size_t len)
 {
     if (len == 0 || len > EVENT_TYPE_MAX || !(s[0] >= 'a' && s[0] <= 'z'))

@@ -83,6 +83,10 @@ int ledger_event_chain_hash_with(CoreSha256 *h, const Event *ev, const char *pre
 
 /* True when s names an event type: ^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$ */
 bool ledger_type_valid(const char *s, size_t len);
+/* Types only Bureau itself appends (task.*, step.*, workflow.*, schedule.*,
+ * operator.*): refused from the HTTP API, webhooks and workflow steps. The
+ * operator's own `bureau ingest` may append them. */
+bool ledger_type_reserved(const char *type);
 
 /* Checks the data of the shared event types of DESIGN.md (email.received,
  * form.submitted, payment.*, invoice.*, subscription.*, calendar.event.*,
