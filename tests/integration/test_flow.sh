@@ -320,6 +320,85 @@ rm "$D/agents/score.lua"
 run bureau --data "$D" workflows validate "$D/workflows/leads.yaml"
 expect_contains "with --data, a missing script is reported" "$RC $ERR" "score"
 
+# --- review cases: bad outcomes, reserved types, keys, sequential waits ----------
+cat >"$D/agents/huge.lua" <<'EOF'
+return string.rep("x", 1100000)
+EOF
+cat >"$D/workflows/huge.yaml" <<'EOF'
+name: huge
+on: { event: job.huge }
+steps:
+  - id: big
+    do: lua
+    with: { script: huge }
+    retry: { max: 3, backoff: 10ms, max_delay: 10ms }
+EOF
+cat >"$D/workflows/forger.yaml" <<'EOF'
+name: forger
+on: { event: job.forge }
+steps:
+  - id: forge
+    do: emit
+    with: { type: "{{ 'task' .. '.created' }}", data: {} }
+EOF
+ingest '{"type":"job.huge","source":"t","data":{}}'
+ingest '{"type":"job.forge","source":"t","data":{}}'
+check "bad outcomes: run" idle --wait-timers 10
+T=$(task_of huge)
+expect_eq "an output the ledger refuses fails the step for good (not retried)" \
+  "$(q "SELECT status FROM tasks WHERE id = '$T'") $(q "SELECT attempts FROM task_steps WHERE task_id = '$T'")" "failed 1"
+expect_contains "and says why" "$(q "SELECT error FROM task_steps WHERE task_id = '$T'")" "could not be recorded"
+T=$(task_of forger)
+expect_contains "an emit step may not forge Bureau's own events" \
+  "$(q "SELECT status || ' ' || error FROM task_steps WHERE task_id = '$T'")" "failed with.type: 'task.created' is reserved"
+printf '%s\n' '{"type":"step.failed","source":"x","data":{}}' | bureau --data "$D" ingest >/dev/null
+expect_eq "a malformed internal event is stored and changes nothing (no crash)" "$?" 0
+run bureau --data "$D" tasks --status nonsense
+expect_contains "an unknown status is an error" "$RC $ERR" "1 "
+
+# cancel a queued task: the key stays with the running one
+cat >"$D/workflows/keyed.yaml" <<'EOF'
+name: keyed
+on: { event: keyed.go }
+concurrency: "'k'"
+steps:
+  - id: hold
+    do: wait
+    with: { event: keyed.release, where: e.data.n == event.data.n }
+EOF
+printf '%s\n' '{"type":"keyed.go","source":"t","data":{"n":1}}' \
+  '{"type":"keyed.go","source":"t","data":{"n":2}}' \
+  '{"type":"keyed.go","source":"t","data":{"n":3}}' | bureau --data "$D" ingest --bulk >/dev/null
+check "keyed: run" idle
+K2=$(q "SELECT id FROM tasks WHERE workflow = 'keyed' ORDER BY created_seq LIMIT 1 OFFSET 1")
+check "cancel the second (queued) task" bureau --data "$D" task cancel "$K2"
+expect_eq "the key stays with the first: one running, one queued" \
+  "$(q "SELECT group_concat(status, ',') FROM (SELECT status FROM tasks WHERE workflow = 'keyed' ORDER BY created_seq)")" \
+  "running,canceled,queued"
+
+# two waits in a row on one event type take two events
+cat >"$D/workflows/twowaits.yaml" <<'EOF'
+name: twowaits
+on: { event: chat.start }
+steps:
+  - id: first
+    do: wait
+    with: { event: chat.msg }
+  - id: second
+    do: wait
+    with: { event: chat.msg }
+EOF
+ingest '{"type":"chat.start","source":"t","data":{}}'
+ingest '{"type":"chat.msg","source":"t","data":{"n":1}}'
+check "two waits: run" idle
+T=$(task_of twowaits)
+expect_eq "the second wait does not take the event the first took" \
+  "$(step_status "$T" first) $(step_status "$T" second)" "succeeded waiting"
+ingest '{"type":"chat.msg","source":"t","data":{"n":2}}'
+check "two waits: run again" idle
+expect_eq "it takes the next one" \
+  "$(q "SELECT json_extract(output, '\$.event.data.n') FROM task_steps WHERE task_id = '$T' AND step_id = 'second'")" 2
+
 # --- the HTTP API, with the engine inside `bureau serve` ------------------------
 TOKEN=$(bureau --data "$D" token create --name flow-test)
 AUTH=(-H "Authorization: Bearer $TOKEN")
@@ -327,6 +406,10 @@ serve_start "$D" --listen 127.0.0.1:0 --log-level debug || not_ok "serve starts"
 http POST /v1/events "${AUTH[@]}" -H 'Content-Type: application/json' \
   -d '{"type":"job.broken","source":"api","data":{}}'
 expect_eq "an event through the API" "$CODE" 201
+http POST /v1/events "${AUTH[@]}" -H 'Content-Type: application/json' \
+  -d '{"type":"task.action","source":"api","data":{"task":"x","action":"cancel"}}'
+expect_eq "Bureau's own event types are refused from the API" \
+  "$CODE $(jget "$BODY" '$.detail' | grep -c reserved)" "400 1"
 # the runner inside serve records the failing step; its debug line says when
 # (tail -f wakes on the write; bounded by timeout)
 exec {TAIL}< <(exec tail -n +1 -f "$SRV_LOG")
