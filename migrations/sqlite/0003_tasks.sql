@@ -13,10 +13,9 @@ CREATE TABLE tasks (
     concurrency_key TEXT,
     input           TEXT,           -- JSON or NULL
     created_at      TEXT NOT NULL,
-    updated_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,  -- the last change of status
     finished_at     TEXT,
-    error           TEXT,
-    open_steps      INTEGER NOT NULL
+    error           TEXT
 );
 CREATE INDEX tasks_status ON tasks(status, created_seq);
 CREATE INDEX tasks_workflow ON tasks(workflow, created_seq);

@@ -62,7 +62,7 @@ typedef struct TaskRow {
     char id[CORE_ULID_LEN + 1];
     char status[16];
     char *key; /* concurrency key or NULL */
-    int64_t open_steps;
+    char loaded[16]; /* the status as stored: the row is written only when it changes */
     StepRow *steps;
     size_t n;
 } TaskRow;
@@ -84,7 +84,7 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
 {
     memset(t, 0, sizeof *t);
     StoreStmt *st;
-    int rc = store_prepare(tx, "SELECT status, concurrency_key, open_steps FROM tasks WHERE id = ?1",
+    int rc = store_prepare(tx, "SELECT status, concurrency_key FROM tasks WHERE id = ?1",
                            &st, err);
     if (rc < 0)
         return rc;
@@ -95,7 +95,7 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
         snprintf(t->status, sizeof t->status, "%s", store_col_text(st, 0, NULL));
         const char *k = store_col_text(st, 1, NULL);
         t->key = k ? xstrdup(k) : NULL;
-        t->open_steps = store_col_int(st, 2);
+        snprintf(t->loaded, sizeof t->loaded, "%s", t->status);
     }
     store_stmt_done(st);
     if (rc < 0)
@@ -181,7 +181,6 @@ static void propagate(TaskRow *t)
                 continue;
             if (upstream_skip && !s->has_if) {
                 set_skipped(s, "upstream");
-                t->open_steps--;
                 again = true;
             } else {
                 set_status(s, "ready");
@@ -209,15 +208,19 @@ static int task_store(Store *tx, TaskRow *t, const Event *ev, Err *err)
     }
     if (rc < 0)
         return rc;
-    bool finishing = t->open_steps <= 0 && !strcmp(t->status, "running");
-    if (finishing)
+    size_t open = 0;
+    for (size_t i = 0; i < t->n; i++)
+        open += !settled(t->steps[i].status);
+    if (open == 0 && !strcmp(t->status, "running"))
         snprintf(t->status, sizeof t->status, "succeeded");
     bool ended = settled(t->status);
+    if (!strcmp(t->status, t->loaded)) /* most step events leave the task as it was */
+        return rc;
     rc = sql_exec(tx, err,
-                  "UPDATE tasks SET status = ?2, open_steps = ?3, updated_at = ?4,"
-                  " finished_at = CASE WHEN ?5 THEN coalesce(finished_at, ?4) ELSE finished_at END"
+                  "UPDATE tasks SET status = ?2, updated_at = ?3,"
+                  " finished_at = CASE WHEN ?4 THEN coalesce(finished_at, ?3) ELSE finished_at END"
                   " WHERE id = ?1",
-                  "ssisi", t->id, t->status, t->open_steps, ev->received_at, (int64_t)ended);
+                  "sssi", t->id, t->status, ev->received_at, (int64_t)ended);
     if (rc < 0 || !ended || !t->key)
         return rc;
     /* When no running task (or one in the inbox) holds the key any more, the
@@ -261,7 +264,6 @@ static void end_task(TaskRow *t, const char *status)
     for (size_t i = 0; i < t->n; i++)
         if (!settled(t->steps[i].status))
             set_status(&t->steps[i], "canceled");
-    t->open_steps = 0;
     snprintf(t->status, sizeof t->status, "%s", status);
 }
 
@@ -350,12 +352,12 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
     char *input_text = input && !json_is_null(input) ? json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     rc = sql_exec(tx, err,
                   "INSERT INTO tasks(id, workflow, version, status, trigger_seq, created_seq, depth,"
-                  " concurrency_key, input, created_at, updated_at, open_steps)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
-                  "ssssiiisssi", id, wf, version, queued ? "queued" : "running",
+                  " concurrency_key, input, created_at, updated_at)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                  "ssssiiisss", id, wf, version, queued ? "queued" : "running",
                   (int64_t)json_integer_value(json_object_get(d, "trigger_seq")), ev->seq,
                   (int64_t)json_integer_value(json_object_get(d, "depth")), key, input_text,
-                  ev->received_at, n_steps);
+                  ev->received_at);
     free(input_text);
     if (rc == 0)
         rc = sql_exec(tx, err,
@@ -420,7 +422,6 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
     }
     if (!strcmp(type, "step.skipped")) {
         set_skipped(s, "condition");
-        t.open_steps--;
         rc = sql_exec(tx, err,
                       "UPDATE task_steps SET error = ?3, wake_at = NULL, wait_kind = NULL"
                       " WHERE task_id = ?1 AND step_id = ?2",
@@ -444,7 +445,6 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
                       "ssisss", t.id, s->id, k, out, started, finished ? finished : ev->received_at);
         free(out);
         snprintf(s->status, sizeof s->status, "succeeded"); /* written above */
-        t.open_steps--;
     } else if (!strcmp(type, "step.waiting")) {
         const char *kind = str(d, "kind");
         rc = sql_exec(tx, err,
@@ -484,10 +484,8 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
             snprintf(t.status, sizeof t.status, "inbox");
         } else if (on_error && !strcmp(on_error, "continue")) {
             set_status(s, "failed");
-            t.open_steps--;
         } else {
             set_status(s, "failed");
-            t.open_steps--;
             end_task(&t, "failed");
             rc = sql_exec(tx, err, "UPDATE tasks SET error = ?2 WHERE id = ?1", "ss", t.id,
                           error ? error : "step failed");
@@ -543,7 +541,6 @@ static int apply_action(Store *tx, const Event *ev, const json_t *d, Err *err)
             s->changed = false; /* stays waiting: due now */
         } else {
             set_skipped(s, "operator");
-            t.open_steps--;
         }
     }
     store_stmt_done(st);
