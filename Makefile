@@ -55,6 +55,7 @@ fuzz: $(FUZZ_BUILD)/build.ninja
 	@for f in $(FUZZ_BUILD)/fuzz_*; do \
 	  [ -f "$$f" ] && [ -x "$$f" ] || continue; \
 	  n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ_BUILD)/corpus-$$n tests/fuzz/seeds/$$n || exit 1; \
 	done
 

@@ -165,26 +165,53 @@ const char *core_json_type_name(const json_t *v)
     return "unknown";
 }
 
+/* The length of the valid UTF-8 sequence at p (at most n bytes), 0 when
+ * there is none: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    size_t k = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+             : (*p & 0xf8) == 0xf0 ? 4 : 0;
+    if (k == 0 || k > n || (k == 2 && *p < 0xc2) || (k == 4 && *p > 0xf4))
+        return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if (k == 3) {
+        unsigned cp = ((p[0] & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
+        if (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+    } else if (k == 4) {
+        unsigned cp = ((p[0] & 0x07u) << 18) | ((p[1] & 0x3fu) << 12);
+        if (cp < 0x10000 || cp > 0x10ffff)
+            return 0;
+    }
+    return k;
+}
+
+bool core_utf8_valid(const char *s, size_t len, size_t *ret_bad)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(p + i, len - i);
+        if (k == 0) {
+            if (ret_bad)
+                *ret_bad = i;
+            return false;
+        }
+        i += k;
+    }
+    return true;
+}
+
 void core_utf8_sanitize(char *s)
 {
     unsigned char *p = (unsigned char *)s;
+    size_t n = strlen(s);
     while (*p) {
-        int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
-              : (*p & 0xf8) == 0xf0 ? 4 : 0;
-        bool ok = n > 0 && !(n == 2 && *p < 0xc2) && !(n == 4 && *p > 0xf4);
-        for (int i = 1; ok && i < n; i++)
-            ok = (p[i] & 0xc0) == 0x80;
-        if (ok && n == 3) { /* no overlong forms, no surrogates */
-            unsigned cp = ((p[0] & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
-            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
-        } else if (ok && n == 4) {
-            unsigned cp = ((p[0] & 0x07u) << 18) | ((p[1] & 0x3fu) << 12);
-            ok = cp >= 0x10000 && cp <= 0x10ffff;
-        }
-        if (!ok) {
-            *p++ = '?';
-            continue;
-        }
-        p += n;
+        size_t k = utf8_seq(p, n);
+        if (k == 0)
+            k = 1, *p = '?';
+        p += k;
+        n -= k;
     }
 }

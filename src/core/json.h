@@ -6,6 +6,7 @@
 #define BUREAU_CORE_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/buf.h"
@@ -29,5 +30,8 @@ const char *core_json_type_name(const json_t *v);
 /* Replaces, in place, every byte of s that is not part of valid UTF-8 with
  * '?', so that text cut short or taken from a request can go into JSON. */
 void core_utf8_sanitize(char *s);
+/* Whether s[0..len) is valid UTF-8; if not, *ret_bad (may be NULL) is the
+ * offset of the first byte that is not. */
+bool core_utf8_valid(const char *s, size_t len, size_t *ret_bad);
 
 #endif

@@ -1,6 +1,8 @@
 /* YAML documents with positioned syntax errors (yaml.h). */
 #include "core/yaml.h"
 
+#include "core/json.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,22 @@ static const char *diag_message(char *text, int *line, int *col)
 int core_yaml_build(const char *text, size_t len, struct fy_document **ret, int *ret_line,
                     int *ret_col, Err *err)
 {
+    /* YAML is UTF-8; libfyaml 0.8 can also loop forever on some invalid
+     * bytes (a directive followed by 0xff), so they never reach it. */
+    size_t bad = 0;
+    if (!core_utf8_valid(text, len, &bad)) {
+        int line = 1, col = 1;
+        for (size_t i = 0; i < bad; i++) {
+            if (text[i] == '\n')
+                line++, col = 1;
+            else if (((unsigned char)text[i] & 0xc0) != 0x80)
+                col++;
+        }
+        *ret_line = line;
+        *ret_col = col;
+        return err_set(err, ERR_INVAL, "not valid UTF-8 (byte 0x%02x at offset %zu)",
+                       (unsigned char)text[bad], bad);
+    }
     char *diag_text = NULL;
     size_t diag_len = 0;
     FILE *ms = open_memstream(&diag_text, &diag_len);
