@@ -982,8 +982,7 @@ static int follow_one(void *ctx, const Event *ev)
     /* Only what can change a wait or a schedule: a wait on an event
      * starting, anything ending a step or task that has a wait, workflows
      * switched on or off, and events a wait is looking for. */
-    bool want = !strncmp(ev->type, "workflow.", 9) ||
-                (!strcmp(ev->type, "step.waiting") && strstr(ev->data, "\"kind\":\"event\"")) ||
+    bool want = !strncmp(ev->type, "workflow.", 9) || !strcmp(ev->type, "step.waiting") ||
                 (e->waiters && (!strncmp(ev->type, "step.", 5) || !strcmp(ev->type, "task.action")));
     for (Waiter *w = e->waiters; w && !want; w = w->next)
         want = ev->seq > w->trigger_seq && type_matches(w->type, ev->type);
@@ -1004,7 +1003,7 @@ static void follow(FlowEngine *e)
     for (;;) {
         int64_t before = e->seen;
         Follow f = { .e = e };
-        LedgerFilter lf = { .after_seq = e->seen, .limit = FOLLOW_BATCH };
+        LedgerFilter lf = { .after_seq = e->seen, .limit = FOLLOW_BATCH, .headers_only = true };
         if (ledger_read(e->rd, &lf, follow_one, &f, &err) < 0)
             log_error("runner follow", json_pack("{s:s}", "error", err.msg));
         for (size_t i = 0; i < f.n; i++) {

@@ -121,6 +121,7 @@ typedef struct LedgerFilter {
     const char *subject; /* NULL: any */
     int64_t after_seq;   /* events with seq > after_seq */
     int64_t limit;       /* <= 0: no limit */
+    bool headers_only;   /* data is left empty (""): for readers that look at types */
 } LedgerFilter;
 
 /* Calls fn for each matching event in seq order; fn returns 0 to go on, >0 to

@@ -35,7 +35,11 @@ int ledger_read(Store *s, const LedgerFilter *f, int (*fn)(void *ctx, const Even
     /* One SQL text per combination of filters, so that each uses its index. */
     Buf sql;
     buf_init(&sql, 0);
-    buf_puts(&sql, "SELECT " LEDGER_EVENT_COLUMNS " FROM events WHERE seq > ?1");
+    buf_puts(&sql, f->headers_only
+                       ? "SELECT seq, id, type, source, subject, occurred_at, received_at, consent,"
+                         " idempotency_key, trace_id, '', data_hash, prev_hash, hash"
+                         " FROM events WHERE seq > ?1"
+                       : "SELECT " LEDGER_EVENT_COLUMNS " FROM events WHERE seq > ?1");
     if (f->type)
         buf_puts(&sql, " AND type = ?2");
     if (f->source)
