@@ -1167,11 +1167,14 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
     for (size_t i = 0; i < n; i++)
         *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
     free(d);
-    /* 3. due timers: retries, ended waits */
+    /* 3. due timers of running tasks: retries, ended waits (a task in the
+     * inbox holds all of its steps until the operator acts) */
     n = collect(e,
-                "SELECT task_id, step_id, attempts, wait_kind FROM task_steps"
-                " WHERE status = 'waiting' AND wake_at <= ?1"
-                " AND wait_kind IN ('retry', 'duration', 'event') LIMIT 256",
+                "SELECT s.task_id, s.step_id, s.attempts, s.wait_kind FROM task_steps s"
+                " JOIN tasks t ON t.id = s.task_id"
+                " WHERE s.status = 'waiting' AND s.wake_at <= ?1"
+                " AND s.wait_kind IN ('retry', 'duration', 'event') AND t.status = 'running'"
+                " LIMIT 256",
                 now_s, &d);
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(d[i].kind, "retry")) {
@@ -1219,8 +1222,9 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
     /* 5. the next timer */
     StoreStmt *st;
     if (store_prepare(e->rd,
-                      "SELECT min(wake_at) FROM task_steps WHERE status = 'waiting'"
-                      " AND wait_kind IN ('retry', 'duration', 'event') AND wake_at IS NOT NULL",
+                      "SELECT min(s.wake_at) FROM task_steps s JOIN tasks t ON t.id = s.task_id"
+                      " WHERE s.status = 'waiting' AND s.wait_kind IN ('retry', 'duration', 'event')"
+                      " AND s.wake_at IS NOT NULL AND t.status = 'running'",
                       &st, &err) == 0) {
         if (store_step(st, &err) == STORE_ROW) {
             size_t len;
