@@ -44,7 +44,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "bench/machine.h"
+#include "bench/bench_util.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -117,31 +117,6 @@ static int64_t expected_total(int64_t n)
 
 /* ---- small helpers ---- */
 
-static double now_s(void)
-{
-    return (double)core_time_mono_ns() / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path) < 0 ? -1 : 0;
-}
-
-static void rm_tree(const char *dir)
-{
-    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
-        fprintf(stderr, "bench_flow: could not remove %s: %s\n", dir, strerror(errno));
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -185,7 +160,7 @@ static int query_int(Store *rd, const char *sql, int64_t *ret, Err *err)
     return rc < 0 ? rc : 0;
 }
 
-/* ---- machine details: bench/machine.h ---- */
+/* ---- machine details: bench/bench_util.h ---- */
 
 static void print_machine(const char *dir, int tasks, int workers)
 {

@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench/machine.h"
+#include "bench/bench_util.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -287,31 +287,6 @@ static IoCount io_since(IoCount a)
 
 /* ---- small helpers ---- */
 
-static double now_s(void)
-{
-    return (double)core_time_mono_ns() / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path) < 0 ? -1 : 0;
-}
-
-static void rm_tree(const char *dir)
-{
-    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
-        fprintf(stderr, "bench_ledger: could not remove %s: %s\n", dir, strerror(errno));
-}
-
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -355,7 +330,7 @@ static int db_precreate(const char *path, Err *err)
     return rc;
 }
 
-/* ---- machine details: bench/machine.h ---- */
+/* ---- machine details: bench/bench_util.h ---- */
 
 static void print_machine(const char *dir, double seconds)
 {

@@ -1256,18 +1256,27 @@ static int render_one(Render *r, const char *tmpl, json_t **ret, Err *err)
     return 0;
 }
 
-int flow_lua_render(FlowLua *F, const char *tmpl, const char *chunk, const json_t *env,
-                    json_t **ret, Err *err)
+static int render_value(Render *r, const json_t *in, int depth, json_t **ret, Err *err);
+
+/* One rendering call: a template string (tmpl) or a JSON value (in). */
+static int render(FlowLua *F, const char *tmpl, const json_t *in, const char *chunk,
+                  const json_t *env, json_t **ret, Err *err)
 {
     Render r = { .F = F, .chunk = chunk, .env = env };
     buf_init(&r.out, F->mem_max);
     int top = lua_gettop(F->L);
     int rc = call_begin(F, err);
     if (rc == 0)
-        rc = render_one(&r, tmpl, ret, err);
+        rc = tmpl ? render_one(&r, tmpl, ret, err) : render_value(&r, in, 0, ret, err);
     call_end(F, top);
     buf_done(&r.out);
     return rc;
+}
+
+int flow_lua_render(FlowLua *F, const char *tmpl, const char *chunk, const json_t *env,
+                    json_t **ret, Err *err)
+{
+    return render(F, tmpl, NULL, chunk, env, ret, err);
 }
 
 static int render_value(Render *r, const json_t *in, int depth, json_t **ret, Err *err)
@@ -1320,15 +1329,7 @@ static int render_value(Render *r, const json_t *in, int depth, json_t **ret, Er
 int flow_lua_render_json(FlowLua *F, const json_t *in, const char *chunk, const json_t *env,
                          json_t **ret, Err *err)
 {
-    Render r = { .F = F, .chunk = chunk, .env = env };
-    buf_init(&r.out, F->mem_max);
-    int top = lua_gettop(F->L);
-    int rc = call_begin(F, err);
-    if (rc == 0)
-        rc = render_value(&r, in, 0, ret, err);
-    call_end(F, top);
-    buf_done(&r.out);
-    return rc;
+    return render(F, NULL, in, chunk, env, ret, err);
 }
 
 /* ---- syntax checks -------------------------------------------------------------- */

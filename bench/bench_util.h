@@ -1,10 +1,43 @@
-/* Shared by the benchmarks: the machine details printed with every result. */
-#ifndef BUREAU_BENCH_MACHINE_H
-#define BUREAU_BENCH_MACHINE_H
+/* Shared by the benchmarks: clocks, cleaning up, and the machine details
+ * printed with every result. */
+#ifndef BUREAU_BENCH_UTIL_H
+#define BUREAU_BENCH_UTIL_H
 
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
+
+#include "core/clock.h"
+
+static inline double now_s(void)
+{
+    return (double)core_time_mono_ns() / 1e9;
+}
+
+/* Process CPU time (user + system, every thread), in seconds. */
+static inline double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static inline int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path) < 0 ? -1 : 0;
+}
+
+static inline void rm_tree(const char *dir)
+{
+    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
+        fprintf(stderr, "bench: could not remove %s: %s\n", dir, strerror(errno));
+}
 
 static void cpu_model(char *out, size_t cap)
 {
