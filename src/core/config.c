@@ -56,6 +56,22 @@ const char core_config_default_yaml[] =
     "#   lua_memory_bytes: 16777216  # per Lua state\n"
     "#   lua_instructions: 1000000   # per evaluation\n"
     "\n"
+    "# smtp:                        # email.send (sent only in production mode)\n"
+    "#   url: smtp://mail.example.com:587   # STARTTLS; or smtps://HOST:465\n"
+    "#   from: you@example.com\n"
+    "#   user: you@example.com\n"
+    "#   password_env: BUREAU_SMTP_PASSWORD\n"
+    "#   starttls: required          # required | try | never (smtp:// only)\n"
+    "#   ca_file: /etc/ssl/certs/ca-certificates.crt   # default: the system's\n"
+    "#   timeout_s: 30\n"
+    "#   undo_window_s: 0            # hold approved mail this long (cancel from the inbox)\n"
+    "\n"
+    "# outbox:                      # delivery of effects\n"
+    "#   max_attempts: 8             # then the effect fails for good (inbox)\n"
+    "#   backoff_ms: 5000            # first retry delay, doubled each time\n"
+    "#   max_delay_ms: 3600000\n"
+    "#   webhook_timeout_s: 30\n"
+    "\n"
     "# connectors:                  # served at POST /hooks/NAME\n"
     "#   - name: site-hook\n"
     "#     kind: webhook             # generic JSON, HMAC-SHA256 of the body\n"
@@ -102,6 +118,11 @@ void core_config_defaults(Config *cfg)
     cfg->flow_depth_max = 8;
     cfg->lua_memory_bytes = 16 * 1024 * 1024;
     cfg->lua_instructions = 1000000;
+    cfg->smtp_timeout_s = 30;
+    cfg->outbox_max_attempts = 8;
+    cfg->outbox_backoff_ms = 5000;
+    cfg->outbox_max_delay_ms = 3600000;
+    cfg->webhook_timeout_s = 30;
 }
 
 static void connector_free(ConnectorConfig *c)
@@ -150,6 +171,7 @@ static const char *const durability_values[] = { "full", "normal", NULL };
 static const char *const level_values[] = { "debug", "info", "warn", "error", "off", NULL };
 static const char *const consent_values[] = { "none", "transactional", "marketing", NULL };
 static const char *const kind_values[] = { "webhook", "stripe", "form", NULL };
+static const char *const starttls_values[] = { "required", "try", "never", NULL };
 
 #define C(m) offsetof(Config, m)
 static const KeyDef keys[] = {
@@ -172,6 +194,18 @@ static const KeyDef keys[] = {
     { "flow", "depth_max", KEY_INT, 1, 100, NULL, C(flow_depth_max) },
     { "flow", "lua_memory_bytes", KEY_SIZE, 1 << 20, 1LL << 30, NULL, C(lua_memory_bytes) },
     { "flow", "lua_instructions", KEY_INT, 1000, 1000000000, NULL, C(lua_instructions) },
+    { "smtp", "url", KEY_BUF, 0, 511, NULL, C(smtp_url) },
+    { "smtp", "from", KEY_BUF, 0, 320, NULL, C(smtp_from) },
+    { "smtp", "user", KEY_BUF, 0, 256, NULL, C(smtp_user) },
+    { "smtp", "password_env", KEY_BUF, 0, 128, NULL, C(smtp_password_env) },
+    { "smtp", "ca_file", KEY_BUF, 0, 1023, NULL, C(smtp_ca_file) },
+    { "smtp", "starttls", KEY_ENUM, 0, 0, starttls_values, C(smtp_starttls) },
+    { "smtp", "timeout_s", KEY_INT, 1, 3600, NULL, C(smtp_timeout_s) },
+    { "smtp", "undo_window_s", KEY_INT, 0, 86400, NULL, C(smtp_undo_window_s) },
+    { "outbox", "max_attempts", KEY_INT, 1, 1000, NULL, C(outbox_max_attempts) },
+    { "outbox", "backoff_ms", KEY_INT, 10, 86400000, NULL, C(outbox_backoff_ms) },
+    { "outbox", "max_delay_ms", KEY_INT, 10, 604800000, NULL, C(outbox_max_delay_ms) },
+    { "outbox", "webhook_timeout_s", KEY_INT, 1, 3600, NULL, C(webhook_timeout_s) },
 };
 #undef C
 

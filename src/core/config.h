@@ -67,6 +67,20 @@ typedef struct Config {
     int flow_depth_max;       /* flow.depth_max: causal depth limit, default 8 */
     size_t lua_memory_bytes;  /* flow.lua_memory_bytes, default 16 MiB */
     int lua_instructions;     /* flow.lua_instructions per evaluation, default 1e6 */
+    /* smtp: (email.send; empty url: mail cannot be delivered, only captured) */
+    char smtp_url[512];       /* smtp.url: smtp://HOST:PORT (STARTTLS) or smtps://HOST:PORT */
+    char smtp_from[321];      /* smtp.from: the From address of every mail */
+    char smtp_user[257];      /* smtp.user: login, or empty */
+    char smtp_password_env[129]; /* smtp.password_env: variable holding the password */
+    char smtp_ca_file[1024];  /* smtp.ca_file: CA bundle to verify the server, or empty */
+    int smtp_starttls;        /* smtp.starttls: 0 required (default), 1 try, 2 never */
+    int smtp_timeout_s;       /* smtp.timeout_s: one delivery, default 30 */
+    int smtp_undo_window_s;   /* smtp.undo_window_s: approved mail held this long, default 0 */
+    /* outbox: */
+    int outbox_max_attempts;  /* outbox.max_attempts before an effect fails for good, default 8 */
+    int outbox_backoff_ms;    /* outbox.backoff_ms: first retry delay, doubled, default 5000 */
+    int outbox_max_delay_ms;  /* outbox.max_delay_ms: cap of the delay, default 3600000 */
+    int webhook_timeout_s;    /* outbox.webhook_timeout_s: one webhook.post, default 30 */
     /* connectors: */
     ConnectorConfig *connectors;
     size_t n_connectors;
