@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "flow/engine_int.h"
+#include "flow/outbox.h"
 #include "ledger/reactor.h"
 
 #define RUNNER_LEASE "runner"
@@ -29,6 +30,7 @@ typedef struct Job {
     char task[CORE_ULID_LEN + 1];
     char step[FLOW_NAME_MAX + 1];
     int attempt;
+    bool resume; /* the approval or effect the step waits for has an outcome */
     struct Job *next;
 } Job;
 
@@ -74,6 +76,9 @@ struct FlowEngine {
     json_t *dispatched; /* "task/step" -> true, while queued, running or being appended */
     size_t inflight;
     bool idle;
+    int64_t idle_head;   /* the head the runner was idle at */
+    int64_t outbox_head; /* the head the outbox was idle at, -1 while busy */
+    FlowOutbox *outbox;
     bool interrupted;
     int64_t horizon_ms; /* timers due within this count as work for idleness */
     bool workers_stop;
@@ -569,7 +574,8 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
     FlowStepRun run = { .data_dir = e->data_dir, .task_id = j->task, .wf = c.wf, .step = s, .rd = rd,
                         .attempt = j->attempt, .depth = c.depth, .subject = c.subject,
                         .env = c.env, .lua = lua, .catalog = &e->cat,
-                        .limits = ledger_limits(e->l), .now_ms = started };
+                        .limits = ledger_limits(e->l), .now_ms = started, .cfg = &e->cfg,
+                        .resume = j->resume };
     snprintf(run.key, sizeof run.key, "%s:%s", j->task, j->step);
     run.depth_max = e->cfg.flow_depth_max;
     char chunk[2 * FLOW_NAME_MAX + 16];
@@ -579,7 +585,7 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
         snprintf(run.error, sizeof run.error, "step '%s' is not in the task's definition", j->step);
         goto record;
     }
-    if (s->if_expr) {
+    if (s->if_expr && !j->resume) { /* it held when the step began */
         bool yes = false;
         snprintf(chunk, sizeof chunk, "%s:steps.%s.if", c.wf->name, s->id);
         if (flow_lua_test(lua, s->if_expr, chunk, c.env, &yes, &err) < 0) {
@@ -636,6 +642,8 @@ record:;
                       "started_at", started_s, "finished_at", finished_s);
         snprintf(key, sizeof key, "step.completed:%s:%s", j->task, j->step);
         json_object_set_new(d, "random_u32", json_integer(rnd)); /* exact, cheap to print */
+        if (json_object_size(inputs) > 0) /* for the trace: what the step was given */
+            json_object_set(d, "inputs", inputs);
         own = step_event_why(e, "step.completed", c.wf->name, c.subject, d, key, &why);
     } else if (run.outcome == FLOW_WAIT) {
         d = json_pack("{s:s, s:s, s:i, s:s, s:s}", "task", j->task, "step", j->step, "attempt",
@@ -649,8 +657,24 @@ record:;
             json_object_set_new(d, "event", json_string(run.wait_event));
         if (run.wait_where)
             json_object_set_new(d, "where", json_string(run.wait_where));
-        snprintf(key, sizeof key, "step.waiting:%s:%s:%d", j->task, j->step, j->attempt);
+        /* a step may wait twice in one attempt (an approval, then its effect) */
+        if (j->resume)
+            snprintf(key, sizeof key, "step.waiting:%s:%s:%d:%s:%lld", j->task, j->step,
+                     j->attempt, run.wait_kind, (long long)started);
+        else
+            snprintf(key, sizeof key, "step.waiting:%s:%s:%d:%s", j->task, j->step, j->attempt,
+                     run.wait_kind);
         own = step_event_why(e, "step.waiting", c.wf->name, c.subject, d, key, &why);
+    } else if (run.outcome == FLOW_SKIP) {
+        d = json_pack("{s:s, s:s, s:i, s:s, s:s, s:O}", "task", j->task, "step", j->step,
+                      "attempt", j->attempt, "skip", run.skip ? run.skip : "operator", "reason",
+                      run.skip && !strcmp(run.skip, "rejected") ? "rejected by the operator"
+                                                                : "canceled by the operator",
+                      "output", run.output ? run.output : json_null());
+        if (run.skip_goto[0])
+            json_object_set_new(d, "goto", json_string(run.skip_goto));
+        snprintf(key, sizeof key, "step.skipped:%s:%s", j->task, j->step);
+        own = step_event_why(e, "step.skipped", c.wf->name, c.subject, d, key, &why);
     }
     if (run.outcome != FLOW_FAIL && !own) {
         /* An outcome the ledger refuses would be run again forever: the step
@@ -665,8 +689,8 @@ record:;
     if (run.outcome == FLOW_FAIL) {
         bool again = run.retryable && s && j->attempt <= s->retry_max;
         const char *on_error = !s ? "fail"
-                             : s->on_error == FLOW_ON_ERROR_INBOX    ? "inbox"
                              : s->on_error == FLOW_ON_ERROR_CONTINUE ? "continue"
+                             : s->on_error == FLOW_ON_ERROR_INBOX || run.force_inbox ? "inbox"
                                                                       : "fail";
         d = json_pack("{s:s, s:s, s:i, s:s, s:b, s:b, s:s, s:s, s:s}", "task", j->task, "step",
                       j->step, "attempt", j->attempt, "error", run.error, "retryable",
@@ -694,6 +718,15 @@ record:;
     }
     if (own)
         evs[n++] = own;
+    if (own && run.then_action) { /* a rejection cancels or compensates the task */
+        evs = xrealloc(evs, (n + 1) * sizeof *evs);
+        d = json_pack("{s:s, s:s, s:s, s:s}", "task", j->task, "action", run.then_action, "by",
+                      "approval", "step", j->step);
+        snprintf(key, sizeof key, "task.action:%s:%s:rejected", j->task, j->step);
+        Event *act = step_event(e, "task.action", c.wf->name, c.subject, d, key);
+        if (act)
+            evs[n++] = act;
+    }
     submit(e, j->task, j->step, false, evs, n);
     free(evs);
     json_decref(inputs);
@@ -734,7 +767,8 @@ static void *worker_main(void *arg)
 }
 
 /* Queues a job unless the step is already dispatched. */
-static bool dispatch(FlowEngine *e, const char *task, const char *step, int attempt)
+static bool dispatch_job(FlowEngine *e, const char *task, const char *step, int attempt,
+                         bool resume)
 {
     char key[DISPATCH_KEY_MAX];
     dispatch_key(key, task, step, false);
@@ -749,6 +783,7 @@ static bool dispatch(FlowEngine *e, const char *task, const char *step, int atte
     snprintf(j->task, sizeof j->task, "%s", task);
     snprintf(j->step, sizeof j->step, "%s", step);
     j->attempt = attempt;
+    j->resume = resume;
     if (e->q_last)
         e->q_last->next = j;
     else
@@ -757,6 +792,11 @@ static bool dispatch(FlowEngine *e, const char *task, const char *step, int atte
     pthread_cond_signal(&e->job_cond);
     pthread_mutex_unlock(&e->mu);
     return true;
+}
+
+static bool dispatch(FlowEngine *e, const char *task, const char *step, int attempt)
+{
+    return dispatch_job(e, task, step, attempt, false);
 }
 
 /* Marks a step dispatched for an outcome the runner appends itself. */
@@ -941,7 +981,7 @@ static void handle_event(FlowEngine *e, const Event *ev)
              * (canceled, or failed by a step with on_error: fail) */
             const char *act = json_string_value(json_object_get(d, "action"));
             const char *on_error = json_string_value(json_object_get(d, "on_error"));
-            bool task_ends = action ? act && !strcmp(act, "cancel")
+            bool task_ends = action ? act && (!strcmp(act, "cancel") || !strcmp(act, "compensate"))
                                     : !strcmp(ev->type, "step.failed") &&
                                           json_is_true(json_object_get(d, "final")) &&
                                           (!on_error || !strcmp(on_error, "fail"));
@@ -1146,6 +1186,64 @@ static size_t collect(FlowEngine *e, const char *sql, const char *now, Due **ret
     return n;
 }
 
+/* An approval's deadline passed: remind (again after the same time) or
+ * escalate, as the step says. Returns whether anything was appended. */
+static bool approval_overdue(FlowEngine *e, const char *task, const char *step)
+{
+    StoreStmt *st;
+    Err err = { 0 };
+    if (store_prepare(e->rd,
+                      "SELECT id, on_deadline, deadline, requested_at, reminders FROM approvals"
+                      " WHERE task_id = ?1 AND step_id = ?2 AND status = 'pending'"
+                      " ORDER BY requested_seq DESC LIMIT 1",
+                      &st, &err) < 0)
+        return false;
+    store_bind_text(st, 1, task, strlen(task));
+    store_bind_text(st, 2, step, strlen(step));
+    char id[CORE_ULID_LEN + 1] = "", how[16] = "", deadline[CORE_TIME_LEN + 1] = "",
+         asked[CORE_TIME_LEN + 1] = "";
+    int64_t reminders = 0;
+    if (store_step(st, &err) == STORE_ROW) {
+        const char *h = store_col_text(st, 1, NULL), *dl = store_col_text(st, 2, NULL);
+        snprintf(id, sizeof id, "%s", store_col_text(st, 0, NULL));
+        snprintf(how, sizeof how, "%s", h ? h : "remind");
+        snprintf(deadline, sizeof deadline, "%s", dl ? dl : "");
+        snprintf(asked, sizeof asked, "%s", store_col_text(st, 3, NULL));
+        reminders = store_col_int(st, 4);
+    }
+    store_stmt_done(st);
+    if (!id[0] || !claim(e, task, step))
+        return false;
+    int64_t due = 0, at = 0, now = core_time_now_ms();
+    core_time_parse(deadline, strlen(deadline), &due);
+    core_time_parse(asked, strlen(asked), &at);
+    int64_t every = due > at ? due - at : 3600 * 1000;
+    char key[192], next[CORE_TIME_LEN + 1];
+    json_t *d;
+    const char *type;
+    if (!strcmp(how, "escalate")) {
+        type = "approval.escalated";
+        d = json_pack("{s:s, s:s, s:s, s:s}", "approval", id, "task", task, "step", step,
+                      "deadline", deadline);
+        snprintf(key, sizeof key, "approval.escalated:%s", id);
+    } else {
+        type = "approval.reminded";
+        time_str(now + every, next);
+        d = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "approval", id, "task", task, "step", step,
+                      "deadline", deadline, "next_at", next, "reminder",
+                      (json_int_t)(reminders + 1));
+        snprintf(key, sizeof key, "approval.reminded:%s:%lld", id, (long long)(reminders + 1));
+    }
+    log_warn("approval overdue", json_pack("{s:s, s:s, s:s, s:s}", "approval", id, "task", task,
+                                           "step", step, "action", how));
+    TaskCtx c;
+    bool ctx = task_ctx_load(e, e->rd, task, &c, &err) == 0;
+    Event *ev = step_event(e, type, ctx ? c.wf->name : "unknown", ctx ? c.subject : NULL, d, key);
+    submit(e, task, step, true, ev ? &ev : NULL, ev ? 1 : 0);
+    task_ctx_done(&c);
+    return true;
+}
+
 /* One pass: returns the ms until the next timer (or -1 for none) and sets
  * *busy when work was found. */
 static int64_t runner_pass(FlowEngine *e, bool *busy)
@@ -1173,12 +1271,17 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
                 "SELECT s.task_id, s.step_id, s.attempts, s.wait_kind FROM task_steps s"
                 " JOIN tasks t ON t.id = s.task_id"
                 " WHERE s.status = 'waiting' AND s.wake_at <= ?1"
-                " AND s.wait_kind IN ('retry', 'duration', 'event') AND t.status = 'running'"
+                " AND s.wait_kind IN ('retry', 'duration', 'event', 'resume', 'approval')"
+                " AND t.status = 'running'"
                 " LIMIT 256",
                 now_s, &d);
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(d[i].kind, "retry")) {
             *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
+        } else if (!strcmp(d[i].kind, "resume")) {
+            *busy |= dispatch_job(e, d[i].task, d[i].step, d[i].attempts, true);
+        } else if (!strcmp(d[i].kind, "approval")) {
+            *busy |= approval_overdue(e, d[i].task, d[i].step);
         } else {
             waiters_drop(e, d[i].task, d[i].step);
             if (!strcmp(d[i].kind, "duration")) {
@@ -1223,7 +1326,8 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
     StoreStmt *st;
     if (store_prepare(e->rd,
                       "SELECT min(s.wake_at) FROM task_steps s JOIN tasks t ON t.id = s.task_id"
-                      " WHERE s.status = 'waiting' AND s.wait_kind IN ('retry', 'duration', 'event')"
+                      " WHERE s.status = 'waiting'"
+                      " AND s.wait_kind IN ('retry', 'duration', 'event', 'resume', 'approval')"
                       " AND s.wake_at IS NOT NULL AND t.status = 'running'",
                       &st, &err) == 0) {
         if (store_step(st, &err) == STORE_ROW) {
@@ -1288,6 +1392,7 @@ static void *runner_main(void *arg)
         bool idle = !busy && e->inflight == 0 && ledger_head_seq(e->l) == head &&
                     e->seen >= head && planned >= head && (next < 0 || next > e->horizon_ms);
         e->idle = idle;
+        e->idle_head = head;
         if (idle)
             pthread_cond_broadcast(&e->idle_cond);
         pthread_mutex_unlock(&e->mu);
@@ -1305,6 +1410,23 @@ static void *runner_main(void *arg)
 }
 
 /* ---- lifecycle ---- */
+
+static void outbox_idle(void *ctx, int64_t head)
+{
+    FlowEngine *e = ctx;
+    pthread_mutex_lock(&e->mu);
+    e->outbox_head = head;
+    if (head >= 0)
+        pthread_cond_broadcast(&e->idle_cond);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Both the runner and the outbox had nothing to do at the same head, and
+ * nothing was appended since. */
+static bool all_idle(FlowEngine *e)
+{
+    return e->idle && e->outbox_head == e->idle_head && ledger_head_seq(e->l) == e->idle_head;
+}
 
 static void catalog_error(void *ctx, const char *path, const Err *err)
 {
@@ -1329,6 +1451,7 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
     e->dispatched = json_object();
     e->versions = json_object();
     e->tasks_cache = json_object();
+    e->outbox_head = -1;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->cache_mu, NULL);
     pthread_cond_init(&e->job_cond, NULL);
@@ -1379,6 +1502,10 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
         flow_engine_stop(e);
         return rc;
     }
+    if ((rc = flow__outbox_start(l, &e->cfg, outbox_idle, e, &e->outbox, err)) < 0) {
+        flow_engine_stop(e);
+        return rc;
+    }
     if (pthread_create(&e->runner, NULL, runner_main, e) != 0) {
         flow_engine_stop(e);
         return err_set(err, ERR_INTERNAL, "cannot start the runner");
@@ -1393,6 +1520,8 @@ void flow_engine_stop(FlowEngine *e)
     if (!e)
         return;
     ledger_reactor_stop(e->planner);
+    flow__outbox_stop(e->outbox); /* a delivery under way finishes and is recorded */
+    e->outbox = NULL;
     atomic_store(&e->stop, true);
     if (e->runner_started) {
         ledger_wake(e->l);
@@ -1448,16 +1577,17 @@ int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, int64_t horizon_ms, Err
     struct timespec until = core_time_deadline(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&e->mu);
     e->idle = false;
+    e->outbox_head = -1;
     e->horizon_ms = horizon_ms;
     ledger_wake(e->l);
     int rc = 0;
-    while (!e->idle && !e->interrupted && rc == 0) {
+    while (!all_idle(e) && !e->interrupted && rc == 0) {
         if (timeout_ms < 0)
             pthread_cond_wait(&e->idle_cond, &e->mu);
         else
             rc = pthread_cond_timedwait(&e->idle_cond, &e->mu, &until);
     }
-    bool idle = e->idle, interrupted = e->interrupted;
+    bool idle = all_idle(e), interrupted = e->interrupted;
     pthread_mutex_unlock(&e->mu);
     if (idle)
         return 0;

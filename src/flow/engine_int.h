@@ -25,7 +25,7 @@ static inline bool flow__status_terminal(const char *s)
 }
 
 /* What a step kind's handler decided. */
-typedef enum FlowOutcome { FLOW_DONE, FLOW_WAIT, FLOW_FAIL } FlowOutcome;
+typedef enum FlowOutcome { FLOW_DONE, FLOW_WAIT, FLOW_FAIL, FLOW_SKIP } FlowOutcome;
 
 typedef struct FlowStepRun {
     /* in */
@@ -44,7 +44,9 @@ typedef struct FlowStepRun {
     Store *rd;               /* the worker's read connection */
     const FlowCatalog *catalog;
     const EventLimits *limits;
+    const Config *cfg;
     int64_t now_ms;
+    bool resume;             /* the approval or effect it waited for has an outcome */
     /* out */
     FlowOutcome outcome;
     json_t *output;          /* FLOW_DONE: new reference, may be NULL */
@@ -56,7 +58,20 @@ typedef struct FlowStepRun {
     int64_t wait_until_ms;   /* 0: none */
     char *wait_event;        /* owned */
     char *wait_where;        /* owned */
+    bool force_inbox;        /* FLOW_FAIL: to the inbox whatever on_error says (but continue) */
+    const char *skip;        /* FLOW_SKIP: "rejected" or "operator" */
+    char skip_goto[FLOW_NAME_MAX + 1]; /* FLOW_SKIP: the step a rejection goes to, or "" */
+    const char *then_action; /* after the step's own event: task.action "cancel" or "compensate" */
+    json_t *compensation;    /* effect steps: the rendered `compensate`, owned */
 } FlowStepRun;
+
+/* The handler of approval, email.send and webhook.post (flow/gates.c). */
+int flow__step_gate(FlowStepRun *run);
+/* Registers the "effects" projection (flow/proj_effects.c). */
+void flow__effects_projection_register(void);
+/* A deterministic id for an approval or an effect: prefix + 25 hex digits
+ * of SHA-256(key). */
+void flow__gate_id(char prefix, const char *key, char out[CORE_ULID_LEN + 1]);
 
 typedef int (*FlowStepHandler)(FlowStepRun *run);
 FlowStepHandler flow__step_handler(const char *kind);
@@ -73,6 +88,15 @@ int flow__task_event(const FlowWorkflow *wf, const char *task_id, int64_t trigge
                      Err *err);
 /* Whether the definition of version is stored (rd: any read connection). */
 bool flow__version_stored(Store *rd, const char *version);
+
+/* Runs one SQL statement in a projection's transaction; fmt describes the
+ * parameters: 's' text (NULL binds NULL), 'i' int64. */
+int flow__sql(Store *tx, Err *err, const char *sql, const char *fmt, ...);
+
+/* A text column as a JSON string, or null; a JSON text column parsed, or
+ * null. */
+json_t *flow__col_text(StoreStmt *st, int col);
+json_t *flow__col_json(StoreStmt *st, int col);
 
 /* The source of events a workflow appends: "workflow:NAME". */
 void flow__source(const char *workflow, char out[FLOW_NAME_MAX + 16]);

@@ -38,7 +38,7 @@ static int sqlv(Store *tx, Err *err, const char *sql, const char *fmt, va_list a
     return 0;
 }
 
-static int sql_exec(Store *tx, Err *err, const char *sql, const char *fmt, ...)
+int flow__sql(Store *tx, Err *err, const char *sql, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -55,6 +55,7 @@ typedef struct StepRow {
     char status[16];
     char skip_reason[16]; /* skipped: condition, upstream or operator */
     int64_t attempts;
+    bool run_anyway; /* the target of an on_reject: runs though its need was skipped */
     bool changed;
 } StepRow;
 
@@ -103,7 +104,8 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
     if (rc != STORE_ROW)
         return ERR_NOTFOUND;
     rc = store_prepare(tx,
-                       "SELECT step_id, needs, has_if, status, skip_reason, attempts FROM task_steps"
+                       "SELECT step_id, needs, has_if, status, skip_reason, attempts, run_anyway"
+                       " FROM task_steps"
                        " WHERE task_id = ?1 ORDER BY pos",
                        &st, err);
     if (rc < 0)
@@ -124,6 +126,7 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
         const char *why = store_col_text(st, 4, NULL);
         snprintf(s->skip_reason, sizeof s->skip_reason, "%s", why ? why : "");
         s->attempts = store_col_int(st, 5);
+        s->run_anyway = store_col_int(st, 6) != 0;
     }
     store_stmt_done(st);
     return rc < 0 ? rc : 0;
@@ -179,7 +182,7 @@ static void propagate(TaskRow *t)
             }
             if (!all)
                 continue;
-            if (upstream_skip && !s->has_if) {
+            if (upstream_skip && !s->has_if && !s->run_anyway) {
                 set_skipped(s, "upstream");
                 again = true;
             } else {
@@ -198,7 +201,7 @@ static int task_store(Store *tx, TaskRow *t, const Event *ev, Err *err)
         StepRow *s = &t->steps[i];
         if (!s->changed)
             continue;
-        rc = sql_exec(tx, err,
+        rc = flow__sql(tx, err,
                       "UPDATE task_steps SET status = ?3,"
                       " finished_at = CASE WHEN ?4 THEN coalesce(finished_at, ?5) ELSE finished_at END,"
                       " skip_reason = nullif(?6, '')"
@@ -216,7 +219,7 @@ static int task_store(Store *tx, TaskRow *t, const Event *ev, Err *err)
     bool ended = settled(t->status);
     if (!strcmp(t->status, t->loaded)) /* most step events leave the task as it was */
         return rc;
-    rc = sql_exec(tx, err,
+    rc = flow__sql(tx, err,
                   "UPDATE tasks SET status = ?2, updated_at = ?3,"
                   " finished_at = CASE WHEN ?4 THEN coalesce(finished_at, ?3) ELSE finished_at END"
                   " WHERE id = ?1",
@@ -289,7 +292,7 @@ static int apply_defined(Store *tx, const json_t *d, Err *err)
     Buf text;
     buf_init(&text, 0);
     core_json_canonical(def, &text);
-    rc = sql_exec(tx, err,
+    rc = flow__sql(tx, err,
                   "INSERT INTO task_definitions(version, workflow, definition, steps)"
                   " VALUES (?1, ?2, ?3, ?4)",
                   "sssi", version, wf, buf_cstr(&text), (int64_t)json_array_size(steps));
@@ -310,7 +313,7 @@ static int apply_defined(Store *tx, const json_t *d, Err *err)
         }
         const char *sid = str(s, "id"), *kind = str(s, "do"), *on_error = str(s, "on_error");
         const json_t *cond = json_object_get(s, "if");
-        rc = sql_exec(tx, err,
+        rc = flow__sql(tx, err,
                       "INSERT INTO task_definition_steps(version, pos, step_id, kind, needs, has_if,"
                       " on_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                       "sisssis", version, (int64_t)i, sid ? sid : "", kind ? kind : "", needs,
@@ -350,7 +353,7 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
     }
     const json_t *input = json_object_get(d, "input");
     char *input_text = input && !json_is_null(input) ? json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    rc = sql_exec(tx, err,
+    rc = flow__sql(tx, err,
                   "INSERT INTO tasks(id, workflow, version, status, trigger_seq, created_seq, depth,"
                   " concurrency_key, input, created_at, updated_at)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
@@ -360,7 +363,7 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
                   ev->received_at);
     free(input_text);
     if (rc == 0)
-        rc = sql_exec(tx, err,
+        rc = flow__sql(tx, err,
                       "INSERT INTO task_steps(task_id, step_id, pos, kind, needs, has_if, on_error,"
                       " status)"
                       " SELECT ?1, step_id, pos, kind, needs, has_if, on_error,"
@@ -421,11 +424,28 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         goto out;
     }
     if (!strcmp(type, "step.skipped")) {
-        set_skipped(s, "condition");
-        rc = sql_exec(tx, err,
-                      "UPDATE task_steps SET error = ?3, wake_at = NULL, wait_kind = NULL"
+        /* skip: condition (an `if`), rejected (an approval), operator (an
+         * effect the operator canceled: the task goes on) */
+        const char *why = str(d, "skip");
+        if (!why || (strcmp(why, "rejected") && strcmp(why, "operator")))
+            why = "condition";
+        set_skipped(s, why);
+        const json_t *out = json_object_get(d, "output");
+        char *text = out ? json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+        rc = flow__sql(tx, err,
+                      "UPDATE task_steps SET error = ?3, wake_at = NULL, wait_kind = NULL,"
+                      " output = coalesce(?4, output)"
                       " WHERE task_id = ?1 AND step_id = ?2",
-                      "sss", t.id, s->id, str(d, "reason"));
+                      "ssss", t.id, s->id, str(d, "reason"), text);
+        free(text);
+        /* a rejection going to a step: that step runs though this one is skipped */
+        StepRow *to = str(d, "goto") ? find_step(&t, str(d, "goto")) : NULL;
+        if (rc == 0 && to && !strcmp(to->status, "pending")) {
+            to->run_anyway = true;
+            rc = flow__sql(tx, err,
+                           "UPDATE task_steps SET run_anyway = 1 WHERE task_id = ?1 AND step_id = ?2",
+                           "ss", t.id, to->id);
+        }
         goto settle;
     }
     if (!attempt_ok(s, k)) {
@@ -437,7 +457,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         char *out = json_dumps(json_object_get(d, "output") ? json_object_get(d, "output")
                                                              : json_null(),
                                JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-        rc = sql_exec(tx, err,
+        rc = flow__sql(tx, err,
                       "UPDATE task_steps SET status = 'succeeded', attempts = ?3, output = ?4,"
                       " error = NULL, started_at = coalesce(?5, started_at), finished_at = ?6,"
                       " wake_at = NULL, wait_kind = NULL"
@@ -447,7 +467,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         snprintf(s->status, sizeof s->status, "succeeded"); /* written above */
     } else if (!strcmp(type, "step.waiting")) {
         const char *kind = str(d, "kind");
-        rc = sql_exec(tx, err,
+        rc = flow__sql(tx, err,
                       "UPDATE task_steps SET status = 'waiting', attempts = ?3,"
                       " started_at = coalesce(started_at, ?4), wake_at = ?5, wait_kind = ?6,"
                       " wait_event = ?7, wait_where = ?8"
@@ -460,7 +480,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         bool final = json_is_true(json_object_get(d, "final")) || !next;
         const json_t *in = json_object_get(d, "inputs");
         char *inputs = in ? json_dumps(in, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
-        rc = sql_exec(tx, err,
+        rc = flow__sql(tx, err,
                       "UPDATE task_steps SET attempts = ?3, error = ?4,"
                       " started_at = coalesce(?5, started_at), wake_at = ?6, wait_kind = ?7,"
                       " inputs = ?8"
@@ -477,7 +497,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         const char *on_error = str(d, "on_error");
         if (on_error && !strcmp(on_error, "inbox")) {
             set_status(s, "waiting");
-            rc = sql_exec(tx, err,
+            rc = flow__sql(tx, err,
                           "UPDATE task_steps SET wait_kind = 'inbox', wake_at = NULL"
                           " WHERE task_id = ?1 AND step_id = ?2",
                           "ss", t.id, s->id);
@@ -487,7 +507,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         } else {
             set_status(s, "failed");
             end_task(&t, "failed");
-            rc = sql_exec(tx, err, "UPDATE tasks SET error = ?2 WHERE id = ?1", "ss", t.id,
+            rc = flow__sql(tx, err, "UPDATE tasks SET error = ?2 WHERE id = ?1", "ss", t.id,
                           error ? error : "step failed");
         }
     }
@@ -514,11 +534,18 @@ static int apply_action(Store *tx, const Event *ev, const json_t *d, Err *err)
         return 0;
     if (rc < 0)
         goto out;
-    if (!strcmp(action, "cancel")) {
-        if (settled(t.status))
-            goto out;
-        end_task(&t, "canceled");
-        rc = task_store(tx, &t, ev, err);
+    if (!strcmp(action, "cancel") || !strcmp(action, "compensate")) {
+        /* compensate: a task still open is canceled first; then its effects
+         * are undone newest first by the outbox (a saga) */
+        if (!settled(t.status)) {
+            end_task(&t, "canceled");
+            rc = task_store(tx, &t, ev, err);
+        }
+        if (rc == 0 && !strcmp(action, "compensate"))
+            rc = flow__sql(tx, err,
+                           "UPDATE tasks SET compensation = 'running' WHERE id = ?1"
+                           " AND compensation IS NULL",
+                           "s", id);
         goto out;
     }
     if (strcmp(t.status, "inbox"))
@@ -546,7 +573,7 @@ static int apply_action(Store *tx, const Event *ev, const json_t *d, Err *err)
     store_stmt_done(st);
     if (rc < 0)
         goto out;
-    rc = sql_exec(tx, err,
+    rc = flow__sql(tx, err,
                   retry ? "UPDATE task_steps SET wait_kind = 'retry', wake_at = ?2"
                           " WHERE task_id = ?1 AND status = 'waiting' AND wait_kind = 'inbox'"
                         : "UPDATE task_steps SET wait_kind = NULL, wake_at = NULL,"
@@ -564,18 +591,48 @@ out:
     return rc < 0 ? rc : 0;
 }
 
+/* A step waiting for an approval or an effect is due again (wait_kind
+ * 'resume') when the decision or the effect's outcome is recorded: the
+ * runner then takes it on (flow/effects.c). Deadlines move the approval
+ * wait's timer. */
+static int apply_gate(Store *tx, const Event *ev, const json_t *d, Err *err)
+{
+    const char *task = str(d, "task"), *step = str(d, "step"), *t = ev->type;
+    if (!task || !step)
+        return 0;
+    if (!strcmp(t, "approval.reminded"))
+        return flow__sql(tx, err,
+                         "UPDATE task_steps SET wake_at = ?3 WHERE task_id = ?1 AND step_id = ?2"
+                         " AND status = 'waiting' AND wait_kind = 'approval'",
+                         "sss", task, step, str(d, "next_at"));
+    if (!strcmp(t, "approval.escalated"))
+        return flow__sql(tx, err,
+                         "UPDATE task_steps SET wake_at = NULL WHERE task_id = ?1 AND step_id = ?2"
+                         " AND status = 'waiting' AND wait_kind = 'approval'",
+                         "ss", task, step);
+    if (!strcmp(t, "effect.failed") && !json_is_true(json_object_get(d, "permanent")))
+        return 0; /* it will be tried again */
+    if (!strcmp(t, "effect.resolved") && strcmp(str(d, "as") ? str(d, "as") : "", "delivered"))
+        return 0; /* sent again: the step waits for that */
+    return flow__sql(tx, err,
+                     "UPDATE task_steps SET wait_kind = 'resume', wake_at = ?3"
+                     " WHERE task_id = ?1 AND step_id = ?2 AND status = 'waiting'"
+                     " AND wait_kind IN ('approval', 'effect')",
+                     "sss", task, step, ev->received_at);
+}
+
 static int apply_setting(Store *tx, const Event *ev, const json_t *d, Err *err)
 {
     const char *name = str(d, "workflow");
     if (!name)
         return 0;
     if (!strcmp(ev->type, "schedule.fired"))
-        return sql_exec(tx, err,
+        return flow__sql(tx, err,
                         "INSERT INTO workflow_settings(name, last_slot) VALUES (?1, ?2)"
                         " ON CONFLICT(name) DO UPDATE SET last_slot = max(coalesce(last_slot, ''), ?2)",
                         "ss", name, str(d, "slot"));
     bool on = !strcmp(ev->type, "workflow.enabled");
-    return sql_exec(tx, err,
+    return flow__sql(tx, err,
                     "INSERT INTO workflow_settings(name, enabled, changed_at) VALUES (?1, ?2, ?3)"
                     " ON CONFLICT(name) DO UPDATE SET enabled = ?2, changed_at = ?3",
                     "sis", name, (int64_t)on, ev->received_at);
@@ -596,6 +653,13 @@ static int apply(Store *tx, const Event *ev, Err *err)
     else if (!strcmp(t, "workflow.enabled") || !strcmp(t, "workflow.disabled") ||
              !strcmp(t, "schedule.fired"))
         which = 3;
+    else if (!strcmp(t, "approval.decided") || !strcmp(t, "approval.reminded") ||
+             !strcmp(t, "approval.escalated") || !strcmp(t, "effect.delivered") ||
+             !strcmp(t, "effect.captured") || !strcmp(t, "effect.failed") ||
+             !strcmp(t, "effect.canceled") || !strcmp(t, "effect.resolved"))
+        which = 4;
+    else if (!strcmp(t, "task.compensated"))
+        which = 5;
     else
         return 0;
     json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
@@ -604,14 +668,19 @@ static int apply(Store *tx, const Event *ev, Err *err)
     int rc = which == 0 ? apply_created(tx, ev, d, err)
            : which == 1 ? apply_step(tx, ev, d, err)
            : which == 2 ? apply_action(tx, ev, d, err)
-                        : apply_setting(tx, ev, d, err);
+           : which == 3 ? apply_setting(tx, ev, d, err)
+           : which == 4 ? apply_gate(tx, ev, d, err)
+           : str(d, "task") ? flow__sql(tx, err,
+                                        "UPDATE tasks SET compensation = 'done' WHERE id = ?1",
+                                        "s", str(d, "task"))
+                            : 0;
     json_decref(d);
     return rc;
 }
 
 static const Projection tasks_projection = {
     .name = "tasks",
-    .version = 1,
+    .version = 2,
     .tables = tables,
     .apply = apply,
 };
@@ -619,4 +688,5 @@ static const Projection tasks_projection = {
 void flow_projections_register(void)
 {
     ledger_projection_register(&tasks_projection);
+    flow__effects_projection_register();
 }

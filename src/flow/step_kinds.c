@@ -245,11 +245,101 @@ static int check_task_start(const json_t *with, Err *err)
     return ret(err);
 }
 
+/* A string input, or a template (strings are checked again when rendered). */
+static void string_or_list_input(const json_t *with, const char *key, bool required, Err *err)
+{
+    json_t *v = json_object_get(with, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            add(err, "with: missing required input '%s'", key);
+        return;
+    }
+    if (json_is_string(v))
+        return;
+    if (!json_is_array(v)) {
+        add(err, "with.%s: must be a string or a list of strings", key);
+        return;
+    }
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x) if (!json_is_string(x))
+        add(err, "with.%s[%zu]: must be a string", key, i);
+}
+
+/* email.send: {to, cc?, subject, text, html?, in_reply_to?, references?}. */
+static int check_email_send(const json_t *with, Err *err)
+{
+    Err local;
+    if (!err)
+        err = &local;
+    static const char *const keys[] = { "to", "cc", "subject", "text", "html", "in_reply_to",
+                                         "references", NULL };
+    err->code = 0;
+    if (!with_object(with, err))
+        return ret(err);
+    only_keys(with, keys, "to, cc, subject, text, html, in_reply_to, references", err);
+    string_or_list_input(with, "to", true, err);
+    string_or_list_input(with, "cc", false, err);
+    str_input(with, "subject", true, err);
+    str_input(with, "text", true, err);
+    str_input(with, "html", false, err);
+    str_input(with, "in_reply_to", false, err);
+    string_or_list_input(with, "references", false, err);
+    return ret(err);
+}
+
+/* webhook.post: {url, body, secret_env?}. */
+static int check_webhook_post(const json_t *with, Err *err)
+{
+    Err local;
+    if (!err)
+        err = &local;
+    static const char *const keys[] = { "url", "body", "secret_env", NULL };
+    err->code = 0;
+    if (!with_object(with, err))
+        return ret(err);
+    only_keys(with, keys, "url, body, secret_env", err);
+    const char *url = str_input(with, "url", true, err);
+    if (url && !flow_lua_is_template(url) && strncmp(url, "http://", 7) &&
+        strncmp(url, "https://", 8))
+        add(err, "with.url: '%.200s' is not an http:// or https:// URL", url);
+    if (!json_object_get(with, "body"))
+        add(err, "with: missing required input 'body'");
+    const char *env = str_input(with, "secret_env", false, err);
+    for (const char *p = env; p && *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || *p == '_' || (p > env && *p >= '0' && *p <= '9'))) {
+            add(err, "with.secret_env: '%.128s' is not an environment variable name", env);
+            break;
+        }
+    return ret(err);
+}
+
+/* approval: {payload, title?}: the payload is what the operator approves
+ * (and may edit); it is the step's output once approved. */
+static int check_approval_step(const json_t *with, Err *err)
+{
+    Err local;
+    if (!err)
+        err = &local;
+    static const char *const keys[] = { "payload", "title", NULL };
+    err->code = 0;
+    if (!with_object(with, err))
+        return ret(err);
+    only_keys(with, keys, "payload, title", err);
+    if (!json_object_get(with, "payload"))
+        add(err, "with: missing required input 'payload'");
+    str_input(with, "title", false, err);
+    return ret(err);
+}
+
 static const FlowStepKind builtin_kinds[] = {
     { "emit", check_emit },
     { "lua", check_lua },
     { "wait", check_wait },
     { "task.start", check_task_start },
+    { "approval", check_approval_step },
+    { "email.send", check_email_send },
+    { "webhook.post", check_webhook_post },
 };
 
 static void register_builtins(void)

@@ -186,6 +186,8 @@ FlowStepHandler flow__step_handler(const char *kind)
         return step_wait;
     if (!strcmp(kind, "task.start"))
         return step_task_start;
+    if (!strcmp(kind, "approval") || flow_kind_is_effect(kind))
+        return flow__step_gate;
     return NULL;
 }
 
@@ -197,6 +199,8 @@ void flow__step_run_done(FlowStepRun *r)
     free(r->emit);
     free(r->wait_event);
     free(r->wait_where);
+    json_decref(r->compensation);
+    r->compensation = NULL;
     r->output = NULL;
     r->emit = NULL;
     r->n_emit = 0;

@@ -6,13 +6,13 @@
 
 #include "flow/engine_int.h"
 
-static json_t *text_or_null(StoreStmt *st, int col)
+json_t *flow__col_text(StoreStmt *st, int col)
 {
     const char *v = store_col_text(st, col, NULL);
     return v ? json_string(v) : json_null();
 }
 
-static json_t *json_col(StoreStmt *st, int col)
+json_t *flow__col_json(StoreStmt *st, int col)
 {
     size_t len;
     const char *v = store_col_text(st, col, &len);
@@ -34,12 +34,12 @@ static json_t *task_row(StoreStmt *st)
                           store_col_text(st, 2, NULL), "status", store_col_text(st, 3, NULL),
                           "trigger_seq", (json_int_t)store_col_int(st, 4), "depth",
                           (json_int_t)store_col_int(st, 5));
-    json_object_set_new(t, "concurrency_key", text_or_null(st, 6));
-    json_object_set_new(t, "created_at", text_or_null(st, 7));
-    json_object_set_new(t, "updated_at", text_or_null(st, 8));
-    json_object_set_new(t, "finished_at", text_or_null(st, 9));
-    json_object_set_new(t, "error", text_or_null(st, 10));
-    json_object_set_new(t, "input", json_col(st, 11));
+    json_object_set_new(t, "concurrency_key", flow__col_text(st, 6));
+    json_object_set_new(t, "created_at", flow__col_text(st, 7));
+    json_object_set_new(t, "updated_at", flow__col_text(st, 8));
+    json_object_set_new(t, "finished_at", flow__col_text(st, 9));
+    json_object_set_new(t, "error", flow__col_text(st, 10));
+    json_object_set_new(t, "input", flow__col_json(st, 11));
     return t;
 }
 
@@ -117,15 +117,15 @@ int flow_task_get(Store *rd, const char *id, json_t **ret, Err *err)
         for (char *n = strtok_r(buf, ",", &save); n; n = strtok_r(NULL, ",", &save))
             json_array_append_new(needs, json_string(n));
         json_object_set_new(s, "needs", needs);
-        json_object_set_new(s, "output", json_col(st, 5));
-        json_object_set_new(s, "error", text_or_null(st, 6));
-        json_object_set_new(s, "started_at", text_or_null(st, 7));
-        json_object_set_new(s, "finished_at", text_or_null(st, 8));
-        json_object_set_new(s, "wake_at", text_or_null(st, 9));
-        json_object_set_new(s, "wait", text_or_null(st, 10));
-        json_object_set_new(s, "wait_event", text_or_null(st, 11));
-        json_object_set_new(s, "skip_reason", text_or_null(st, 12));
-        json_object_set_new(s, "inputs", json_col(st, 13));
+        json_object_set_new(s, "output", flow__col_json(st, 5));
+        json_object_set_new(s, "error", flow__col_text(st, 6));
+        json_object_set_new(s, "started_at", flow__col_text(st, 7));
+        json_object_set_new(s, "finished_at", flow__col_text(st, 8));
+        json_object_set_new(s, "wake_at", flow__col_text(st, 9));
+        json_object_set_new(s, "wait", flow__col_text(st, 10));
+        json_object_set_new(s, "wait_event", flow__col_text(st, 11));
+        json_object_set_new(s, "skip_reason", flow__col_text(st, 12));
+        json_object_set_new(s, "inputs", flow__col_json(st, 13));
         json_array_append_new(steps, s);
     }
     store_stmt_done(st);

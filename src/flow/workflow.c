@@ -745,12 +745,184 @@ static void check_kind_with(V *v, const char *spath, const FlowStepKind *k, cons
     }
 }
 
+bool flow_kind_is_effect(const char *kind)
+{
+    return kind && (!strcmp(kind, "email.send") || !strcmp(kind, "webhook.post"));
+}
+
+static const char *const policy_names[] = { "always", "never", "auto", NULL };
+static const char *const on_deadline_names[] = { "remind", "escalate", NULL };
+
+static int name_in(const char *s, const char *const *names)
+{
+    for (int i = 0; s && names[i]; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    return -1;
+}
+
+/* `approval`: a policy ("always", "never", "auto") or a mapping; kept in
+ * s->approval in its canonical form (deadline in ms). Only on effect steps
+ * and `do: approval`. */
+static void check_approval(V *v, const json_t *st, const char *path, FlowStepDef *s)
+{
+    static const char *const keys[] = { "policy",  "min_confidence", "deadline",
+                                        "on_deadline", "on_reject", "confidence",
+                                        "confidence_source", "sources", "model", "cost", NULL };
+    static const char *const ckeys[] = { "policy",  "min_confidence", "deadline_ms",
+                                         "on_deadline", "on_reject", "confidence",
+                                         "confidence_source", "sources", "model", "cost", NULL };
+    json_t *a = get(v, st, path, "approval", false);
+    char sub[PATH_MAX_LEN / 2], item[PATH_MAX_LEN];
+    sub_path(sub, sizeof sub, path, "approval");
+    bool gate = s->kind && (flow_kind_is_effect(s->kind) || !strcmp(s->kind, "approval"));
+    if (a && s->kind && !gate) {
+        bad(v, sub, AT_KEY, "only effect steps (email.send, webhook.post) and 'approval' steps "
+                            "take an approval");
+        return;
+    }
+    if (!gate)
+        return;
+    json_t *c = json_pack("{s:s, s:s, s:s}", "policy", "always", "on_deadline", "remind",
+                          "on_reject", "cancel");
+    s->approval = c;
+    if (!a)
+        return;
+    if (json_is_string(a)) {
+        if (name_in(json_string_value(a), policy_names) < 0)
+            bad(v, sub, AT_VALUE, "'%s' is not one of: always, never, auto (or a mapping)",
+                json_string_value(a));
+        else
+            json_object_set(c, "policy", a);
+        a = NULL;
+    } else if (!json_is_object(a)) {
+        bad(v, sub, AT_VALUE, "must be always, never, auto or a mapping {policy, min_confidence, "
+                              "deadline, on_deadline, on_reject...}, not %s",
+            core_json_type_name(a));
+        return;
+    }
+    if (a) {
+        check_keys(v, a, sub, v->canonical ? ckeys : keys);
+        const char *p = get_str(v, a, sub, "policy", false);
+        if (p && name_in(p, policy_names) < 0) {
+            sub_path(item, sizeof item, sub, "policy");
+            bad(v, item, AT_VALUE, "'%s' is not one of: always, never, auto", p);
+        } else if (p) {
+            json_object_set_new(c, "policy", json_string(p));
+        }
+        json_t *mc = get(v, a, sub, "min_confidence", false);
+        sub_path(item, sizeof item, sub, "min_confidence");
+        if (mc && (!json_is_number(mc) || json_number_value(mc) < 0 || json_number_value(mc) > 1))
+            bad(v, item, AT_VALUE, "must be a number from 0 to 1");
+        else if (mc)
+            json_object_set_new(c, "min_confidence", json_real(json_number_value(mc)));
+        int64_t ms = 0;
+        if (get_duration(v, a, sub, "deadline", "deadline_ms", false, &ms))
+            json_object_set_new(c, "deadline_ms", json_integer((json_int_t)ms));
+        const char *od = get_str(v, a, sub, "on_deadline", false);
+        sub_path(item, sizeof item, sub, "on_deadline");
+        if (od && name_in(od, on_deadline_names) < 0)
+            bad(v, item, AT_VALUE, "'%s' is not one of: remind, escalate", od);
+        else if (od)
+            json_object_set_new(c, "on_deadline", json_string(od));
+        const char *orj = get_str(v, a, sub, "on_reject", false);
+        sub_path(item, sizeof item, sub, "on_reject");
+        if (orj && strcmp(orj, "cancel") && strcmp(orj, "compensate") && !flow__name_ok(orj))
+            bad(v, item, AT_VALUE, "'%s': cancel, compensate, or the id of a step to go to", orj);
+        else if (orj)
+            json_object_set_new(c, "on_reject", json_string(orj));
+        static const char *const preview[] = { "confidence", "confidence_source", "sources",
+                                               "model", "cost", NULL };
+        for (int i = 0; preview[i]; i++) {
+            json_t *x = get(v, a, sub, preview[i], false);
+            if (!x)
+                continue;
+            sub_path(item, sizeof item, sub, preview[i]);
+            bool tmpl = json_is_string(x) && flow_lua_is_template(json_string_value(x));
+            if (tmpl) {
+                check_lua(v, item, json_string_value(x), LUA_TEMPLATE);
+            } else if ((!strcmp(preview[i], "confidence") &&
+                        (!json_is_number(x) || json_number_value(x) < 0 ||
+                         json_number_value(x) > 1)) ||
+                       (!strcmp(preview[i], "cost") &&
+                        (!json_is_number(x) || json_number_value(x) < 0)) ||
+                       (!strcmp(preview[i], "sources") && !json_is_array(x)) ||
+                       ((!strcmp(preview[i], "model") || !strcmp(preview[i], "confidence_source")) &&
+                        !json_is_string(x))) {
+                bad(v, item, AT_VALUE, "%s",
+                    !strcmp(preview[i], "confidence") ? "must be a number from 0 to 1 or a {{ }} template"
+                    : !strcmp(preview[i], "cost")     ? "must be a number (USD) or a {{ }} template"
+                    : !strcmp(preview[i], "sources")  ? "must be a list or a {{ }} template"
+                                                      : "must be a string");
+                continue;
+            }
+            json_object_set(c, preview[i], x);
+        }
+    }
+    const char *pol = json_string_value(json_object_get(c, "policy"));
+    if (pol && !strcmp(pol, "auto") && !json_object_get(c, "min_confidence")) {
+        bad(v, sub, AT_VALUE, "policy auto needs min_confidence (0 to 1)");
+    }
+}
+
+/* purpose and compensate: effect steps only. */
+static void check_effect_keys(V *v, const json_t *st, const char *path, FlowStepDef *s)
+{
+    char sub[PATH_MAX_LEN / 2];
+    check_approval(v, st, path, s);
+    bool effect = flow_kind_is_effect(s->kind);
+    const char *purpose = get_str(v, st, path, "purpose", false);
+    sub_path(sub, sizeof sub, path, "purpose");
+    if (purpose && s->kind && !effect)
+        bad(v, sub, AT_KEY, "only effect steps (email.send, webhook.post) have a purpose");
+    else if (purpose && strcmp(purpose, "transactional") && strcmp(purpose, "marketing"))
+        bad(v, sub, AT_VALUE, "'%s' is not one of: transactional, marketing", purpose);
+    else if (purpose)
+        s->purpose = xstrdup(purpose);
+    json_t *comp = get(v, st, path, "compensate", false);
+    sub_path(sub, sizeof sub, path, "compensate");
+    if (!comp)
+        return;
+    if (s->kind && !effect) {
+        bad(v, sub, AT_KEY, "only effect steps (email.send, webhook.post) are compensated");
+        return;
+    }
+    static const char *const keys[] = { "do", "with", NULL };
+    if (!json_is_object(comp)) {
+        bad(v, sub, AT_VALUE, "must be a mapping {do: webhook.post, with: {...}}, not %s",
+            core_json_type_name(comp));
+        return;
+    }
+    check_keys(v, comp, sub, keys);
+    const char *kind = get_str(v, comp, sub, "do", true);
+    json_t *with = get(v, comp, sub, "with", true);
+    char item[PATH_MAX_LEN];
+    sub_path(item, sizeof item, sub, "do");
+    if (kind && !flow_kind_is_effect(kind)) {
+        bad(v, item, AT_VALUE, "'%s' is not an effect kind (email.send, webhook.post)", kind);
+        return;
+    }
+    if (!kind || !with)
+        return;
+    Buf wp;
+    buf_init(&wp, 0);
+    buf_printf(&wp, "%s.with", sub);
+    check_templates(v, with, &wp, 0);
+    buf_done(&wp);
+    const FlowStepKind *k = flow_step_kind_find(kind);
+    if (k)
+        check_kind_with(v, sub, k, with);
+    s->compensate = json_pack("{s:s, s:O}", "do", kind, "with", with);
+}
+
 static void check_step(V *v, const json_t *st, size_t i, FlowWorkflow *w)
 {
-    static const char *const keys[] = { "id",    "do",      "with",     "if",  "needs",
-                                        "retry", "timeout", "on_error", NULL };
-    static const char *const ckeys[] = { "id",    "do",         "with",     "if",  "needs",
-                                         "retry", "timeout_ms", "on_error", NULL };
+    static const char *const keys[] = { "id",       "do",       "with",    "if",
+                                        "needs",    "retry",    "timeout", "on_error",
+                                        "approval", "purpose",  "compensate", NULL };
+    static const char *const ckeys[] = { "id",       "do",         "with",    "if",
+                                         "needs",    "retry",      "timeout_ms", "on_error",
+                                         "approval", "purpose",    "compensate", NULL };
     FlowStepDef *s = &w->steps[i];
     char path[64], sub[128];
     snprintf(path, sizeof path, "steps[%zu]", i);
@@ -882,6 +1054,7 @@ static void check_step(V *v, const json_t *st, size_t i, FlowWorkflow *w)
         else
             s->on_error = (FlowOnError)found;
     }
+    check_effect_keys(v, st, path, s);
 }
 
 /* Resolves needs to indexes and orders the steps (Kahn's algorithm, the
@@ -1037,6 +1210,27 @@ static void validate(V *v, const json_t *src, FlowWorkflow *w, const char *expec
         ids_ok &= w->steps[i].id != NULL;
     if (ids_ok)
         order_steps(v, w);
+    /* on_reject: STEP names a step that needs the gated one: the branch a
+     * rejection takes. */
+    for (size_t i = 0; ids_ok && i < w->n_steps; i++) {
+        const char *to = json_string_value(json_object_get(w->steps[i].approval, "on_reject"));
+        if (!to || !strcmp(to, "cancel") || !strcmp(to, "compensate"))
+            continue;
+        const FlowStepDef *t = NULL;
+        for (size_t j = 0; j < w->n_steps; j++)
+            if (!strcmp(w->steps[j].id, to))
+                t = &w->steps[j];
+        bool needs = false;
+        for (size_t j = 0; t && j < t->n_needs; j++)
+            needs |= t->needs[j] && !strcmp(t->needs[j], w->steps[i].id);
+        char where[PATH_MAX_LEN];
+        snprintf(where, sizeof where, "steps[%zu].approval.on_reject", i);
+        if (!t)
+            bad(v, where, AT_VALUE, "no step '%s' to go to", to);
+        else if (!needs)
+            bad(v, where, AT_VALUE, "step '%s' must list '%s' in its needs to be where a "
+                                    "rejection goes", to, w->steps[i].id);
+    }
 }
 
 /* ---- the canonical definition ------------------------------------------ */
@@ -1076,6 +1270,12 @@ static json_t *definition_of(const FlowWorkflow *w)
                                       (json_int_t)s->max_delay_ms));
         json_object_set_new(st, "timeout_ms", json_integer((json_int_t)s->timeout_ms));
         json_object_set_new(st, "on_error", json_string(on_error_names[s->on_error]));
+        if (s->approval)
+            json_object_set(st, "approval", s->approval);
+        if (s->purpose)
+            json_object_set_new(st, "purpose", json_string(s->purpose));
+        if (s->compensate)
+            json_object_set(st, "compensate", s->compensate);
         json_array_append_new(steps, st);
     }
     json_object_set_new(def, "steps", steps);
@@ -1108,6 +1308,9 @@ void flow_workflow_free(FlowWorkflow *w)
         free(s->kind);
         json_decref(s->with);
         free(s->if_expr);
+        json_decref(s->approval);
+        free(s->purpose);
+        json_decref(s->compensate);
         for (size_t j = 0; j < s->n_needs; j++)
             free(s->needs[j]);
         free(s->needs);

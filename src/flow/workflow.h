@@ -52,6 +52,15 @@ typedef struct FlowStepDef {
     int64_t max_delay_ms; /* cap of the delay, default 3600000 */
     int64_t timeout_ms;   /* 0: the kind's default */
     FlowOnError on_error;
+    /* Human in the loop and effects (docs/effects.md). approval is the
+     * canonical gate: {policy: always|never|auto, min_confidence, deadline_ms,
+     * on_deadline: remind|escalate, on_reject: cancel|compensate|STEP, and the
+     * preview's confidence, confidence_source, sources, model, cost (values
+     * or {{ }} templates)}; NULL for a step that is not gated (an effect step
+     * without `approval` is gated with the defaults: policy always). */
+    json_t *approval;
+    char *purpose;        /* effect steps: "transactional" (default) or "marketing" */
+    json_t *compensate;   /* {do: KIND, with: {...}} overriding the kind's compensation, or NULL */
 } FlowStepDef;
 
 typedef struct FlowWorkflow {
@@ -72,6 +81,9 @@ typedef struct FlowWorkflow {
     char *path;          /* the file it came from, "builtin:NAME" for a built-in */
     bool builtin;
 } FlowWorkflow;
+
+/* Whether kind is an effect (its payload leaves Bureau through the outbox). */
+bool flow_kind_is_effect(const char *kind);
 
 /* The step kinds validation accepts; the runner registers their handlers
  * (flow/engine.h). check, when set, validates a step's `with` statically:
