@@ -12,6 +12,7 @@ PKGS=(
   liblua5.4-dev libgmime-3.0-dev libical-dev libssl-dev tzdata
   libcriterion-dev
   curl wrk openssl sqlite3 coreutils
+  python3 python3-aiosmtpd
 )
 
 # `deps.sh fuzz` adds what `make fuzz` needs: clang and its libFuzzer runtime.
