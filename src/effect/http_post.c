@@ -55,6 +55,12 @@ static int url_parse(const char *url, size_t len, CURLU **ret, char *why, size_t
         snprintf(why, why_size, "must start with http:// or https://");
         return ERR_INVAL;
     }
+    /* libcurl reads "http:///x" as host "x"; a person meant something else */
+    size_t authority = has_prefix_nocase(url, len, "http://") ? 7 : 8;
+    if (authority == len || url[authority] == '/') {
+        snprintf(why, why_size, "has no host");
+        return ERR_INVAL;
+    }
     CURLU *u = curl_url();
     if (!u) {
         fprintf(stderr, "curl_url: out of memory\n");
