@@ -114,6 +114,26 @@ static void url_origin(CURLU *u, char *out, size_t size)
     curl_free(port);
 }
 
+/* The origin of a redirect's target: an http to https redirect often
+ * repeats the path, and with it a token the URL may hold. */
+static void redirect_origin(const char *location, char *out, size_t size)
+{
+    if (!location || !*location) {
+        snprintf(out, size, "(no Location)");
+        return;
+    }
+    CURLU *u = curl_url();
+    if (!u) {
+        fprintf(stderr, "curl_url: out of memory\n");
+        abort();
+    }
+    if (curl_url_set(u, CURLUPART_URL, location, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK)
+        url_origin(u, out, size);
+    else
+        snprintf(out, size, "(a Location that does not parse)");
+    curl_url_cleanup(u);
+}
+
 /* ---- the check -------------------------------------------------------- */
 
 static int check_secret_env(const json_t *v, Err *err)
@@ -283,8 +303,8 @@ static void classify_status(long status, const char *origin, const Answer *a,
     if (status >= 200 && status <= 299)
         outcome(out, EFFECT_DELIVERED, status, "HTTP %ld from %s", status, origin);
     else if (status >= 300 && status <= 399)
-        outcome(out, EFFECT_PERMANENT, status, "HTTP %ld from %s: redirect to %.200s not followed",
-                status, origin, redirect && *redirect ? redirect : "(no Location)");
+        outcome(out, EFFECT_PERMANENT, status, "HTTP %ld from %s: redirect to %s not followed",
+                status, origin, redirect);
     else if (status == 408 || status == 425 || status == 429 || (status >= 500 && status <= 599))
         outcome(out, EFFECT_RETRY, status, "HTTP %ld from %s%s%s%s", status, origin, sep, text,
                 more);
@@ -457,9 +477,10 @@ int http_post_deliver(const HttpPostRequest *req, EffectOutcome *out)
     if (c == CURLE_OK || (c == CURLE_WRITE_ERROR && ans.capped) || status >= 200) {
         /* the status line decides, even when the rest of the answer was
          * cut short (by us at the cap, or by the peer or the clock) */
-        char *location = NULL;
+        char *location = NULL, target[HTTP_POST_MAX_URL + 32];
         curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &location);
-        classify_status(status, origin, &ans, location, out);
+        redirect_origin(location, target, sizeof target);
+        classify_status(status, origin, &ans, target, out);
     } else
         classify_transport(c, errbuf, origin, req->timeout_s, out);
 

@@ -126,7 +126,7 @@ sink_stop
 sink_start moved --status 301 || exit 1
 send "$SINK_URL/hook"
 expect_eq "301: permanent" "$RESULT/$HCODE" "permanent/301"
-expect_contains "301: detail names the target" "$DETAIL" "redirect to $SINK_URL/moved not followed"
+expect_contains "301: detail names the target" "$DETAIL" "redirect to $SINK_URL not followed"
 expect_eq "301: not followed (one request)" "$(lines "$SINK_LOG")" 1
 sink_stop
 

@@ -246,7 +246,7 @@ Test(http_classify, status_codes)
     buf_init(&a.body, 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         EffectOutcome out = { .result = 99 };
-        classify_status(cases[i].status, "http://h:80", &a, "http://h:80/next", &out);
+        classify_status(cases[i].status, "http://h:80", &a, "http://h:80", &out);
         cr_expect_eq(out.result, cases[i].want, "HTTP %ld: got %d", cases[i].status, out.result);
         cr_expect_eq(out.code, cases[i].status);
         char want[32];
@@ -256,15 +256,22 @@ Test(http_classify, status_codes)
     buf_done(&a.body);
 }
 
-Test(http_classify, redirect_names_its_target)
+Test(http_classify, redirect_names_the_origin_of_its_target)
 {
     Answer a = { .capped = false };
     buf_init(&a.body, 0);
     EffectOutcome out;
-    classify_status(301, "http://h:80", &a, "http://elsewhere/x", &out);
-    cr_assert_str_eq(out.detail, "HTTP 301 from http://h:80: redirect to http://elsewhere/x not followed");
-    classify_status(302, "http://h:80", &a, NULL, &out);
+    char target[128];
+    redirect_origin("https://elsewhere.example/T0KEN?sig=1", target, sizeof target);
+    classify_status(301, "http://h:80", &a, target, &out);
+    cr_assert_eq(out.result, EFFECT_PERMANENT);
+    cr_assert_str_eq(out.detail,
+                     "HTTP 301 from http://h:80: redirect to https://elsewhere.example:443 not followed");
+    redirect_origin(NULL, target, sizeof target);
+    classify_status(302, "http://h:80", &a, target, &out);
     cr_assert_str_eq(out.detail, "HTTP 302 from http://h:80: redirect to (no Location) not followed");
+    redirect_origin("http://[bad", target, sizeof target);
+    cr_assert_str_eq(target, "(a Location that does not parse)");
     buf_done(&a.body);
 }
 
