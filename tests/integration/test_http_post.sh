@@ -5,7 +5,8 @@
 # the signature verifies at the receiver (checked there with OpenSSL, not
 # with Bureau's code) and is absent without a secret; 404 is permanent, 429
 # retried, a 301 permanent and not followed; a receiver that never answers,
-# and a closed port, are retried; a non-http URL is refused by the check.
+# a failed TLS handshake and a closed port are retried; a non-http URL is
+# refused by the check.
 . "$(dirname "$0")/lib.sh"
 
 BUILD=${BUILD:-$(dirname "$BUREAU")}
@@ -121,6 +122,10 @@ sink_stop
 sink_start unavailable --status 503 || exit 1
 send "$SINK_URL/hook"
 expect_eq "503: retry" "$RESULT/$HCODE" "retry/503"
+# TLS to a plain-HTTP listener: the handshake fails
+send "https://${SINK_URL#http://}/hook" --timeout 5
+expect_eq "TLS failure: retry" "$RESULT/$HCODE" "retry/0"
+expect_contains "TLS failure: detail" "$DETAIL" "TLS with https://"
 sink_stop
 
 sink_start moved --status 301 || exit 1
