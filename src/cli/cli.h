@@ -100,6 +100,15 @@ int cmd_task_retry(Cli *cli);
 int cmd_task_skip(Cli *cli);
 int cmd_task_cancel(Cli *cli);
 int cmd_run(Cli *cli);
+int cmd_task_compensate(Cli *cli);
+int cmd_trace(Cli *cli);
+int cmd_mode(Cli *cli);
+int cmd_inbox(Cli *cli);
+int cmd_approve(Cli *cli);
+int cmd_reject(Cli *cli);
+int cmd_effects(Cli *cli);
+int cmd_effects_cancel(Cli *cli);
+int cmd_effects_resolve(Cli *cli);
 
 
 #endif

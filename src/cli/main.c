@@ -4,6 +4,7 @@
 
 #include "api/tokens.h"
 #include "cli/cli.h"
+#include "flow/effects.h"
 #include "flow/engine.h"
 #include "ledger/projection.h"
 
@@ -50,6 +51,37 @@ static const CliOpt tasks_opts[] = {
     { "status", "S", "only tasks in state S (queued, running, inbox, succeeded, failed, canceled)" },
     { "workflow", "W", "only tasks of workflow W" },
     { "limit", "N", "at most N tasks, newest first (default 100)" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt approve_opts[] = {
+    { "edit", "FILE", "approve FILE instead: the whole edited payload as JSON" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt reject_opts[] = {
+    { "reason", "R", "why (required; kept with the decision)" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt effects_opts[] = {
+    { "status", "S",
+      "only effects in state S (requested, held, captured, delivered, uncertain, failed, "
+      "canceled, compensated)" },
+    { "task", "ID", "only the effects of task ID" },
+    { "limit", "N", "at most N effects, newest first (default 100)" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt resolve_opts[] = {
+    { "sent", NULL, "it did arrive: record it as delivered" },
+    { "resend", NULL, "send it again" },
+    { "reason", "R", "a note kept with the decision" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt cancel_opts[] = {
+    { "reason", "R", "a note kept with the decision" },
     { NULL, NULL, NULL },
 };
 
@@ -119,6 +151,34 @@ static const CliCommand commands[] = {
     { "task skip", "ID", "Skip the failed step of a task in the inbox and go on.", NULL,
       cmd_task_skip, 1, 1 },
     { "task cancel", "ID", "Cancel a task that has not finished.", NULL, cmd_task_cancel, 1, 1 },
+    { "task compensate", "ID",
+      "Undo what a task did: its effects, newest first (a sent mail gets a correction\n"
+      "draft in the inbox; a webhook its configured reverse call). Cancels it first.",
+      NULL, cmd_task_compensate, 1, 1 },
+    { "trace", "TASK",
+      "The lineage of a task: its trigger, each step's inputs and outputs, approvals\n"
+      "(who decided what, when) and effects with their delivery, from the ledger.",
+      NULL, cmd_trace, 1, 1 },
+    { "mode", "[sandbox|production]",
+      "Show the mode, or switch it (an audited event). In sandbox, effects are\n"
+      "captured and never sent; in production they are delivered.",
+      NULL, cmd_mode, 0, 1 },
+    { "inbox", NULL,
+      "Pending approvals and failures waiting for you (with --json: one object per line).",
+      NULL, cmd_inbox, 0, 0 },
+    { "approve", "ID", "Approve a pending approval as it is, or --edit FILE with the payload.",
+      approve_opts, cmd_approve, 1, 1 },
+    { "reject", "ID", "Reject a pending approval (--reason required).", reject_opts, cmd_reject,
+      1, 1 },
+    { "effects cancel", "ID",
+      "Cancel an effect not yet delivered (held in its undo window, waiting, failed or\n"
+      "uncertain); its step is skipped and the task goes on.",
+      cancel_opts, cmd_effects_cancel, 1, 1 },
+    { "effects resolve", "ID",
+      "Settle an uncertain or failed effect: --sent (it arrived) or --resend.", resolve_opts,
+      cmd_effects_resolve, 1, 1 },
+    { "effects", NULL, "List effects, newest first (with --json: one object per line).",
+      effects_opts, cmd_effects, 0, 0 },
     { "run", NULL,
       "Run the planner and the runner in the foreground (without the HTTP server).\n"
       "--until-idle exits 0 once nothing is ready or running: for scripts and cron.",
@@ -127,6 +187,25 @@ static const CliCommand commands[] = {
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* Every command's human output says which mode the install is in (on
+ * stderr: stdout stays what the command promises; never with --json). */
+static void mode_banner(Cli *cli)
+{
+    if (cli->json || !strcmp(cli->command, "version") || !strcmp(cli->command, "serve") ||
+        !strcmp(cli->command, "mode"))
+        return;
+    Store *rd = NULL;
+    Err err = { 0 };
+    char mode[FLOW_MODE_MAX];
+    if (ledger_reader_open_dir(cli->data_dir, &cli->config, &rd, &err) < 0)
+        return; /* not initialised (yet): nothing to say */
+    fflush(stdout);
+    if (flow_mode_get(rd, mode, &err) == 0)
+        fprintf(stderr, "[mode: %s%s]\n", mode,
+                !strcmp(mode, "sandbox") ? " - effects are captured, nothing is sent" : "");
+    store_close(rd);
+}
 
 static void usage(FILE *out)
 {
@@ -243,6 +322,7 @@ int main(int argc, char **argv)
     flow_projections_register();
     core_config_defaults(&cli.config);
     rc = cmd->run(&cli);
+    mode_banner(&cli);
     core_config_done(&cli.config);
     return rc;
 }

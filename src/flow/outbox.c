@@ -128,7 +128,7 @@ static bool consent_ok(FlowOutbox *o, const Effect *x, char *why, size_t size)
         char consent[16] = "none";
         if (store_prepare(o->rd, "SELECT consent FROM consents WHERE email = ?1", &st, &err) < 0) {
             ok = false;
-            snprintf(why, size, "consent: cannot be read: %s", err.msg);
+            snprintf(why, size, "consent: cannot be read: %.400s", err.msg);
             break;
         }
         const char *addr = json_string_value(a);
@@ -139,7 +139,7 @@ static bool consent_ok(FlowOutbox *o, const Effect *x, char *why, size_t size)
         if (strcmp(consent, "marketing")) {
             ok = false;
             snprintf(why, size,
-                     "consent: %s has not agreed to marketing mail (latest recorded consent: %s)",
+                     "consent: %.320s has not agreed to marketing mail (latest recorded consent: %s)",
                      addr, consent);
             break;
         }

@@ -143,18 +143,22 @@ out:
 
 int flow_task_action(Ledger *l, Store *rd, const char *task_id, const char *action, Err *err)
 {
-    bool cancel = !strcmp(action, "cancel");
-    if (!cancel && strcmp(action, "retry") && strcmp(action, "skip"))
-        return err_set(err, ERR_INVAL, "unknown action '%s' (retry, skip or cancel)", action);
+    bool cancel = !strcmp(action, "cancel"), compensate = !strcmp(action, "compensate");
+    if (!cancel && !compensate && strcmp(action, "retry") && strcmp(action, "skip"))
+        return err_set(err, ERR_INVAL, "unknown action '%s' (retry, skip, cancel or compensate)",
+                       action);
     StoreStmt *st;
-    int rc = store_prepare(rd, "SELECT status, workflow FROM tasks WHERE id = ?1", &st, err);
+    int rc = store_prepare(rd, "SELECT status, workflow, compensation FROM tasks WHERE id = ?1",
+                           &st, err);
     if (rc < 0)
         return rc;
     store_bind_text(st, 1, task_id, strlen(task_id));
-    char status[16] = "", workflow[FLOW_NAME_MAX + 1] = "";
+    char status[16] = "", workflow[FLOW_NAME_MAX + 1] = "", comp[16] = "";
     if ((rc = store_step(st, err)) == STORE_ROW) {
         snprintf(status, sizeof status, "%s", store_col_text(st, 0, NULL));
         snprintf(workflow, sizeof workflow, "%s", store_col_text(st, 1, NULL));
+        const char *c = store_col_text(st, 2, NULL);
+        snprintf(comp, sizeof comp, "%s", c ? c : "");
     }
     store_stmt_done(st);
     if (rc < 0)
@@ -163,7 +167,10 @@ int flow_task_action(Ledger *l, Store *rd, const char *task_id, const char *acti
         return err_set(err, ERR_NOTFOUND, "no task %s", task_id);
     if (cancel && flow__status_terminal(status))
         return err_set(err, ERR_EXISTS, "task %s is already %s", task_id, status);
-    if (!cancel && strcmp(status, "inbox"))
+    if (compensate && comp[0])
+        return err_set(err, ERR_EXISTS, "task %s: its compensation is %s already", task_id,
+                       !strcmp(comp, "done") ? "done" : "running");
+    if (!cancel && !compensate && strcmp(status, "inbox"))
         return err_set(err, ERR_EXISTS,
                        "task %s is %s: only a task in the inbox can be retried or skipped",
                        task_id, status);
