@@ -60,7 +60,8 @@ class Sink:
         env = {
             "mail_from": envelope.mail_from,
             "rcpt_to": envelope.rcpt_tos,
-            "tls": session.ssl is not None,
+            # STARTTLS or implicit TLS (session.ssl covers only STARTTLS)
+            "tls": server.transport.get_extra_info("ssl_object") is not None,
         }
         with open(os.path.join(self.dir, "env", name + ".json"), "w") as f:
             json.dump(env, f)
