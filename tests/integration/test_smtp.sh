@@ -101,6 +101,22 @@ expect_eq "STARTTLS, certificate from an unknown CA: not delivered, RETRY" \
 expect_contains "  detail names the certificate problem" "$DETAIL" "certificate"
 smtp_stop
 
+# ---- AUTH (after STARTTLS), the password from the environment ----
+smtp_start --starttls --auth bot 'pa ss:w0rd' || { not_ok "auth sink starts" "see $TMP"; exit 1; }
+export SMTP_TEST_PW='pa ss:w0rd'
+send --url "$SMTP_URL" --ca-file "$TMP/tls/ca.pem" --user bot --password-env SMTP_TEST_PW "$P"
+expect_eq "AUTH with the password from smtp.password_env: delivered" \
+  "$RES/$(smtp_count)" "delivered/1"
+export SMTP_TEST_PW='wrong-secret-xyz'
+send --url "$SMTP_URL" --ca-file "$TMP/tls/ca.pem" --user bot --password-env SMTP_TEST_PW "$P"
+expect_eq "AUTH with a wrong password: PERMANENT 535" "$RES/$CODE/$(smtp_count)" "permanent/535/1"
+expect_eq "  the password is not in the outcome" "$(printf '%s' "$OUT$ERR" | grep -c wrong-secret)" 0
+unset SMTP_TEST_PW
+send --url "$SMTP_URL" --ca-file "$TMP/tls/ca.pem" --user bot --password-env SMTP_TEST_PW "$P"
+expect_eq "AUTH, the variable unset: PERMANENT before connecting" "$RES/$CODE" "permanent/0"
+expect_contains "  detail names the variable" "$DETAIL" "SMTP_TEST_PW"
+smtp_stop
+
 # ---- smtps ----
 smtp_start --smtps || { not_ok "smtps sink starts" "see $TMP"; exit 1; }
 send --url "$SMTP_URL" --ca-file "$TMP/tls/ca.pem" "$P"
