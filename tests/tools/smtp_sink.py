@@ -6,12 +6,13 @@ into place) with its envelope in DIR/env/N.json, BEFORE the server answers
 250 to the end of DATA: when a client has its 250, the files are there.
 
   smtp_sink.py --dir DIR [--starttls CERT KEY | --smtps CERT KEY]
-               [--fail-first N CODE] [--fail-at rcpt|data]
+               [--fail-first N CODE] [--fail-at rcpt|data] [--auth USER PASS]
 
 Prints "listening on PORT" (a free port it bound) on stdout once it accepts
 connections, and runs until SIGTERM / SIGINT. --fail-first makes the first N
 transactions end with CODE (e.g. 451, 554) at RCPT TO (default) or at the end
-of DATA; DIR/failed counts the refusals.
+of DATA; DIR/failed counts the refusals. --auth requires AUTH (PLAIN/LOGIN,
+after STARTTLS) with that user and password.
 """
 import argparse
 import asyncio
@@ -21,7 +22,7 @@ import signal
 import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 class Sink:
@@ -60,12 +61,23 @@ class Sink:
         env = {
             "mail_from": envelope.mail_from,
             "rcpt_to": envelope.rcpt_tos,
-            "tls": session.ssl is not None,
+            # STARTTLS or implicit TLS (session.ssl covers only STARTTLS)
+            "tls": server.transport.get_extra_info("ssl_object") is not None,
         }
         with open(os.path.join(self.dir, "env", name + ".json"), "w") as f:
             json.dump(env, f)
         os.rename(tmp, os.path.join(self.dir, "new", name + ".eml"))
         return "250 OK queued as " + name
+
+
+class Authenticator:
+    def __init__(self, user, password):
+        self.user = user.encode()
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == self.user and auth_data.password == self.password
+        return AuthResult(success=ok, handled=False)
 
 
 def tls_context(cert, key):
@@ -81,15 +93,19 @@ async def main():
     p.add_argument("--smtps", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--fail-first", nargs=2, type=int, metavar=("N", "CODE"), default=(0, 0))
     p.add_argument("--fail-at", choices=("rcpt", "data"), default="rcpt")
+    p.add_argument("--auth", nargs=2, metavar=("USER", "PASS"))
     a = p.parse_args()
 
     handler = Sink(a.dir, a.fail_first[0], a.fail_first[1], a.fail_at)
     starttls_ctx = tls_context(*a.starttls) if a.starttls else None
     smtps_ctx = tls_context(*a.smtps) if a.smtps else None
 
+    auth = Authenticator(*a.auth) if a.auth else None
+
     def factory():
         return SMTP(handler, hostname="sink.test", tls_context=starttls_ctx,
-                    require_starttls=False, decode_data=False, timeout=60)
+                    require_starttls=False, decode_data=False, timeout=60,
+                    authenticator=auth, auth_required=auth is not None)
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(factory, host="127.0.0.1", port=0, ssl=smtps_ctx)
