@@ -70,7 +70,8 @@ typedef struct HttpPostRequest {
  * the answer's body, and never holds the secret.
  *
  * Returns 0 when the attempt was made (whatever its outcome), ERR_INVAL
- * when req itself is unusable (out then says EFFECT_PERMANENT and why).
+ * when req itself is unusable (out then says EFFECT_PERMANENT and why),
+ * ERR_INTERNAL when libcurl cannot be set up (out says EFFECT_RETRY).
  * Thread-safe: each call uses a handle of its own. */
 int http_post_deliver(const HttpPostRequest *req, EffectOutcome *out);
 
