@@ -52,6 +52,13 @@ typedef enum Route {
     ROUTE_TASKS_GET,
     ROUTE_TASK_GET,
     ROUTE_TASK_ACTION,
+    ROUTE_TASK_TRACE,
+    ROUTE_INBOX,
+    ROUTE_DECISION,
+    ROUTE_EFFECTS,
+    ROUTE_EFFECT_ACTION,
+    ROUTE_MODE_GET,
+    ROUTE_MODE_POST,
 } Route;
 
 typedef struct FormState FormState;
@@ -67,8 +74,9 @@ typedef struct Req {
     size_t secret_len;
     char method[8];
     char path[128];
-    char target[40];            /* /v1/tasks/{target}/{action} */
+    char target[40];            /* /v1/tasks/{target}/{action}, /v1/approvals/{target}/... */
     char action[16];
+    char token_id[32];          /* the bearer token's id, once authorized */
 
     Buf body;                   /* bounded by the route's limit */
     bool too_big;
@@ -130,6 +138,13 @@ void api__hook(Req *r);
 void api__tasks_get(Req *r);
 void api__task_get(Req *r);
 void api__task_action(Req *r);
+void api__task_trace(Req *r);
+void api__inbox_get(Req *r);
+void api__decision_post(Req *r);
+void api__effects_get(Req *r);
+void api__effect_action(Req *r);
+void api__mode_get(Req *r);
+void api__mode_post(Req *r);
 /* Form parsing (form.c): feed upload data, then finish. */
 int api__form_begin(Req *r);
 int api__form_feed(Req *r, const char *data, size_t len);

@@ -6,6 +6,7 @@
 #include "api/api_int.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "flow/effects.h"
 #include "flow/engine.h"
 
 #define PAGE_DEFAULT 100
@@ -282,4 +283,173 @@ void api__task_action(Req *r)
         api__problem(r, 503, "Service unavailable", "%s", err.msg);
     else
         api__json(r, 202, json_pack("{s:s, s:s}", "task", r->target, "action", r->action));
+}
+
+/* ---- approvals, effects, the mode ---- */
+
+/* Answers an error of the flow layer with its status. */
+static void flow_problem(Req *r, int rc, const Err *err)
+{
+    if (rc == ERR_NOTFOUND)
+        api__problem(r, 404, "Not found", "%s", err->msg);
+    else if (rc == ERR_INVAL)
+        api__problem(r, 400, "Bad request", "%s", err->msg);
+    else if (rc == ERR_EXISTS)
+        api__problem(r, 409, "Conflict", "%s", err->msg);
+    else
+        api__problem(r, 503, "Service unavailable", "%s", err->msg);
+}
+
+/* Who decided: the token's id, never the token. */
+static void by_token(const Req *r, char out[64])
+{
+    snprintf(out, 64, "token:%s", r->token_id[0] ? r->token_id : "?");
+}
+
+/* The request body as a JSON object; answers 400 and returns NULL when it
+ * is not one. */
+static json_t *body_object(Req *r)
+{
+    json_t *j = NULL;
+    Err err = { 0 };
+    if (core_json_parse(r->body.ptr ? r->body.ptr : "", r->body.len, &j, &err) < 0) {
+        api__problem(r, 400, "Bad request", "the body is not JSON: %s", err.msg);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        api__problem(r, 400, "Bad request", "the body must be a JSON object");
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+void api__task_trace(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *t = NULL;
+    int rc = rd ? flow_task_trace(rd, r->target, &t, &err) : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, t);
+}
+
+void api__inbox_get(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *items = NULL;
+    int rc = rd ? flow_inbox_list(rd, &items, &err) : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, json_pack("{s:o}", "items", items));
+}
+
+void api__decision_post(Req *r)
+{
+    json_t *b = body_object(r);
+    if (!b)
+        return;
+    const json_t *dec = json_object_get(b, "decision"), *reason = json_object_get(b, "reason");
+    const json_t *payload = json_object_get(b, "payload");
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) if (strcmp(k, "decision") && strcmp(k, "reason") &&
+                                     strcmp(k, "payload")) {
+        api__problem(r, 400, "Bad request", "%.64s: unknown field (decision, payload, reason)", k);
+        json_decref(b);
+        return;
+    }
+    if (!json_is_string(dec) || (reason && !json_is_null(reason) && !json_is_string(reason))) {
+        api__problem(r, 400, "Bad request", "%s",
+                     !json_is_string(dec) ? "decision: required: approve, edit or reject"
+                                          : "reason: must be a string");
+        json_decref(b);
+        return;
+    }
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    char by[64];
+    by_token(r, by);
+    json_t *out = NULL;
+    int rc = rd ? flow_approval_decide(r->srv->ledger, rd, r->target, json_string_value(dec),
+                                       payload && !json_is_null(payload) ? payload : NULL,
+                                       json_string_value(reason), by, &out, &err)
+                : ERR_STORE;
+    json_decref(b);
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, out);
+}
+
+void api__effects_get(Req *r)
+{
+    long long limit = PAGE_DEFAULT;
+    if (!int_arg(r, "limit", 1, PAGE_MAX, &limit))
+        return;
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *list = NULL;
+    int rc = rd ? flow_effects_list(rd, arg(r, "status"), arg(r, "task"), limit, &list, &err)
+                : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, json_pack("{s:o}", "effects", list));
+}
+
+void api__effect_action(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    char by[64];
+    by_token(r, by);
+    json_t *b = r->body.len ? body_object(r) : json_object();
+    if (!b)
+        return;
+    int rc = rd ? flow_effect_action(r->srv->ledger, rd, r->target, r->action,
+                                     json_string_value(json_object_get(b, "reason")), by, &err)
+                : ERR_STORE;
+    json_decref(b);
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 202, json_pack("{s:s, s:s}", "effect", r->target, "action", r->action));
+}
+
+void api__mode_get(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    char mode[FLOW_MODE_MAX];
+    int rc = rd ? flow_mode_get(rd, mode, &err) : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, json_pack("{s:s}", "mode", mode));
+}
+
+void api__mode_post(Req *r)
+{
+    json_t *b = body_object(r);
+    if (!b)
+        return;
+    const char *mode = json_string_value(json_object_get(b, "mode"));
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    char by[64];
+    by_token(r, by);
+    bool changed = false;
+    int rc = !mode ? err_set(&err, ERR_INVAL, "mode: required: sandbox or production")
+           : rd    ? flow_mode_set(r->srv->ledger, rd, mode, by, &changed, &err)
+                   : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, json_pack("{s:s, s:b}", "mode", mode, "changed", changed));
+    json_decref(b);
 }

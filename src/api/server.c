@@ -188,7 +188,7 @@ static bool authorized(Req *r)
         tok++;
     Err err = { 0 };
     Store *rd = api__reader(r->srv, &err);
-    int rc = rd ? api_token_check(rd, tok, strlen(tok), NULL, &err) : ERR_STORE;
+    int rc = rd ? api_token_check(rd, tok, strlen(tok), r->token_id, &err) : ERR_STORE;
     if (rc == 0)
         return true;
     if (rc == ERR_AUTH)
@@ -278,14 +278,60 @@ static void route(Req *r, const char *url, const char *method)
             if (slash)
                 snprintf(r->action, sizeof r->action, "%s", slash + 1);
         }
-        bool action = slash != NULL;
+        bool trace = slash && !strcmp(r->action, "trace");
+        bool action = slash != NULL && !trace;
         if (action ? !post : !get) {
             r->allow = action ? "POST" : "GET, HEAD";
             api__problem(r, 405, "Method not allowed", "use %s %.100s", action ? "POST" : "GET",
                          url);
             return;
         }
-        r->route = action ? ROUTE_TASK_ACTION : rest ? ROUTE_TASK_GET : ROUTE_TASKS_GET;
+        r->route = trace    ? ROUTE_TASK_TRACE
+                 : action   ? ROUTE_TASK_ACTION
+                 : rest     ? ROUTE_TASK_GET
+                            : ROUTE_TASKS_GET;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
+    } else if (!strcmp(url, "/v1/inbox") || !strcmp(url, "/v1/effects") ||
+               !strcmp(url, "/v1/mode")) {
+        bool mode = !strcmp(url, "/v1/mode");
+        if (!get && !(mode && post)) {
+            r->allow = mode ? "GET, HEAD, POST" : "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use GET %s", url);
+            return;
+        }
+        r->route = mode ? (post ? ROUTE_MODE_POST : ROUTE_MODE_GET)
+                 : !strcmp(url, "/v1/inbox") ? ROUTE_INBOX
+                                             : ROUTE_EFFECTS;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
+    } else if (!strncmp(url, "/v1/approvals/", 14) || !strncmp(url, "/v1/effects/", 12)) {
+        /* POST /v1/approvals/{id}/decision, POST /v1/effects/{id}/{cancel|sent|resend} */
+        bool appr = url[4] == 'a';
+        const char *rest = url + (appr ? 14 : 12), *slash = strchr(rest, '/');
+        size_t idlen = slash ? (size_t)(slash - rest) : 0;
+        if (!slash || idlen == 0 || idlen >= sizeof r->target || strchr(slash + 1, '/') ||
+            (appr ? strcmp(slash + 1, "decision")
+                  : strcmp(slash + 1, "cancel") && strcmp(slash + 1, "sent") &&
+                        strcmp(slash + 1, "resend"))) {
+            api__problem(r, 404, "Not found", "no route for %s %.100s", method, url);
+            return;
+        }
+        snprintf(r->target, sizeof r->target, "%.*s", (int)idlen, rest);
+        snprintf(r->action, sizeof r->action, "%s", slash + 1);
+        if (!post) {
+            /* a link preview fetching a URL must never decide anything */
+            r->allow = "POST";
+            api__problem(r, 405, "Method not allowed",
+                         "decisions are made only by POST with a token, never by following a "
+                         "link");
+            return;
+        }
+        r->route = appr ? ROUTE_DECISION : ROUTE_EFFECT_ACTION;
         if (!authorized(r)) {
             reject(r, API_REASON_UNAUTHORIZED);
             return;
@@ -346,6 +392,13 @@ static void dispatch(Req *r)
     case ROUTE_TASKS_GET: api__tasks_get(r); break;
     case ROUTE_TASK_GET: api__task_get(r); break;
     case ROUTE_TASK_ACTION: api__task_action(r); break;
+    case ROUTE_TASK_TRACE: api__task_trace(r); break;
+    case ROUTE_INBOX: api__inbox_get(r); break;
+    case ROUTE_DECISION: api__decision_post(r); break;
+    case ROUTE_EFFECTS: api__effects_get(r); break;
+    case ROUTE_EFFECT_ACTION: api__effect_action(r); break;
+    case ROUTE_MODE_GET: api__mode_get(r); break;
+    case ROUTE_MODE_POST: api__mode_post(r); break;
     case ROUTE_HOOK:
         if (r->form)
             api__form_finish(r);

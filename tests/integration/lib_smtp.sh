@@ -3,7 +3,7 @@
 # lib.sh (it uses $TMP and bg_track). A message is on disk before the server
 # answers 250 to its DATA, so no test ever waits for a delivery.
 #   smtp_start [--starttls|--smtps] [--fail-first N CODE] [--fail-at rcpt|data]
-#              [--auth USER PASS]
+#              [--auth USER PASS] [--hang-after-data FIFO]
 #                     starts a sink with an empty mail dir; sets SMTP_PID,
 #                     SMTP_PORT, SMTP_DIR and SMTP_URL (smtp:// or smtps://
 #                     127.0.0.1:PORT). Fails when it did not start.
@@ -47,6 +47,7 @@ smtp_start() {
       --fail-first) args+=(--fail-first "$2" "$3"); shift 2 ;;
       --fail-at)  args+=(--fail-at "$2"); shift ;;
       --auth)     args+=(--auth "$2" "$3"); shift 2 ;;
+      --hang-after-data) args+=(--hang-after-data "$2"); shift ;;
       *) echo "smtp_start: unknown option $1" >&2; return 1 ;;
     esac
     shift

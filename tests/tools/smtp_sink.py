@@ -7,12 +7,17 @@ into place) with its envelope in DIR/env/N.json, BEFORE the server answers
 
   smtp_sink.py --dir DIR [--starttls CERT KEY | --smtps CERT KEY]
                [--fail-first N CODE] [--fail-at rcpt|data] [--auth USER PASS]
+               [--hang-after-data FIFO]
 
 Prints "listening on PORT" (a free port it bound) on stdout once it accepts
 connections, and runs until SIGTERM / SIGINT. --fail-first makes the first N
 transactions end with CODE (e.g. 451, 554) at RCPT TO (default) or at the end
 of DATA; DIR/failed counts the refusals. --auth requires AUTH (PLAIN/LOGIN,
-after STARTTLS) with that user and password.
+after STARTTLS) with that user and password. --hang-after-data stores the
+first message, writes "stored N" to FIFO (a named pipe the test reads) and
+then never answers that DATA: the client's transaction began and its outcome
+never comes (the crash test kills the client at that point); later
+transactions are answered as usual.
 """
 import argparse
 import asyncio
@@ -26,8 +31,9 @@ from aiosmtpd.smtp import SMTP, AuthResult
 
 
 class Sink:
-    def __init__(self, directory, fail_first, fail_code, fail_at):
+    def __init__(self, directory, fail_first, fail_code, fail_at, hang_fifo=None):
         self.dir = directory
+        self.hang_fifo = hang_fifo
         self.fail_left = fail_first
         self.fail_code = fail_code
         self.fail_at = fail_at
@@ -67,6 +73,11 @@ class Sink:
         with open(os.path.join(self.dir, "env", name + ".json"), "w") as f:
             json.dump(env, f)
         os.rename(tmp, os.path.join(self.dir, "new", name + ".eml"))
+        if self.hang_fifo:
+            fifo, self.hang_fifo = self.hang_fifo, None
+            with open(fifo, "w") as f:
+                f.write("stored %s\n" % name)
+            await asyncio.Event().wait()  # never set: the client gives up or dies
         return "250 OK queued as " + name
 
 
@@ -94,9 +105,10 @@ async def main():
     p.add_argument("--fail-first", nargs=2, type=int, metavar=("N", "CODE"), default=(0, 0))
     p.add_argument("--fail-at", choices=("rcpt", "data"), default="rcpt")
     p.add_argument("--auth", nargs=2, metavar=("USER", "PASS"))
+    p.add_argument("--hang-after-data", metavar="FIFO")
     a = p.parse_args()
 
-    handler = Sink(a.dir, a.fail_first[0], a.fail_first[1], a.fail_at)
+    handler = Sink(a.dir, a.fail_first[0], a.fail_first[1], a.fail_at, a.hang_after_data)
     starttls_ctx = tls_context(*a.starttls) if a.starttls else None
     smtps_ctx = tls_context(*a.smtps) if a.smtps else None
 
