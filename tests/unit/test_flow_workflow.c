@@ -482,7 +482,7 @@ Test(from_json, errors_name_the_json_path)
     cr_assert_null(r);
     cr_assert_str_eq(e.msg,
                      "steps[1].timeout: unknown key (allowed: id, do, with, if, needs, retry, "
-                     "timeout_ms, on_error)\n"
+                     "timeout_ms, on_error, approval, purpose, compensate)\n"
                      "steps[1].with.duration: '3 days' is not a duration (a whole number and "
                      "one of ms, s, m, h, d, w: \"30s\", \"3d\")\n"
                      "steps[3].retry.max: must be an integer from 0 to 100\n"
@@ -587,7 +587,7 @@ Test(step_kinds, registry_and_custom_kinds)
     cr_assert_eq(flow_step_kind_find("mail"), &mail);
     char list[128];
     flow_step_kinds_list(list, sizeof list);
-    cr_assert_str_eq(list, "emit, lua, mail, task.start, wait");
+    cr_assert_str_eq(list, "approval, email.send, emit, lua, mail, task.start, wait, webhook.post");
     char *rep = parse_fail("name: m\non: {event: a.b}\nsteps:\n"
                            "  - id: a\n    do: mail\n    with: {subject: x}\n");
     cr_assert_str_eq(rep, "t.yaml:6:12: steps[0].with.to: required");
@@ -710,4 +710,78 @@ Test(catalog, check_refs_scripts_and_workflows)
     flow_workflow_free(w);
     flow_catalog_done(&c);
     test_rmdir(data);
+}
+
+/* ---- gates and effects ------------------------------------------------- */
+
+static const char *gated_yaml =
+    "name: gated\n"
+    "on: {event: lead.created}\n"
+    "steps:\n"
+    "  - id: mail\n"
+    "    do: email.send\n"
+    "    with: {to: \"{{ event.data.email }}\", subject: Hi, text: Hello}\n"
+    "    purpose: marketing\n"
+    "    approval:\n"
+    "      policy: auto\n"
+    "      min_confidence: 0.8\n"
+    "      confidence: \"{{ 0.5 }}\"\n"
+    "      deadline: 1h\n"
+    "      on_deadline: escalate\n"
+    "      on_reject: rejected\n"
+    "  - id: hook\n"
+    "    do: webhook.post\n"
+    "    with: {url: \"https://example.com/x\", body: {a: 1}}\n"
+    "    compensate: {do: webhook.post, with: {url: \"https://example.com/undo\", body: {}}}\n"
+    "  - id: rejected\n"
+    "    needs: [mail]\n"
+    "    do: emit\n"
+    "    with: {type: lead.rejected}\n";
+
+Test(gates, approval_purpose_and_compensate_are_canonical)
+{
+    FlowWorkflow *w = NULL, *r = NULL;
+    Err e = { 0 };
+    cr_assert_eq(flow_workflow_parse(gated_yaml, strlen(gated_yaml), "g.yaml", &w, &e), 0, "%s",
+                 e.msg);
+    const json_t *a = w->steps[0].approval;
+    cr_assert_not_null(a);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "policy")), "auto");
+    cr_assert_float_eq(json_number_value(json_object_get(a, "min_confidence")), 0.8, 1e-9);
+    cr_assert_eq(json_integer_value(json_object_get(a, "deadline_ms")), 3600000);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "on_deadline")), "escalate");
+    cr_assert_str_eq(json_string_value(json_object_get(a, "on_reject")), "rejected");
+    cr_assert_str_eq(w->steps[0].purpose, "marketing");
+    /* an effect step without `approval` asks: policy always */
+    cr_assert_str_eq(json_string_value(json_object_get(w->steps[1].approval, "policy")), "always");
+    cr_assert_str_eq(json_string_value(json_object_get(w->steps[1].compensate, "do")),
+                     "webhook.post");
+    cr_assert_null(w->steps[2].approval, "an emit step has no gate");
+    cr_assert(flow_kind_is_effect("email.send") && flow_kind_is_effect("webhook.post") &&
+              !flow_kind_is_effect("approval") && !flow_kind_is_effect("emit"));
+    /* the stored definition gives the same workflow and version */
+    cr_assert_eq(flow_workflow_from_json(w->definition, &r, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(r->version, w->version);
+    cr_assert(json_equal(r->steps[0].approval, a));
+    cr_assert(json_equal(r->steps[1].compensate, w->steps[1].compensate));
+    cr_assert_str_eq(r->steps[0].purpose, "marketing");
+    flow_workflow_free(r);
+    /* and each of them is part of the version */
+    const char *edits[][2] = { { "policy: auto", "policy: always" },
+                               { "purpose: marketing", "purpose: transactional" },
+                               { "/undo", "/undo2" } };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        const char *at = strstr(gated_yaml, edits[i][0]);
+        Buf y;
+        buf_init(&y, 0);
+        buf_append(&y, gated_yaml, (size_t)(at - gated_yaml));
+        buf_puts(&y, edits[i][1]);
+        buf_puts(&y, at + strlen(edits[i][0]));
+        FlowWorkflow *c = NULL;
+        cr_assert_eq(flow_workflow_parse(y.ptr, y.len, "g.yaml", &c, &e), 0, "%s", e.msg);
+        cr_assert_str_neq(c->version, w->version, "'%s' kept the version", edits[i][1]);
+        flow_workflow_free(c);
+        buf_done(&y);
+    }
+    flow_workflow_free(w);
 }
