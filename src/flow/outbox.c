@@ -229,7 +229,7 @@ static void deliver(FlowOutbox *o, const Effect *x, const char *mode)
     if (record(o, "effect.started", d, key) < 0)
         return; /* not durable: nothing may leave */
     EffectOutcome out;
-    char msgid[256] = "";
+    char msgid[MAIL_MESSAGE_ID_SIZE] = "";
     send_one(o, x, &out, msgid, sizeof msgid);
     d = effect_data(x);
     json_object_set_new(d, "delivery", json_integer(n));
@@ -380,7 +380,7 @@ static bool saga_step(FlowOutbox *o, const char *task)
         record(o, "task.compensated", json_pack("{s:s}", "task", task), key);
         return true;
     }
-    char id[CORE_ULID_LEN + 1], step[FLOW_NAME_MAX + 1], kind[32], mid[256] = "",
+    char id[CORE_ULID_LEN + 1], step[FLOW_NAME_MAX + 1], kind[32], mid[MAIL_MESSAGE_ID_SIZE] = "",
          when[CORE_TIME_LEN + 1], comp_eff[64] = "", comp_appr[64] = "";
     snprintf(id, sizeof id, "%s", store_col_text(st, 0, NULL));
     snprintf(step, sizeof step, "%s", store_col_text(st, 1, NULL));
