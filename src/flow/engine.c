@@ -74,6 +74,12 @@ struct FlowEngine {
     pthread_cond_t job_cond, idle_cond;
     Job *q_first, *q_last;
     json_t *dispatched; /* "task/step" -> true, while queued, running or being appended */
+    /* "task/step[/w]" -> the seq of its outcome, once acknowledged, until a
+     * runner pass began after it: a pass whose queries began earlier may
+     * have read the step as it was before that outcome, and must not run
+     * it again on that stale reading (a resumed step would record a wait
+     * over the wake-up that came after it, and never wake). */
+    json_t *acked;
     size_t inflight;
     bool idle;
     int64_t idle_head;   /* the head the runner was idle at */
@@ -474,6 +480,8 @@ static void released(void *ctx, int rc, const Err *err, const LedgerAppendResult
                                              (json_int_t)(n ? r[n - 1].seq : 0)));
     pthread_mutex_lock(&e->mu);
     json_object_del(e->dispatched, p->key);
+    if (rc == 0 && r && n > 0)
+        json_object_set_new(e->acked, p->key, json_integer(r[n - 1].seq));
     e->inflight--;
     pthread_mutex_unlock(&e->mu);
     if (rc < 0)
@@ -766,14 +774,24 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Queues a job unless the step is already dispatched. */
+/* Whether the step's last outcome (key) was acknowledged after seq snap,
+ * the head when the caller's pass began: what the pass read of it may be
+ * older than that outcome. Called with e->mu held. */
+static bool stale(FlowEngine *e, const char *key, int64_t snap)
+{
+    json_t *a = json_object_get(e->acked, key);
+    return a && json_integer_value(a) > snap;
+}
+
+/* Queues a job unless the step is already dispatched, or what the runner
+ * read of it (at head snap or later) may predate its last outcome. */
 static bool dispatch_job(FlowEngine *e, const char *task, const char *step, int attempt,
-                         bool resume)
+                         bool resume, int64_t snap)
 {
     char key[DISPATCH_KEY_MAX];
     dispatch_key(key, task, step, false);
     pthread_mutex_lock(&e->mu);
-    if (json_object_get(e->dispatched, key)) {
+    if (json_object_get(e->dispatched, key) || stale(e, key, snap)) {
         pthread_mutex_unlock(&e->mu);
         return false;
     }
@@ -794,18 +812,21 @@ static bool dispatch_job(FlowEngine *e, const char *task, const char *step, int 
     return true;
 }
 
-static bool dispatch(FlowEngine *e, const char *task, const char *step, int attempt)
+static bool dispatch(FlowEngine *e, const char *task, const char *step, int attempt,
+                     int64_t snap)
 {
-    return dispatch_job(e, task, step, attempt, false);
+    return dispatch_job(e, task, step, attempt, false, snap);
 }
 
-/* Marks a step dispatched for an outcome the runner appends itself. */
-static bool claim(FlowEngine *e, const char *task, const char *step)
+/* Marks a step dispatched for an outcome the runner appends itself. snap:
+ * as for dispatch_job() (INT64_MAX when the caller read nothing stale, an
+ * event it follows). */
+static bool claim(FlowEngine *e, const char *task, const char *step, int64_t snap)
 {
     char key[DISPATCH_KEY_MAX];
     dispatch_key(key, task, step, true);
     pthread_mutex_lock(&e->mu);
-    bool fresh = !json_object_get(e->dispatched, key);
+    bool fresh = !json_object_get(e->dispatched, key) && !stale(e, key, snap);
     if (fresh) {
         json_object_set_new(e->dispatched, key, json_true());
         e->inflight++;
@@ -840,9 +861,9 @@ static void waiters_drop(FlowEngine *e, const char *task, const char *step)
 
 /* Completes the wait of w with the event ev (or a timeout when ev is NULL). */
 static bool wait_complete(FlowEngine *e, const char *task, const char *step, int attempt,
-                          const Event *ev)
+                          const Event *ev, int64_t snap)
 {
-    if (!claim(e, task, step))
+    if (!claim(e, task, step, snap))
         return false;
     TaskCtx c;
     Err err = { 0 };
@@ -940,7 +961,7 @@ static void waiter_add(FlowEngine *e, const char *task, const char *step, int at
         ledger_read(e->rd, &f, scan_one, &s, &err);
     }
     if (s.copy && s.copy->seq <= upto) {
-        wait_complete(e, task, step, attempt, s.copy);
+        wait_complete(e, task, step, attempt, s.copy, INT64_MAX);
         ledger_event_free(s.copy);
         waiter_free(w);
         return;
@@ -997,7 +1018,7 @@ static void handle_event(FlowEngine *e, const Event *ev)
         Waiter *w = *p;
         if (wait_matches(e, w, ev)) {
             *p = w->next;
-            wait_complete(e, w->task, w->step, w->attempt, ev);
+            wait_complete(e, w->task, w->step, w->attempt, ev, INT64_MAX);
             waiter_free(w);
         } else {
             p = &w->next;
@@ -1188,7 +1209,7 @@ static size_t collect(FlowEngine *e, const char *sql, const char *now, Due **ret
 
 /* An approval's deadline passed: remind (again after the same time) or
  * escalate, as the step says. Returns whether anything was appended. */
-static bool approval_overdue(FlowEngine *e, const char *task, const char *step)
+static bool approval_overdue(FlowEngine *e, const char *task, const char *step, int64_t snap)
 {
     StoreStmt *st;
     Err err = { 0 };
@@ -1212,7 +1233,7 @@ static bool approval_overdue(FlowEngine *e, const char *task, const char *step)
         reminders = store_col_int(st, 4);
     }
     store_stmt_done(st);
-    if (!id[0] || !claim(e, task, step))
+    if (!id[0] || !claim(e, task, step, snap))
         return false;
     int64_t due = 0, at = 0, now = core_time_now_ms();
     core_time_parse(deadline, strlen(deadline), &due);
@@ -1250,6 +1271,16 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
 {
     Err err = { 0 };
     *busy = false;
+    /* What this pass reads is at least as new as this head: outcomes
+     * acknowledged up to it are seen, later ones may not be. */
+    int64_t snap = ledger_head_seq(e->l);
+    pthread_mutex_lock(&e->mu);
+    const char *k;
+    void *tmp;
+    json_t *v;
+    json_object_foreach_safe(e->acked, tmp, k, v) if (json_integer_value(v) <= snap)
+        json_object_del(e->acked, k);
+    pthread_mutex_unlock(&e->mu);
     /* 1. new events: waits */
     follow(e);
     int64_t now = core_time_now_ms();
@@ -1263,7 +1294,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
                        " WHERE s.status = 'ready' AND t.status = 'running' LIMIT 4096",
                        NULL, &d);
     for (size_t i = 0; i < n; i++)
-        *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
+        *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1, snap);
     free(d);
     /* 3. due timers of running tasks: retries, ended waits (a task in the
      * inbox holds all of its steps until the operator acts) */
@@ -1277,15 +1308,15 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
                 now_s, &d);
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(d[i].kind, "retry")) {
-            *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1);
+            *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1, snap);
         } else if (!strcmp(d[i].kind, "resume")) {
-            *busy |= dispatch_job(e, d[i].task, d[i].step, d[i].attempts, true);
+            *busy |= dispatch_job(e, d[i].task, d[i].step, d[i].attempts, true, snap);
         } else if (!strcmp(d[i].kind, "approval")) {
-            *busy |= approval_overdue(e, d[i].task, d[i].step);
+            *busy |= approval_overdue(e, d[i].task, d[i].step, snap);
         } else {
             waiters_drop(e, d[i].task, d[i].step);
             if (!strcmp(d[i].kind, "duration")) {
-                if (claim(e, d[i].task, d[i].step)) {
+                if (claim(e, d[i].task, d[i].step, snap)) {
                     *busy = true;
                     char key[192];
                     json_t *dd = json_pack("{s:s, s:s, s:i, s:{s:b}, s:s}", "task", d[i].task,
@@ -1304,7 +1335,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
                     task_ctx_done(&c);
                 }
             } else {
-                *busy |= wait_complete(e, d[i].task, d[i].step, d[i].attempts, NULL);
+                *busy |= wait_complete(e, d[i].task, d[i].step, d[i].attempts, NULL, snap);
             }
         }
     }
@@ -1449,6 +1480,7 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
     e->enabled = json_object();
     e->stored_versions = json_object();
     e->dispatched = json_object();
+    e->acked = json_object();
     e->versions = json_object();
     e->tasks_cache = json_object();
     e->outbox_head = -1;
@@ -1558,6 +1590,7 @@ void flow_engine_stop(FlowEngine *e)
     json_decref(e->versions);
     json_decref(e->tasks_cache);
     json_decref(e->dispatched);
+    json_decref(e->acked);
     json_decref(e->enabled);
     json_decref(e->stored_versions);
     flow_lua_free(e->planner_lua);

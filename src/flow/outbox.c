@@ -41,6 +41,8 @@ struct FlowOutbox {
     bool started;
     atomic_bool stop;
     bool held;
+    int64_t seen;    /* the last event looked at */
+    int64_t next_ms; /* the next timer (absolute), 0: none */
     void (*on_idle)(void *ctx, int64_t head);
     void *ctx;
 };
@@ -544,6 +546,42 @@ static bool sagas(FlowOutbox *o)
 
 /* ---- the thread ---- */
 
+typedef struct News {
+    FlowOutbox *o;
+    bool relevant;
+} News;
+
+static int news_one(void *ctx, const Event *ev)
+{
+    News *n = ctx;
+    const char *t = ev->type;
+    n->o->seen = ev->seq;
+    n->relevant |= !strncmp(t, "effect.", 7) || !strncmp(t, "approval.", 9) ||
+                   !strncmp(t, "task.", 5) || !strcmp(t, "step.failed") ||
+                   !strcmp(t, "operator.mode.changed");
+    return 0;
+}
+
+/* Whether anything appended since the last look can concern the outbox: an
+ * effect or approval event, a task action, a step failing (its task may
+ * need compensating). Most events (a workflow's steps) do not, and then no
+ * pass runs. */
+static bool news(FlowOutbox *o)
+{
+    News n = { .o = o };
+    Err err = { 0 };
+    for (;;) {
+        int64_t before = o->seen;
+        LedgerFilter f = { .after_seq = o->seen, .limit = 4096, .headers_only = true };
+        if (ledger_read(o->rd, &f, news_one, &n, &err) < 0) {
+            log_error("outbox follow", json_pack("{s:s}", "error", err.msg));
+            return true;
+        }
+        if (o->seen - before < 4096)
+            return n.relevant;
+    }
+}
+
 /* One pass; returns ms until the next timer (-1: none) and whether it did
  * anything. */
 static int64_t pass(FlowOutbox *o, bool *busy)
@@ -608,13 +646,20 @@ static void *outbox_main(void *arg)
                 ledger_wait(o->l, INT64_MAX, lease_ms / 3);
                 continue;
             }
-            if (!was)
+            if (!was) {
+                o->seen = ledger_head_seq(o->l);
                 mark_uncertain(o);
+                o->next_ms = 1; /* a full pass now */
+            }
         }
         uint64_t gen = ledger_wake_gen(o->l);
         int64_t head = ledger_head_seq(o->l);
-        bool busy = false;
-        int64_t next = pass(o, &busy);
+        bool busy = false, due = news(o) || (o->next_ms > 0 && o->next_ms <= now);
+        int64_t next = o->next_ms > 0 ? (o->next_ms > now ? o->next_ms - now : 0) : -1;
+        if (due) {
+            next = pass(o, &busy);
+            o->next_ms = next >= 0 ? core_time_now_ms() + next : 0;
+        }
         if (o->on_idle)
             o->on_idle(o->ctx, busy || next == 0 || ledger_head_seq(o->l) != head ? -1 : head);
         if (busy)

@@ -32,6 +32,7 @@ setup() {
   DIRS="$DIRS $D"
 }
 b() { bureau --data "$D" "$@"; }
+bq() { bureau --data "$D" "$@" >/dev/null; }
 ingest() { printf '%s\n' "$1" | bureau --data "$D" ingest >/dev/null; }
 idle() { bureau --data "$D" run --until-idle --timeout 60 "$@"; }
 q() { sqlite3 "$D/bureau.db" "$1"; }
@@ -100,7 +101,7 @@ check "sandbox: run" idle
 T=$(task_of welcome)
 A=$(approval_of "$T")
 expect_eq "sandbox: the mail waits for approval" "$(step_status "$T" send) ${A:0:1}" "waiting a"
-check "sandbox: approve" b approve "$A"
+check "sandbox: approve" bq approve "$A"
 check "sandbox: run after the approval" idle
 expect_eq "sandbox: effect captured" "$(effect status "$T")" captured
 expect_eq "sandbox: the captured payload is there" "$(effect payload.subject "$T")" "Welcome, Ann"
@@ -108,3 +109,92 @@ expect_eq "sandbox: one effect.captured event" "$(count_events effect.captured)"
 expect_eq "sandbox: no effect.started" "$(count_events effect.started)" 0
 expect_eq "sandbox: the task succeeded" "$(task_status "$T")" succeeded
 expect_eq "sandbox: the SMTP sink received nothing" "$(smtp_count)" 0
+
+# ---- 2. production: delivered once, traced -----------------------------------------
+
+smtp_stop; smtp_start || exit 1
+setup production
+mail_workflow
+check "production: switch the mode" bq mode production
+expect_eq "production: the switch is an event by cli" \
+  "$(q "SELECT json_extract(data, '$.mode') || ' ' || json_extract(data, '$.by') FROM events WHERE type = 'operator.mode.changed'")" \
+  "production cli"
+ingest "$LEAD"
+check "production: run" idle
+T=$(task_of welcome)
+A=$(approval_of "$T")
+run b inbox --json
+expect_eq "production: the inbox holds the approval" \
+  "$(jget "$OUT" '$.id') $(jget "$OUT" '$.kind') $(jget "$OUT" '$.task') $(jget "$OUT" '$.preview.subject')" \
+  "$A approval $T Welcome, Ann"
+expect_eq "production: nothing sent before the approval" "$(smtp_count)" 0
+check "production: approve" bq approve "$A"
+check "production: run after the approval" idle
+expect_eq "production: effect delivered, once" \
+  "$(effect status "$T") $(effect deliveries "$T") $(effect code "$T")" "delivered 1 250"
+expect_eq "production: one mail arrived" "$(smtp_count)" 1
+MID=$(effect message_id "$T")
+expect_eq "production: From" "$(decoded 1 from)" "Bureau Bot/bot@example.com"
+expect_eq "production: To" "$(decoded 1 to)" "Ann/ann@example.com"
+expect_eq "production: Subject" "$(decoded 1 subject)" "Welcome, Ann"
+expect_eq "production: Message-ID is the effect's" "$(decoded 1 message-id)" "$MID"
+expect_contains "production: Message-ID on the From domain" "$MID" "@example.com>"
+expect_eq "production: body" "$(decoded 1 body)" "$(printf 'Hello Ann,\nthanks for writing.')"
+expect_eq "production: envelope" "$(smtp_env 1 '$.mail_from') $(smtp_env 1 '$.rcpt_to')" \
+  'bot@example.com ["ann@example.com"]'
+expect_eq "production: the task succeeded (the step after the mail ran)" \
+  "$(task_status "$T") $(step_status "$T" after)" "succeeded succeeded"
+N0=$(q "SELECT count(*) FROM events")
+check "production: a second run" idle
+expect_eq "production: the second run sends nothing more" "$(smtp_count)" 1
+expect_eq "production: and appends nothing" "$(q "SELECT count(*) FROM events")" "$N0"
+run b trace "$T"
+expect_eq "production: trace exits 0" "$RC" 0
+expect_contains "production: trace shows the trigger" "$OUT" "lead.created from site"
+expect_contains "production: trace shows the approval decided by cli" "$OUT" "$A: approve by cli"
+expect_contains "production: trace shows the delivery" "$OUT" "effect.delivered"
+run b trace "$T" --json
+echo "$OUT" >"$TMP/trace.json"
+expect_eq "production: trace --json: trigger, decision, effect" \
+  "$(jget "$OUT" '$.trigger.type') $(jget "$OUT" '$.approvals[0].status') $(jget "$OUT" '$.approvals[0].decided_by') $(jget "$OUT" '$.effects[0].status')" \
+  "lead.created approved cli delivered"
+expect_eq "production: trace --json: the gate's events in order" \
+  "$(sqlite3 :memory: "SELECT group_concat(t, ',') FROM (SELECT json_extract(value, '$.type') AS t FROM json_each(json_extract(readfile('$TMP/trace.json'), '$.events')) WHERE t LIKE 'approval.%' OR t LIKE 'effect.%' ORDER BY key)")" \
+  "approval.requested,approval.decided,effect.requested,effect.started,effect.delivered"
+
+# ---- 3. approve --edit: the edited mail is what leaves -------------------------------
+
+setup edit
+mail_workflow
+bq mode production
+ingest "$LEAD"
+check "edit: run" idle
+T=$(task_of welcome)
+A=$(approval_of "$T")
+cat >"$TMP/edited.json" <<'EOF'
+{"to": "Ann <ann@example.com>", "subject": "Welcome aboard, Ann",
+ "text": "Hello Ann,\nan edited text.\n"}
+EOF
+check "edit: approve --edit" bq approve "$A" --edit "$TMP/edited.json"
+check "edit: run after the edit" idle
+expect_eq "edit: delivered" "$(effect status "$T")" delivered
+expect_eq "edit: the effect carries the edited payload" "$(effect payload.subject "$T")" "Welcome aboard, Ann"
+expect_eq "edit: one more mail arrived" "$(smtp_count)" 2
+expect_eq "edit: the edited subject arrived" "$(decoded 2 subject)" "Welcome aboard, Ann"
+expect_eq "edit: the edited text arrived" "$(decoded 2 body)" "$(printf 'Hello Ann,\nan edited text.')"
+run b trace "$T" --json
+expect_eq "edit: trace --json: decided as edited by cli" \
+  "$(jget "$OUT" '$.approvals[0].status') $(jget "$OUT" '$.approvals[0].decided_by')" "edited cli"
+expect_eq "edit: trace --json: the diff holds the subject, from and to" \
+  "$(jget "$OUT" '$.approvals[0].diff.subject.from') -> $(jget "$OUT" '$.approvals[0].diff.subject.to')" \
+  "Welcome, Ann -> Welcome aboard, Ann"
+expect_eq "edit: trace --json: the diff holds the text" \
+  "$(jget "$OUT" '$.approvals[0].diff.text.to')" "$(printf 'Hello Ann,\nan edited text.\n')"
+expect_eq "edit: trace --json: the diff leaves out what did not change" \
+  "$(jget "$OUT" '$.approvals[0].diff.to')" ""
+expect_eq "edit: trace --json: the preview is kept beside the edit" \
+  "$(jget "$OUT" '$.approvals[0].preview.subject') / $(jget "$OUT" '$.approvals[0].payload.subject')" \
+  "Welcome, Ann / Welcome aboard, Ann"
+expect_eq "edit: the approval.decided event holds the diff and the edit" \
+  "$(q "SELECT json_extract(data, '$.decision') || ' ' || json_extract(data, '$.payload.subject') || ' ' || json_extract(data, '$.diff.subject.to') FROM events WHERE type = 'approval.decided'")" \
+  "edit Welcome aboard, Ann Welcome aboard, Ann"
