@@ -673,6 +673,15 @@ record:;
             snprintf(key, sizeof key, "step.waiting:%s:%s:%d:%s", j->task, j->step, j->attempt,
                      run.wait_kind);
         own = step_event_why(e, "step.waiting", c.wf->name, c.subject, d, key, &why);
+    } else if (run.outcome == FLOW_SKIP && run.then_action) {
+        /* a rejection that cancels or compensates the task: the action ends
+         * the task and cancels the step with it (a skip first would let a
+         * task whose last step this is succeed) */
+        d = json_pack("{s:s, s:s, s:s, s:s, s:O}", "task", j->task, "action", run.then_action,
+                      "by", "approval", "step", j->step, "output",
+                      run.output ? run.output : json_null());
+        snprintf(key, sizeof key, "task.action:%s:%s:rejected", j->task, j->step);
+        own = step_event_why(e, "task.action", c.wf->name, c.subject, d, key, &why);
     } else if (run.outcome == FLOW_SKIP) {
         d = json_pack("{s:s, s:s, s:i, s:s, s:s, s:O}", "task", j->task, "step", j->step,
                       "attempt", j->attempt, "skip", run.skip ? run.skip : "operator", "reason",
@@ -726,15 +735,6 @@ record:;
     }
     if (own)
         evs[n++] = own;
-    if (own && run.then_action) { /* a rejection cancels or compensates the task */
-        evs = xrealloc(evs, (n + 1) * sizeof *evs);
-        d = json_pack("{s:s, s:s, s:s, s:s}", "task", j->task, "action", run.then_action, "by",
-                      "approval", "step", j->step);
-        snprintf(key, sizeof key, "task.action:%s:%s:rejected", j->task, j->step);
-        Event *act = step_event(e, "task.action", c.wf->name, c.subject, d, key);
-        if (act)
-            evs[n++] = act;
-    }
     submit(e, j->task, j->step, false, evs, n);
     free(evs);
     json_decref(inputs);
