@@ -6,6 +6,7 @@
 
 #include "api/api_int.h"
 #include "core/clock.h"
+#include "flow/effects.h"
 
 static const double latency_bounds[API_LATENCY_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -120,4 +121,25 @@ void api__metrics_render(ApiServer *s, Buf *out)
                (long long)ledger_head_seq(s->ledger),
                (long long)atomic_load(&m->open_connections), rss_bytes(),
                (double)(core_time_now_ms() - s->started_ms) / 1000.0);
+    /* the outbox and the inbox, from the projection */
+    Err err = { 0 };
+    Store *rd = api__reader(s, &err);
+    int64_t counts[FLOW_EFFECT_STATUSES], pending = 0;
+    char mode[FLOW_MODE_MAX];
+    if (!rd || flow_effects_summary(rd, counts, &pending, &err) < 0 ||
+        flow_mode_get(rd, mode, &err) < 0)
+        return;
+    buf_puts(out, "# HELP bureau_effects Effects by state (the outbox).\n"
+                  "# TYPE bureau_effects gauge\n");
+    for (int i = 0; i < FLOW_EFFECT_STATUSES; i++)
+        buf_printf(out, "bureau_effects{status=\"%s\"} %lld\n", flow_effect_statuses[i],
+                   (long long)counts[i]);
+    buf_printf(out,
+               "# HELP bureau_approvals_pending Approvals waiting for the operator.\n"
+               "# TYPE bureau_approvals_pending gauge\n"
+               "bureau_approvals_pending %lld\n"
+               "# HELP bureau_mode 1 for the install's mode (sandbox or production).\n"
+               "# TYPE bureau_mode gauge\n"
+               "bureau_mode{mode=\"%s\"} 1\n",
+               (long long)pending, mode);
 }

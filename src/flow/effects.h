@@ -55,6 +55,13 @@ int flow_effects_list(Store *rd, const char *status, const char *task, int64_t l
 int flow_effect_action(Ledger *l, Store *rd, const char *id, const char *action,
                        const char *reason, const char *by, Err *err);
 
+/* For /metrics: how many effects are in each state (FLOW_EFFECT_STATUSES,
+ * in the order of flow_effect_statuses), and how many approvals wait. */
+#define FLOW_EFFECT_STATUSES 8
+extern const char *const flow_effect_statuses[FLOW_EFFECT_STATUSES + 1];
+int flow_effects_summary(Store *rd, int64_t counts[FLOW_EFFECT_STATUSES],
+                         int64_t *pending_approvals, Err *err);
+
 /* The lineage of a task, from the ledger: {task, trigger, steps: [{id, kind,
  * status, events}], approvals, effects, events: [every event of the task in
  * order, each {seq, type, received_at, data}]}. ERR_NOTFOUND when unknown. */

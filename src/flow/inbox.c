@@ -294,9 +294,30 @@ int flow_approval_decide(Ledger *l, Store *rd, const char *id, const char *decis
 
 /* ---- effects ---- */
 
-static const char *const effect_statuses[] = { "requested", "held",      "captured",
-                                               "delivered", "uncertain", "failed",
-                                               "canceled",  "compensated", NULL };
+const char *const flow_effect_statuses[FLOW_EFFECT_STATUSES + 1] = {
+    "requested", "held", "captured", "delivered", "uncertain", "failed", "canceled", "compensated",
+    NULL,
+};
+#define effect_statuses flow_effect_statuses
+
+int flow_effects_summary(Store *rd, int64_t counts[FLOW_EFFECT_STATUSES],
+                         int64_t *pending_approvals, Err *err)
+{
+    memset(counts, 0, FLOW_EFFECT_STATUSES * sizeof *counts);
+    StoreStmt *st;
+    int rc = store_prepare(rd, "SELECT status, count(*) FROM effects GROUP BY status", &st, err);
+    if (rc < 0)
+        return rc;
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        for (int i = 0; i < FLOW_EFFECT_STATUSES; i++)
+            if (!strcmp(store_col_text(st, 0, NULL), flow_effect_statuses[i]))
+                counts[i] = store_col_int(st, 1);
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    return store_query_int(rd, "SELECT count(*) FROM approvals WHERE status = ?1", "pending", 0,
+                           pending_approvals, err);
+}
 
 static json_t *effect_json(StoreStmt *st)
 {
