@@ -131,6 +131,10 @@ expect_eq "GET /v1/tasks/ID/trace: the trigger, the edit with its diff, the capt
 expect_eq "the trace lists the task's events in order" \
   "$(printf '%s' "$BODY" >"$TMP/trace.json"; sqlite3 :memory: "SELECT group_concat(value ->> '$.type', ' ') FROM json_each(readfile('$TMP/trace.json'), '$.events')")" \
   "task.created approval.requested step.waiting approval.decided effect.requested step.waiting effect.captured step.completed"
+http GET /metrics
+expect_contains "/metrics: effects by state" "$BODY" 'bureau_effects{status="captured"} 2'
+expect_contains "/metrics: approvals waiting" "$BODY" 'bureau_approvals_pending 1'
+expect_contains "/metrics: the mode" "$BODY" 'bureau_mode{mode="sandbox"} 1'
 http GET /v1/tasks/NOSUCH/trace "${AUTH[@]}"
 expect_eq "the trace of an unknown task: 404" "$CODE" 404
 http POST /v1/mode "${AUTH[@]}" "${JSON[@]}" -d '{"mode":"production"}'
