@@ -86,7 +86,11 @@ struct FlowEngine {
     int64_t outbox_head; /* the head the outbox was idle at, -1 while busy */
     FlowOutbox *outbox;
     bool interrupted;
-    int64_t horizon_ms; /* timers due within this count as work for idleness */
+    /* while waiting for idleness: timers (the runner's and the outbox's)
+     * due by then, in absolute ms, count as work; fixed when the wait
+     * begins, so that a timer that keeps coming back (a reminder) cannot
+     * keep the engine busy for ever */
+    int64_t horizon_until;
     bool workers_stop;
     bool runner_started;
     Worker *workers;
@@ -1266,8 +1270,9 @@ static bool approval_overdue(FlowEngine *e, const char *task, const char *step, 
 }
 
 /* One pass: returns the ms until the next timer (or -1 for none) and sets
- * *busy when work was found. */
-static int64_t runner_pass(FlowEngine *e, bool *busy)
+ * *busy when work was found; *outbox_next: the ms until the outbox's next
+ * timer (a retry, the end of an undo window), or -1. */
+static int64_t runner_pass(FlowEngine *e, bool *busy, int64_t *outbox_next)
 {
     Err err = { 0 };
     *busy = false;
@@ -1373,7 +1378,31 @@ static int64_t runner_pass(FlowEngine *e, bool *busy)
         }
         store_stmt_done(st);
     }
+    /* 6. the outbox's timers: not the runner's to wait on, but work when
+     * --until-idle waits for timers */
+    *outbox_next = -1;
+    if (store_prepare(e->rd,
+                      "SELECT min(t) FROM (SELECT min(next_at) AS t FROM effects"
+                      " WHERE status = 'requested' AND in_flight = 0"
+                      " UNION ALL SELECT min(hold_until) FROM effects WHERE status = 'held')",
+                      &st, &err) == 0) {
+        if (store_step(st, &err) == STORE_ROW) {
+            size_t len;
+            const char *w = store_col_text(st, 0, &len);
+            int64_t at;
+            if (w && core_time_parse(w, len, &at) == 0)
+                *outbox_next = at > now ? at - now : 0;
+        }
+        store_stmt_done(st);
+    }
     return next;
+}
+
+/* Whether a timer due in `in` ms (-1: none) is work for a wait for
+ * idleness: due now, or by its horizon. Called with e->mu held. */
+static bool timer_pending(const FlowEngine *e, int64_t now, int64_t in)
+{
+    return in >= 0 && (in == 0 || now + in <= e->horizon_until);
 }
 
 static void *runner_main(void *arg)
@@ -1412,7 +1441,9 @@ static void *runner_main(void *arg)
         uint64_t gen = ledger_wake_gen(e->l); /* before the pass: no wake-up is lost */
         int64_t head = ledger_head_seq(e->l);
         bool busy = false;
-        int64_t next = runner_pass(e, &busy);
+        int64_t outbox_next = -1;
+        int64_t next = runner_pass(e, &busy, &outbox_next);
+        int64_t passed = core_time_now_ms();
         /* idle: nothing ready, running or due, and the planner caught up */
         int64_t planned = 0;
         ledger_reactor_checkpoint(e->rd, "planner", &planned, &err);
@@ -1421,7 +1452,8 @@ static void *runner_main(void *arg)
          * the head first, and may have made a step ready. */
         pthread_mutex_lock(&e->mu);
         bool idle = !busy && e->inflight == 0 && ledger_head_seq(e->l) == head &&
-                    e->seen >= head && planned >= head && (next < 0 || next > e->horizon_ms);
+                    e->seen >= head && planned >= head && !timer_pending(e, passed, next) &&
+                    !timer_pending(e, passed, outbox_next);
         e->idle = idle;
         e->idle_head = head;
         if (idle)
@@ -1611,7 +1643,7 @@ int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, int64_t horizon_ms, Err
     pthread_mutex_lock(&e->mu);
     e->idle = false;
     e->outbox_head = -1;
-    e->horizon_ms = horizon_ms;
+    e->horizon_until = core_time_now_ms() + (horizon_ms > 0 ? horizon_ms : 0);
     ledger_wake(e->l);
     int rc = 0;
     while (!all_idle(e) && !e->interrupted && rc == 0) {
