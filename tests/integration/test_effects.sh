@@ -198,3 +198,193 @@ expect_eq "edit: trace --json: the preview is kept beside the edit" \
 expect_eq "edit: the approval.decided event holds the diff and the edit" \
   "$(q "SELECT json_extract(data, '$.decision') || ' ' || json_extract(data, '$.payload.subject') || ' ' || json_extract(data, '$.diff.subject.to') FROM events WHERE type = 'approval.decided'")" \
   "edit Welcome aboard, Ann Welcome aboard, Ann"
+
+# ---- 4. reject: on_reject cancel, on_reject STEP ------------------------------------
+
+setup reject
+bq mode production
+cat >"$D/workflows/offer.yaml" <<'EOF'
+name: offer
+on: { event: offer.made }
+steps:
+  - id: send
+    do: email.send
+    approval: { policy: always, on_reject: cancel }
+    with: { to: "{{ event.data.email }}", subject: "An offer", text: "Our offer." }
+  - id: after
+    do: emit
+    needs: send
+    with: { type: offer.sent }
+EOF
+cat >"$D/workflows/quote.yaml" <<'EOF'
+name: quote
+on: { event: quote.asked }
+steps:
+  - id: send
+    do: email.send
+    approval: { on_reject: fallback }
+    with: { to: "{{ event.data.email }}", subject: "A quote", text: "Our quote." }
+  - id: after
+    do: emit
+    needs: send
+    with: { type: quote.sent }
+  - id: log
+    do: emit
+    needs: send
+    with: { type: quote.logged }
+  - id: fallback
+    do: emit
+    needs: send
+    with: { type: quote.declined, data: { reason: "{{ steps.send.output.reason }}" } }
+EOF
+ingest '{"type":"offer.made","source":"t","data":{"email":"bob@example.com"}}'
+ingest '{"type":"quote.asked","source":"t","data":{"email":"cy@example.com"}}'
+check "reject: run" idle
+T1=$(task_of offer)
+T2=$(task_of quote)
+A1=$(approval_of "$T1")
+A2=$(approval_of "$T2")
+run b reject "$A1"
+expect_eq "reject: --reason is required" "$RC" 2
+check "reject: reject the offer" bq reject "$A1" --reason "not this customer"
+check "reject: reject the quote" bq reject "$A2" --reason "too cheap"
+check "reject: run after the rejections" idle
+expect_eq "reject cancel: the task is canceled" "$(task_status "$T1")" canceled
+expect_eq "reject cancel: the gated step and the one after it were canceled with it" \
+  "$(step_status "$T1" send) $(step_status "$T1" after) $(count_events offer.sent)" "canceled canceled 0"
+expect_eq "reject cancel: no effect requested" \
+  "$(count_events effect.requested "json_extract(data, '$.task') = '$T1'")" 0
+expect_eq "reject cancel: the task.action says why" \
+  "$(q "SELECT json_extract(data, '$.action') || ' ' || json_extract(data, '$.by') || ' ' || json_extract(data, '$.output.reason') FROM events WHERE type = 'task.action' AND json_extract(data, '$.task') = '$T1'")" \
+  "cancel approval not this customer"
+expect_eq "reject goto: the named step ran, with the reason" \
+  "$(step_status "$T2" fallback) $(q "SELECT json_extract(data, '$.reason') FROM events WHERE type = 'quote.declined'")" \
+  "succeeded too cheap"
+expect_eq "reject goto: the other steps needing the gated one were skipped" \
+  "$(step_status "$T2" after) $(step_status "$T2" log) $(count_events quote.sent) $(count_events quote.logged)" \
+  "skipped skipped 0 0"
+expect_eq "reject goto: the task succeeded, no effect requested" \
+  "$(task_status "$T2") $(count_events effect.requested)" "succeeded 0"
+expect_eq "reject: nothing sent" "$(smtp_count)" 2
+run b approve "$A1"
+expect_contains "reject: a decided approval cannot be decided again" "$RC $ERR" "1 "
+expect_eq "reject: the inbox is empty" "$(b inbox --json | wc -l)" 0
+
+# ---- 5. auto approval: above min_confidence sent, below asked; sandbox asks ---------
+
+auto_workflow() {
+  cat >"$D/workflows/reply.yaml" <<'EOF'
+name: reply
+on: { event: ticket.opened }
+steps:
+  - id: send
+    do: email.send
+    approval:
+      policy: auto
+      min_confidence: 0.8
+      confidence: "{{ event.data.confidence }}"
+      confidence_source: classifier
+      model: test-model
+      cost: 0.0012
+      sources: [{ ticket: "{{ event.data.n }}" }]
+    with: { to: "{{ event.data.email }}", subject: "Re: ticket {{ event.data.n }}", text: "Answer." }
+EOF
+}
+setup auto
+auto_workflow
+bq mode production
+ingest '{"type":"ticket.opened","source":"t","data":{"email":"hi@example.com","n":1,"confidence":0.95}}'
+check "auto: run (high confidence)" idle
+TH=$(task_of reply)
+ingest '{"type":"ticket.opened","source":"t","data":{"email":"lo@example.com","n":2,"confidence":0.5}}'
+check "auto: run (low confidence)" idle
+TL=$(task_of reply)
+expect_eq "auto: high confidence delivered without the operator" \
+  "$(task_status "$TH") $(effect status "$TH")" "succeeded delivered"
+expect_eq "auto: decided by auto, with the reason" \
+  "$(q "SELECT json_extract(data, '$.by') || ' / ' || json_extract(data, '$.reason') FROM events WHERE type = 'approval.decided' AND json_extract(data, '$.task') = '$TH'")" \
+  "auto / confidence 0.950 >= 0.800"
+expect_eq "auto: the high one arrived" "$(smtp_count) $(decoded 3 subject)" "3 Re: ticket 1"
+run b inbox --json
+expect_eq "auto: only the low one is in the inbox" "$(printf '%s\n' "$OUT" | grep -c .) $(jget "$OUT" '$.task')" "1 $TL"
+expect_eq "auto: the inbox item shows confidence, its source, model, cost and sources" \
+  "$(jget "$OUT" '$.confidence') $(jget "$OUT" '$.confidence_source') $(jget "$OUT" '$.model') $(jget "$OUT" '$.cost') $(jget "$OUT" '$.sources[0].ticket')" \
+  "0.5 classifier test-model 0.0012 2"
+expect_eq "auto: the low one waits" "$(step_status "$TL" send) $(count_events effect.requested "json_extract(data, '$.task') = '$TL'")" "waiting 0"
+setup auto_sandbox
+auto_workflow
+ingest '{"type":"ticket.opened","source":"t","data":{"email":"hi@example.com","n":3,"confidence":0.99}}'
+check "auto sandbox: run" idle
+T=$(task_of reply)
+expect_eq "auto sandbox: even a high confidence asks" \
+  "$(step_status "$T" send) $(q "SELECT status || ' ' || policy FROM approvals WHERE task_id = '$T'")" \
+  "waiting pending auto"
+expect_eq "auto sandbox: nothing sent" "$(smtp_count)" 3
+
+# ---- 6. deadlines: escalate, remind ---------------------------------------------
+
+setup deadline
+for how in escalate remind; do
+  cat >"$D/workflows/late_$how.yaml" <<EOF
+name: late_$how
+on: { event: late.go }
+steps:
+  - id: ok
+    do: approval
+    approval: { deadline: 1s, on_deadline: $how }
+    with: { title: "Go ahead?", payload: { n: "{{ event.data.n }}" } }
+EOF
+done
+ingest '{"type":"late.go","source":"t","data":{"n":1}}'
+check "deadline: run" idle
+TE=$(task_of late_escalate)
+TR=$(task_of late_remind)
+expect_eq "deadline: both wait, with a deadline" \
+  "$(q "SELECT count(*) FROM approvals WHERE status = 'pending' AND deadline IS NOT NULL")" 2
+check "deadline: run --wait-timers 3" idle --wait-timers 3
+expect_eq "deadline: escalate: approval.escalated" \
+  "$(count_events approval.escalated "json_extract(data, '$.task') = '$TE'")" 1
+expect_eq "deadline: remind: approval.reminded" \
+  "$(q "SELECT count(*) >= 1 FROM events WHERE type = 'approval.reminded' AND json_extract(data, '$.task') = '$TR'")" 1
+run b inbox --json
+expect_eq "deadline: the escalated item comes first, marked" \
+  "$(L=$(printf '%s\n' "$OUT" | head -n 1); echo "$(jget "$L" '$.task') $(jget "$L" '$.escalated')")" \
+  "$TE 1"
+expect_eq "deadline: both still wait" "$(task_status "$TE") $(task_status "$TR")" "running running"
+
+# ---- 7. the undo window: held, canceled; and delivered after it ----------------------
+
+setup undo "undo_window_s: 30"
+mail_workflow
+bq mode production
+ingest "$LEAD"
+check "undo: run" idle
+T=$(task_of welcome)
+bq approve "$(approval_of "$T")"
+check "undo: run after the approval" idle
+E=$(effect id "$T")
+expect_eq "undo: the approved mail is held" "$(effect status "$T")" held
+expect_contains "undo: held until about 30 s from now" "$(effect hold_until "$T")" "T"
+check "undo: effects cancel" bq effects cancel "$E"
+check "undo: run after the cancel" idle
+expect_eq "undo: the effect is canceled" "$(effect status "$T")" canceled
+expect_eq "undo: the step is skipped by the operator, the task goes on and succeeds" \
+  "$(q "SELECT status || ' ' || skip_reason FROM task_steps WHERE task_id = '$T' AND step_id = 'send'") $(step_status "$T" after) $(task_status "$T")" \
+  "skipped operator succeeded succeeded"
+expect_eq "undo: nothing arrived" "$(smtp_count)" 3
+run b effects cancel "$E"
+expect_contains "undo: a canceled effect cannot be canceled again" "$RC $ERR" "1 "
+
+setup undo_short "undo_window_s: 1"
+mail_workflow
+bq mode production
+ingest "$LEAD"
+check "undo 1 s: run" idle
+T=$(task_of welcome)
+bq approve "$(approval_of "$T")"
+check "undo 1 s: run --wait-timers 5" idle --wait-timers 5
+expect_eq "undo 1 s: delivered after the window" "$(effect status "$T") $(task_status "$T")" \
+  "delivered succeeded"
+expect_eq "undo 1 s: it arrived" "$(smtp_count)" 4
+expect_eq "undo 1 s: not before the window ended" \
+  "$(q "SELECT (SELECT received_at FROM events WHERE type = 'effect.started') >= json_extract(data, '$.hold_until') FROM events WHERE type = 'effect.requested'")" 1
