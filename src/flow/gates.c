@@ -147,11 +147,21 @@ static json_t *payload_of(FlowStepRun *r, Err *err)
     return rc < 0 ? NULL : json_incref(r->inputs);
 }
 
-/* Asks the outbox to deliver payload, and waits for it. */
+/* Asks the outbox to deliver payload, and waits for it. The step's
+ * `compensate` is rendered here, with its inputs at hand, whatever path led
+ * to the request (at once, or after an approval or a retry). */
 static int request_effect(FlowStepRun *r, const json_t *payload, const char *approval)
 {
     char key[256], id[CORE_ULID_LEN + 1], mode[FLOW_MODE_MAX];
     Err err = { 0 };
+    if (r->step->compensate && !r->compensation) {
+        char chunk[2 * FLOW_NAME_MAX + 32];
+        json_t *c = NULL;
+        snprintf(chunk, sizeof chunk, "%s:steps.%s.compensate", r->wf->name, r->step->id);
+        if (flow_lua_render_json(r->lua, r->step->compensate, chunk, r->env, &c, &err) < 0)
+            return fail(r, false, "%s", err.msg);
+        r->compensation = c;
+    }
     snprintf(key, sizeof key, "effect:%s:%s:%d", r->task_id, r->step->id, r->attempt);
     flow__gate_id('e', key, id);
     if (flow_mode_get(r->rd, mode, &err) < 0)
@@ -363,16 +373,6 @@ int flow__step_gate(FlowStepRun *r)
         r->output = json_pack("{s:s, s:O, s:s, s:s}", "decision", "approve", "payload", payload,
                               "by", automatic ? "auto" : "policy", "approval", id);
         goto payload_out;
-    }
-    /* the compensation, rendered now with the step's inputs at hand */
-    if (r->step->compensate) {
-        json_t *c = NULL;
-        snprintf(chunk, sizeof chunk, "%s:steps.%s.compensate", r->wf->name, r->step->id);
-        if (flow_lua_render_json(r->lua, r->step->compensate, chunk, r->env, &c, &err) < 0) {
-            rc = fail(r, false, "%s", err.msg);
-            goto payload_out;
-        }
-        r->compensation = c;
     }
     rc = request_effect(r, payload, automatic ? id : NULL);
 payload_out:
