@@ -328,6 +328,34 @@ static void mark_uncertain(FlowOutbox *o)
     free(v);
 }
 
+/* Effects whose task ended (canceled, or failed) before they left are not
+ * sent: canceling a task while its mail waits in the undo window stops the
+ * mail, and a failed task's saga has nothing of it to undo. Compensations
+ * are the saga's own, and go. Returns whether it canceled any. */
+static bool orphans_cancel(FlowOutbox *o)
+{
+    Effect *v;
+    size_t n = effects_load(o,
+                            "status IN ('requested', 'held') AND in_flight = 0"
+                            " AND compensates IS NULL AND task_id IN"
+                            " (SELECT id FROM tasks WHERE status IN ('canceled', 'failed'))",
+                            NULL, &v);
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = effect_data(&v[i]);
+        json_object_set_new(d, "by", json_string("outbox"));
+        json_object_set_new(d, "reason",
+                            json_string("its task ended (canceled or failed) before it was sent"));
+        char key[128];
+        snprintf(key, sizeof key, "effect.canceled:%s:task", v[i].id);
+        record(o, "effect.canceled", d, key);
+        log_info("effect canceled with its task", json_pack("{s:s, s:s}", "effect", v[i].id,
+                                                            "task", v[i].task));
+        effect_done(&v[i]);
+    }
+    free(v);
+    return n > 0;
+}
+
 /* ---- sagas ---- */
 
 /* The correction draft of a sent mail: to the same people, in its thread. */
@@ -592,6 +620,7 @@ static int64_t pass(FlowOutbox *o, bool *busy)
     *busy = false;
     if (flow_mode_get(o->rd, mode, &err) < 0)
         return 1000;
+    *busy = orphans_cancel(o);
     Effect *v;
     size_t n = effects_load(o,
                             "(status = 'requested' AND in_flight = 0 AND"
