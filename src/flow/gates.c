@@ -102,7 +102,10 @@ static json_t *approval_row(FlowStepRun *r)
     return row;
 }
 
-/* The effect this attempt of the step requested, or NULL. */
+/* The effect the step requested last, in this attempt or an earlier one,
+ * or NULL. An earlier attempt's effect counts unless it failed or was
+ * canceled: one the operator resolved as sent (or sent again) after its step
+ * went to the inbox must not be sent once more when the step is retried. */
 static json_t *effect_row(FlowStepRun *r)
 {
     StoreStmt *st;
@@ -110,8 +113,9 @@ static json_t *effect_row(FlowStepRun *r)
     json_t *row = NULL;
     if (store_prepare(r->rd,
                       "SELECT id, status, code, detail, message_id, payload FROM effects"
-                      " WHERE task_id = ?1 AND step_id = ?2 AND attempt = ?3"
-                      " AND compensates IS NULL ORDER BY requested_seq DESC LIMIT 1",
+                      " WHERE task_id = ?1 AND step_id = ?2 AND compensates IS NULL"
+                      " AND (attempt = ?3 OR status NOT IN ('failed', 'canceled'))"
+                      " ORDER BY requested_seq DESC LIMIT 1",
                       &st, &err) < 0)
         return NULL;
     store_bind_text(st, 1, r->task_id, strlen(r->task_id));
