@@ -548,6 +548,30 @@ static int64_t backoff(const FlowStepDef *s, int attempt)
 
 /* ---- workers ---- */
 
+/* Whether s may run as far as rejections go: a step that is the on_reject
+ * target of a gated step it needs runs only when one of those was rejected
+ * (the branch a rejection takes, not a step of the approved path). */
+static bool reject_branch_ok(const FlowWorkflow *wf, const FlowStepDef *s, const json_t *env)
+{
+    bool target = false;
+    for (size_t i = 0; i < s->n_needs; i++) {
+        const FlowStepDef *g = NULL;
+        for (size_t k = 0; s->needs[i] && k < wf->n_steps; k++)
+            if (!strcmp(wf->steps[k].id, s->needs[i]))
+                g = &wf->steps[k];
+        const char *to = g ? json_string_value(json_object_get(g->approval, "on_reject")) : NULL;
+        if (!to || strcmp(to, s->id))
+            continue;
+        target = true;
+        const json_t *st = json_object_get(json_object_get(env, "steps"), g->id);
+        const char *decision =
+            json_string_value(json_object_get(json_object_get(st, "output"), "decision"));
+        if (decision && !strcmp(decision, "reject"))
+            return true;
+    }
+    return !target;
+}
+
 static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
 {
     Err err = { 0 };
@@ -596,6 +620,15 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
         run.outcome = FLOW_FAIL;
         snprintf(run.error, sizeof run.error, "step '%s' is not in the task's definition", j->step);
         goto record;
+    }
+    if (!j->resume && !reject_branch_ok(c.wf, s, c.env)) {
+        json_t *d = json_pack("{s:s, s:s, s:i, s:s}", "task", j->task, "step", j->step,
+                              "attempt", j->attempt, "reason", "condition: no rejection to handle");
+        snprintf(key, sizeof key, "step.skipped:%s:%s", j->task, j->step);
+        Event *ev = step_event(e, "step.skipped", c.wf->name, c.subject, d, key);
+        submit(e, j->task, j->step, false, ev ? &ev : NULL, ev ? 1 : 0);
+        task_ctx_done(&c);
+        return;
     }
     if (s->if_expr && !j->resume) { /* it held when the step began */
         bool yes = false;
