@@ -266,6 +266,17 @@ expect_eq "reject goto: the other steps needing the gated one were skipped" \
 expect_eq "reject goto: the task succeeded, no effect requested" \
   "$(task_status "$T2") $(count_events effect.requested)" "succeeded 0"
 expect_eq "reject: nothing sent" "$(smtp_count)" 2
+# approved, the rejection branch is not taken
+ingest '{"type":"quote.asked","source":"t","data":{"email":"dee@example.com"}}'
+check "reject goto, approved: run" idle
+T3=$(task_of quote)
+check "reject goto, approved: approve" bq approve "$(approval_of "$T3")"
+check "reject goto, approved: run after the approval" idle
+expect_eq "reject goto, approved: sent, the steps after it ran, the rejection branch skipped" \
+  "$(effect status "$T3") $(step_status "$T3" after) $(step_status "$T3" log) $(step_status "$T3" fallback) $(task_status "$T3")" \
+  "delivered succeeded succeeded skipped succeeded"
+expect_eq "reject goto, approved: no quote.declined for it" \
+  "$(count_events quote.declined "json_extract(data, '$.caused_by.task') = '$T3'") $(smtp_count)" "0 3"
 run b approve "$A1"
 expect_contains "reject: a decided approval cannot be decided again" "$RC $ERR" "1 "
 expect_eq "reject: the inbox is empty" "$(b inbox --json | wc -l)" 0
@@ -304,7 +315,7 @@ expect_eq "auto: high confidence delivered without the operator" \
 expect_eq "auto: decided by auto, with the reason" \
   "$(q "SELECT json_extract(data, '$.by') || ' / ' || json_extract(data, '$.reason') FROM events WHERE type = 'approval.decided' AND json_extract(data, '$.task') = '$TH'")" \
   "auto / confidence 0.950 >= 0.800"
-expect_eq "auto: the high one arrived" "$(smtp_count) $(decoded 3 subject)" "3 Re: ticket 1"
+expect_eq "auto: the high one arrived" "$(smtp_count) $(decoded 4 subject)" "4 Re: ticket 1"
 run b inbox --json
 expect_eq "auto: only the low one is in the inbox" "$(printf '%s\n' "$OUT" | grep -c .) $(jget "$OUT" '$.task')" "1 $TL"
 expect_eq "auto: the inbox item shows confidence, its source, model, cost and sources" \
@@ -319,7 +330,7 @@ T=$(task_of reply)
 expect_eq "auto sandbox: even a high confidence asks" \
   "$(step_status "$T" send) $(q "SELECT status || ' ' || policy FROM approvals WHERE task_id = '$T'")" \
   "waiting pending auto"
-expect_eq "auto sandbox: nothing sent" "$(smtp_count)" 3
+expect_eq "auto sandbox: nothing sent" "$(smtp_count)" 4
 
 # ---- 6. deadlines: escalate, remind ---------------------------------------------
 
@@ -372,7 +383,7 @@ expect_eq "undo: the effect is canceled" "$(effect status "$T")" canceled
 expect_eq "undo: the step is skipped by the operator, the task goes on and succeeds" \
   "$(q "SELECT status || ' ' || skip_reason FROM task_steps WHERE task_id = '$T' AND step_id = 'send'") $(step_status "$T" after) $(task_status "$T")" \
   "skipped operator succeeded succeeded"
-expect_eq "undo: nothing arrived" "$(smtp_count)" 3
+expect_eq "undo: nothing arrived" "$(smtp_count)" 4
 run b effects cancel "$E"
 expect_contains "undo: a canceled effect cannot be canceled again" "$RC $ERR" "1 "
 # the task canceled while its mail is held: the mail does not go
@@ -387,7 +398,7 @@ check "undo, task canceled: run after the cancel" idle
 expect_eq "undo, task canceled: the effect is canceled with its task" \
   "$(effect status "$T") $(task_status "$T") $(effect detail "$T")" \
   "canceled canceled its task ended (canceled or failed) before it was sent"
-expect_eq "undo, task canceled: nothing arrived" "$(smtp_count)" 3
+expect_eq "undo, task canceled: nothing arrived" "$(smtp_count)" 4
 
 setup undo_short "undo_window_s: 1"
 mail_workflow
@@ -399,7 +410,7 @@ bq approve "$(approval_of "$T")"
 check "undo 1 s: run --wait-timers 5" idle --wait-timers 5
 expect_eq "undo 1 s: delivered after the window" "$(effect status "$T") $(task_status "$T")" \
   "delivered succeeded"
-expect_eq "undo 1 s: it arrived" "$(smtp_count)" 4
+expect_eq "undo 1 s: it arrived" "$(smtp_count)" 5
 expect_eq "undo 1 s: not before the window ended" \
   "$(q "SELECT (SELECT received_at FROM events WHERE type = 'effect.started') >= json_extract(data, '$.hold_until') FROM events WHERE type = 'effect.requested'")" 1
 
@@ -587,6 +598,37 @@ expect_eq "retries: delivered after 3 deliveries, the task succeeded" \
   "delivered 3 200 succeeded"
 expect_eq "retries: two effect.failed (not permanent), each with its next time" \
   "$(count_events effect.failed "json_extract(data, '$.permanent') = 0 AND json_extract(data, '$.next_at') IS NOT NULL")" 2
+hook_stop
+
+# a permanent failure in the inbox, resolved as sent: a retry does not send again
+hook_start gone --status 404 || exit 1
+setup resolved
+bq mode production
+cat >"$D/workflows/notify.yaml" <<EOF
+name: notify
+on: { event: lead.created }
+steps:
+  - id: notify
+    do: webhook.post
+    approval: never
+    with: { url: "$HOOK_URL/hook", body: { lead: "{{ event.data.email }}" } }
+  - id: after
+    do: emit
+    with: { type: lead.notified }
+EOF
+ingest "$LEAD"
+check "resolved: run" idle
+T=$(task_of notify)
+E=$(effect id "$T")
+expect_eq "resolved: 404 is permanent: the effect failed, the task is in the inbox" \
+  "$(effect status "$T") $(effect code "$T") $(task_status "$T") $(hook_lines)" "failed 404 inbox 1"
+expect_contains "resolved: the inbox names the failure" "$(b inbox --json)" "effect $E failed"
+check "resolved: effects resolve --sent" bq effects resolve "$E" --sent
+check "resolved: task retry" bq task retry "$T"
+check "resolved: run after the retry" idle
+expect_eq "resolved: the retried step settles on the resolved effect, nothing sent again" \
+  "$(task_status "$T") $(step_status "$T" after) $(hook_lines) $(q "SELECT count(*) FROM effects")" \
+  "succeeded succeeded 1 1"
 hook_stop
 
 # ---- 10. a crash mid-delivery: uncertain, resolved by the operator -------------------
