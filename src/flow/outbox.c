@@ -448,6 +448,16 @@ static bool saga_step(FlowOutbox *o, const char *task)
                              comp_eff),
                    key);
             did = true;
+        } else if (!strcmp(ce_status, "canceled")) {
+            /* the operator canceled the compensation (e.g. a reverse call
+             * that failed for good): it is declined, and the saga goes on */
+            comp_eff[CORE_ULID_LEN] = '\0';
+            snprintf(key, sizeof key, "effect.compensated:%s", id);
+            record(o, "effect.compensated",
+                   json_pack("{s:s, s:s, s:s, s:s, s:b}", "effect", id, "task", task, "step", step,
+                             "by", comp_eff, "declined", 1),
+                   key);
+            did = true;
         }
         goto out; /* requested, held, failed or uncertain: the operator sees it */
     }
