@@ -629,6 +629,50 @@ check "resolved: run after the retry" idle
 expect_eq "resolved: the retried step settles on the resolved effect, nothing sent again" \
   "$(task_status "$T") $(step_status "$T" after) $(hook_lines) $(q "SELECT count(*) FROM effects")" \
   "succeeded succeeded 1 1"
+
+# a compensation that fails for good, canceled by the operator: the saga goes on
+GONE_URL=$HOOK_URL GONE_PID=$HOOK_PID GONE_FD=$HOOK_FD
+hook_start undo_ok || exit 1
+setup saga_cancel
+bq mode production
+cat >"$D/workflows/order.yaml" <<EOF
+name: order
+on: { event: order.placed }
+steps:
+  - id: a
+    do: webhook.post
+    approval: never
+    with: { url: "$HOOK_URL/a", body: { op: a } }
+    compensate: { do: webhook.post, with: { url: "$HOOK_URL/a", body: { undo: a } } }
+  - id: b
+    do: webhook.post
+    needs: a
+    approval: never
+    with: { url: "$HOOK_URL/b", body: { op: b } }
+    compensate: { do: webhook.post, with: { url: "$GONE_URL/b", body: { undo: b } } }
+  - id: boom
+    do: emit
+    needs: b
+    with: { type: task.created }
+EOF
+ingest '{"type":"order.placed","source":"t","data":{}}'
+check "saga cancel: run" idle --wait-timers 10
+T=$(task_of order)
+C=$(q "SELECT id FROM effects WHERE step_id = 'compensate:b'")
+expect_eq "saga cancel: the reverse call of b failed for good, the saga waits" \
+  "$(q "SELECT status FROM effects WHERE id = '$C'") $(q "SELECT compensation FROM tasks WHERE id = '$T'") $(q "SELECT status FROM effects WHERE step_id = 'a'")" \
+  "failed running delivered"
+expect_contains "saga cancel: the failed compensation is in the inbox" "$(b inbox --json)" "\"effect\":\"$C\""
+check "saga cancel: effects cancel the compensation" bq effects cancel "$C"
+check "saga cancel: run after the cancel" idle --wait-timers 10
+expect_eq "saga cancel: b's compensation declined, a undone, the saga done" \
+  "$(q "SELECT json_extract(data, '$.declined') FROM events WHERE type = 'effect.compensated' AND json_extract(data, '$.step') = 'b'") $(q "SELECT group_concat(status, ',') FROM (SELECT status FROM effects WHERE task_id = '$T' AND compensates IS NULL ORDER BY requested_seq)") $(q "SELECT compensation FROM tasks WHERE id = '$T'")" \
+  "1 compensated,compensated done"
+expect_eq "saga cancel: the calls" \
+  "$(jl "$HOOK_LOG" "json_extract(value, '\$.path') || ':' || coalesce(json_extract(value, '\$.body.op'), 'undo ' || json_extract(value, '\$.body.undo'))" | paste -sd,)" \
+  "/a:a,/b:b,/a:undo a"
+hook_stop
+HOOK_PID=$GONE_PID HOOK_FD=$GONE_FD
 hook_stop
 
 # ---- 10. a crash mid-delivery: uncertain, resolved by the operator -------------------
