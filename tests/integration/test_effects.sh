@@ -1,7 +1,24 @@
 #!/usr/bin/env bash
 # Approvals, the effect outbox, sagas and the mode, end to end through the
 # CLI against real peers on loopback: the SMTP sink (lib_smtp.sh, aiosmtpd)
-# and the webhook receiver (hook_sink). Each case has its own data dir.
+# and the webhook receiver (hook_sink). Each case has its own data dir:
+#  1 sandbox: an approved mail is captured, nothing sent
+#  2 production: sent once (headers, body, envelope), not again; the trace
+#  3 approve --edit: the edited mail leaves; the diff is kept
+#  4 reject: on_reject cancel; on_reject STEP (and not taken when approved)
+#  5 auto approval: above min_confidence sent, below asked; sandbox asks
+#  6 deadlines: escalate, remind
+#  7 the undo window: canceled (the effect, or its task); delivered after it
+#  8 sagas: a failed task's webhooks undone newest first (also an approved
+#    one, and after a rejection with on_reject: compensate); a sent mail's
+#    correction draft
+#  9 webhook retries (one key, one body); a permanent failure resolved as
+#    sent is not sent again on a retry; a canceled compensation
+# 10 a crash mid-delivery: uncertain, resolved --sent and --resend
+# 11 consent for marketing mail
+# 12 replay --check and audit verify on every data dir
+# Timers are waited for with run --until-idle --wait-timers, processes with
+# FIFOs: no sleeps.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_smtp.sh"
 
@@ -51,7 +68,6 @@ effect() {
   jget "$line" "\$.$1"
 }
 count_events() { q "SELECT count(*) FROM events WHERE type = '$1'${2:+ AND $2}"; }
-inbox_json() { b inbox --json; }
 # decoded N WHAT: message N as Python's email package reads it: subject, to,
 # from, message-id, in-reply-to, body (the text part)
 decoded() {
