@@ -1275,7 +1275,17 @@ static bool approval_overdue(FlowEngine *e, const char *task, const char *step, 
     int64_t due = 0, at = 0, now = core_time_now_ms();
     core_time_parse(deadline, strlen(deadline), &due);
     core_time_parse(asked, strlen(asked), &at);
-    int64_t every = due > at ? due - at : 3600 * 1000;
+    TaskCtx c;
+    bool ctx = task_ctx_load(e, e->rd, task, &c, &err) == 0;
+    /* reminded again every `deadline` (the step's): the stored deadline
+     * moves with each reminder, so its distance to the request would
+     * double the period each time */
+    int64_t every = 0;
+    for (size_t i = 0; ctx && i < c.wf->n_steps; i++)
+        if (!strcmp(c.wf->steps[i].id, step))
+            every = json_integer_value(json_object_get(c.wf->steps[i].approval, "deadline_ms"));
+    if (every <= 0)
+        every = due > at && reminders == 0 ? due - at : 3600 * 1000;
     char key[192], next[CORE_TIME_LEN + 1];
     json_t *d;
     const char *type;
@@ -1294,8 +1304,6 @@ static bool approval_overdue(FlowEngine *e, const char *task, const char *step, 
     }
     log_warn("approval overdue", json_pack("{s:s, s:s, s:s, s:s}", "approval", id, "task", task,
                                            "step", step, "action", how));
-    TaskCtx c;
-    bool ctx = task_ctx_load(e, e->rd, task, &c, &err) == 0;
     Event *ev = step_event(e, type, ctx ? c.wf->name : "unknown", ctx ? c.subject : NULL, d, key);
     submit(e, task, step, true, ev ? &ev : NULL, ev ? 1 : 0);
     task_ctx_done(&c);
