@@ -280,11 +280,9 @@ int flow__step_gate(FlowStepRun *r)
         json_t *payload = json_object_get(appr, "payload");
         if (!effect) {
             r->outcome = FLOW_DONE;
-            r->output = json_pack("{s:s, s:O, s:O, s:s, s:s?}", "decision",
-                                  !strcmp(ast, "edited") ? "edit" : "approve", "payload", payload,
-                                  "diff", json_object_get(appr, "diff"), "approval",
-                                  json_string_value(json_object_get(appr, "id")), "by",
-                                  json_string_value(json_object_get(appr, "by")));
+            /* the output is the approved (possibly edited) payload itself;
+             * who decided what is in approval.decided */
+            r->output = json_incref(payload);
             goto out;
         }
         rc = request_effect(r, payload, json_string_value(json_object_get(appr, "id")));
@@ -374,8 +372,7 @@ int flow__step_gate(FlowStepRun *r)
     }
     if (!effect) {
         r->outcome = FLOW_DONE;
-        r->output = json_pack("{s:s, s:O, s:s, s:s}", "decision", "approve", "payload", payload,
-                              "by", automatic ? "auto" : "policy", "approval", id);
+        r->output = json_incref(payload);
         goto payload_out;
     }
     rc = request_effect(r, payload, automatic ? id : NULL);

@@ -810,6 +810,41 @@ expect_eq "consent: withdrawn, the next marketing mail fails" \
   "$(effect status "$(task_of news)") $(smtp_count)" "failed 1"
 smtp_stop
 
+# ---- 11b. do: approval: its output is the approved (possibly edited) payload --------
+
+setup gate
+cat >"$D/workflows/quote.yaml" <<'YAML'
+name: quote
+on: {event: quote.asked}
+steps:
+  - id: gate
+    do: approval
+    with:
+      title: "Quote for {{ event.data.name }}"
+      payload: {amount: "{{ event.data.amount }}", note: "standard"}
+  - id: sent
+    do: emit
+    with: {type: quote.sent, data: {amount: "{{ steps.gate.output.amount }}", note: "{{ steps.gate.output.note }}"}}
+YAML
+ingest '{"type":"quote.asked","source":"site","data":{"name":"Ann","amount":1200}}'
+ingest '{"type":"quote.asked","source":"site","data":{"name":"Bob","amount":900}}'
+check "gate: run" idle
+run b inbox --json
+expect_eq "gate: two approvals with their payloads, no effect" \
+  "$(printf '%s\n' "$OUT" | grep -c '"effect_kind":"approval"') $(b effects --json | grep -c .)" "2 0"
+A1=$(q "SELECT a.id FROM approvals a JOIN tasks t ON t.id = a.task_id WHERE json_extract(a.preview, '$.amount') = 1200")
+A2=$(q "SELECT a.id FROM approvals a JOIN tasks t ON t.id = a.task_id WHERE json_extract(a.preview, '$.amount') = 900")
+check "gate: approve one as it is" bq approve "$A1"
+printf '{"amount": 850, "note": "friends rate"}\n' >"$TMP/quote-edit.json"
+check "gate: approve the other edited" bq approve "$A2" --edit "$TMP/quote-edit.json"
+check "gate: run after the decisions" idle
+expect_eq "gate: the next step saw the approved payloads, the edit as edited" \
+  "$(q "SELECT group_concat(json_extract(data, '$.amount') || ' ' || json_extract(data, '$.note'), ', ') FROM (SELECT data FROM events WHERE type = 'quote.sent' ORDER BY json_extract(data, '$.amount'))")" \
+  "850 friends rate, 1200 standard"
+expect_eq "gate: the edit's diff is in approval.decided" \
+  "$(q "SELECT json_extract(data, '$.diff.amount.from') || ' -> ' || json_extract(data, '$.diff.amount.to') FROM events WHERE type = 'approval.decided' AND json_extract(data, '$.approval') = '$A2'")" \
+  "900 -> 850"
+
 # ---- 12. every data dir replays to the same state, and its chain verifies -----------
 
 for d in $DIRS; do
