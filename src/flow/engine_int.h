@@ -65,6 +65,12 @@ typedef struct FlowStepRun {
     json_t *compensation;    /* effect steps: the rendered `compensate`, owned */
 } FlowStepRun;
 
+/* A handler's failure: sets outcome, retryable and error; returns 0. */
+int flow__step_fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Adds ev (ownership passes) to the events the step appends. */
+void flow__step_emit(FlowStepRun *r, Event *ev);
+
 /* The handler of approval, email.send and webhook.post (flow/gates.c). */
 int flow__step_gate(FlowStepRun *run);
 /* Registers the "effects" projection (flow/proj_effects.c). */

@@ -15,7 +15,6 @@
  *
  * The outbox (flow/outbox.c) delivers; the projection wakes the step again
  * (wait_kind 'resume') when a decision or an outcome is recorded. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,25 +33,6 @@ void flow__gate_id(char prefix, const char *key, char out[CORE_ULID_LEN + 1])
     out[CORE_ULID_LEN] = '\0';
 }
 
-static int fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->error, sizeof r->error, fmt, ap);
-    va_end(ap);
-    r->outcome = FLOW_FAIL;
-    r->retryable = retryable;
-    return 0;
-}
-
-static void add_emit(FlowStepRun *r, Event *ev)
-{
-    r->emit = xrealloc(r->emit, (r->n_emit + 1) * sizeof *r->emit);
-    r->emit[r->n_emit++] = ev;
-}
-
 /* Appends an internal event of the step (data's reference is stolen). */
 static int emit(FlowStepRun *r, const char *type, json_t *data, const char *key)
 {
@@ -63,8 +43,8 @@ static int emit(FlowStepRun *r, const char *type, json_t *data, const char *key)
     int rc = ledger_event_new(type, source, r->subject, data, key, r->limits, &ev, &err);
     json_decref(data);
     if (rc < 0)
-        return fail(r, false, "%s: %s", type, err.msg), -1;
-    add_emit(r, ev);
+        return flow__step_fail(r, false, "%s: %s", type, err.msg), -1;
+    flow__step_emit(r, ev);
     return 0;
 }
 
@@ -163,13 +143,13 @@ static int request_effect(FlowStepRun *r, const json_t *payload, const char *app
         json_t *c = NULL;
         snprintf(chunk, sizeof chunk, "%s:steps.%s.compensate", r->wf->name, r->step->id);
         if (flow_lua_render_json(r->lua, r->step->compensate, chunk, r->env, &c, &err) < 0)
-            return fail(r, false, "%s", err.msg);
+            return flow__step_fail(r, false, "%s", err.msg);
         r->compensation = c;
     }
     snprintf(key, sizeof key, "effect:%s:%s:%d", r->task_id, r->step->id, r->attempt);
     flow__gate_id('e', key, id);
     if (flow_mode_get(r->rd, mode, &err) < 0)
-        return fail(r, true, "the mode cannot be read: %s", err.msg);
+        return flow__step_fail(r, true, "the mode cannot be read: %s", err.msg);
     json_t *d = json_pack("{s:s, s:s, s:s, s:i, s:s, s:O, s:s, s:s, s:s, s:s?}", "effect", id,
                           "task", r->task_id, "step", r->step->id, "attempt", r->attempt, "kind",
                           r->step->kind, "payload", payload, "delivery_key", r->key, "purpose",
@@ -229,7 +209,7 @@ static int effect_settled(FlowStepRun *r, json_t *eff)
     }
     if (!strcmp(status, "failed")) {
         r->force_inbox = true;
-        return fail(r, false, "effect %s failed: %s", json_string_value(json_object_get(eff, "effect")),
+        return flow__step_fail(r, false, "effect %s failed: %s", json_string_value(json_object_get(eff, "effect")),
                     json_string_value(json_object_get(eff, "detail"))
                         ? json_string_value(json_object_get(eff, "detail"))
                         : "(no detail)");
@@ -298,7 +278,7 @@ int flow__step_gate(FlowStepRun *r)
     Err err = { 0 };
     json_t *payload = payload_of(r, &err);
     if (!payload) {
-        rc = fail(r, false, "%s", err.msg);
+        rc = flow__step_fail(r, false, "%s", err.msg);
         goto out;
     }
     json_t *gate = NULL;
@@ -306,14 +286,14 @@ int flow__step_gate(FlowStepRun *r)
     snprintf(chunk, sizeof chunk, "%s:steps.%s.approval", r->wf->name, r->step->id);
     if (flow_lua_render_json(r->lua, r->step->approval, chunk, r->env, &gate, &err) < 0) {
         json_decref(payload);
-        rc = fail(r, false, "%s", err.msg);
+        rc = flow__step_fail(r, false, "%s", err.msg);
         goto out;
     }
     char mode[FLOW_MODE_MAX];
     if (flow_mode_get(r->rd, mode, &err) < 0) {
         json_decref(payload);
         json_decref(gate);
-        rc = fail(r, true, "the mode cannot be read: %s", err.msg);
+        rc = flow__step_fail(r, true, "the mode cannot be read: %s", err.msg);
         goto out;
     }
     const char *policy = json_string_value(json_object_get(gate, "policy"));

@@ -12,9 +12,7 @@
 #include "flow/engine_int.h"
 
 
-static int fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
+int flow__step_fail(FlowStepRun *r, bool retryable, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -30,7 +28,7 @@ void flow__source(const char *workflow, char out[FLOW_NAME_MAX + 16])
     snprintf(out, FLOW_NAME_MAX + 16, "workflow:%s", workflow);
 }
 
-static void add_emit(FlowStepRun *r, Event *ev)
+void flow__step_emit(FlowStepRun *r, Event *ev)
 {
     r->emit = xrealloc(r->emit, (r->n_emit + 1) * sizeof *r->emit);
     r->emit[r->n_emit++] = ev;
@@ -44,13 +42,13 @@ static int step_emit(FlowStepRun *r)
     json_t *data = json_object_get(r->inputs, "data");
     const json_t *subj = json_object_get(r->inputs, "subject");
     if (!type || !ledger_type_valid(type, strlen(type)))
-        return fail(r, false, "with.type: '%s' is not an event type", type ? type : "(none)");
+        return flow__step_fail(r, false, "with.type: '%s' is not an event type", type ? type : "(none)");
     if (ledger_type_reserved(type))
-        return fail(r, false, "with.type: '%s' is reserved for Bureau's own events", type);
+        return flow__step_fail(r, false, "with.type: '%s' is reserved for Bureau's own events", type);
     if (data && !json_is_object(data))
-        return fail(r, false, "with.data: must be an object, not %s", core_json_type_name(data));
+        return flow__step_fail(r, false, "with.data: must be an object, not %s", core_json_type_name(data));
     if (subj && !json_is_null(subj) && !json_is_string(subj))
-        return fail(r, false, "with.subject: must be a string");
+        return flow__step_fail(r, false, "with.subject: must be a string");
     json_t *d = data ? json_deep_copy(data) : json_object();
     json_object_set_new(d, "caused_by",
                         json_pack("{s:s, s:s, s:s, s:i}", "task", r->task_id, "step", r->step->id,
@@ -67,8 +65,8 @@ static int step_emit(FlowStepRun *r)
                               &ev, &err);
     json_decref(d);
     if (rc < 0)
-        return fail(r, false, "%s", err.msg);
-    add_emit(r, ev);
+        return flow__step_fail(r, false, "%s", err.msg);
+    flow__step_emit(r, ev);
     r->outcome = FLOW_DONE;
     r->output = json_pack("{s:s}", "type", type);
     return 0;
@@ -80,16 +78,16 @@ static int step_lua(FlowStepRun *r)
 {
     const char *name = json_string_value(json_object_get(r->inputs, "script"));
     if (!name || !*name || strchr(name, '/') || strchr(name, '.'))
-        return fail(r, false, "with.script: a script name is required ([a-z0-9_-])");
+        return flow__step_fail(r, false, "with.script: a script name is required ([a-z0-9_-])");
     char path[4096];
     snprintf(path, sizeof path, "%s/agents/%s.lua", r->data_dir, name);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fail(r, false, "with.script: %s: %s", path, strerror(errno));
+        return flow__step_fail(r, false, "with.script: %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fileno(f), &sb) < 0 || sb.st_size > FLOW_SCRIPT_MAX_BYTES) {
         fclose(f);
-        return fail(r, false, "with.script: %s is larger than %d bytes", path,
+        return flow__step_fail(r, false, "with.script: %s is larger than %d bytes", path,
                     FLOW_SCRIPT_MAX_BYTES);
     }
     char *src = xmalloc((size_t)sb.st_size + 1);
@@ -97,7 +95,7 @@ static int step_lua(FlowStepRun *r)
     fclose(f);
     if (n > (size_t)sb.st_size) { /* it grew while we read it */
         free(src);
-        return fail(r, true, "with.script: %s changed while being read", path);
+        return flow__step_fail(r, true, "with.script: %s changed while being read", path);
     }
     json_t *env = json_copy(r->env);
     json_t *args = json_object_get(r->inputs, "args");
@@ -110,7 +108,7 @@ static int step_lua(FlowStepRun *r)
     json_decref(env);
     free(src);
     if (rc < 0) /* a runtime error may pass; a syntax error will not */
-        return fail(r, rc == ERR_SCRIPT, "%s", err.msg);
+        return flow__step_fail(r, rc == ERR_SCRIPT, "%s", err.msg);
     r->outcome = FLOW_DONE;
     r->output = out;
     return 0;
@@ -125,17 +123,17 @@ static int step_wait(FlowStepRun *r)
     int64_t ms = 0;
     if (dur) {
         if (flow_duration_parse(dur, &ms, &err) < 0)
-            return fail(r, false, "with.duration: %s", err.msg);
+            return flow__step_fail(r, false, "with.duration: %s", err.msg);
         r->outcome = FLOW_WAIT;
         r->wait_kind = "duration";
         r->wait_until_ms = r->now_ms + ms;
         return 0;
     }
     if (!type)
-        return fail(r, false, "with: a duration or an event is required");
+        return flow__step_fail(r, false, "with: a duration or an event is required");
     const char *timeout = json_string_value(json_object_get(r->inputs, "timeout"));
     if (timeout && flow_duration_parse(timeout, &ms, &err) < 0)
-        return fail(r, false, "with.timeout: %s", err.msg);
+        return flow__step_fail(r, false, "with.timeout: %s", err.msg);
     const char *where = json_string_value(json_object_get(r->inputs, "where"));
     r->outcome = FLOW_WAIT;
     r->wait_kind = "event";
@@ -152,11 +150,11 @@ static int step_task_start(FlowStepRun *r)
     const char *name = json_string_value(json_object_get(r->inputs, "workflow"));
     const FlowWorkflow *w = name && r->catalog ? flow_catalog_find(r->catalog, name) : NULL;
     if (!w)
-        return fail(r, false, "with.workflow: no workflow named '%s'", name ? name : "(none)");
+        return flow__step_fail(r, false, "with.workflow: no workflow named '%s'", name ? name : "(none)");
     if (w->n_steps == 0)
-        return fail(r, false, "with.workflow: '%s' has no steps", name);
+        return flow__step_fail(r, false, "with.workflow: '%s' has no steps", name);
     if (r->depth_max > 0 && r->depth + 1 > r->depth_max)
-        return fail(r, false, "the causal depth limit (%d) is reached: no task '%s' at depth %d",
+        return flow__step_fail(r, false, "the causal depth limit (%d) is reached: no task '%s' at depth %d",
                     r->depth_max, name, r->depth + 1);
     json_t *input = json_object_get(r->inputs, "input");
     const json_t *ev = json_object_get(r->env, "event");
@@ -169,8 +167,8 @@ static int step_task_start(FlowStepRun *r)
     if (flow__task_event(w, child, trigger, r->depth + 1, NULL, input, r->subject, key,
                          !r->rd || !flow__version_stored(r->rd, w->version), r->limits, &te,
                          &err) < 0)
-        return fail(r, false, "%s", err.msg);
-    add_emit(r, te);
+        return flow__step_fail(r, false, "%s", err.msg);
+    flow__step_emit(r, te);
     r->outcome = FLOW_DONE;
     r->output = json_pack("{s:s, s:s}", "task", child, "workflow", name);
     return 0;
