@@ -1421,21 +1421,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy, int64_t *outbox_next)
     }
     /* 6. the outbox's timers: not the runner's to wait on, but work when
      * --until-idle waits for timers */
-    *outbox_next = -1;
-    if (store_prepare(e->rd,
-                      "SELECT min(t) FROM (SELECT min(next_at) AS t FROM effects"
-                      " WHERE status = 'requested' AND in_flight = 0"
-                      " UNION ALL SELECT min(hold_until) FROM effects WHERE status = 'held')",
-                      &st, &err) == 0) {
-        if (store_step(st, &err) == STORE_ROW) {
-            size_t len;
-            const char *w = store_col_text(st, 0, &len);
-            int64_t at;
-            if (w && core_time_parse(w, len, &at) == 0)
-                *outbox_next = at > now ? at - now : 0;
-        }
-        store_stmt_done(st);
-    }
+    *outbox_next = flow__outbox_next_ms(e->rd, now);
     return next;
 }
 

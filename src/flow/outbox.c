@@ -584,6 +584,28 @@ static bool sagas(FlowOutbox *o)
 
 /* ---- the thread ---- */
 
+int64_t flow__outbox_next_ms(Store *rd, int64_t now)
+{
+    StoreStmt *st;
+    Err err = { 0 };
+    int64_t next = -1;
+    if (store_prepare(rd,
+                      "SELECT min(t) FROM (SELECT min(next_at) AS t FROM effects"
+                      " WHERE status = 'requested' AND in_flight = 0"
+                      " UNION ALL SELECT min(hold_until) FROM effects WHERE status = 'held')",
+                      &st, &err) < 0)
+        return -1;
+    if (store_step(st, &err) == STORE_ROW) {
+        size_t len;
+        const char *w = store_col_text(st, 0, &len);
+        int64_t at;
+        if (w && core_time_parse(w, len, &at) == 0)
+            next = at > now ? at - now : 0;
+    }
+    store_stmt_done(st);
+    return next;
+}
+
 typedef struct News {
     FlowOutbox *o;
     bool relevant;
@@ -645,24 +667,7 @@ static int64_t pass(FlowOutbox *o, bool *busy)
         effect_done(&v[i]);
     free(v);
     *busy |= sagas(o);
-    int64_t next = -1;
-    StoreStmt *st;
-    if (store_prepare(o->rd,
-                      "SELECT min(t) FROM (SELECT min(next_at) AS t FROM effects"
-                      " WHERE status = 'requested' AND in_flight = 0"
-                      " UNION ALL SELECT min(hold_until) FROM effects WHERE status = 'held')",
-                      &st, &err) == 0) {
-        if (store_step(st, &err) == STORE_ROW) {
-            size_t len;
-            const char *w = store_col_text(st, 0, &len);
-            int64_t at;
-            if (w && core_time_parse(w, len, &at) == 0) {
-                int64_t in = at - core_time_now_ms();
-                next = in > 0 ? in : 0;
-            }
-        }
-        store_stmt_done(st);
-    }
+    int64_t next = flow__outbox_next_ms(o->rd, core_time_now_ms());
     return next;
 }
 

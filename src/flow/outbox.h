@@ -14,6 +14,9 @@ typedef struct FlowOutbox FlowOutbox;
  * nothing was appended, else -1. */
 int flow__outbox_start(Ledger *l, const Config *cfg, void (*on_idle)(void *ctx, int64_t head),
                        void *ctx, FlowOutbox **ret, Err *err);
+/* The ms until the outbox's next timer (a retry, the end of an undo
+ * window): 0 when one is due, -1 when there is none. */
+int64_t flow__outbox_next_ms(Store *rd, int64_t now);
 /* Stops it (a delivery under way finishes first). NULL is fine. */
 void flow__outbox_stop(FlowOutbox *o);
 
