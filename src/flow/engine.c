@@ -687,7 +687,10 @@ record:;
                       "started_at", started_s, "finished_at", finished_s);
         snprintf(key, sizeof key, "step.completed:%s:%s", j->task, j->step);
         json_object_set_new(d, "random_u32", json_integer(rnd)); /* exact, cheap to print */
-        if (json_object_size(inputs) > 0) /* for the trace: what the step was given */
+        /* for the trace: what the step was given, unless another event of
+         * the step shows it (the event an emit appends, a gate's payload) */
+        if (json_object_size(inputs) > 0 && strcmp(s->kind, "emit") &&
+            strcmp(s->kind, "approval") && !flow_kind_is_effect(s->kind))
             json_object_set(d, "inputs", inputs);
         own = step_event_why(e, "step.completed", c.wf->name, c.subject, d, key, &why);
     } else if (run.outcome == FLOW_WAIT) {
