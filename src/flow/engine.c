@@ -236,9 +236,35 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
     return 0;
 }
 
+static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out, Err *err);
+
+/* The planner reads events without their data: most are the engine's own
+ * or of types no workflow is triggered by. Only an event some enabled
+ * workflow may start on is read whole. */
 static int plan(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *err)
 {
     FlowEngine *e = ctx;
+    const char *t = ev->type;
+    bool want = !strcmp(t, "workflow.enabled") || !strcmp(t, "workflow.disabled") ||
+                !strcmp(t, "schedule.fired");
+    for (size_t i = 0; !want && !internal_type(t) && i < e->cat.n; i++) {
+        const FlowWorkflow *w = e->cat.items[i];
+        want = w->on_event && type_matches(w->on_event, t) && wf_enabled(e->enabled, w);
+    }
+    if (!want)
+        return 0;
+    if (ev->data_len > 0) /* read whole already */
+        return plan_full(e, rd, ev, out, err);
+    Event *full = NULL;
+    int rc = ledger_event_get(rd, ev->seq, NULL, &full, err);
+    if (rc == 0)
+        rc = plan_full(e, rd, full, out, err);
+    ledger_event_free(full);
+    return rc;
+}
+
+static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out, Err *err)
+{
     if (!strcmp(ev->type, "workflow.enabled") || !strcmp(ev->type, "workflow.disabled")) {
         json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
         const char *name = json_string_value(json_object_get(d, "workflow"));
@@ -1591,7 +1617,7 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
         e->n_workers = i + 1;
     }
     ReactorDef pd = { .name = "planner", .handle = plan, .ctx = e, .lease_ms = e->cfg.flow_lease_ms,
-                      .committed = planned, .batch = 1024 };
+                      .committed = planned, .batch = 1024, .headers_only = true };
     if ((rc = ledger_reactor_start(l, &pd, &e->planner, err)) < 0) {
         flow_engine_stop(e);
         return rc;

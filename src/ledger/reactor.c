@@ -73,7 +73,8 @@ static int run_step(Reactor *r, Err *err)
     if (rc < 0)
         return rc;
     Step s = { .r = r, .last = cp };
-    LedgerFilter f = { .after_seq = cp, .limit = r->def.batch };
+    LedgerFilter f = { .after_seq = cp, .limit = r->def.batch,
+                       .headers_only = r->def.headers_only };
     rc = ledger_read(r->rd, &f, step_one, &s, err);
     if (rc < 0 || s.err.code < 0) {
         if (s.err.code < 0)

@@ -24,6 +24,10 @@ typedef struct ReactorDef {
     void *ctx;
     int lease_ms;  /* lease time to live; 0 = 15000 */
     int batch;     /* events per transaction; 0 = 256 */
+    /* Events reach handle without their data (data is ""): for a reactor
+     * that looks at most events' types only and fetches the few it needs
+     * (ledger_event_get on rd). */
+    bool headers_only;
     /* Called (may be NULL) on the reactor's thread after each transaction
      * that moved its checkpoint: one without new events wakes no
      * ledger_wait(). */
