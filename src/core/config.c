@@ -72,6 +72,43 @@ const char core_config_default_yaml[] =
     "#   max_delay_ms: 3600000\n"
     "#   webhook_timeout_s: 30\n"
     "\n"
+    "# models:                      # the model router (docs/models.md)\n"
+    "#   providers:                  # the built-in `local` needs no declaration\n"
+    "#     - name: big\n"
+    "#       kind: openai            # local | openai (OpenAI-compatible) | anthropic\n"
+    "#       base_url: http://127.0.0.1:11434/v1\n"
+    "#       model: llama3.1\n"
+    "#       embed_model: nomic-embed-text   # openai: embeddings (default: model)\n"
+    "#       api_key_env: OPENAI_API_KEY     # the key is read from this variable\n"
+    "#       timeout_ms: 30000\n"
+    "#       json_schema: false      # openai: response_format json_schema (else json_object)\n"
+    "#       price: {input_per_mtok: 1.0, output_per_mtok: 2.0}   # USD per million tokens\n"
+    "#   routes:                     # per task class; without a route: local\n"
+    "#     draft:                    # classify extract draft summarize plan embed complete\n"
+    "#       candidates: [big, local]   # tried in order, falling back down the list\n"
+    "#       max_latency_ms: 5000    # SLA: a slower provider (EWMA) is passed over\n"
+    "#       max_cost_usd: 0.05      # per call, worst case\n"
+    "#       max_output_tokens: 400\n"
+    "#       defer: none             # none | batch (wait for the batch window)\n"
+    "#       on_budget: degrade      # degrade (next candidate) | park (for the operator)\n"
+    "#       cache: true\n"
+    "#       daily_usd: 0.5          # this route's budgets\n"
+    "#       monthly_usd: 10\n"
+    "#   budgets:                    # USD; 0: none\n"
+    "#     daily_usd: 1.0\n"
+    "#     monthly_usd: 20.0\n"
+    "#     per_customer: {daily_usd: 0.2, monthly_usd: 2.0}\n"
+    "#     workflows:\n"
+    "#       lead-intake: {daily_usd: 0.5}\n"
+    "#   cache_ttl_s: 604800         # a cached answer lives this long\n"
+    "#   batch: {window: \"02:00-05:00\", timezone: UTC}\n"
+    "#   local:\n"
+    "#     hash_bits: 18             # feature hashing buckets: 2^bits\n"
+    "#     embed_dim: 384\n"
+    "#     rules:                    # keywords that seed the classifier\n"
+    "#       lead: [quote, proposal, pricing]\n"
+    "#       billing: [invoice, refund, receipt]\n"
+    "\n"
     "# connectors:                  # served at POST /hooks/NAME\n"
     "#   - name: site-hook\n"
     "#     kind: webhook             # generic JSON, HMAC-SHA256 of the body\n"
@@ -123,6 +160,11 @@ void core_config_defaults(Config *cfg)
     cfg->outbox_backoff_ms = 5000;
     cfg->outbox_max_delay_ms = 3600000;
     cfg->webhook_timeout_s = 30;
+    cfg->model_cache_ttl_s = 7 * 24 * 3600;
+    snprintf(cfg->batch_window, sizeof cfg->batch_window, "02:00-05:00");
+    snprintf(cfg->batch_timezone, sizeof cfg->batch_timezone, "UTC");
+    cfg->local_hash_bits = 18;
+    cfg->local_embed_dim = 384;
 }
 
 static void connector_free(ConnectorConfig *c)
@@ -155,14 +197,14 @@ const ConnectorConfig *core_config_connector(const Config *cfg, const char *name
 
 /* KEY_STR allocates (freed by core_config_done); KEY_BUF fills a char array
  * of max + 1 bytes in place. */
-typedef enum { KEY_INT, KEY_SIZE, KEY_ENUM, KEY_BOOLENUM, KEY_STR, KEY_BUF } KeyKind;
+typedef enum { KEY_INT, KEY_SIZE, KEY_ENUM, KEY_BOOLENUM, KEY_STR, KEY_BUF, KEY_REAL } KeyKind;
 
 /* One known key: where it lives (section, or for connectors the kinds it
  * applies to), its type and range, and the member it fills. */
 typedef struct KeyDef {
     const char *section, *key;
     KeyKind kind;
-    long long min, max;        /* KEY_INT, KEY_SIZE; KEY_STR: max length */
+    long long min, max;        /* KEY_INT, KEY_SIZE, KEY_REAL; KEY_STR, KEY_BUF: max length */
     const char *const *values; /* KEY_ENUM, KEY_BOOLENUM: NULL-terminated */
     size_t offset;
 } KeyDef;
@@ -289,6 +331,16 @@ static int load_value(void *base, const KeyDef *k, const char *full, struct fy_n
         return at(err, path, val, "'%s': value too long", full);
     memcpy(text, s, len);
     text[len] = '\0';
+    if (k->kind == KEY_REAL) {
+        char *end;
+        errno = 0;
+        double v = strtod(text, &end);
+        if (errno || end == text || *end || !(v >= (double)k->min) || !(v <= (double)k->max))
+            return at(err, path, val, "'%s' must be a number from %lld to %lld", full, k->min,
+                      k->max);
+        *(double *)member = v;
+        return 0;
+    }
     if (k->kind == KEY_INT || k->kind == KEY_SIZE) {
         char *end;
         errno = 0;
@@ -423,6 +475,430 @@ static int load_connector(Config *cfg, struct fy_node *item, size_t idx, const c
     return 0;
 }
 
+/* ---- models: ---- */
+
+static const char *const provider_kinds[] = { "local", "openai", "anthropic", NULL };
+static const char *const bool_values[] = { "false", "true", NULL };
+static const char *const defer_values[] = { "none", "batch", NULL };
+static const char *const on_budget_values[] = { "degrade", "park", NULL };
+
+#define P(m) offsetof(ModelProviderConfig, m)
+static const KeyDef provider_keys[] = {
+    { "", "name", KEY_BUF, 0, 64, NULL, P(name) },
+    { "", "kind", KEY_BUF, 0, 15, NULL, P(kind) },
+    { "", "base_url", KEY_BUF, 0, 511, NULL, P(base_url) },
+    { "", "model", KEY_BUF, 0, 127, NULL, P(model) },
+    { "", "embed_model", KEY_BUF, 0, 127, NULL, P(embed_model) },
+    { "", "api_key_env", KEY_BUF, 0, 128, NULL, P(api_key_env) },
+    { "", "timeout_ms", KEY_INT, 100, 600000, NULL, P(timeout_ms) },
+    { "", "json_schema", KEY_BOOLENUM, 0, 0, bool_values, P(json_schema) },
+};
+#undef P
+#define R(m) offsetof(ModelRouteConfig, m)
+static const KeyDef route_keys[] = {
+    { "", "max_latency_ms", KEY_INT, 1, 3600000, NULL, R(max_latency_ms) },
+    { "", "max_cost_usd", KEY_REAL, 0, 1000, NULL, R(max_cost_usd) },
+    { "", "max_output_tokens", KEY_INT, 1, 1000000, NULL, R(max_output_tokens) },
+    { "", "defer", KEY_BOOLENUM, 0, 0, defer_values, R(defer_batch) },
+    { "", "on_budget", KEY_BOOLENUM, 0, 0, on_budget_values, R(on_budget_park) },
+    { "", "daily_usd", KEY_REAL, 0, 1000000, NULL, R(daily_usd) },
+    { "", "monthly_usd", KEY_REAL, 0, 1000000, NULL, R(monthly_usd) },
+};
+#undef R
+
+/* A mapping's pairs through keys (the struct at base); "what" names it. */
+static int load_map(void *base, const KeyDef *keys_, size_t n, struct fy_node *map,
+                    const char *what, const char *path, Err *err)
+{
+    void *iter = NULL;
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(map, &iter))) {
+        struct fy_node *k = fy_node_pair_key(p);
+        const char *key = k ? fy_node_get_scalar0(k) : NULL;
+        const KeyDef *def = NULL;
+        for (size_t i = 0; key && i < n; i++)
+            if (!strcmp(keys_[i].key, key))
+                def = &keys_[i];
+        if (!def)
+            return at(err, path, k, "%s: unknown key '%s'", what, key ? key : "?");
+        char full[192];
+        snprintf(full, sizeof full, "%s.%s", what, key);
+        int rc = load_value(base, def, full, k, fy_node_pair_value(p), path, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static struct fy_node *lookup(struct fy_node *map, const char *key)
+{
+    return fy_node_mapping_lookup_by_string(map, key, strlen(key));
+}
+
+static int load_provider(Config *cfg, struct fy_node *item, size_t idx, const char *path,
+                         Err *err)
+{
+    char what[64];
+    snprintf(what, sizeof what, "models.providers[%zu]", idx);
+    if (!fy_node_is_mapping(item))
+        return at(err, path, item, "%s must be a mapping {name, kind, ...}", what);
+    ModelProviderConfig *p = &cfg->model_providers[cfg->n_model_providers++];
+    memset(p, 0, sizeof *p);
+    p->timeout_ms = 30000;
+    struct fy_node *price = lookup(item, "price");
+    void *iter = NULL;
+    struct fy_node_pair *pair;
+    while ((pair = fy_node_mapping_iterate(item, &iter))) {
+        struct fy_node *k = fy_node_pair_key(pair);
+        const char *key = k ? fy_node_get_scalar0(k) : NULL;
+        if (key && !strcmp(key, "price"))
+            continue;
+        bool known = false;
+        for (size_t i = 0; key && i < sizeof provider_keys / sizeof provider_keys[0]; i++)
+            known |= !strcmp(provider_keys[i].key, key);
+        if (!known)
+            return at(err, path, k, "%s: unknown key '%s'", what, key ? key : "?");
+    }
+    /* price is a mapping of its own */
+    int rc = 0;
+    iter = NULL;
+    while ((pair = fy_node_mapping_iterate(item, &iter))) {
+        struct fy_node *k = fy_node_pair_key(pair);
+        const char *key = fy_node_get_scalar0(k);
+        if (!strcmp(key, "price"))
+            continue;
+        for (size_t i = 0; i < sizeof provider_keys / sizeof provider_keys[0]; i++)
+            if (!strcmp(provider_keys[i].key, key)) {
+                char full[192];
+                snprintf(full, sizeof full, "%s.%s", what, key);
+                if ((rc = load_value(p, &provider_keys[i], full, k, fy_node_pair_value(pair),
+                                     path, err)) < 0)
+                    return rc;
+            }
+    }
+    if (price) {
+        static const KeyDef price_keys[] = {
+            { "", "input_per_mtok", KEY_REAL, 0, 100000, NULL,
+              offsetof(ModelProviderConfig, price_in_per_mtok) },
+            { "", "output_per_mtok", KEY_REAL, 0, 100000, NULL,
+              offsetof(ModelProviderConfig, price_out_per_mtok) },
+        };
+        char pw[80];
+        snprintf(pw, sizeof pw, "%s.price", what);
+        if (!fy_node_is_mapping(price))
+            return at(err, path, price, "%s must be a mapping {input_per_mtok, output_per_mtok}",
+                      pw);
+        if ((rc = load_map(p, price_keys, 2, price, pw, path, err)) < 0)
+            return rc;
+    }
+    struct fy_node *name = lookup(item, "name");
+    if (!p->name[0] || !name_ok(p->name))
+        return at(err, path, name ? name : item,
+                  "%s.name: required, lower-case letters, digits, - and _", what);
+    for (size_t i = 0; i + 1 < cfg->n_model_providers; i++)
+        if (!strcmp(cfg->model_providers[i].name, p->name))
+            return at(err, path, name, "%s: a provider named '%s' exists", what, p->name);
+    bool kind_ok = false;
+    for (int i = 0; provider_kinds[i]; i++)
+        kind_ok |= !strcmp(p->kind, provider_kinds[i]);
+    if (!kind_ok)
+        return at(err, path, lookup(item, "kind") ? lookup(item, "kind") : item,
+                  "%s.kind: must be one of: local | openai | anthropic", what);
+    if (strcmp(p->kind, "local")) {
+        if (!p->model[0])
+            return at(err, path, item, "%s (%s): 'model' is required", what, p->name);
+        if (!p->base_url[0])
+            snprintf(p->base_url, sizeof p->base_url, "%s",
+                     !strcmp(p->kind, "anthropic") ? "https://api.anthropic.com/v1"
+                                                   : "https://api.openai.com/v1");
+        if (strncmp(p->base_url, "http://", 7) && strncmp(p->base_url, "https://", 8))
+            return at(err, path, lookup(item, "base_url"),
+                      "%s.base_url: must start with http:// or https://", what);
+    }
+    return 0;
+}
+
+static int load_route(Config *cfg, struct fy_node *key, struct fy_node *map, const char *path,
+                      Err *err)
+{
+    const char *name = fy_node_get_scalar0(key);
+    if (!name || !name_ok(name) || strlen(name) > 32)
+        return at(err, path, key, "models.routes: '%s' is not a route name (1-32 of a-z, 0-9, - "
+                                  "and _)", name ? name : "?");
+    if (cfg->n_model_routes == CONFIG_MAX_MODEL_ROUTES)
+        return at(err, path, key, "models.routes: more than %d routes", CONFIG_MAX_MODEL_ROUTES);
+    char what[64];
+    snprintf(what, sizeof what, "models.routes.%s", name);
+    if (!fy_node_is_mapping(map))
+        return at(err, path, key, "%s must be a mapping {candidates: [...], ...}", what);
+    ModelRouteConfig *r = &cfg->model_routes[cfg->n_model_routes++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->max_output_tokens = 512;
+    void *iter = NULL;
+    struct fy_node_pair *pair;
+    int rc;
+    while ((pair = fy_node_mapping_iterate(map, &iter))) {
+        struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
+        const char *kn = k ? fy_node_get_scalar0(k) : NULL;
+        if (kn && !strcmp(kn, "candidates")) {
+            if (!v || !fy_node_is_sequence(v) || fy_node_sequence_item_count(v) < 1 ||
+                fy_node_sequence_item_count(v) > CONFIG_MAX_ROUTE_CANDIDATES)
+                return at(err, path, k, "%s.candidates: a list of 1 to %d provider names", what,
+                          CONFIG_MAX_ROUTE_CANDIDATES);
+            void *it2 = NULL;
+            struct fy_node *c;
+            while ((c = fy_node_sequence_iterate(v, &it2))) {
+                const char *cn = fy_node_is_scalar(c) ? fy_node_get_scalar0(c) : NULL;
+                bool known = false;
+                for (size_t i = 0; cn && i < cfg->n_model_providers; i++)
+                    known |= !strcmp(cfg->model_providers[i].name, cn);
+                if (!known && cn && !strcmp(cn, "local"))
+                    known = true; /* the built-in local tier needs no declaration */
+                if (!known)
+                    return at(err, path, c, "%s.candidates: '%s' is not a provider of "
+                                            "models.providers", what, cn ? cn : "?");
+                snprintf(r->candidates[r->n_candidates++], sizeof r->candidates[0], "%s", cn);
+            }
+            continue;
+        }
+        if (kn && !strcmp(kn, "cache")) {
+            static const KeyDef ck = { "", "cache", KEY_BOOLENUM, 0, 0, bool_values, 0 };
+            bool on = true;
+            char full[96];
+            snprintf(full, sizeof full, "%s.cache", what);
+            if ((rc = load_value(&on, &ck, full, k, v, path, err)) < 0)
+                return rc;
+            r->no_cache = !on;
+            continue;
+        }
+        bool known = false;
+        for (size_t i = 0; kn && i < sizeof route_keys / sizeof route_keys[0]; i++)
+            if (!strcmp(route_keys[i].key, kn)) {
+                known = true;
+                char full[96];
+                snprintf(full, sizeof full, "%s.%s", what, kn);
+                if ((rc = load_value(r, &route_keys[i], full, k, v, path, err)) < 0)
+                    return rc;
+            }
+        if (!known)
+            return at(err, path, k, "%s: unknown key '%s'", what, kn ? kn : "?");
+    }
+    if (r->n_candidates == 0)
+        return at(err, path, key, "%s: 'candidates' is required", what);
+    return 0;
+}
+
+static int load_budgets(Config *cfg, struct fy_node *map, const char *path, Err *err)
+{
+    static const KeyDef keys_[] = {
+        { "", "daily_usd", KEY_REAL, 0, 1000000, NULL, offsetof(Config, budget_daily_usd) },
+        { "", "monthly_usd", KEY_REAL, 0, 1000000, NULL, offsetof(Config, budget_monthly_usd) },
+    };
+    static const KeyDef cust[] = {
+        { "", "daily_usd", KEY_REAL, 0, 1000000, NULL,
+          offsetof(Config, budget_customer_daily_usd) },
+        { "", "monthly_usd", KEY_REAL, 0, 1000000, NULL,
+          offsetof(Config, budget_customer_monthly_usd) },
+    };
+    static const KeyDef wf[] = {
+        { "", "daily_usd", KEY_REAL, 0, 1000000, NULL, offsetof(ModelBudgetConfig, daily_usd) },
+        { "", "monthly_usd", KEY_REAL, 0, 1000000, NULL, offsetof(ModelBudgetConfig, monthly_usd) },
+    };
+    void *iter = NULL;
+    struct fy_node_pair *pair;
+    int rc;
+    while ((pair = fy_node_mapping_iterate(map, &iter))) {
+        struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
+        const char *kn = k ? fy_node_get_scalar0(k) : NULL;
+        if (kn && !strcmp(kn, "per_customer")) {
+            if (!v || !fy_node_is_mapping(v))
+                return at(err, path, k, "models.budgets.per_customer must be a mapping "
+                                        "{daily_usd, monthly_usd}");
+            if ((rc = load_map(cfg, cust, 2, v, "models.budgets.per_customer", path, err)) < 0)
+                return rc;
+        } else if (kn && !strcmp(kn, "workflows")) {
+            if (!v || !fy_node_is_mapping(v))
+                return at(err, path, k, "models.budgets.workflows must be a mapping "
+                                        "{WORKFLOW: {daily_usd, monthly_usd}}");
+            void *it2 = NULL;
+            struct fy_node_pair *wp;
+            while ((wp = fy_node_mapping_iterate(v, &it2))) {
+                struct fy_node *wk = fy_node_pair_key(wp), *wv = fy_node_pair_value(wp);
+                const char *wn = fy_node_get_scalar0(wk);
+                if (!wn || !name_ok(wn) || strlen(wn) > 64)
+                    return at(err, path, wk, "models.budgets.workflows: '%s' is not a workflow "
+                                             "name", wn ? wn : "?");
+                if (cfg->n_workflow_budgets == CONFIG_MAX_WORKFLOW_BUDGETS)
+                    return at(err, path, wk, "models.budgets.workflows: more than %d",
+                              CONFIG_MAX_WORKFLOW_BUDGETS);
+                if (!wv || !fy_node_is_mapping(wv))
+                    return at(err, path, wk, "models.budgets.workflows.%s must be a mapping", wn);
+                ModelBudgetConfig *b = &cfg->workflow_budgets[cfg->n_workflow_budgets++];
+                memset(b, 0, sizeof *b);
+                snprintf(b->name, sizeof b->name, "%s", wn);
+                char what[128];
+                snprintf(what, sizeof what, "models.budgets.workflows.%s", wn);
+                if ((rc = load_map(b, wf, 2, wv, what, path, err)) < 0)
+                    return rc;
+            }
+        } else {
+            bool known = false;
+            for (size_t i = 0; kn && i < 2; i++)
+                if (!strcmp(keys_[i].key, kn)) {
+                    known = true;
+                    char full[96];
+                    snprintf(full, sizeof full, "models.budgets.%s", kn);
+                    if ((rc = load_value(cfg, &keys_[i], full, k, v, path, err)) < 0)
+                        return rc;
+                }
+            if (!known)
+                return at(err, path, k, "models.budgets: unknown key '%s' (daily_usd, "
+                                        "monthly_usd, per_customer, workflows)", kn ? kn : "?");
+        }
+    }
+    return 0;
+}
+
+static int load_local(Config *cfg, struct fy_node *map, const char *path, Err *err)
+{
+    static const KeyDef keys_[] = {
+        { "", "hash_bits", KEY_INT, 10, 24, NULL, offsetof(Config, local_hash_bits) },
+        { "", "embed_dim", KEY_INT, 16, 4096, NULL, offsetof(Config, local_embed_dim) },
+    };
+    void *iter = NULL;
+    struct fy_node_pair *pair;
+    int rc;
+    while ((pair = fy_node_mapping_iterate(map, &iter))) {
+        struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
+        const char *kn = k ? fy_node_get_scalar0(k) : NULL;
+        if (kn && !strcmp(kn, "rules")) {
+            if (!v || !fy_node_is_mapping(v))
+                return at(err, path, k, "models.local.rules must be a mapping {LABEL: [words]}");
+            void *it2 = NULL;
+            struct fy_node_pair *rp;
+            while ((rp = fy_node_mapping_iterate(v, &it2))) {
+                struct fy_node *lk = fy_node_pair_key(rp), *lv = fy_node_pair_value(rp);
+                const char *label = fy_node_get_scalar0(lk);
+                if (!label || !name_ok(label) || strlen(label) > 32)
+                    return at(err, path, lk, "models.local.rules: '%s' is not a label (1-32 of "
+                                             "a-z, 0-9, - and _)", label ? label : "?");
+                if (!lv || !fy_node_is_sequence(lv))
+                    return at(err, path, lk, "models.local.rules.%s must be a list of words",
+                              label);
+                void *it3 = NULL;
+                struct fy_node *w;
+                while ((w = fy_node_sequence_iterate(lv, &it3))) {
+                    size_t wl = 0;
+                    const char *word = fy_node_is_scalar(w) ? fy_node_get_scalar(w, &wl) : NULL;
+                    if (!word || wl == 0 || wl > 64)
+                        return at(err, path, w, "models.local.rules.%s: a word of 1-64 bytes",
+                                  label);
+                    if (cfg->n_model_rules == CONFIG_MAX_MODEL_RULES)
+                        return at(err, path, w, "models.local.rules: more than %d words",
+                                  CONFIG_MAX_MODEL_RULES);
+                    ModelRuleConfig *r = &cfg->model_rules[cfg->n_model_rules++];
+                    snprintf(r->label, sizeof r->label, "%s", label);
+                    snprintf(r->keyword, sizeof r->keyword, "%.*s", (int)wl, word);
+                }
+            }
+            continue;
+        }
+        bool known = false;
+        for (size_t i = 0; kn && i < 2; i++)
+            if (!strcmp(keys_[i].key, kn)) {
+                known = true;
+                char full[96];
+                snprintf(full, sizeof full, "models.local.%s", kn);
+                if ((rc = load_value(cfg, &keys_[i], full, k, v, path, err)) < 0)
+                    return rc;
+            }
+        if (!known)
+            return at(err, path, k, "models.local: unknown key '%s' (hash_bits, embed_dim, rules)",
+                      kn ? kn : "?");
+    }
+    return 0;
+}
+
+static bool batch_window_ok(const char *w)
+{
+    int h1, m1, h2, m2, n = 0;
+    return sscanf(w, "%2d:%2d-%2d:%2d%n", &h1, &m1, &h2, &m2, &n) == 4 && (size_t)n == strlen(w) &&
+           h1 >= 0 && h1 < 24 && h2 >= 0 && h2 < 24 && m1 >= 0 && m1 < 60 && m2 >= 0 && m2 < 60;
+}
+
+static int load_models(Config *cfg, struct fy_node *key, struct fy_node *map, const char *path,
+                       Err *err)
+{
+    if (!map || fy_node_is_null(map))
+        return 0;
+    if (!fy_node_is_mapping(map))
+        return at(err, path, key, "'models' must be a mapping {providers, routes, budgets...}");
+    /* providers first: routes name them */
+    struct fy_node *providers = lookup(map, "providers");
+    int rc;
+    if (providers && !fy_node_is_null(providers)) {
+        if (!fy_node_is_sequence(providers) ||
+            fy_node_sequence_item_count(providers) > CONFIG_MAX_MODEL_PROVIDERS)
+            return at(err, path, providers, "models.providers: a list of at most %d providers",
+                      CONFIG_MAX_MODEL_PROVIDERS);
+        void *iter = NULL;
+        struct fy_node *item;
+        size_t idx = 0;
+        while ((item = fy_node_sequence_iterate(providers, &iter)))
+            if ((rc = load_provider(cfg, item, idx++, path, err)) < 0)
+                return rc;
+    }
+    void *iter = NULL;
+    struct fy_node_pair *pair;
+    while ((pair = fy_node_mapping_iterate(map, &iter))) {
+        struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
+        const char *kn = k ? fy_node_get_scalar0(k) : NULL;
+        if (!kn) {
+            return at(err, path, k, "models: a key must be a name");
+        } else if (!strcmp(kn, "providers")) {
+            continue;
+        } else if (!strcmp(kn, "routes") || !strcmp(kn, "budgets") || !strcmp(kn, "local") ||
+                   !strcmp(kn, "batch")) {
+            if (!v || !fy_node_is_mapping(v))
+                return at(err, path, k, "models.%s must be a mapping", kn);
+            if (!strcmp(kn, "routes")) {
+                void *it2 = NULL;
+                struct fy_node_pair *rp;
+                while ((rp = fy_node_mapping_iterate(v, &it2)))
+                    if ((rc = load_route(cfg, fy_node_pair_key(rp), fy_node_pair_value(rp), path,
+                                         err)) < 0)
+                        return rc;
+            } else if (!strcmp(kn, "budgets")) {
+                if ((rc = load_budgets(cfg, v, path, err)) < 0)
+                    return rc;
+            } else if (!strcmp(kn, "local")) {
+                if ((rc = load_local(cfg, v, path, err)) < 0)
+                    return rc;
+            } else {
+                static const KeyDef bk[] = {
+                    { "", "window", KEY_BUF, 0, 11, NULL, offsetof(Config, batch_window) },
+                    { "", "timezone", KEY_BUF, 0, 63, NULL, offsetof(Config, batch_timezone) },
+                };
+                if ((rc = load_map(cfg, bk, 2, v, "models.batch", path, err)) < 0)
+                    return rc;
+                if (!batch_window_ok(cfg->batch_window))
+                    return at(err, path, lookup(v, "window") ? lookup(v, "window") : k,
+                              "models.batch.window: '%s' is not HH:MM-HH:MM", cfg->batch_window);
+            }
+        } else if (!strcmp(kn, "cache_ttl_s")) {
+            static const KeyDef ck = { "", "cache_ttl_s", KEY_INT, 0, 31536000, NULL,
+                                       offsetof(Config, model_cache_ttl_s) };
+            if ((rc = load_value(cfg, &ck, "models.cache_ttl_s", k, v, path, err)) < 0)
+                return rc;
+        } else {
+            return at(err, path, k, "models: unknown key '%s' (providers, routes, budgets, "
+                                    "cache_ttl_s, batch, local)", kn);
+        }
+    }
+    return 0;
+}
+
 static int load_connectors(Config *cfg, struct fy_node *key, struct fy_node *seq,
                            const char *path, Err *err)
 {
@@ -494,7 +970,13 @@ int core_config_load(const char *path, Config *cfg, Err *err)
         bool known = false;
         for (size_t i = 0; name && i < sizeof keys / sizeof keys[0]; i++)
             known |= !strcmp(keys[i].section, name);
-        if (name && !strcmp(name, "connectors")) {
+        if (name && !strcmp(name, "models")) {
+            if (cfg->n_model_providers || cfg->n_model_routes) {
+                rc = at(err, path, k, "'models' given twice");
+                goto out;
+            }
+            rc = load_models(cfg, k, fy_node_pair_value(p), path, err);
+        } else if (name && !strcmp(name, "connectors")) {
             if (cfg->connectors) {
                 rc = at(err, path, k, "'connectors' given twice");
                 goto out;

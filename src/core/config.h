@@ -42,6 +42,51 @@ typedef struct ConnectorConfig {
     int rate_limit;         /* submissions per minute per client address, default 10 */
 } ConnectorConfig;
 
+/* models: (docs/models.md) */
+#define CONFIG_MAX_MODEL_PROVIDERS 16
+#define CONFIG_MAX_MODEL_ROUTES 16
+#define CONFIG_MAX_ROUTE_CANDIDATES 8
+#define CONFIG_MAX_WORKFLOW_BUDGETS 64
+#define CONFIG_MAX_MODEL_RULES 256
+
+/* One provider (models.providers[]). */
+typedef struct ModelProviderConfig {
+    char name[65];             /* [a-z0-9_-]+, unique */
+    char kind[16];             /* local | openai | anthropic */
+    char base_url[512];        /* openai: ".../v1"; anthropic: "https://api.anthropic.com/v1" */
+    char model[128];           /* the model name sent to the API */
+    char embed_model[128];     /* openai: for embeddings, default model */
+    char api_key_env[129];     /* environment variable holding the key, or "" */
+    int timeout_ms;            /* per call, default 30000 */
+    double price_in_per_mtok;  /* USD per million input tokens */
+    double price_out_per_mtok; /* USD per million output tokens */
+    bool json_schema;          /* openai: response_format json_schema (else json_object) */
+} ModelProviderConfig;
+
+/* One route (models.routes.NAME): a task class and its candidates. */
+typedef struct ModelRouteConfig {
+    char name[33];
+    char candidates[CONFIG_MAX_ROUTE_CANDIDATES][65];
+    int n_candidates;
+    int max_latency_ms;        /* 0: no SLA */
+    double max_cost_usd;       /* per call; 0: no cap */
+    int max_output_tokens;     /* default 512 */
+    bool defer_batch;          /* defer: batch (the call waits for the batch window) */
+    bool on_budget_park;       /* on_budget: park (else degrade to the next candidate) */
+    bool no_cache;             /* cache: false */
+    double daily_usd, monthly_usd; /* this route's budgets, 0: none */
+} ModelRouteConfig;
+
+typedef struct ModelBudgetConfig {
+    char name[65];             /* a workflow */
+    double daily_usd, monthly_usd;
+} ModelBudgetConfig;
+
+typedef struct ModelRuleConfig {
+    char label[33];            /* a classify label */
+    char keyword[65];          /* a word or phrase that leans towards it */
+} ModelRuleConfig;
+
 typedef struct Config {
     /* store: */
     bool durability_normal;   /* store.durability: full (default) | normal */
@@ -81,6 +126,22 @@ typedef struct Config {
     int outbox_backoff_ms;    /* outbox.backoff_ms: first retry delay, doubled, default 5000 */
     int outbox_max_delay_ms;  /* outbox.max_delay_ms: cap of the delay, default 3600000 */
     int webhook_timeout_s;    /* outbox.webhook_timeout_s: one webhook.post, default 30 */
+    /* models: */
+    ModelProviderConfig model_providers[CONFIG_MAX_MODEL_PROVIDERS];
+    size_t n_model_providers;
+    ModelRouteConfig model_routes[CONFIG_MAX_MODEL_ROUTES];
+    size_t n_model_routes;
+    double budget_daily_usd, budget_monthly_usd;      /* models.budgets: all spend */
+    double budget_customer_daily_usd, budget_customer_monthly_usd; /* .per_customer: each */
+    ModelBudgetConfig workflow_budgets[CONFIG_MAX_WORKFLOW_BUDGETS]; /* .workflows.NAME */
+    size_t n_workflow_budgets;
+    int model_cache_ttl_s;     /* models.cache_ttl_s, default 604800 (7 days) */
+    char batch_window[12];     /* models.batch.window "HH:MM-HH:MM", default 02:00-05:00 */
+    char batch_timezone[64];   /* models.batch.timezone, default UTC */
+    int local_hash_bits;       /* models.local.hash_bits, default 18 */
+    int local_embed_dim;       /* models.local.embed_dim, default 384 */
+    ModelRuleConfig model_rules[CONFIG_MAX_MODEL_RULES]; /* models.local.rules: {LABEL: [words]} */
+    size_t n_model_rules;
     /* connectors: */
     ConnectorConfig *connectors;
     size_t n_connectors;

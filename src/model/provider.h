@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/config.h"
 #include "core/err.h"
 
 /* What one call asks for. Every pointer is borrowed for the call. */
@@ -52,19 +53,8 @@ typedef struct ModelResponse {
 
 void model_response_done(ModelResponse *r);
 
-/* The settings of one provider (models.providers[] in bureau.yaml). */
-typedef struct ModelProviderConfig {
-    char name[65];             /* [a-z0-9_-]+, unique */
-    char kind[16];             /* local | openai | anthropic */
-    char base_url[512];        /* openai: ".../v1"; anthropic: "https://api.anthropic.com/v1" */
-    char model[128];           /* the model name sent to the API */
-    char embed_model[128];     /* openai: for embeddings, default model */
-    char api_key_env[129];     /* environment variable holding the key, or "" */
-    int timeout_ms;            /* per call, default 30000 */
-    double price_in_per_mtok;  /* USD per million input tokens */
-    double price_out_per_mtok; /* USD per million output tokens */
-    bool json_schema;          /* openai: send response_format json_schema (else json_object + the schema in the prompt) */
-} ModelProviderConfig;
+/* The settings of one provider: ModelProviderConfig in core/config.h
+ * (models.providers[] in bureau.yaml). */
 
 typedef struct ModelProvider ModelProvider;
 

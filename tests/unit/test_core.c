@@ -275,6 +275,72 @@ Test(config, values_are_applied)
     test_rmdir(dir);
 }
 
+Test(config, models_section)
+{
+    char *dir = test_tmpdir();
+    char *path = write_yaml(dir,
+        "models:\n"
+        "  providers:\n"
+        "    - {name: big, kind: openai, base_url: \"http://127.0.0.1:9/v1\", model: m1,\n"
+        "       api_key_env: KEY, price: {input_per_mtok: 1.5, output_per_mtok: 2}}\n"
+        "    - {name: claude, kind: anthropic, model: c1}\n"
+        "  routes:\n"
+        "    draft: {candidates: [big, local], max_latency_ms: 5000, max_cost_usd: 0.05,\n"
+        "            max_output_tokens: 400, defer: batch, on_budget: park, cache: false}\n"
+        "  budgets: {daily_usd: 1, monthly_usd: 20.5, per_customer: {daily_usd: 0.2},\n"
+        "            workflows: {lead-intake: {daily_usd: 0.5}}}\n"
+        "  batch: {window: \"01:30-04:00\", timezone: Europe/Paris}\n"
+        "  local: {hash_bits: 16, rules: {lead: [quote, \"price list\"], billing: [invoice]}}\n");
+    Config c;
+    core_config_defaults(&c);
+    Err e = { 0 };
+    cr_assert_eq(core_config_load(path, &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.n_model_providers, 2);
+    cr_assert_str_eq(c.model_providers[0].kind, "openai");
+    cr_assert_float_eq(c.model_providers[0].price_in_per_mtok, 1.5, 1e-9);
+    cr_assert_eq(c.model_providers[0].timeout_ms, 30000);
+    cr_assert_str_eq(c.model_providers[1].base_url, "https://api.anthropic.com/v1");
+    cr_assert_eq(c.n_model_routes, 1);
+    const ModelRouteConfig *r = &c.model_routes[0];
+    cr_assert_str_eq(r->name, "draft");
+    cr_assert_eq(r->n_candidates, 2);
+    cr_assert_str_eq(r->candidates[1], "local");
+    cr_assert(r->defer_batch && r->on_budget_park && r->no_cache);
+    cr_assert_eq(r->max_output_tokens, 400);
+    cr_assert_float_eq(c.budget_monthly_usd, 20.5, 1e-9);
+    cr_assert_float_eq(c.budget_customer_daily_usd, 0.2, 1e-9);
+    cr_assert_eq(c.n_workflow_budgets, 1);
+    cr_assert_str_eq(c.workflow_budgets[0].name, "lead-intake");
+    cr_assert_str_eq(c.batch_window, "01:30-04:00");
+    cr_assert_eq(c.local_hash_bits, 16);
+    cr_assert_eq(c.n_model_rules, 3);
+    cr_assert_str_eq(c.model_rules[1].keyword, "price list");
+    free(path);
+    struct {
+        const char *yaml, *want;
+    } bad[] = {
+        { "models:\n  routes:\n    draft: {candidates: [nope]}\n",
+          "bureau.yaml:3:26: models.routes.draft.candidates: 'nope' is not a provider" },
+        { "models:\n  providers:\n    - {name: x, kind: gpt}\n",
+          "models.providers[0].kind: must be one of" },
+        { "models:\n  providers:\n    - {name: x, kind: openai}\n", "'model' is required" },
+        { "models:\n  budgets: {daily_usd: -1}\n", "bureau.yaml:2:24: 'models.budgets.daily_usd' must be a number" },
+        { "models:\n  batch: {window: \"25:00-01:00\"}\n", "models.batch.window" },
+        { "models:\n  routes:\n    draft: {candidates: [local], speed: 3}\n",
+          "models.routes.draft: unknown key 'speed'" },
+        { "models:\n  providers:\n    - {name: a, kind: local}\n    - {name: a, kind: local}\n",
+          "a provider named 'a' exists" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        path = write_yaml(dir, bad[i].yaml);
+        core_config_defaults(&c);
+        cr_assert_eq(core_config_load(path, &c, &e), ERR_CONFIG, "case %zu", i);
+        cr_assert(strstr(e.msg, bad[i].want), "case %zu: %s", i, e.msg);
+        free(path);
+    }
+    test_rmdir(dir);
+}
+
 Test(config, errors_name_file_line_and_column)
 {
     char *dir = test_tmpdir();
