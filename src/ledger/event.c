@@ -15,7 +15,7 @@
 bool ledger_type_reserved(const char *type)
 {
     static const char *const prefixes[] = { "task.",     "step.",     "workflow.", "schedule.",
-                                            "operator.", "approval.", "effect." };
+                                            "operator.", "approval.", "effect.",   "model." };
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (!strncmp(type, prefixes[i], strlen(prefixes[i])))
             return true;
