@@ -1,0 +1,201 @@
+/* The `local` provider: the in-memory tier of model/local/ behind the
+ * provider interface. Its classifier learns from the labelled examples of
+ * the "models" projection (bureau label, model.labeled), picked up as they
+ * come, and is seeded with models.local.rules. No network, no key, no cost. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "model/local.h"
+#include "model/router.h"
+
+typedef struct Local {
+    Ledger *l;
+    Store *rd;               /* its own read connection (NULL without a ledger) */
+    pthread_mutex_t load_mu; /* one reload at a time */
+    pthread_rwlock_t lock;   /* the model: written by a reload, read by calls */
+    LocalNB *nb;
+    LocalIdf *idf;
+    int64_t loaded_seq;      /* the last example learned */
+    int hash_bits, dim;
+} Local;
+
+/* Learns the examples recorded since the last look. */
+static void refresh(Local *x)
+{
+    if (!x->rd)
+        return;
+    pthread_mutex_lock(&x->load_mu);
+    int64_t head = 0;
+    Err err = { 0 };
+    store_query_int(x->rd, "SELECT coalesce(max(seq), 0) FROM model_examples", NULL, 0, &head,
+                    &err);
+    if (head > x->loaded_seq) {
+        StoreStmt *st;
+        if (store_prepare(x->rd,
+                          "SELECT seq, label, text FROM model_examples WHERE seq > ?1 ORDER BY seq",
+                          &st, &err) == 0) {
+            store_bind_int(st, 1, x->loaded_seq);
+            pthread_rwlock_wrlock(&x->lock);
+            while (store_step(st, &err) == STORE_ROW) {
+                size_t len;
+                const char *text = store_col_text(st, 2, &len);
+                Err e2 = { 0 };
+                if (local_nb_add(x->nb, text, len, store_col_text(st, 1, NULL), &e2) < 0)
+                    log_warn("local classifier: example skipped",
+                             json_pack("{s:I, s:s}", "seq", (json_int_t)store_col_int(st, 0),
+                                       "error", e2.msg));
+                local_idf_add(x->idf, text, len);
+                x->loaded_seq = store_col_int(st, 0);
+            }
+            pthread_rwlock_unlock(&x->lock);
+            store_stmt_done(st);
+        }
+    }
+    pthread_mutex_unlock(&x->load_mu);
+}
+
+static int64_t estimate_tokens(size_t bytes)
+{
+    return (int64_t)(bytes + 3) / 4;
+}
+
+static void local_call(ModelProvider *p, const ModelRequest *req, ModelResponse *resp)
+{
+    Local *x = p->impl;
+    memset(resp, 0, sizeof *resp);
+    snprintf(resp->model, sizeof resp->model, "local");
+    const char *task = req->task ? req->task : "complete";
+    const char *text = req->prompt ? req->prompt : "";
+    size_t len = strlen(text);
+    resp->tokens_in = estimate_tokens(len);
+    Err err = { 0 };
+    int rc = 0;
+    if (!strcmp(task, "classify")) {
+        refresh(x);
+        json_t *scores = NULL;
+        char label[LOCAL_LABEL_MAX + 1];
+        double prob = 0;
+        pthread_rwlock_rdlock(&x->lock);
+        rc = local_nb_classify(x->nb, text, len, label, sizeof label, &prob, &scores, &err);
+        pthread_rwlock_unlock(&x->lock);
+        if (rc == 0 && json_is_array(req->labels) && json_array_size(req->labels) > 0) {
+            /* only the labels asked for, renormalised */
+            double sum = 0, best = -1;
+            size_t i;
+            const json_t *l;
+            json_array_foreach(req->labels, i, l) sum += json_number_value(
+                json_object_get(scores, json_string_value(l)));
+            json_array_foreach(req->labels, i, l) {
+                double s = json_number_value(json_object_get(scores, json_string_value(l)));
+                if (json_is_string(l) && s > best) {
+                    best = s;
+                    snprintf(label, sizeof label, "%s", json_string_value(l));
+                }
+            }
+            if (best < 0 || sum <= 0) {
+                rc = err_set(&err, ERR_NOTFOUND, "the local classifier knows none of the labels "
+                                                 "asked for (label some examples: bureau label)");
+            } else {
+                prob = best / sum;
+            }
+        }
+        if (rc == 0) {
+            resp->output = json_pack("{s:s, s:f, s:o}", "label", label, "confidence", prob,
+                                     "scores", scores);
+            scores = NULL;
+        }
+        json_decref(scores);
+    } else if (!strcmp(task, "extract")) {
+        rc = local_extract(text, len, core_time_now_ms(), &resp->output, &err);
+    } else if (!strcmp(task, "summarize")) {
+        size_t max = req->max_output_tokens > 0 ? (size_t)req->max_output_tokens * 4 : 600;
+        rc = local_summarize(text, len, max, &resp->output, &err);
+    } else if (!strcmp(task, "embed")) {
+        refresh(x);
+        float *v = xmalloc((size_t)x->dim * sizeof *v);
+        pthread_rwlock_rdlock(&x->lock);
+        rc = local_embed(x->idf, text, len, x->dim, v, &err);
+        pthread_rwlock_unlock(&x->lock);
+        if (rc == 0) {
+            resp->output = json_array();
+            for (int i = 0; i < x->dim; i++)
+                json_array_append_new(resp->output, json_real(v[i]));
+        }
+        free(v);
+    } else {
+        resp->status = MODEL_FAILED;
+        snprintf(resp->error, sizeof resp->error,
+                 "the local tier does not write free text ('%s'): give this route a remote "
+                 "candidate, or use model.draft with a template",
+                 task);
+        return;
+    }
+    if (rc < 0) {
+        resp->status = MODEL_FAILED;
+        snprintf(resp->error, sizeof resp->error, "%s", err.msg);
+        json_decref(resp->output);
+        resp->output = NULL;
+        return;
+    }
+    resp->status = MODEL_OK;
+    char *out = json_dumps(resp->output, JSON_COMPACT | JSON_ENCODE_ANY);
+    resp->tokens_out = out ? estimate_tokens(strlen(out)) : 0;
+    free(out);
+}
+
+static void local_free(ModelProvider *p)
+{
+    if (!p)
+        return;
+    Local *x = p->impl;
+    if (x) {
+        local_nb_free(x->nb);
+        local_idf_free(x->idf);
+        store_close(x->rd);
+        pthread_mutex_destroy(&x->load_mu);
+        pthread_rwlock_destroy(&x->lock);
+        free(x);
+    }
+    free(p);
+}
+
+static const ModelProviderOps local_ops = { local_call, local_free };
+
+int model_local_new(const ModelProviderConfig *cfg, const Config *all, Ledger *l,
+                    ModelProvider **ret, Err *err)
+{
+    Local *x = xcalloc(1, sizeof *x);
+    x->l = l;
+    x->hash_bits = all->local_hash_bits;
+    x->dim = all->local_embed_dim;
+    x->nb = local_nb_new(x->hash_bits);
+    x->idf = local_idf_new();
+    pthread_mutex_init(&x->load_mu, NULL);
+    pthread_rwlock_init(&x->lock, NULL);
+    if (l && ledger_reader_open(l, &x->rd, err) < 0) {
+        local_nb_free(x->nb);
+        local_idf_free(x->idf);
+        pthread_mutex_destroy(&x->load_mu);
+        pthread_rwlock_destroy(&x->lock);
+        free(x);
+        return err->code;
+    }
+    /* the keyword rules, label by label */
+    for (size_t i = 0; i < all->n_model_rules;) {
+        const char *label = all->model_rules[i].label;
+        const char *words[CONFIG_MAX_MODEL_RULES];
+        size_t n = 0;
+        for (; i < all->n_model_rules && !strcmp(all->model_rules[i].label, label); i++)
+            words[n++] = all->model_rules[i].keyword;
+        local_nb_seed(x->nb, label, words, n);
+    }
+    ModelProvider *p = xcalloc(1, sizeof *p);
+    p->ops = &local_ops;
+    p->cfg = *cfg;
+    p->impl = x;
+    *ret = p;
+    return 0;
+}
