@@ -125,6 +125,9 @@ static void local_call(ModelProvider *p, const ModelRequest *req, ModelResponse 
                 json_array_append_new(resp->output, json_real(v[i]));
         }
         free(v);
+    } else if (!strcmp(task, "draft")) {
+        /* the draft is the template the step filled: the local tier keeps it */
+        resp->output = json_string(text);
     } else {
         resp->status = MODEL_FAILED;
         snprintf(resp->error, sizeof resp->error,
