@@ -85,6 +85,7 @@ struct FlowEngine {
     int64_t idle_head;   /* the head the runner was idle at */
     int64_t outbox_head; /* the head the outbox was idle at, -1 while busy */
     FlowOutbox *outbox;
+    ModelRouter *router;
     bool interrupted;
     /* while waiting for idleness: timers (the runner's and the outbox's)
      * due by then, in absolute ms, count as work; fixed when the wait
@@ -637,6 +638,7 @@ static void run_job(FlowEngine *e, Store *rd, FlowLua *lua, const Job *j)
                         .attempt = j->attempt, .depth = c.depth, .subject = c.subject,
                         .env = c.env, .lua = lua, .catalog = &e->cat,
                         .limits = ledger_limits(e->l), .now_ms = started, .cfg = &e->cfg,
+                        .router = e->router,
                         .resume = j->resume };
     snprintf(run.key, sizeof run.key, "%s:%s", j->task, j->step);
     run.depth_max = e->cfg.flow_depth_max;
@@ -1377,14 +1379,14 @@ static int64_t runner_pass(FlowEngine *e, bool *busy, int64_t *outbox_next)
                 "SELECT s.task_id, s.step_id, s.attempts, s.wait_kind FROM task_steps s"
                 " JOIN tasks t ON t.id = s.task_id"
                 " WHERE s.status = 'waiting' AND s.wake_at <= ?1"
-                " AND s.wait_kind IN ('retry', 'duration', 'event', 'resume', 'approval')"
+                " AND s.wait_kind IN ('retry', 'duration', 'event', 'resume', 'approval', 'batch')"
                 " AND t.status = 'running'"
                 " LIMIT 256",
                 now_s, &d);
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(d[i].kind, "retry")) {
             *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1, snap);
-        } else if (!strcmp(d[i].kind, "resume")) {
+        } else if (!strcmp(d[i].kind, "resume") || !strcmp(d[i].kind, "batch")) {
             *busy |= dispatch_job(e, d[i].task, d[i].step, d[i].attempts, true, snap);
         } else if (!strcmp(d[i].kind, "approval")) {
             *busy |= approval_overdue(e, d[i].task, d[i].step, snap);
@@ -1433,7 +1435,8 @@ static int64_t runner_pass(FlowEngine *e, bool *busy, int64_t *outbox_next)
     if (store_prepare(e->rd,
                       "SELECT min(s.wake_at) FROM task_steps s JOIN tasks t ON t.id = s.task_id"
                       " WHERE s.status = 'waiting'"
-                      " AND s.wait_kind IN ('retry', 'duration', 'event', 'resume', 'approval')"
+                      " AND s.wait_kind IN ('retry', 'duration', 'event', 'resume', 'approval',"
+                      " 'batch')"
                       " AND s.wake_at IS NOT NULL AND t.status = 'running'",
                       &st, &err) == 0) {
         if (store_step(st, &err) == STORE_ROW) {
@@ -1622,6 +1625,10 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
         flow_engine_stop(e);
         return rc;
     }
+    if ((rc = model_router_new(l, &e->cfg, &e->router, err)) < 0) {
+        flow_engine_stop(e);
+        return rc;
+    }
     if ((rc = flow__outbox_start(l, &e->cfg, outbox_idle, e, &e->outbox, err)) < 0) {
         flow_engine_stop(e);
         return rc;
@@ -1660,6 +1667,7 @@ void flow_engine_stop(FlowEngine *e)
     free(e->workers);
     Err err;
     ledger_sync(e->l, &err); /* outcomes in flight are recorded before we go */
+    model_router_free(e->router); /* its model.called are durable: synced above */
     if (e->lease_held)
         ledger_lease_release(e->rd, RUNNER_LEASE, ledger_instance(e->l), &err);
     for (Job *j = e->q_first, *next; j; j = next) {

@@ -17,6 +17,7 @@
 #include "flow/workflow.h"
 #include "ledger/ledger.h"
 #include "ledger/projection.h"
+#include "model/router.h"
 
 static inline bool flow__status_terminal(const char *s)
 {
@@ -45,6 +46,7 @@ typedef struct FlowStepRun {
     const FlowCatalog *catalog;
     const EventLimits *limits;
     const Config *cfg;
+    ModelRouter *router;     /* model.* steps */
     int64_t now_ms;
     bool resume;             /* the approval or effect it waited for has an outcome */
     /* out */
@@ -73,6 +75,8 @@ void flow__step_emit(FlowStepRun *r, Event *ev);
 
 /* The handler of approval, email.send and webhook.post (flow/gates.c). */
 int flow__step_gate(FlowStepRun *run);
+/* The handler of the model.* kinds (flow/steps_model.c). */
+int flow__step_model(FlowStepRun *run);
 /* Registers the "effects" projection (flow/proj_effects.c). */
 void flow__effects_projection_register(void);
 /* A deterministic id for an approval or an effect: prefix + 25 hex digits

@@ -660,6 +660,12 @@ static int apply(Store *tx, const Event *ev, Err *err)
         which = 4;
     else if (!strcmp(t, "task.compensated"))
         which = 5;
+    else if (!strcmp(t, "model.batch.run"))
+        /* bureau batch run: the steps waiting for the batch window are due now */
+        return flow__sql(tx, err,
+                         "UPDATE task_steps SET wake_at = ?1 WHERE status = 'waiting'"
+                         " AND wait_kind = 'batch'",
+                         "s", ev->received_at);
     else
         return 0;
     json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);

@@ -332,6 +332,68 @@ static int check_approval_step(const json_t *with, Err *err)
     return ret(err);
 }
 
+/* model.*: the text (or prompt) to work on, and the route's name. */
+static int check_model(const json_t *with, Err *err, const char *main_key,
+                       const char *const *keys, const char *list)
+{
+    Err local;
+    if (!err)
+        err = &local;
+    err->code = 0;
+    if (!with_object(with, err))
+        return ret(err);
+    only_keys(with, keys, list, err);
+    if (main_key)
+        str_input(with, main_key, true, err);
+    const char *route = str_input(with, "route", false, err);
+    if (route && !flow_lua_is_template(route) && !flow__name_ok(route))
+        add(err, "with.route: '%s' is not a route name", route);
+    return ret(err);
+}
+
+static int check_classify(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "text", "labels", "route", NULL };
+    int rc = check_model(with, err, "text", keys, "text, labels, route");
+    const json_t *l = json_object_get(with, "labels");
+    if (err && l && !json_is_array(l) && !(json_is_string(l) && flow_lua_is_template(json_string_value(l))))
+        add(err, "with.labels: must be a list of labels");
+    return err && err->code ? ERR_INVAL : rc;
+}
+
+static int check_extract(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "text", "route", NULL };
+    return check_model(with, err, "text", keys, "text, route");
+}
+
+static int check_summarize(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "text", "max_chars", "route", NULL };
+    return check_model(with, err, "text", keys, "text, max_chars, route");
+}
+
+static int check_complete(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "prompt", "system", "schema", "route", NULL };
+    int rc = check_model(with, err, "prompt", keys, "prompt, system, schema, route");
+    if (err)
+        object_input(with, "schema", err);
+    return err && err->code ? ERR_INVAL : rc;
+}
+
+static int check_draft(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "template", "args", "sources", "prompt", "route", NULL };
+    int rc = check_model(with, err, NULL, keys, "template, args, sources, prompt, route");
+    const char *t = err ? str_input(with, "template", false, err) : NULL;
+    if (t && !flow_lua_is_template(t) && !flow__name_ok(t))
+        add(err, "with.template: '%s': name a template of DATA/templates/ without .lua", t);
+    if (err)
+        object_input(with, "args", err);
+    return err && err->code ? ERR_INVAL : rc;
+}
+
 static const FlowStepKind builtin_kinds[] = {
     { "emit", check_emit },
     { "lua", check_lua },
@@ -340,6 +402,11 @@ static const FlowStepKind builtin_kinds[] = {
     { "approval", check_approval_step },
     { "email.send", check_email_send },
     { "webhook.post", check_webhook_post },
+    { "model.classify", check_classify },
+    { "model.extract", check_extract },
+    { "model.summarize", check_summarize },
+    { "model.complete", check_complete },
+    { "model.draft", check_draft },
 };
 
 static void register_builtins(void)

@@ -186,6 +186,8 @@ FlowStepHandler flow__step_handler(const char *kind)
         return step_task_start;
     if (!strcmp(kind, "approval") || flow_kind_is_effect(kind))
         return flow__step_gate;
+    if (!strncmp(kind, "model.", 6))
+        return flow__step_model;
     return NULL;
 }
 
