@@ -305,3 +305,28 @@ int cmd_label(Cli *cli)
     ledger_close(l);
     return rc < 0 ? cli_fail_err(cli, &err) : EXIT_OK;
 }
+
+int cmd_batch_run(Cli *cli)
+{
+    Ledger *l = NULL;
+    int rc;
+    if ((rc = cli_load_config(cli)) || (rc = cli_open_ledger(cli, false, &l)))
+        return rc;
+    Err err = { 0 };
+    Event *ev = NULL;
+    json_t *d = json_pack("{s:s}", "by", "cli");
+    LedgerAppendResult r = { 0 };
+    rc = ledger_event_new("model.batch.run", "operator", NULL, d, NULL, ledger_limits(l), &ev, &err);
+    json_decref(d);
+    if (rc == 0)
+        rc = ledger_append(l, &ev, 1, &r, &err);
+    ledger_close(l);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    if (cli->json)
+        cli_print_json(json_pack("{s:I}", "seq", (json_int_t)r.seq));
+    else
+        printf("batch run recorded (seq %lld): waiting model calls run with the next runner pass\n",
+               (long long)r.seq);
+    return EXIT_OK;
+}

@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "flow/effects.h"
 #include "flow/engine.h"
+#include "model/router.h"
 #include "ledger/projection.h"
 
 static const CliOpt ingest_opts[] = {
@@ -82,6 +83,21 @@ static const CliOpt resolve_opts[] = {
 
 static const CliOpt cancel_opts[] = {
     { "reason", "R", "a note kept with the decision" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt call_opts[] = {
+    { "text", "T", "the text (or prompt) to send" },
+    { "file", "F", "read it from file F" },
+    { "system", "S", "a system prompt" },
+    { "labels", "A,B", "classify: the labels to choose from" },
+    { "now", NULL, "run now even when the route defers to the batch window" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt spend_opts[] = {
+    { "by", "K", "group by route (default), provider, workflow, customer or day" },
+    { "since", "DAY", "only spend from this UTC day on (YYYY-MM-DD)" },
     { NULL, NULL, NULL },
 };
 
@@ -183,6 +199,19 @@ static const CliCommand commands[] = {
       "Run the planner and the runner in the foreground (without the HTTP server).\n"
       "--until-idle exits 0 once nothing is ready or running: for scripts and cron.",
       run_opts, cmd_run, 0, 0 },
+    { "models call", "ROUTE",
+      "Run one call through the model router, as a step would; prints the output\n"
+      "(--json: with provider, model, cost_usd, latency_ms, cached, label, confidence).",
+      call_opts, cmd_models_call, 1, 1 },
+    { "models", NULL, "The model providers (kind, model, breaker, price) and the routes.", NULL,
+      cmd_models, 0, 0 },
+    { "spend", NULL, "Model spend from the ledger, grouped by route, provider, workflow,\n"
+      "customer or day.", spend_opts, cmd_spend, 0, 0 },
+    { "label", "EVENT LABEL",
+      "Label an event (seq or id) for the local classifier: it learns from it.", NULL,
+      cmd_label, 2, 2 },
+    { "batch run", NULL, "Wake the model calls waiting for the batch window: they run now.", NULL,
+      cmd_batch_run, 0, 0 },
     { "version", NULL, "Print the version.", NULL, cmd_version, 0, 0 },
 };
 
@@ -320,6 +349,7 @@ int main(int argc, char **argv)
     ledger_projections_builtin();
     api_projections_register();
     flow_projections_register();
+    model_projections_register();
     core_config_defaults(&cli.config);
     rc = cmd->run(&cli);
     mode_banner(&cli);
