@@ -88,7 +88,8 @@ static void print_line(json_t *v)
 {
     Buf b;
     buf_init(&b, 0);
-    core_json_dump(v, &b);
+    /* the canonical form: reals in their shortest form (0.9, not 0.9000...2) */
+    core_json_canonical(v, &b);
     printf("%s\n", buf_cstr(&b));
     buf_done(&b);
     json_decref(v);
