@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +141,12 @@ static bool type_is(const json_t *v, const char *type)
             return true;
         if (!json_is_real(v))
             return false;
+        /* every finite double from 2^53 on is whole; below, the cast is defined */
         double d = json_real_value(v);
+        if (!isfinite(d))
+            return false;
+        if (fabs(d) >= 9007199254740992.0)
+            return true;
         return d == (double)(int64_t)d;
     }
     if (!strcmp(type, "boolean"))

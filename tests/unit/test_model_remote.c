@@ -113,6 +113,8 @@ Test(schema_check, refuses_and_says_why)
     cr_assert(!check(PERSON, "{\"name\":\"a\",\"age\":\"3\"}", why));
     cr_assert_str_eq(why, "'age' must be integer, not string");
     cr_assert(!check(PERSON, "{\"name\":\"a\",\"age\":1.5}", why));
+    cr_assert(!check(PERSON, "{\"name\":\"a\",\"age\":1e300}", why)); /* whole, too big */
+    cr_assert_str_eq(why, "'age' is out of its range");
     cr_assert(!check(PERSON, "{\"name\":\"a\",\"age\":151}", why));
     cr_assert_str_eq(why, "'age' is out of its range");
     cr_assert(!check(PERSON, "{\"name\":\"a\",\"age\":1,\"tag\":\"b\"}", why));
