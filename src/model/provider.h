@@ -51,7 +51,13 @@ typedef struct ModelResponse {
     char error[512];          /* what went wrong, for the operator (never a key) */
 } ModelResponse;
 
+/* Releases r->output (and sets it to NULL); r may be NULL. The rest of *r
+ * stays readable. */
 void model_response_done(ModelResponse *r);
+
+/* "ok", "retry", "rate_limited", "timeout", "too_large", "bad_output",
+ * "failed" (static strings; "unknown" for anything else). */
+const char *model_status_name(ModelStatus s);
 
 /* The settings of one provider: ModelProviderConfig in core/config.h
  * (models.providers[] in bureau.yaml). */

@@ -60,25 +60,7 @@ void model_result_done(ModelResult *r)
     r->output = r->attempts = NULL;
 }
 
-void model_response_done(ModelResponse *r)
-{
-    json_decref(r->output);
-    r->output = NULL;
-}
-
-static const char *outcome_name(ModelStatus s)
-{
-    switch (s) {
-    case MODEL_OK: return "ok";
-    case MODEL_RETRY: return "retry";
-    case MODEL_RATE_LIMITED: return "rate_limited";
-    case MODEL_TIMEOUT: return "timeout";
-    case MODEL_TOO_LARGE: return "too_large";
-    case MODEL_BAD_OUTPUT: return "bad_output";
-    case MODEL_FAILED: return "failed";
-    }
-    return "failed";
-}
+#define outcome_name model_status_name
 
 /* ---- construction ---- */
 
