@@ -14,6 +14,7 @@
 
 #include "core/embedded.h"
 #include "flow/engine_int.h"
+#include "flow/workflow_int.h"
 #include "model/router.h"
 
 #define DRAFT_SYSTEM                                                                           \
@@ -39,7 +40,7 @@ static char *template_source(const FlowStepRun *r, const char *name, size_t *len
         struct stat sb;
         if (fstat(fileno(f), &sb) < 0 || sb.st_size > FLOW_SCRIPT_MAX_BYTES) {
             fclose(f);
-            snprintf(why, size, "%s: larger than %d bytes", path, FLOW_SCRIPT_MAX_BYTES);
+            snprintf(why, size, "%.400s: larger than %d bytes", path, FLOW_SCRIPT_MAX_BYTES);
             return NULL;
         }
         char *src = xmalloc((size_t)sb.st_size + 1);
@@ -49,7 +50,7 @@ static char *template_source(const FlowStepRun *r, const char *name, size_t *len
         return src;
     }
     if (errno != ENOENT) {
-        snprintf(why, size, "%s: %s", path, strerror(errno));
+        snprintf(why, size, "%.400s: %s", path, strerror(errno));
         return NULL;
     }
     char file[FLOW_NAME_MAX + 8];
