@@ -30,8 +30,8 @@ static void refresh(Local *x)
     pthread_mutex_lock(&x->load_mu);
     int64_t head = 0;
     Err err = { 0 };
-    store_query_int(x->rd, "SELECT coalesce(max(seq), 0) FROM model_examples", NULL, 0, &head,
-                    &err);
+    store_query_int(x->rd, "SELECT coalesce(max(seq), 0) FROM model_examples WHERE ?1 = ?1",
+                    "", 0, &head, &err);
     if (head > x->loaded_seq) {
         StoreStmt *st;
         if (store_prepare(x->rd,
