@@ -59,6 +59,7 @@ typedef enum Route {
     ROUTE_EFFECT_ACTION,
     ROUTE_MODE_GET,
     ROUTE_MODE_POST,
+    ROUTE_SPEND,
 } Route;
 
 typedef struct FormState FormState;
@@ -145,6 +146,7 @@ void api__effects_get(Req *r);
 void api__effect_action(Req *r);
 void api__mode_get(Req *r);
 void api__mode_post(Req *r);
+void api__spend_get(Req *r);
 /* Form parsing (form.c): feed upload data, then finish. */
 int api__form_begin(Req *r);
 int api__form_feed(Req *r, const char *data, size_t len);

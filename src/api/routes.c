@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "flow/effects.h"
 #include "flow/engine.h"
+#include "model/router.h"
 
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 1000
@@ -452,4 +453,26 @@ void api__mode_post(Req *r)
     else
         api__json(r, 200, json_pack("{s:s, s:b}", "mode", mode, "changed", changed));
     json_decref(b);
+}
+
+void api__spend_get(Req *r)
+{
+    const char *by = arg(r, "by") ? arg(r, "by") : "route", *since = arg(r, "since");
+    if (since && (strlen(since) != 10 || since[4] != '-' || since[7] != '-')) {
+        api__problem(r, 400, "Bad request", "since: '%.32s' is not a day (YYYY-MM-DD)", since);
+        return;
+    }
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *rows = NULL;
+    int rc = rd ? model_spend(rd, by, since, &rows, &err) : ERR_STORE;
+    if (rc < 0) {
+        flow_problem(r, rc, &err);
+        return;
+    }
+    double total = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) total += json_number_value(json_object_get(row, "cost_usd"));
+    api__json(r, 200, json_pack("{s:s, s:o, s:f}", "by", by, "rows", rows, "total_usd", total));
 }

@@ -294,6 +294,17 @@ static void route(Req *r, const char *url, const char *method)
             reject(r, API_REASON_UNAUTHORIZED);
             return;
         }
+    } else if (!strcmp(url, "/v1/spend")) {
+        if (!get) {
+            r->allow = "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use GET %s", url);
+            return;
+        }
+        r->route = ROUTE_SPEND;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
     } else if (!strcmp(url, "/v1/inbox") || !strcmp(url, "/v1/effects") ||
                !strcmp(url, "/v1/mode")) {
         bool mode = !strcmp(url, "/v1/mode");
@@ -399,6 +410,7 @@ static void dispatch(Req *r)
     case ROUTE_EFFECT_ACTION: api__effect_action(r); break;
     case ROUTE_MODE_GET: api__mode_get(r); break;
     case ROUTE_MODE_POST: api__mode_post(r); break;
+    case ROUTE_SPEND: api__spend_get(r); break;
     case ROUTE_HOOK:
         if (r->form)
             api__form_finish(r);
