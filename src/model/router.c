@@ -433,6 +433,19 @@ static void request_key(const ModelCall *call, const char *task, char out[CORE_S
     json_decref(k);
 }
 
+void model_router_request_key(const ModelRouter *r, const ModelCall *call,
+                              char out[CORE_SHA256_HEX + 1])
+{
+    const ModelRouteConfig *route = route_find(r, call->route);
+    ModelCall c = *call;
+    if (!c.req.task)
+        c.req.task = c.route;
+    if (c.req.max_output_tokens <= 0)
+        c.req.max_output_tokens = route && route->max_output_tokens > 0 ? route->max_output_tokens
+                                                                        : 512;
+    request_key(&c, c.req.task, out);
+}
+
 static bool cache_get(Store *rd, const char *key, ModelResult *res)
 {
     StoreStmt *st;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/crypto.h"
 #include "ledger/ledger.h"
 #include "model/provider.h"
 
@@ -70,6 +71,10 @@ void model_router_free(ModelRouter *r);
  * bad request or a store error). */
 int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelResult *res,
                       Err *err);
+
+/* The cache key of a call: SHA-256 (hex) of its canonical request. */
+void model_router_request_key(const ModelRouter *r, const ModelCall *call,
+                              char out[CORE_SHA256_HEX + 1]);
 
 /* The providers as the router sees them: [{name, kind, model, breaker
  * (closed|open|half-open), failures, latency_ewma_ms, calls, rate_limited_until}]. */
