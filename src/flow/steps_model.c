@@ -87,8 +87,10 @@ static int step_draft(FlowStepRun *r)
     const json_t *args = json_object_get(in, "args"), *sources = json_object_get(in, "sources");
     json_object_set_new(env, "args", args ? json_incref((json_t *)args) : json_object());
     json_object_set_new(env, "sources", sources ? json_incref((json_t *)sources) : json_array());
-    char chunk[FLOW_NAME_MAX + 16];
+    char chunk[FLOW_NAME_MAX + 16], version[CORE_SHA256_HEX + 1], tname[FLOW_NAME_MAX + 32];
     snprintf(chunk, sizeof chunk, "templates/%s.lua", name);
+    core_sha256_hex(src, len, version);
+    snprintf(tname, sizeof tname, "%s@%.12s", name, version); /* the template's version */
     json_t *draft = NULL;
     Err err = { 0 };
     int rc = flow_lua_run(r->lua, src, len, chunk, env, &draft, &err);
@@ -115,6 +117,7 @@ static int step_draft(FlowStepRun *r)
     ModelCall call = {
         .route = route ? route : "draft", .workflow = r->wf->name, .customer = r->subject,
         .task_id = r->task_id, .step_id = r->step->id, .force = r->resume,
+        .template_name = tname,
         .req = { .task = "draft", .prompt = text, .system = system ? system : DRAFT_SYSTEM },
     };
     ModelResult res;
@@ -136,7 +139,7 @@ static int step_draft(FlowStepRun *r)
         json_object_set_new(o, "citations", json_object_get(draft, "citations")
                                                 ? json_incref(json_object_get(draft, "citations"))
                                                 : json_array());
-        json_object_set_new(o, "template", json_string(name));
+        json_object_set_new(o, "template", json_string(tname));
         r->outcome = FLOW_DONE;
         r->output = o;
     } else if (res.status == MODEL_CALL_DEFERRED) {

@@ -410,6 +410,8 @@ static json_t *call_data(const ModelCall *call, const char *provider, const char
         json_object_set_new(d, "task", json_string(call->task_id));
     if (call->step_id)
         json_object_set_new(d, "step", json_string(call->step_id));
+    if (call->template_name)
+        json_object_set_new(d, "template", json_string(call->template_name));
     return d;
 }
 

@@ -33,6 +33,7 @@ typedef struct ModelCall {
     const char *customer;   /* the subject (contact:ID): per-customer budgets; may be NULL */
     const char *task_id;    /* recorded in model.called; may be NULL */
     const char *step_id;
+    const char *template_name; /* model.draft: the template (and its version) that made the prompt */
     ModelRequest req;       /* req.task defaults to the route's name */
     bool force;             /* run now even when the route defers to the batch window */
 } ModelCall;
