@@ -9,7 +9,6 @@
 #include "model/router.h"
 
 #define CALL_TEXT_MAX (1024 * 1024)
-#define LABEL_TEXT_MAX (64 * 1024)
 
 static const char *text_of(const json_t *o, const char *k)
 {
@@ -222,39 +221,6 @@ int cmd_spend(Cli *cli)
     return EXIT_OK;
 }
 
-/* The text a person would read in an event, for the classifier. */
-static char *event_text(const Event *ev)
-{
-    json_t *d = NULL;
-    Err err = { 0 };
-    core_json_parse(ev->data, ev->data_len, &d, &err);
-    Buf b;
-    buf_init(&b, 0);
-    const char *subject = json_string_value(json_object_get(d, "subject"));
-    const char *text = json_string_value(json_object_get(d, "text"));
-    if (subject)
-        buf_printf(&b, "%s\n", subject);
-    if (text)
-        buf_puts(&b, text);
-    const json_t *fields = json_object_get(d, "fields");
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)fields, k, v) if (json_is_string(v))
-        buf_printf(&b, "%s\n", json_string_value(v));
-    if (b.len == 0) /* anything else: the data as it is */
-        buf_append(&b, ev->data, ev->data_len);
-    json_decref(d);
-    if (b.len > LABEL_TEXT_MAX) {
-        b.len = LABEL_TEXT_MAX;
-        while (b.len > 0 && ((unsigned char)b.ptr[b.len] & 0xC0) == 0x80)
-            b.len--; /* whole UTF-8 characters */
-        b.ptr[b.len] = '\0';
-    }
-    char *s = xstrdup(buf_cstr(&b));
-    buf_done(&b);
-    return s;
-}
-
 int cmd_label(Cli *cli)
 {
     const char *label = cli->pos[1];
@@ -280,7 +246,11 @@ int cmd_label(Cli *cli)
     bool by_seq = *cli->pos[0] && !*end;
     rc = ledger_event_get(rd, by_seq ? seq : 0, by_seq ? NULL : cli->pos[0], &ev, &err);
     if (rc == 0) {
-        char *text = event_text(ev);
+        json_t *data = NULL;
+        core_json_parse(ev->data, ev->data_len, &data, &err);
+        char *text = model_event_text(data, ev->data, ev->data_len);
+        json_decref(data);
+        err.code = 0;
         json_t *d = json_pack("{s:I, s:s, s:s, s:s}", "event_seq", (json_int_t)ev->seq, "label",
                               label, "text", text, "event_type", ev->type);
         free(text);

@@ -192,6 +192,37 @@ static int rejected(FlowStepRun *r, const json_t *appr)
     return 0;
 }
 
+/* An operator who approves what a task drafted agrees with how it read its
+ * trigger: each model.classify label of the task becomes a labelled example
+ * of the trigger's text, from which the local classifier learns. */
+static void confirm_labels(FlowStepRun *r, const char *approval)
+{
+    const json_t *event = json_object_get(r->env, "event");
+    const json_t *steps = json_object_get(r->env, "steps");
+    int64_t seq = json_integer_value(json_object_get(event, "seq"));
+    if (seq <= 0 || !approval)
+        return;
+    for (size_t i = 0; i < r->wf->n_steps; i++) {
+        const FlowStepDef *s = &r->wf->steps[i];
+        const char *label = json_string_value(
+            json_object_get(json_object_get(json_object_get(steps, s->id), "output"), "label"));
+        if (strcmp(s->kind, "model.classify") || !label)
+            continue;
+        const json_t *data = json_object_get(event, "data");
+        char *text = model_event_text(data, NULL, 0);
+        json_t *d = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "event_seq", (json_int_t)seq,
+                              "label", label, "text", text, "event_type",
+                              json_string_value(json_object_get(event, "type"))
+                                  ? json_string_value(json_object_get(event, "type"))
+                                  : "",
+                              "by", "approval", "approval", approval);
+        free(text);
+        char key[256];
+        snprintf(key, sizeof key, "model.labeled:%s:%s", approval, s->id);
+        emit(r, "model.labeled", d, key);
+    }
+}
+
 /* After the effect settled. */
 static int effect_settled(FlowStepRun *r, json_t *eff)
 {
@@ -258,6 +289,8 @@ int flow__step_gate(FlowStepRun *r)
     }
     if (ast && (!strcmp(ast, "approved") || !strcmp(ast, "edited"))) {
         json_t *payload = json_object_get(appr, "payload");
+        if (strcmp(json_string_value(json_object_get(appr, "by")) ? json_string_value(json_object_get(appr, "by")) : "", "auto"))
+            confirm_labels(r, json_string_value(json_object_get(appr, "id")));
         if (!effect) {
             r->outcome = FLOW_DONE;
             /* the output is the approved (possibly edited) payload itself;

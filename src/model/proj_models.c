@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/clock.h"
 #include "ledger/projection.h"
 #include "model/router.h"
@@ -173,4 +174,31 @@ int model_spend(Store *rd, const char *by, const char *since, json_t **ret, Err 
     }
     *ret = list;
     return 0;
+}
+
+char *model_event_text(const json_t *d, const char *raw, size_t raw_len)
+{
+    Buf b;
+    buf_init(&b, 0);
+    const char *subject = json_string_value(json_object_get(d, "subject"));
+    const char *text = json_string_value(json_object_get(d, "text"));
+    if (subject)
+        buf_printf(&b, "%s\n", subject);
+    if (text)
+        buf_puts(&b, text);
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)json_object_get(d, "fields"), k, v) if (json_is_string(v))
+        buf_printf(&b, "%s\n", json_string_value(v));
+    if (b.len == 0 && raw) /* anything else: the data as it is */
+        buf_append(&b, raw, raw_len);
+    if (b.len > MODEL_LABEL_TEXT_MAX) {
+        b.len = MODEL_LABEL_TEXT_MAX;
+        while (b.len > 0 && ((unsigned char)b.ptr[b.len] & 0xC0) == 0x80)
+            b.len--; /* whole UTF-8 characters */
+        b.ptr[b.len] = '\0';
+    }
+    char *s = xstrdup(buf_cstr(&b));
+    buf_done(&b);
+    return s;
 }

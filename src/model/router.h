@@ -91,6 +91,12 @@ int64_t model_batch_next(const Config *cfg, int64_t now_ms, bool *inside);
  * tokens_in, tokens_out, cost_usd, saved_usd, latency_ms_mean}. */
 int model_spend(Store *rd, const char *by, const char *since, json_t **ret, Err *err);
 
+/* The text a person reads in an event's data (subject, text, form fields;
+ * else the data as JSON), at most 64 KiB of whole UTF-8 characters: what
+ * the local classifier learns from. Caller frees. */
+#define MODEL_LABEL_TEXT_MAX (64 * 1024)
+char *model_event_text(const json_t *data, const char *raw, size_t raw_len);
+
 /* Registers the "models" projection (call before ledger_open). */
 void model_projections_register(void);
 
