@@ -885,6 +885,16 @@ static int load_models(Config *cfg, struct fy_node *key, struct fy_node *map, co
                 if (!batch_window_ok(cfg->batch_window))
                     return at(err, path, lookup(v, "window") ? lookup(v, "window") : k,
                               "models.batch.window: '%s' is not HH:MM-HH:MM", cfg->batch_window);
+                /* a zone of the tz database (tzdata), as cron schedules use */
+                char zone[128];
+                struct stat zs;
+                snprintf(zone, sizeof zone, "/usr/share/zoneinfo/%s", cfg->batch_timezone);
+                if (strcmp(cfg->batch_timezone, "UTC") &&
+                    (strstr(cfg->batch_timezone, "..") || stat(zone, &zs) < 0 ||
+                     !S_ISREG(zs.st_mode)))
+                    return at(err, path, lookup(v, "timezone") ? lookup(v, "timezone") : k,
+                              "models.batch.timezone: '%s' is not a timezone (like "
+                              "Europe/Paris)", cfg->batch_timezone);
             }
         } else if (!strcmp(kn, "cache_ttl_s")) {
             static const KeyDef ck = { "", "cache_ttl_s", KEY_INT, 0, 31536000, NULL,

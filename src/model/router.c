@@ -9,6 +9,7 @@
 #include "core/crypto.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "flow/flow_cron.h"
 #include "model/router.h"
 
 #define BREAKER_FAILURES 3          /* consecutive failures that open it */
@@ -482,18 +483,29 @@ static bool cache_get(Store *rd, const char *key, ModelResult *res)
 
 int64_t model_batch_next(const Config *cfg, int64_t now_ms, bool *inside)
 {
+    /* the window's ends as daily crons in its timezone (DST included) */
     int h1 = 2, m1 = 0, h2 = 5, m2 = 0;
     sscanf(cfg->batch_window, "%d:%d-%d:%d", &h1, &m1, &h2, &m2);
-    /* the window in UTC minutes of the day (the timezone is applied by the
-     * caller's cron helpers in a later version: UTC for now) */
-    int64_t day = now_ms / 86400000 * 86400000, minute = (now_ms - day) / 60000;
-    int start = h1 * 60 + m1, end = h2 * 60 + m2;
-    bool in = start <= end ? minute >= start && minute < end : minute >= start || minute < end;
-    if (inside)
-        *inside = in;
-    int64_t next = day + (int64_t)start * 60000;
-    if (next <= now_ms)
-        next += 86400000;
+    char e1[32], e2[32];
+    snprintf(e1, sizeof e1, "%d %d * * *", m1, h1);
+    snprintf(e2, sizeof e2, "%d %d * * *", m2, h2);
+    const char *tz = cfg->batch_timezone[0] ? cfg->batch_timezone : "UTC";
+    FlowCron start, end;
+    Err err = { 0 };
+    int64_t next = now_ms + 86400000, last_start = 0, last_end = 0;
+    if (flow_cron_parse(e1, tz, &start, NULL, &err) < 0 ||
+        flow_cron_parse(e2, tz, &end, NULL, &err) < 0 ||
+        flow_cron_next(&start, now_ms, &next, &err) < 0 ||
+        flow_cron_prev(&start, now_ms, &last_start, &err) < 0 ||
+        flow_cron_prev(&end, now_ms, &last_end, &err) < 0) {
+        log_warn("batch window", json_pack("{s:s, s:s}", "window", cfg->batch_window, "error",
+                                           err.msg));
+        if (inside)
+            *inside = false;
+        return next;
+    }
+    if (inside) /* inside: the window opened since it last closed */
+        *inside = last_start > last_end;
     return next;
 }
 
