@@ -716,12 +716,9 @@ static void scan_dates(X *x)
     for (size_t i = 0; i < x->len; i++) {
         if (x->taken[i])
             continue;
-        size_t before = json_array_size(x->dates);
-        if (date_numeric(x, i) || date_named(x, i) || date_relative(x, i)) {
+        if (date_numeric(x, i) || date_named(x, i) || date_relative(x, i))
             while (i + 1 < x->len && x->taken[i + 1])
                 i++;
-            (void)before;
-        }
     }
 }
 
@@ -764,7 +761,7 @@ static void scan_phones(X *x)
         if ((c == '+' || c == '(') && !(i + 1 < x->len && is_digit(x->s[i + 1])))
             continue;
         size_t b = i + 1, ndig = is_digit(c), nsep = 0;
-        bool paren = c == '(', trunk = false;
+        bool paren = c == '(';
         char digits[24];
         size_t nd = 0;
         if (is_digit(c))
@@ -781,7 +778,6 @@ static void scan_phones(X *x)
             /* "(0)" after a country code is the trunk prefix: drop it. */
             if (ch == '(' && b + 2 < x->len && x->s[b + 1] == '0' && x->s[b + 2] == ')' &&
                 c == '+') {
-                trunk = true;
                 b += 3;
                 continue;
             }
@@ -808,7 +804,6 @@ static void scan_phones(X *x)
             i = end;
             continue;
         }
-        (void)trunk;
         if (ndig < 7 || ndig > 15 || nd != ndig) {
             i = end > i ? end - 1 : i;
             continue;
