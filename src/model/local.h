@@ -71,7 +71,8 @@ size_t local_features(const char *text, size_t len, unsigned kinds, LocalFeature
  * local_nb_add() and local_nb_seed() must not run alongside anything. */
 typedef struct LocalNB LocalNB;
 
-/* hash_bits is clamped to 10..22 (0: 18). */
+/* hash_bits is clamped to 10..20 (0: 18); each label holds 2^hash_bits
+ * floats of counts (1 MiB at 18). */
 LocalNB *local_nb_new(int hash_bits);
 void local_nb_free(LocalNB *m);
 

@@ -370,9 +370,8 @@ static const char *const MONTHS[12][3] = {
     { "october", "oct", NULL },   { "november", "nov", NULL }, { "december", "dec", NULL },
 };
 
-static const char *const WEEKDAYS[7][2] = {
-    { "monday", "mon" }, { "tuesday", "tue" }, { "wednesday", "wed" }, { "thursday", "thu" },
-    { "friday", "fri" }, { "saturday", "sat" }, { "sunday", "sun" },
+static const char *const WEEKDAYS[7] = {
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
 };
 
 /* The month (1-12) named at s[i..) and the name's length (with a '.' after
@@ -396,16 +395,17 @@ static int month_at(const X *x, size_t i, size_t *ret_n)
     return 0;
 }
 
+/* A weekday's full name at s[i..): 0 (Monday) to 6, or -1. Abbreviations
+ * are left alone: "On Mon, 29 Mar" heads a quoted reply, not a plan. */
 static int weekday_at(const X *x, size_t i, size_t *ret_n)
 {
     if (!boundary_before(x, i))
         return -1;
     for (int d = 0; d < 7; d++)
-        for (int k = 0; k < 2; k++)
-            if (word_at(x, i, WEEKDAYS[d][k])) {
-                *ret_n = strlen(WEEKDAYS[d][k]);
-                return d;
-            }
+        if (word_at(x, i, WEEKDAYS[d])) {
+            *ret_n = strlen(WEEKDAYS[d]);
+            return d;
+        }
     return -1;
 }
 
@@ -577,7 +577,8 @@ static bool date_named(X *x, size_t i)
         if (p == i + n || p >= x->len || !is_digit(x->s[p]))
             return false;
         d = read_int(x, p, 2, &e);
-        if (d < 1 || (e < x->len && (x->s[e] == ':' || x->s[e] == '.' || is_digit(x->s[e]))))
+        if (d < 1 || (e < x->len && (x->s[e] == ':' || is_digit(x->s[e]) ||
+                                     (x->s[e] == '.' && e + 1 < x->len && is_digit(x->s[e + 1])))))
             return false;
         e = skip_ordinal(x, e);
         if (e < x->len && is_alpha(x->s[e]))
@@ -715,12 +716,9 @@ static void scan_dates(X *x)
     for (size_t i = 0; i < x->len; i++) {
         if (x->taken[i])
             continue;
-        size_t before = json_array_size(x->dates);
-        if (date_numeric(x, i) || date_named(x, i) || date_relative(x, i)) {
+        if (date_numeric(x, i) || date_named(x, i) || date_relative(x, i))
             while (i + 1 < x->len && x->taken[i + 1])
                 i++;
-            (void)before;
-        }
     }
 }
 
@@ -763,7 +761,7 @@ static void scan_phones(X *x)
         if ((c == '+' || c == '(') && !(i + 1 < x->len && is_digit(x->s[i + 1])))
             continue;
         size_t b = i + 1, ndig = is_digit(c), nsep = 0;
-        bool paren = c == '(', trunk = false;
+        bool paren = c == '(';
         char digits[24];
         size_t nd = 0;
         if (is_digit(c))
@@ -780,7 +778,6 @@ static void scan_phones(X *x)
             /* "(0)" after a country code is the trunk prefix: drop it. */
             if (ch == '(' && b + 2 < x->len && x->s[b + 1] == '0' && x->s[b + 2] == ')' &&
                 c == '+') {
-                trunk = true;
                 b += 3;
                 continue;
             }
@@ -807,7 +804,6 @@ static void scan_phones(X *x)
             i = end;
             continue;
         }
-        (void)trunk;
         if (ndig < 7 || ndig > 15 || nd != ndig) {
             i = end > i ? end - 1 : i;
             continue;
@@ -1113,7 +1109,7 @@ static void scan_signature(X *x, json_t *out)
             rest = right;
             cand = left;
         }
-        if (!looks_like_name(cand))
+        if (!looks_like_name(cand) || valediction(cand))
             continue;
         name = cand;
         if (rest.n)

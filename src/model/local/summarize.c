@@ -309,9 +309,15 @@ int local_summarize(const char *text, size_t len, size_t max_chars, json_t **ret
         order[i] = &ss[i];
     qsort(order, n, sizeof *order, cmp_score);
 
+    /* A sentence that shares no word with any other ("Hi Sam,", "Best,
+     * Anna") keeps the base score 1 - d; once some sentence is connected,
+     * such isolated ones are left out rather than used to fill the budget. */
+    bool connected = n > 0 && order[0]->score > (1.0 - DAMPING) + 1e-9;
     bool *keep = xcalloc(n ? n : 1, sizeof *keep);
     size_t used = 0, kept = 0;
     for (size_t r = 0; r < n; r++) {
+        if (connected && order[r]->score <= (1.0 - DAMPING) + 1e-9)
+            break;
         size_t need = order[r]->len + (kept ? 1 : 0);
         if (used + need <= max_chars) {
             keep[order[r]->index] = true;
