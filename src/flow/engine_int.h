@@ -99,10 +99,6 @@ int flow__task_event(const FlowWorkflow *wf, const char *task_id, int64_t trigge
 /* Whether the definition of version is stored (rd: any read connection). */
 bool flow__version_stored(Store *rd, const char *version);
 
-/* Runs one SQL statement in a projection's transaction; fmt describes the
- * parameters: 's' text (NULL binds NULL), 'i' int64. */
-int flow__sql(Store *tx, Err *err, const char *sql, const char *fmt, ...);
-
 /* A text column as a JSON string, or null; a JSON text column parsed, or
  * null. */
 json_t *flow__col_text(StoreStmt *st, int col);

@@ -36,13 +36,13 @@ static int approval_requested(Store *tx, const Event *ev, const json_t *d, Err *
         return 0;
     char *preview = dump(d, "preview"), *sources = dump(d, "sources");
     const json_t *conf = json_object_get(d, "confidence"), *cost = json_object_get(d, "cost");
-    /* REALs go through text so that flow__sql stays two types */
+    /* an absent REAL binds NULL: through text, CAST back in SQL */
     char cbuf[32] = "", kbuf[32] = "";
     if (json_is_number(conf))
         snprintf(cbuf, sizeof cbuf, "%.17g", json_number_value(conf));
     if (json_is_number(cost))
         snprintf(kbuf, sizeof kbuf, "%.17g", json_number_value(cost));
-    int rc = flow__sql(tx, err,
+    int rc = store_execf(tx, err,
                        "INSERT OR IGNORE INTO approvals(id, task_id, step_id, attempt, kind, status,"
                        " preview, sources, confidence, confidence_source, model, cost, policy,"
                        " deadline, on_deadline, compensates, requested_seq, requested_at)"
@@ -72,7 +72,7 @@ static int approval_decided(Store *tx, const Event *ev, const json_t *d, Err *er
     if (!status)
         return 0;
     char *payload = dump(d, "payload"), *diff = dump(d, "diff");
-    int rc = flow__sql(tx, err,
+    int rc = store_execf(tx, err,
                        "UPDATE approvals SET status = ?2, payload = coalesce(?3, preview),"
                        " diff = ?4, reason = ?5, decided_by = ?6, decided_seq = ?7,"
                        " decided_at = ?8 WHERE id = ?1 AND status = 'pending'",
@@ -91,7 +91,7 @@ static int effect_requested(Store *tx, const Event *ev, const json_t *d, Err *er
         return 0;
     char *payload = dump(d, "payload"), *comp = dump(d, "compensation");
     const char *hold = str(d, "hold_until");
-    int rc = flow__sql(tx, err,
+    int rc = store_execf(tx, err,
                        "INSERT OR IGNORE INTO effects(id, task_id, step_id, attempt, kind, status,"
                        " payload, delivery_key, purpose, mode, compensation, compensates,"
                        " approval_id, hold_until, requested_seq, requested_at, updated_at)"
@@ -119,13 +119,13 @@ static int effect_outcome(Store *tx, const Event *ev, const json_t *d, Err *err)
     int64_t code = json_integer_value(json_object_get(d, "code"));
     const char *detail = str(d, "detail") ? str(d, "detail") : str(d, "error");
     if (!strcmp(t, "started"))
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE effects SET status = 'requested', in_flight = 1, deliveries = ?2,"
                          " updated_at = ?3 WHERE id = ?1 AND status IN ('requested', 'held')",
                          "sis", id, (int64_t)json_integer_value(json_object_get(d, "delivery")),
                          at);
     if (!strcmp(t, "delivered") || !strcmp(t, "captured"))
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE effects SET status = ?2, in_flight = 0, code = nullif(?3, 0),"
                          " detail = ?4, message_id = coalesce(?5, message_id), updated_at = ?6,"
                          " next_at = NULL WHERE id = ?1 AND status IN ('requested', 'held')",
@@ -133,7 +133,7 @@ static int effect_outcome(Store *tx, const Event *ev, const json_t *d, Err *err)
                          detail, str(d, "message_id"), at);
     if (!strcmp(t, "failed")) {
         bool permanent = json_is_true(json_object_get(d, "permanent"));
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE effects SET status = ?2, in_flight = 0, code = nullif(?3, 0),"
                          " detail = ?4, next_at = ?5, updated_at = ?6"
                          " WHERE id = ?1 AND status IN ('requested', 'held')",
@@ -141,13 +141,13 @@ static int effect_outcome(Store *tx, const Event *ev, const json_t *d, Err *err)
                          permanent ? NULL : str(d, "next_at"), at);
     }
     if (!strcmp(t, "uncertain"))
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE effects SET status = 'uncertain', in_flight = 0, detail = ?2,"
                          " updated_at = ?3 WHERE id = ?1 AND status = 'requested'",
                          "sss", id, str(d, "reason"), at);
     if (!strcmp(t, "resolved")) {
         bool sent = !strcmp(str(d, "as") ? str(d, "as") : "", "delivered");
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          sent ? "UPDATE effects SET status = 'delivered', detail = ?2,"
                                 " updated_at = ?3 WHERE id = ?1 AND status IN ('uncertain', 'failed')"
                               : "UPDATE effects SET status = 'requested', next_at = NULL,"
@@ -156,13 +156,13 @@ static int effect_outcome(Store *tx, const Event *ev, const json_t *d, Err *err)
                          "sss", id, str(d, "reason"), at);
     }
     if (!strcmp(t, "canceled"))
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE effects SET status = 'canceled', detail = ?2, updated_at = ?3"
                          " WHERE id = ?1 AND in_flight = 0"
                          " AND status IN ('requested', 'held', 'failed', 'uncertain')",
                          "sss", id, str(d, "reason"), at);
     if (!strcmp(t, "compensated"))
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE effects SET status = 'compensated', updated_at = ?2"
                          " WHERE id = ?1 AND status IN ('delivered', 'captured')",
                          "ss", id, at);
@@ -200,7 +200,7 @@ static int consent(Store *tx, const Event *ev, const json_t *d, Err *err)
      * withdraw a consent given before */
     if (strcmp(ev->type, "consent.recorded") && !strcmp(c, "none"))
         return 0;
-    return flow__sql(tx, err,
+    return store_execf(tx, err,
                      "INSERT INTO consents(email, consent, seq, at) VALUES (?1, ?2, ?3, ?4)"
                      " ON CONFLICT(email) DO UPDATE SET consent = ?2, seq = ?3, at = ?4",
                      "ssis", email, c, ev->seq, ev->received_at);
@@ -224,12 +224,12 @@ static int apply(Store *tx, const Event *ev, Err *err)
     else if (!strcmp(t, "approval.decided"))
         rc = approval_decided(tx, ev, d, err);
     else if (!strcmp(t, "approval.reminded") && str(d, "approval"))
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                        "UPDATE approvals SET reminders = reminders + 1, deadline = ?2"
                        " WHERE id = ?1 AND status = 'pending'",
                        "ss", str(d, "approval"), str(d, "next_at"));
     else if (!strcmp(t, "approval.escalated") && str(d, "approval"))
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                        "UPDATE approvals SET escalated = 1 WHERE id = ?1 AND status = 'pending'",
                        "s", str(d, "approval"));
     else if (!strcmp(t, "effect.requested"))
@@ -238,7 +238,7 @@ static int apply(Store *tx, const Event *ev, Err *err)
         rc = effect_outcome(tx, ev, d, err);
     else if (mode && (!strcmp(str(d, "mode") ? str(d, "mode") : "", "sandbox") ||
                       !strcmp(str(d, "mode") ? str(d, "mode") : "", "production")))
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                        "INSERT INTO install_settings(key, value, seq, changed_at)"
                        " VALUES ('mode', ?1, ?2, ?3)"
                        " ON CONFLICT(key) DO UPDATE SET value = ?1, seq = ?2, changed_at = ?3",

@@ -17,37 +17,6 @@
 static const char *const tables[] = { "tasks", "task_definitions", "task_definition_steps",
                                       "task_steps", "workflow_settings", NULL };
 
-/* Runs sql with parameters described by fmt: 's' text (NULL binds NULL),
- * 'i' int64. */
-static int sqlv(Store *tx, Err *err, const char *sql, const char *fmt, va_list ap,
-                StoreStmt **ret_st)
-{
-    StoreStmt *st;
-    int rc = store_prepare(tx, sql, &st, err);
-    if (rc < 0)
-        return rc;
-    for (int i = 0; fmt[i]; i++) {
-        if (fmt[i] == 's') {
-            const char *v = va_arg(ap, const char *);
-            store_bind_text(st, i + 1, v, v ? strlen(v) : 0);
-        } else {
-            store_bind_int(st, i + 1, va_arg(ap, int64_t));
-        }
-    }
-    *ret_st = st;
-    return 0;
-}
-
-int flow__sql(Store *tx, Err *err, const char *sql, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    StoreStmt *st;
-    int rc = sqlv(tx, err, sql, fmt, ap, &st);
-    va_end(ap);
-    return rc < 0 ? rc : store_stmt_exec(st, err);
-}
-
 typedef struct StepRow {
     char id[FLOW_NAME_MAX + 1];
     char needs[FLOW_MAX_STEPS * (FLOW_NAME_MAX + 1) + 1];
@@ -201,7 +170,7 @@ static int task_store(Store *tx, TaskRow *t, const Event *ev, Err *err)
         StepRow *s = &t->steps[i];
         if (!s->changed)
             continue;
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                       "UPDATE task_steps SET status = ?3,"
                       " finished_at = CASE WHEN ?4 THEN coalesce(finished_at, ?5) ELSE finished_at END,"
                       " skip_reason = nullif(?6, '')"
@@ -219,7 +188,7 @@ static int task_store(Store *tx, TaskRow *t, const Event *ev, Err *err)
     bool ended = settled(t->status);
     if (!strcmp(t->status, t->loaded)) /* most step events leave the task as it was */
         return rc;
-    rc = flow__sql(tx, err,
+    rc = store_execf(tx, err,
                   "UPDATE tasks SET status = ?2, updated_at = ?3,"
                   " finished_at = CASE WHEN ?4 THEN coalesce(finished_at, ?3) ELSE finished_at END"
                   " WHERE id = ?1",
@@ -292,7 +261,7 @@ static int apply_defined(Store *tx, const json_t *d, Err *err)
     Buf text;
     buf_init(&text, 0);
     core_json_canonical(def, &text);
-    rc = flow__sql(tx, err,
+    rc = store_execf(tx, err,
                   "INSERT INTO task_definitions(version, workflow, definition, steps)"
                   " VALUES (?1, ?2, ?3, ?4)",
                   "sssi", version, wf, buf_cstr(&text), (int64_t)json_array_size(steps));
@@ -313,7 +282,7 @@ static int apply_defined(Store *tx, const json_t *d, Err *err)
         }
         const char *sid = str(s, "id"), *kind = str(s, "do"), *on_error = str(s, "on_error");
         const json_t *cond = json_object_get(s, "if");
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                       "INSERT INTO task_definition_steps(version, pos, step_id, kind, needs, has_if,"
                       " on_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                       "sisssis", version, (int64_t)i, sid ? sid : "", kind ? kind : "", needs,
@@ -353,7 +322,7 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
     }
     const json_t *input = json_object_get(d, "input");
     char *input_text = input && !json_is_null(input) ? json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    rc = flow__sql(tx, err,
+    rc = store_execf(tx, err,
                   "INSERT INTO tasks(id, workflow, version, status, trigger_seq, created_seq, depth,"
                   " concurrency_key, input, created_at, updated_at)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
@@ -363,7 +332,7 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
                   ev->received_at);
     free(input_text);
     if (rc == 0)
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                       "INSERT INTO task_steps(task_id, step_id, pos, kind, needs, has_if, on_error,"
                       " status)"
                       " SELECT ?1, step_id, pos, kind, needs, has_if, on_error,"
@@ -432,7 +401,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         set_skipped(s, why);
         const json_t *out = json_object_get(d, "output");
         char *text = out ? json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                       "UPDATE task_steps SET error = ?3, wake_at = NULL, wait_kind = NULL,"
                       " output = coalesce(?4, output)"
                       " WHERE task_id = ?1 AND step_id = ?2",
@@ -442,7 +411,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         StepRow *to = str(d, "goto") ? find_step(&t, str(d, "goto")) : NULL;
         if (rc == 0 && to && !strcmp(to->status, "pending")) {
             to->run_anyway = true;
-            rc = flow__sql(tx, err,
+            rc = store_execf(tx, err,
                            "UPDATE task_steps SET run_anyway = 1 WHERE task_id = ?1 AND step_id = ?2",
                            "ss", t.id, to->id);
         }
@@ -457,7 +426,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         char *out = json_dumps(json_object_get(d, "output") ? json_object_get(d, "output")
                                                              : json_null(),
                                JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                       "UPDATE task_steps SET status = 'succeeded', attempts = ?3, output = ?4,"
                       " error = NULL, started_at = coalesce(?5, started_at), finished_at = ?6,"
                       " wake_at = NULL, wait_kind = NULL"
@@ -467,7 +436,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         snprintf(s->status, sizeof s->status, "succeeded"); /* written above */
     } else if (!strcmp(type, "step.waiting")) {
         const char *kind = str(d, "kind");
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                       "UPDATE task_steps SET status = 'waiting', attempts = ?3,"
                       " started_at = coalesce(started_at, ?4), wake_at = ?5, wait_kind = ?6,"
                       " wait_event = ?7, wait_where = ?8"
@@ -480,7 +449,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         bool final = json_is_true(json_object_get(d, "final")) || !next;
         const json_t *in = json_object_get(d, "inputs");
         char *inputs = in ? json_dumps(in, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
-        rc = flow__sql(tx, err,
+        rc = store_execf(tx, err,
                       "UPDATE task_steps SET attempts = ?3, error = ?4,"
                       " started_at = coalesce(?5, started_at), wake_at = ?6, wait_kind = ?7,"
                       " inputs = ?8"
@@ -497,7 +466,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         const char *on_error = str(d, "on_error");
         if (on_error && !strcmp(on_error, "inbox")) {
             set_status(s, "waiting");
-            rc = flow__sql(tx, err,
+            rc = store_execf(tx, err,
                           "UPDATE task_steps SET wait_kind = 'inbox', wake_at = NULL"
                           " WHERE task_id = ?1 AND step_id = ?2",
                           "ss", t.id, s->id);
@@ -507,7 +476,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         } else {
             set_status(s, "failed");
             end_task(&t, "failed");
-            rc = flow__sql(tx, err, "UPDATE tasks SET error = ?2 WHERE id = ?1", "ss", t.id,
+            rc = store_execf(tx, err, "UPDATE tasks SET error = ?2 WHERE id = ?1", "ss", t.id,
                           error ? error : "step failed");
         }
     }
@@ -542,7 +511,7 @@ static int apply_action(Store *tx, const Event *ev, const json_t *d, Err *err)
             rc = task_store(tx, &t, ev, err);
         }
         if (rc == 0 && !strcmp(action, "compensate"))
-            rc = flow__sql(tx, err,
+            rc = store_execf(tx, err,
                            "UPDATE tasks SET compensation = 'running' WHERE id = ?1"
                            " AND compensation IS NULL",
                            "s", id);
@@ -573,7 +542,7 @@ static int apply_action(Store *tx, const Event *ev, const json_t *d, Err *err)
     store_stmt_done(st);
     if (rc < 0)
         goto out;
-    rc = flow__sql(tx, err,
+    rc = store_execf(tx, err,
                   retry ? "UPDATE task_steps SET wait_kind = 'retry', wake_at = ?2"
                           " WHERE task_id = ?1 AND status = 'waiting' AND wait_kind = 'inbox'"
                         : "UPDATE task_steps SET wait_kind = NULL, wake_at = NULL,"
@@ -601,12 +570,12 @@ static int apply_gate(Store *tx, const Event *ev, const json_t *d, Err *err)
     if (!task || !step)
         return 0;
     if (!strcmp(t, "approval.reminded"))
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE task_steps SET wake_at = ?3 WHERE task_id = ?1 AND step_id = ?2"
                          " AND status = 'waiting' AND wait_kind = 'approval'",
                          "sss", task, step, str(d, "next_at"));
     if (!strcmp(t, "approval.escalated"))
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE task_steps SET wake_at = NULL WHERE task_id = ?1 AND step_id = ?2"
                          " AND status = 'waiting' AND wait_kind = 'approval'",
                          "ss", task, step);
@@ -614,7 +583,7 @@ static int apply_gate(Store *tx, const Event *ev, const json_t *d, Err *err)
         return 0; /* it will be tried again */
     if (!strcmp(t, "effect.resolved") && strcmp(str(d, "as") ? str(d, "as") : "", "delivered"))
         return 0; /* sent again: the step waits for that */
-    return flow__sql(tx, err,
+    return store_execf(tx, err,
                      "UPDATE task_steps SET wait_kind = 'resume', wake_at = ?3"
                      " WHERE task_id = ?1 AND step_id = ?2 AND status = 'waiting'"
                      " AND wait_kind IN ('approval', 'effect')",
@@ -627,12 +596,12 @@ static int apply_setting(Store *tx, const Event *ev, const json_t *d, Err *err)
     if (!name)
         return 0;
     if (!strcmp(ev->type, "schedule.fired"))
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                         "INSERT INTO workflow_settings(name, last_slot) VALUES (?1, ?2)"
                         " ON CONFLICT(name) DO UPDATE SET last_slot = max(coalesce(last_slot, ''), ?2)",
                         "ss", name, str(d, "slot"));
     bool on = !strcmp(ev->type, "workflow.enabled");
-    return flow__sql(tx, err,
+    return store_execf(tx, err,
                     "INSERT INTO workflow_settings(name, enabled, changed_at) VALUES (?1, ?2, ?3)"
                     " ON CONFLICT(name) DO UPDATE SET enabled = ?2, changed_at = ?3",
                     "sis", name, (int64_t)on, ev->received_at);
@@ -662,7 +631,7 @@ static int apply(Store *tx, const Event *ev, Err *err)
         which = 5;
     else if (!strcmp(t, "model.batch.run"))
         /* bureau batch run: the steps waiting for the batch window are due now */
-        return flow__sql(tx, err,
+        return store_execf(tx, err,
                          "UPDATE task_steps SET wake_at = ?1 WHERE status = 'waiting'"
                          " AND wait_kind = 'batch'",
                          "s", ev->received_at);
@@ -676,7 +645,7 @@ static int apply(Store *tx, const Event *ev, Err *err)
            : which == 2 ? apply_action(tx, ev, d, err)
            : which == 3 ? apply_setting(tx, ev, d, err)
            : which == 4 ? apply_gate(tx, ev, d, err)
-           : str(d, "task") ? flow__sql(tx, err,
+           : str(d, "task") ? store_execf(tx, err,
                                         "UPDATE tasks SET compensation = 'done' WHERE id = ?1",
                                         "s", str(d, "task"))
                             : 0;

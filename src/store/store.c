@@ -1,5 +1,6 @@
 /* Dispatch from the backend-neutral interface to the backend chosen at open
  * time, and the migration runner, which is written once over the interface. */
+#include <stdarg.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -183,4 +184,26 @@ int store_migrate(Store *s, const StoreMigration *migs, size_t n, Err *err)
 out:
     store_rollback(s);
     return rc;
+}
+
+int store_execf(Store *s, Err *err, const char *sql, const char *fmt, ...)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s, sql, &st, err);
+    if (rc < 0)
+        return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 's') {
+            const char *v = va_arg(ap, const char *);
+            store_bind_text(st, i + 1, v, v ? strlen(v) : 0);
+        } else if (fmt[i] == 'r') {
+            store_bind_real(st, i + 1, va_arg(ap, double));
+        } else {
+            store_bind_int(st, i + 1, va_arg(ap, int64_t));
+        }
+    }
+    va_end(ap);
+    return store_stmt_exec(st, err);
 }

@@ -102,6 +102,9 @@ int64_t store_changes(Store *s);
 
 /* Runs sql with one text parameter (?1) and returns the first column of the
  * first row as an integer, or dflt when there is no row. */
+/* Runs one statement; fmt describes its parameters, one character each:
+ * 's' text (NULL binds NULL), 'i' int64, 'r' double. */
+int store_execf(Store *s, Err *err, const char *sql, const char *fmt, ...);
 int store_query_int(Store *s, const char *sql, const char *arg, int64_t dflt, int64_t *ret,
                     Err *err);
 
