@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "flow/flow_cron.h"
+#include "model/model_int.h"
 #include "model/router.h"
 
 #define BREAKER_FAILURES 3          /* consecutive failures that open it */
@@ -516,6 +517,39 @@ static double price(const ModelProviderConfig *pc, int64_t in, int64_t out)
     return ((double)in * pc->price_in_per_mtok + (double)out * pc->price_out_per_mtok) / 1e6;
 }
 
+#define CHAT_OVERHEAD_TOKENS 16 /* a round's message framing */
+#define REPAIR_WHY_MAX 256      /* remote.c's why[] in the repair instruction */
+
+/* A call's worst case in tokens (a token is at least a byte): everything a
+ * remote provider sends, the system prompt as it builds it (the schema
+ * stated in it when the answer must be JSON) and the prompt, and the whole
+ * output budget. An answer that must be JSON may take a repair round
+ * (remote.c): everything again, plus the broken answer (at most the output
+ * budget) and the instruction, and the output budget once more. */
+static void worst_tokens(const ModelRequest *req, int64_t *in, int64_t *out)
+{
+    json_t *owned = NULL;
+    const json_t *schema = req->schema;
+    if (!schema && req->labels && req->task && !strcmp(req->task, "classify"))
+        schema = owned = model__classify_schema(req->labels); /* NULL: refused unsent */
+    Buf sys, rep;
+    buf_init(&sys, 0);
+    buf_init(&rep, 0);
+    model__system_build(req->system, schema, &sys);
+    int64_t first = (int64_t)(strlen(req->prompt) + sys.len) + CHAT_OVERHEAD_TOKENS;
+    *in = first;
+    *out = req->max_output_tokens;
+    if (schema) {
+        model__repair_build(schema, "", &rep);
+        *in += first + req->max_output_tokens + (int64_t)(rep.len + REPAIR_WHY_MAX) +
+               CHAT_OVERHEAD_TOKENS;
+        *out += req->max_output_tokens;
+    }
+    buf_done(&sys);
+    buf_done(&rep);
+    json_decref(owned);
+}
+
 int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelResult *res,
                       Err *err)
 {
@@ -567,6 +601,8 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
         record(r, d, NULL);
         return 0;
     }
+    int64_t worst_in, worst_out;
+    worst_tokens(&req, &worst_in, &worst_out);
     bool parked = false;
     for (int i = 0; i < route->n_candidates; i++) {
         Prov *p = prov_find(r, route->candidates[i]);
@@ -579,8 +615,7 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
         }
         const ModelProviderConfig *pc = &p->p->cfg;
         now = core_time_now_ms();
-        /* the worst case: a token is at least a byte; the whole output budget */
-        double worst = price(pc, (int64_t)plen + 16, req.max_output_tokens);
+        double worst = price(pc, worst_in, worst_out);
         if (route->max_cost_usd > 0 && worst > route->max_cost_usd)
             snprintf(why, sizeof why, "may cost up to $%.4f, more than the route's max_cost_usd "
                                       "$%.4f", worst, route->max_cost_usd);
