@@ -182,7 +182,11 @@ static void prov_settle(Prov *p, const ModelResponse *resp, int64_t latency_ms, 
     p->ewma_ms = p->samples == 0 ? (double)latency_ms
                                  : EWMA_ALPHA * (double)latency_ms + (1 - EWMA_ALPHA) * p->ewma_ms;
     p->samples++;
-    bool failed = resp->status != MODEL_OK && resp->status != MODEL_BAD_OUTPUT;
+    /* the local tier runs in this process: its failures are the request's
+     * (a task it does not do, labels it does not know), never its health,
+     * so they never open its breaker for the calls it can answer */
+    bool failed = resp->status != MODEL_OK && resp->status != MODEL_BAD_OUTPUT &&
+                  strcmp(p->p->cfg.kind, "local");
     if (resp->status == MODEL_RATE_LIMITED)
         p->limited_until = now + (resp->retry_after_ms > 0 ? resp->retry_after_ms : 1000);
     if (!failed) {
