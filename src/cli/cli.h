@@ -114,6 +114,10 @@ int cmd_models_call(Cli *cli);
 int cmd_spend(Cli *cli);
 int cmd_label(Cli *cli);
 int cmd_batch_run(Cli *cli);
+int cmd_memory_contacts(Cli *cli);
+int cmd_memory_profile(Cli *cli);
+int cmd_memory_merge(Cli *cli);
+int cmd_memory_unmerge(Cli *cli);
 
 
 #endif

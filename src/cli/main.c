@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "flow/effects.h"
 #include "flow/engine.h"
+#include "memory/identity.h"
 #include "model/router.h"
 #include "ledger/projection.h"
 
@@ -98,6 +99,12 @@ static const CliOpt call_opts[] = {
 static const CliOpt spend_opts[] = {
     { "by", "K", "group by route (default), provider, workflow, customer or day" },
     { "since", "DAY", "only spend from this UTC day on (YYYY-MM-DD)" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt contacts_opts[] = {
+    { "query", "Q", "only contacts whose name, email or organisation domain holds Q" },
+    { "limit", "N", "at most N contacts, most recently seen first (default 100)" },
     { NULL, NULL, NULL },
 };
 
@@ -210,6 +217,17 @@ static const CliCommand commands[] = {
     { "label", "EVENT LABEL",
       "Label an event (seq or id) for the local classifier: it learns from it.", NULL,
       cmd_label, 2, 2 },
+    { "memory contacts", NULL,
+      "Contacts resolved from the events (emails, forms, payments, calendars, imports).",
+      contacts_opts, cmd_memory_contacts, 0, 0 },
+    { "memory profile", "EMAIL|PHONE|ID",
+      "A contact: name, email, phone, organisation, identities, merges.", NULL,
+      cmd_memory_profile, 1, 1 },
+    { "memory merge", "A B",
+      "Merge contact B into A (each an email, phone, payment id or contact id); an event.",
+      NULL, cmd_memory_merge, 2, 2 },
+    { "memory unmerge", "ID", "Undo a merge: the merged-away contact stands again.", NULL,
+      cmd_memory_unmerge, 1, 1 },
     { "batch run", NULL, "Wake the model calls waiting for the batch window: they run now.", NULL,
       cmd_batch_run, 0, 0 },
     { "version", NULL, "Print the version.", NULL, cmd_version, 0, 0 },
@@ -350,6 +368,7 @@ int main(int argc, char **argv)
     api_projections_register();
     flow_projections_register();
     model_projections_register();
+    memory_projections_register();
     core_config_defaults(&cli.config);
     rc = cmd->run(&cli);
     mode_banner(&cli);

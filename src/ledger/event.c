@@ -15,7 +15,8 @@
 bool ledger_type_reserved(const char *type)
 {
     static const char *const prefixes[] = { "task.",     "step.",     "workflow.", "schedule.",
-                                            "operator.", "approval.", "effect.",   "model." };
+                                            "operator.", "approval.", "effect.",   "model.",
+                                            "memory." };
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (!strncmp(type, prefixes[i], strlen(prefixes[i])))
             return true;

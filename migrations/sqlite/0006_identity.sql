@@ -1,0 +1,32 @@
+-- Projection "identity": contacts, their identities (email, phone, payment
+-- customer id) and organisations, resolved from every event that names a
+-- person (docs/memory.md). Merges and unmerges are events too.
+CREATE TABLE contacts (
+    id          TEXT PRIMARY KEY,   -- "c" + 25 hex: from the first identity seen
+    name        TEXT,               -- the first name given
+    email       TEXT,               -- the first email address
+    phone       TEXT,
+    org_id      TEXT,
+    merged_into TEXT,               -- merged away: the contact it joined
+    first_seq   INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    events      INTEGER NOT NULL    -- events naming it
+) WITHOUT ROWID;
+CREATE INDEX contacts_org ON contacts(org_id) WHERE org_id IS NOT NULL;
+
+CREATE TABLE identities (
+    kind          TEXT NOT NULL,    -- email | phone | payment
+    value         TEXT NOT NULL,    -- normalised: lower-case address, +digits, the id
+    contact_id    TEXT NOT NULL,    -- where it points now (a merge moves it)
+    first_contact TEXT NOT NULL,    -- where it pointed first (an unmerge restores it)
+    seq           INTEGER NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE INDEX identities_contact ON identities(contact_id);
+
+CREATE TABLE orgs (
+    id        TEXT PRIMARY KEY,     -- "o" + 25 hex of the domain
+    domain    TEXT NOT NULL UNIQUE,
+    name      TEXT,                 -- a company name given with it, if any
+    first_seq INTEGER NOT NULL
+) WITHOUT ROWID;

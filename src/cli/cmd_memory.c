@@ -1,0 +1,135 @@
+/* bureau memory contacts | profile | merge | unmerge: identity from the
+ * command line (memory/identity.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "memory/identity.h"
+
+static const char *text_of(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "-";
+}
+
+int cmd_memory_contacts(Cli *cli)
+{
+    long long limit = 100;
+    const char *lim = cli_opt(cli, "limit");
+    if (lim && cli_int("limit", lim, 1, 100000, &limit))
+        return EXIT_USAGE;
+    int rc = cli_load_config(cli);
+    Store *rd = NULL;
+    if (rc || (rc = cli_open_reader(cli, &rd)))
+        return rc;
+    Err err = { 0 };
+    json_t *list = NULL;
+    rc = memory_contacts_list(rd, cli_opt(cli, "query"), limit, &list, &err) < 0
+             ? cli_fail_err(cli, &err)
+             : EXIT_OK;
+    store_close(rd);
+    if (rc != EXIT_OK)
+        return rc;
+    size_t i;
+    json_t *c;
+    if (!cli->json)
+        printf("%-26s %-24s %-32s %-20s %s\n", "ID", "NAME", "EMAIL", "ORG", "EVENTS");
+    json_array_foreach(list, i, c) {
+        if (cli->json)
+            cli_print_json(json_incref(c));
+        else
+            printf("%-26s %-24.24s %-32.32s %-20.20s %lld\n", text_of(c, "id"), text_of(c, "name"),
+                   text_of(c, "email"), text_of(c, "org"),
+                   (long long)json_integer_value(json_object_get(c, "events")));
+    }
+    json_decref(list);
+    return EXIT_OK;
+}
+
+int cmd_memory_profile(Cli *cli)
+{
+    int rc = cli_load_config(cli);
+    Store *rd = NULL;
+    if (rc || (rc = cli_open_reader(cli, &rd)))
+        return rc;
+    Err err = { 0 };
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    json_t *c = NULL;
+    rc = memory_contact_find(rd, cli->pos[0], id, &err) < 0 ||
+                 memory_contact_get(rd, id, &c, &err) < 0
+             ? cli_fail_err(cli, &err)
+             : EXIT_OK;
+    store_close(rd);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->json) {
+        cli_print_json(c);
+        return EXIT_OK;
+    }
+    const json_t *org = json_object_get(c, "org");
+    printf("contact:  %s\nname:     %s\nemail:    %s\nphone:    %s\norg:      %s%s%s%s\n"
+           "events:   %lld (seq %lld .. %lld)\n",
+           text_of(c, "id"), text_of(c, "name"), text_of(c, "email"), text_of(c, "phone"),
+           json_is_object(org) ? text_of(org, "domain") : "-",
+           json_is_string(json_object_get(org, "name")) ? " (" : "",
+           json_is_string(json_object_get(org, "name")) ? text_of(org, "name") : "",
+           json_is_string(json_object_get(org, "name")) ? ")" : "",
+           (long long)json_integer_value(json_object_get(c, "events")),
+           (long long)json_integer_value(json_object_get(c, "first_seq")),
+           (long long)json_integer_value(json_object_get(c, "last_seq")));
+    printf("identities:\n");
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(c, "identities"), i, x)
+        printf("  %-8s %s (seq %lld)\n", text_of(x, "kind"), text_of(x, "value"),
+               (long long)json_integer_value(json_object_get(x, "seq")));
+    if (json_array_size(json_object_get(c, "merged"))) {
+        printf("merged in:");
+        json_array_foreach(json_object_get(c, "merged"), i, x)
+            printf(" %s", json_string_value(x));
+        printf("\n");
+    }
+    json_decref(c);
+    return EXIT_OK;
+}
+
+/* Resolves two names of contacts (email, phone, payment id or contact id). */
+static int merge_or_unmerge(Cli *cli, bool merge)
+{
+    Ledger *l = NULL;
+    Store *rd = NULL;
+    int rc;
+    if ((rc = cli_load_config(cli)) || (rc = cli_open_ledger(cli, false, &l)) ||
+        (rc = cli_open_reader(cli, &rd))) {
+        ledger_close(l);
+        return rc;
+    }
+    Err err = { 0 };
+    char a[MEMORY_CONTACT_ID_LEN + 1], b[MEMORY_CONTACT_ID_LEN + 1];
+    if (merge) {
+        rc = memory_contact_find(rd, cli->pos[0], a, &err);
+        if (rc == 0)
+            rc = memory_contact_find(rd, cli->pos[1], b, &err);
+        if (rc == 0)
+            rc = memory_merge(l, rd, a, b, "cli", &err);
+    } else {
+        snprintf(a, sizeof a, "%.26s", cli->pos[0]);
+        rc = memory_unmerge(l, rd, a, "cli", &err);
+    }
+    store_close(rd);
+    ledger_close(l);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    if (cli->json)
+        cli_print_json(merge ? json_pack("{s:s, s:s}", "into", a, "from", b)
+                             : json_pack("{s:s}", "unmerged", a));
+    else if (merge)
+        printf("%s merged into %s (recorded as an event; bureau memory unmerge %s undoes it)\n", b,
+               a, b);
+    else
+        printf("%s stands again with its own identities\n", a);
+    return EXIT_OK;
+}
+
+int cmd_memory_merge(Cli *cli) { return merge_or_unmerge(cli, true); }
+int cmd_memory_unmerge(Cli *cli) { return merge_or_unmerge(cli, false); }

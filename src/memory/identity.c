@@ -1,0 +1,551 @@
+/* The "identity" projection and the operator's merges (identity.h). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/crypto.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "ledger/projection.h"
+#include "memory/identity.h"
+
+#define PERSONS_MAX 64     /* persons read from one event */
+#define IDS_PER_PERSON 3
+#define VALUE_MAX 320
+
+static const char *const tables[] = { "contacts", "identities", "orgs", NULL };
+
+/* Free-mail providers (sorted, for bsearch): their users are people, not
+ * organisations. */
+static const char *const freemail[] = {
+    "163.com",        "aim.com",        "aol.com",         "fastmail.com",    "free.fr",
+    "gmail.com",      "gmx.at",         "gmx.ch",          "gmx.com",         "gmx.de",
+    "gmx.net",        "googlemail.com", "hey.com",         "hotmail.co.uk",   "hotmail.com",
+    "hotmail.de",     "hotmail.fr",     "hotmail.it",      "icloud.com",      "laposte.net",
+    "libero.it",      "live.com",       "live.fr",         "mac.com",         "mail.com",
+    "mail.ru",        "me.com",         "msn.com",         "naver.com",       "orange.fr",
+    "outlook.com",    "outlook.de",     "outlook.fr",      "pm.me",           "proton.me",
+    "protonmail.com", "qq.com",         "sfr.fr",          "t-online.de",     "tuta.io",
+    "tutanota.com",   "wanadoo.fr",     "web.de",          "yahoo.co.uk",     "yahoo.com",
+    "yahoo.de",       "yahoo.es",       "yahoo.fr",        "yahoo.it",        "yandex.com",
+    "yandex.ru",      "ymail.com",      "zoho.com",
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool memory_freemail(const char *domain)
+{
+    return bsearch(&domain, freemail, sizeof freemail / sizeof freemail[0], sizeof freemail[0],
+                   cmp_str) != NULL;
+}
+
+/* ---- reading persons from events ---- */
+
+typedef struct Ident {
+    char kind[8];          /* email | phone | payment */
+    char value[VALUE_MAX + 1];
+} Ident;
+
+typedef struct Person {
+    Ident ids[IDS_PER_PERSON];
+    int n;
+    char name[129];
+    char company[129];
+} Person;
+
+/* "Ann <ann@x.com>" or "ann@x.com", trimmed and lower-cased; false when it
+ * is not an address. */
+static bool norm_email(const char *s, char out[VALUE_MAX + 1])
+{
+    if (!s)
+        return false;
+    const char *lt = strrchr(s, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+    const char *p = lt && gt ? lt + 1 : s, *end = lt && gt ? gt : s + strlen(s);
+    while (p < end && isspace((unsigned char)*p))
+        p++;
+    while (end > p && isspace((unsigned char)end[-1]))
+        end--;
+    size_t n = (size_t)(end - p);
+    if (n < 3 || n > VALUE_MAX)
+        return false;
+    int at = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= ' ' || c == '<' || c == '>' || c == ',' || c == '"')
+            return false;
+        at += c == '@';
+        out[i] = (char)tolower(c);
+    }
+    out[n] = '\0';
+    const char *a = strchr(out, '@');
+    return at == 1 && a != out && a[1] && strchr(a, '.');
+}
+
+/* +digits (a leading + kept), at least 7 digits. */
+static bool norm_phone(const char *s, char out[VALUE_MAX + 1])
+{
+    if (!s)
+        return false;
+    size_t n = 0, digits = 0;
+    for (const char *p = s; *p && n < 24; p++) {
+        if (*p == '+' && n == 0)
+            out[n++] = '+';
+        else if (isdigit((unsigned char)*p)) {
+            out[n++] = *p;
+            digits++;
+        } else if (!strchr(" -./()", *p))
+            return false;
+    }
+    out[n] = '\0';
+    return digits >= 7 && digits <= 15;
+}
+
+static void add_id(Person *p, const char *kind, const char *value)
+{
+    if (p->n == IDS_PER_PERSON)
+        return;
+    snprintf(p->ids[p->n].kind, sizeof p->ids[0].kind, "%s", kind);
+    snprintf(p->ids[p->n].value, sizeof p->ids[0].value, "%s", value);
+    p->n++;
+}
+
+static void set_name(char *dst, size_t size, const char *v)
+{
+    if (v && *v && !*dst)
+        snprintf(dst, size, "%s", v);
+}
+
+/* {email, name?} (or a plain address string). */
+static void person_from_party(const json_t *party, Person *out, size_t *n)
+{
+    if (*n == PERSONS_MAX)
+        return;
+    Person *p = &out[*n];
+    memset(p, 0, sizeof *p);
+    char v[VALUE_MAX + 1];
+    const char *email = json_is_string(party) ? json_string_value(party)
+                                              : json_string_value(json_object_get(party, "email"));
+    if (norm_email(email, v))
+        add_id(p, "email", v);
+    set_name(p->name, sizeof p->name, json_string_value(json_object_get(party, "name")));
+    if (p->n)
+        (*n)++;
+}
+
+static const char *field(const json_t *fields, const char *const *names)
+{
+    for (int i = 0; names[i]; i++) {
+        const char *v = json_string_value(json_object_get(fields, names[i]));
+        if (v && *v)
+            return v;
+    }
+    return NULL;
+}
+
+static size_t persons_of(const Event *ev, const json_t *d, Person *out)
+{
+    size_t n = 0;
+    const char *t = ev->type;
+    char v[VALUE_MAX + 1];
+    if (!strcmp(t, "email.received")) {
+        person_from_party(json_object_get(d, "from"), out, &n);
+        const char *lists[] = { "to", "cc" };
+        for (int l = 0; l < 2; l++) {
+            size_t i;
+            const json_t *x;
+            json_array_foreach(json_object_get(d, lists[l]), i, x) person_from_party(x, out, &n);
+        }
+    } else if (!strcmp(t, "form.submitted") || !strcmp(t, "contact.imported")) {
+        bool form = !strcmp(t, "form.submitted");
+        const json_t *f = form ? json_object_get(d, "fields") : d;
+        static const char *const emails[] = { "email", "Email", "e-mail", "mail", NULL };
+        static const char *const names[] = { "name", "Name", "full_name", "fullname", NULL };
+        static const char *const phones[] = { "phone", "Phone", "tel", "telephone", "mobile",
+                                              NULL };
+        static const char *const companies[] = { "company", "Company", "organisation",
+                                                  "organization", NULL };
+        Person *p = &out[0];
+        memset(p, 0, sizeof *p);
+        if (norm_email(field(f, emails), v))
+            add_id(p, "email", v);
+        if (norm_phone(field(f, phones), v))
+            add_id(p, "phone", v);
+        set_name(p->name, sizeof p->name, field(f, names));
+        set_name(p->company, sizeof p->company, field(f, companies));
+        n = p->n ? 1 : 0;
+    } else if (!strncmp(t, "payment.", 8) || !strncmp(t, "invoice.", 8) ||
+               !strncmp(t, "subscription.", 13) || !strcmp(t, "checkout.completed")) {
+        const json_t *c = json_object_get(d, "customer");
+        Person *p = &out[0];
+        memset(p, 0, sizeof *p);
+        const char *id = json_string_value(json_object_get(c, "id"));
+        if (id && *id && strlen(id) <= VALUE_MAX)
+            add_id(p, "payment", id);
+        if (norm_email(json_string_value(json_object_get(c, "email")), v))
+            add_id(p, "email", v);
+        set_name(p->name, sizeof p->name, json_string_value(json_object_get(c, "name")));
+        n = p->n ? 1 : 0;
+    } else if (!strncmp(t, "calendar.event.", 15)) {
+        person_from_party(json_object_get(d, "organizer"), out, &n);
+        size_t i;
+        const json_t *x;
+        json_array_foreach(json_object_get(d, "attendees"), i, x) person_from_party(x, out, &n);
+    }
+    return n;
+}
+
+/* ---- resolving ---- */
+
+static void derived_id(char prefix, const char *a, const char *b, char out[27])
+{
+    char key[VALUE_MAX + 32], hex[CORE_SHA256_HEX + 1];
+    snprintf(key, sizeof key, "%s:%s", a, b);
+    core_sha256_hex(key, strlen(key), hex);
+    out[0] = prefix;
+    memcpy(out + 1, hex, 25);
+    out[26] = '\0';
+}
+
+/* The contact an identity points to, following merges to the one that
+ * stands; "" when unknown. */
+static int lookup(Store *tx, const Ident *id, char out[27], Err *err)
+{
+    out[0] = '\0';
+    StoreStmt *st;
+    int rc = store_prepare(tx,
+                           "SELECT coalesce(c.merged_into, i.contact_id) FROM identities i"
+                           " JOIN contacts c ON c.id = i.contact_id"
+                           " WHERE i.kind = ?1 AND i.value = ?2",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, id->kind, strlen(id->kind));
+    store_bind_text(st, 2, id->value, strlen(id->value));
+    if ((rc = store_step(st, err)) == STORE_ROW)
+        snprintf(out, 27, "%s", store_col_text(st, 0, NULL));
+    store_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
+static int org_for(Store *tx, const Event *ev, const Person *p, char out[27], Err *err)
+{
+    out[0] = '\0';
+    const char *domain = NULL;
+    for (int i = 0; i < p->n && !domain; i++)
+        if (!strcmp(p->ids[i].kind, "email"))
+            domain = strchr(p->ids[i].value, '@') + 1;
+    if (!domain || memory_freemail(domain))
+        return 0;
+    derived_id('o', "org", domain, out);
+    return store_execf(tx, err,
+                       "INSERT INTO orgs(id, domain, name, first_seq) VALUES (?1, ?2, nullif(?3, ''), ?4)"
+                       " ON CONFLICT(id) DO UPDATE SET name = coalesce(name, nullif(?3, ''))",
+                       "sssi", out, domain, p->company, ev->seq);
+}
+
+static int resolve(Store *tx, const Event *ev, const Person *p, Err *err)
+{
+    char contact[27] = "", found[27];
+    int rc = 0;
+    for (int i = 0; i < p->n && rc == 0; i++) {
+        if ((rc = lookup(tx, &p->ids[i], found, err)) < 0)
+            return rc;
+        if (found[0] && !contact[0])
+            snprintf(contact, sizeof contact, "%s", found);
+        /* a second contact among the identities is not merged by itself:
+         * the operator decides (bureau memory merge) */
+    }
+    char org[27];
+    if ((rc = org_for(tx, ev, p, org, err)) < 0)
+        return rc;
+    const char *email = NULL, *phone = NULL;
+    for (int i = 0; i < p->n; i++) {
+        if (!email && !strcmp(p->ids[i].kind, "email"))
+            email = p->ids[i].value;
+        if (!phone && !strcmp(p->ids[i].kind, "phone"))
+            phone = p->ids[i].value;
+    }
+    if (!contact[0]) {
+        derived_id('c', p->ids[0].kind, p->ids[0].value, contact);
+        rc = store_execf(tx, err,
+                         "INSERT OR IGNORE INTO contacts(id, name, email, phone, org_id, first_seq,"
+                         " last_seq, events) VALUES (?1, nullif(?2, ''), ?3, ?4, nullif(?5, ''),"
+                         " ?6, 0, 0)",
+                         "sssssi", contact, p->name, email, phone, org, ev->seq);
+    }
+    if (rc == 0)
+        rc = store_execf(tx, err,
+                         "UPDATE contacts SET name = coalesce(name, nullif(?2, '')),"
+                         " email = coalesce(email, ?3), phone = coalesce(phone, ?4),"
+                         " org_id = coalesce(org_id, nullif(?5, '')), last_seq = ?6,"
+                         " events = events + (last_seq != ?6) WHERE id = ?1",
+                         "sssssi", contact, p->name, email, phone, org, ev->seq);
+    for (int i = 0; i < p->n && rc == 0; i++)
+        rc = store_execf(tx, err,
+                         "INSERT OR IGNORE INTO identities(kind, value, contact_id, first_contact,"
+                         " seq) VALUES (?1, ?2, ?3, ?3, ?4)",
+                         "sssi", p->ids[i].kind, p->ids[i].value, contact, ev->seq);
+    return rc;
+}
+
+static int merged(Store *tx, const json_t *d, bool undo, Err *err)
+{
+    const char *into = json_string_value(json_object_get(d, "into"));
+    const char *from = json_string_value(json_object_get(d, "from"));
+    const char *who = json_string_value(json_object_get(d, "contact"));
+    if (!undo) {
+        if (!into || !from || !strcmp(into, from))
+            return 0;
+        /* contacts merged into `from` before follow it */
+        int rc = store_execf(tx, err,
+                             "UPDATE contacts SET merged_into = ?1 WHERE id = ?2 OR merged_into = ?2",
+                             "ss", into, from);
+        return rc < 0 ? rc
+                      : store_execf(tx, err,
+                                    "UPDATE identities SET contact_id = ?1 WHERE contact_id = ?2",
+                                    "ss", into, from);
+    }
+    if (!who)
+        return 0;
+    int rc = store_execf(tx, err, "UPDATE contacts SET merged_into = NULL WHERE id = ?1", "s",
+                         who);
+    return rc < 0 ? rc
+                  : store_execf(tx, err,
+                                "UPDATE identities SET contact_id = ?1 WHERE first_contact = ?1",
+                                "s", who);
+}
+
+static int apply(Store *tx, const Event *ev, Err *err)
+{
+    const char *t = ev->type;
+    bool merge = !strcmp(t, "memory.merged"), unmerge = !strcmp(t, "memory.unmerged");
+    bool person = !strcmp(t, "email.received") || !strcmp(t, "form.submitted") ||
+                  !strcmp(t, "contact.imported") || !strncmp(t, "payment.", 8) ||
+                  !strncmp(t, "invoice.", 8) || !strncmp(t, "subscription.", 13) ||
+                  !strcmp(t, "checkout.completed") || !strncmp(t, "calendar.event.", 15);
+    if (!merge && !unmerge && !person)
+        return 0;
+    json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+    if (!d)
+        return 0;
+    int rc = 0;
+    if (person) {
+        Person *ps = xcalloc(PERSONS_MAX, sizeof *ps);
+        size_t n = persons_of(ev, d, ps);
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = resolve(tx, ev, &ps[i], err);
+        free(ps);
+    } else {
+        rc = merged(tx, d, unmerge, err);
+    }
+    json_decref(d);
+    return rc;
+}
+
+static const Projection identity_projection = {
+    .name = "identity",
+    .version = 1,
+    .tables = tables,
+    .apply = apply,
+};
+
+void memory_projections_register(void)
+{
+    ledger_projection_register(&identity_projection);
+}
+
+/* ---- reading ---- */
+
+int memory_contact_find(Store *rd, const char *what, char out[MEMORY_CONTACT_ID_LEN + 1],
+                        Err *err)
+{
+    Ident id = { 0 };
+    char v[VALUE_MAX + 1];
+    if (norm_email(what, v))
+        snprintf(id.kind, sizeof id.kind, "email");
+    else if (norm_phone(what, v))
+        snprintf(id.kind, sizeof id.kind, "phone");
+    if (id.kind[0]) {
+        snprintf(id.value, sizeof id.value, "%s", v);
+        int rc = lookup(rd, &id, out, err);
+        if (rc < 0)
+            return rc;
+        if (out[0])
+            return 0;
+    }
+    /* a contact id, or a payment customer id */
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT coalesce(merged_into, id) FROM contacts WHERE id = ?1"
+                           " UNION ALL SELECT coalesce(c.merged_into, c.id) FROM identities i"
+                           " JOIN contacts c ON c.id = i.contact_id"
+                           " WHERE i.kind = 'payment' AND i.value = ?1 LIMIT 1",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, what, strlen(what));
+    out[0] = '\0';
+    if ((rc = store_step(st, err)) == STORE_ROW)
+        snprintf(out, MEMORY_CONTACT_ID_LEN + 1, "%s", store_col_text(st, 0, NULL));
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    return out[0] ? 0 : err_set(err, ERR_NOTFOUND, "no contact '%.100s'", what);
+}
+
+static json_t *text_or_null(StoreStmt *st, int col)
+{
+    const char *v = store_col_text(st, col, NULL);
+    return v ? json_string(v) : json_null();
+}
+
+int memory_contact_get(Store *rd, const char *id, json_t **ret, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT c.id, c.name, c.email, c.phone, c.merged_into, c.first_seq,"
+                           " c.last_seq, c.events, o.id, o.domain, o.name FROM contacts c"
+                           " LEFT JOIN orgs o ON o.id = c.org_id WHERE c.id = ?1",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, id, strlen(id));
+    json_t *c = NULL;
+    if ((rc = store_step(st, err)) == STORE_ROW) {
+        c = json_pack("{s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "id",
+                      store_col_text(st, 0, NULL), "name", text_or_null(st, 1), "email",
+                      text_or_null(st, 2), "phone", text_or_null(st, 3), "merged_into",
+                      text_or_null(st, 4), "first_seq", (json_int_t)store_col_int(st, 5),
+                      "last_seq", (json_int_t)store_col_int(st, 6), "events",
+                      (json_int_t)store_col_int(st, 7));
+        json_object_set_new(c, "org",
+                            store_col_text(st, 8, NULL)
+                                ? json_pack("{s:s, s:s, s:o}", "id", store_col_text(st, 8, NULL),
+                                            "domain", store_col_text(st, 9, NULL), "name",
+                                            text_or_null(st, 10))
+                                : json_null());
+    }
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    if (!c)
+        return err_set(err, ERR_NOTFOUND, "no contact '%.40s'", id);
+    json_t *ids = json_array(), *merged_ids = json_array();
+    if ((rc = store_prepare(rd,
+                            "SELECT kind, value, seq FROM identities WHERE contact_id = ?1"
+                            " ORDER BY seq, kind, value",
+                            &st, err)) == 0) {
+        store_bind_text(st, 1, id, strlen(id));
+        while ((rc = store_step(st, err)) == STORE_ROW)
+            json_array_append_new(ids, json_pack("{s:s, s:s, s:I}", "kind",
+                                                 store_col_text(st, 0, NULL), "value",
+                                                 store_col_text(st, 1, NULL), "seq",
+                                                 (json_int_t)store_col_int(st, 2)));
+        store_stmt_done(st);
+    }
+    if (rc >= 0 && (rc = store_prepare(rd, "SELECT id FROM contacts WHERE merged_into = ?1"
+                                           " ORDER BY first_seq",
+                                       &st, err)) == 0) {
+        store_bind_text(st, 1, id, strlen(id));
+        while ((rc = store_step(st, err)) == STORE_ROW)
+            json_array_append_new(merged_ids, json_string(store_col_text(st, 0, NULL)));
+        store_stmt_done(st);
+    }
+    json_object_set_new(c, "identities", ids);
+    json_object_set_new(c, "merged", merged_ids);
+    if (rc < 0) {
+        json_decref(c);
+        return rc;
+    }
+    *ret = c;
+    return 0;
+}
+
+int memory_contacts_list(Store *rd, const char *query, int64_t limit, json_t **ret, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT c.id, c.name, c.email, o.domain, c.last_seq, c.events"
+                           " FROM contacts c LEFT JOIN orgs o ON o.id = c.org_id"
+                           " WHERE c.merged_into IS NULL AND (?1 IS NULL"
+                           "  OR instr(lower(coalesce(c.name, '')), lower(?1)) > 0"
+                           "  OR instr(coalesce(c.email, ''), lower(?1)) > 0"
+                           "  OR instr(coalesce(o.domain, ''), lower(?1)) > 0)"
+                           " ORDER BY c.last_seq DESC LIMIT ?2",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    if (query)
+        store_bind_text(st, 1, query, strlen(query));
+    store_bind_int(st, 2, limit > 0 ? limit : 100);
+    json_t *list = json_array();
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        json_array_append_new(list, json_pack("{s:s, s:o, s:o, s:o, s:I, s:I}", "id",
+                                              store_col_text(st, 0, NULL), "name",
+                                              text_or_null(st, 1), "email", text_or_null(st, 2),
+                                              "org", text_or_null(st, 3), "last_seq",
+                                              (json_int_t)store_col_int(st, 4), "events",
+                                              (json_int_t)store_col_int(st, 5)));
+    store_stmt_done(st);
+    if (rc < 0) {
+        json_decref(list);
+        return rc;
+    }
+    *ret = list;
+    return 0;
+}
+
+/* ---- merges ---- */
+
+static int standing(Store *rd, const char *id, bool *stands, Err *err)
+{
+    int64_t n = 0;
+    int rc = store_query_int(rd, "SELECT count(*) FROM contacts WHERE id = ?1 AND merged_into IS NULL",
+                             id, 0, &n, err);
+    *stands = n > 0;
+    return rc;
+}
+
+static int record(Ledger *l, const char *type, json_t *d, Err *err)
+{
+    Event *ev = NULL;
+    int rc = ledger_event_new(type, "operator", NULL, d, NULL, ledger_limits(l), &ev, err);
+    json_decref(d);
+    return rc < 0 ? rc : ledger_append(l, &ev, 1, NULL, err);
+}
+
+int memory_merge(Ledger *l, Store *rd, const char *into, const char *from, const char *by,
+                 Err *err)
+{
+    if (!strcmp(into, from))
+        return err_set(err, ERR_INVAL, "a contact cannot be merged into itself");
+    bool a = false, b = false;
+    int rc = standing(rd, into, &a, err);
+    if (rc == 0)
+        rc = standing(rd, from, &b, err);
+    if (rc < 0)
+        return rc;
+    if (!a || !b)
+        return err_set(err, ERR_NOTFOUND, "no contact '%.40s' standing (merged away, or unknown)",
+                       !a ? into : from);
+    return record(l, "memory.merged", json_pack("{s:s, s:s, s:s}", "into", into, "from", from, "by",
+                                                by),
+                  err);
+}
+
+int memory_unmerge(Ledger *l, Store *rd, const char *contact, const char *by, Err *err)
+{
+    int64_t merged_away = 0;
+    int rc = store_query_int(rd, "SELECT count(*) FROM contacts WHERE id = ?1 AND merged_into IS NOT NULL",
+                             contact, 0, &merged_away, err);
+    if (rc < 0)
+        return rc;
+    if (!merged_away)
+        return err_set(err, ERR_EXISTS, "contact '%.40s' is not merged into another", contact);
+    return record(l, "memory.unmerged", json_pack("{s:s, s:s}", "contact", contact, "by", by),
+                  err);
+}

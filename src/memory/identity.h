@@ -1,0 +1,51 @@
+/* Identity: contacts, their identities and organisations, resolved from
+ * every event that names a person (the "identity" projection), and the
+ * operator's merges (docs/memory.md).
+ *
+ * A person named by an event is a set of identities (an email address, a
+ * phone number, a payment customer id) with a name and maybe a company.
+ * When one of them is known, the person is that contact and the others
+ * join it; when none is, a new contact begins, its id derived from its
+ * first identity so that replay gives the same ids. Two known identities of
+ * different contacts in one event are not merged by themselves: merging is
+ * the operator's (memory.merged), and can be undone (memory.unmerged). */
+#ifndef BUREAU_MEMORY_IDENTITY_H
+#define BUREAU_MEMORY_IDENTITY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/err.h"
+#include "ledger/ledger.h"
+
+#define MEMORY_CONTACT_ID_LEN 26
+
+/* Registers the "identity" projection (call before ledger_open). */
+void memory_projections_register(void);
+
+/* Whether domain (lower case) is a free-mail provider's: its users get no
+ * organisation. */
+bool memory_freemail(const char *domain);
+
+/* The contact an email address, a phone, a payment customer id or a contact
+ * id names (following merges to the contact that stands); ERR_NOTFOUND. */
+int memory_contact_find(Store *rd, const char *what, char out[MEMORY_CONTACT_ID_LEN + 1],
+                        Err *err);
+
+/* A contact: {id, name, email, phone, org: {id, domain, name} | null,
+ * identities: [{kind, value, seq}], merged: [ids merged into it],
+ * merged_into, first_seq, last_seq, events}. */
+int memory_contact_get(Store *rd, const char *id, json_t **ret, Err *err);
+
+/* Contacts that stand (not merged away), most recently seen first; query
+ * (may be NULL) matches name, email or organisation domain. */
+int memory_contacts_list(Store *rd, const char *query, int64_t limit, json_t **ret, Err *err);
+
+/* Records memory.merged: from joins into (both must stand, and differ). */
+int memory_merge(Ledger *l, Store *rd, const char *into, const char *from, const char *by,
+                 Err *err);
+/* Records memory.unmerged: a merged-away contact stands again with the
+ * identities it brought. */
+int memory_unmerge(Ledger *l, Store *rd, const char *contact, const char *by, Err *err);
+
+#endif

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Identity (the "identity" projection): contacts, identities and
+# organisations from emails, forms, payments, calendars and imports; free
+# mail gets no organisation; a person under two addresses is one contact
+# after `memory merge`, and `unmerge` undoes it; replay gives the same.
+. "$(dirname "$0")/lib.sh"
+
+D=$TMP/data
+bureau --data "$D" init >/dev/null 2>&1
+q() { sqlite3 "$D/bureau.db" "$1"; }
+cat >"$TMP/events.ndjson" <<'NDJSON'
+{"type":"email.received","source":"imap","data":{"from":{"email":"Ann.Smith@Acme.example","name":"Ann Smith"},"to":[{"email":"me@studio.example","name":"Me"}],"cc":[{"email":"cfo@acme.example"}],"subject":"Quote","text":"Hi","message_id":"<1@acme>"}}
+{"type":"form.submitted","source":"site","data":{"form":"contact","fields":{"email":"ann@gmail.com","name":"Ann Smith","phone":"+41 79 123 45 67","company":"Acme"}}}
+{"type":"payment.succeeded","source":"stripe","data":{"amount":5000,"currency":"eur","customer":{"id":"cus_ann","email":"ANN@gmail.com","name":"Ann Smith"},"provider_id":"pi_1"}}
+{"type":"calendar.event.created","source":"ics","data":{"uid":"u1","summary":"Kick-off","start":"2027-01-05T10:00:00Z","end":"2027-01-05T11:00:00Z","organizer":{"email":"me@studio.example"},"attendees":[{"email":"ann.smith@acme.example","name":"Ann"},{"email":"dev@partner.example","name":"Dev Partner"}]}}
+{"type":"contact.imported","source":"csv","data":{"email":"zoe@yahoo.fr","name":"Zoé Martin","company":"Freelance"}}
+{"type":"form.submitted","source":"site","data":{"form":"contact","fields":{"message":"no address here"}}}
+NDJSON
+check "the events go in" bureau --data "$D" ingest --bulk --file "$TMP/events.ndjson"
+contact() { bureau --data "$D" --json memory profile "$1" 2>/dev/null; }
+run contact ann.smith@acme.example
+A1=$(jget "$OUT" '$.id')
+expect_eq "an email sender becomes a contact, named, with the domain's organisation" \
+  "$(jget "$OUT" '$.name') $(jget "$OUT" '$.org.domain')" "Ann Smith acme.example"
+expect_eq "the calendar attendee with the same address (other case) is the same contact" \
+  "$(jget "$OUT" '$.events')" 2
+run contact ann@gmail.com
+A2=$(jget "$OUT" '$.id')
+expect_eq "the form and the payment under the free-mail address are one contact, with no organisation" \
+  "$(jget "$OUT" '$.org') $(jget "$OUT" '$.phone')" " +41791234567"
+expect_eq "the payment customer id is one of its identities" "$(jget "$(contact cus_ann)" '$.id')" "$A2"
+check "two contacts before the merge" test "$A1" != "$A2"
+expect_eq "recipients and cc are contacts too; a CC at the same company shares the organisation" \
+  "$(jget "$(contact cfo@acme.example)" '$.org.domain')" "acme.example"
+expect_eq "free mail: no organisation for yahoo.fr" "$(jget "$(contact zoe@yahoo.fr)" '$.org')" ""
+expect_eq "no organisation row for any free-mail domain" \
+  "$(q "SELECT count(*) FROM orgs WHERE domain IN ('gmail.com', 'yahoo.fr')")" 0
+expect_eq "a form without an address names nobody" "$(q "SELECT count(*) FROM contacts")" 6
+run bureau --data "$D" memory merge nobody@nowhere.example "$A2"
+expect_eq "merging an unknown contact: exit 1 naming it" \
+  "$RC $(grep -c 'nobody@nowhere.example' <<<"$ERR")" "1 1"
+run bureau --data "$D" memory merge "$A1" "$A1"
+expect_eq "merging a contact into itself: refused" "$RC" 1
+check "merge the free-mail contact into the work one" bureau --data "$D" memory merge ann.smith@acme.example cus_ann
+run contact ann@gmail.com
+expect_eq "after the merge every identity names the work contact" \
+  "$(jget "$OUT" '$.id') $(jget "$(contact +41791234567)" '$.id') $(jget "$(contact cus_ann)" '$.id')" \
+  "$A1 $A1 $A1"
+expect_eq "its profile lists the identities from email, form and payment" \
+  "$(printf '%s' "$OUT" >"$TMP/p.json"; sqlite3 :memory: "SELECT group_concat(value ->> '\$.kind' || ':' || (value ->> '\$.value'), ' ') FROM json_each(readfile('$TMP/p.json'), '\$.identities')")" \
+  "email:ann.smith@acme.example email:ann@gmail.com phone:+41791234567 payment:cus_ann"
+run bureau --data "$D" --json memory contacts
+expect_eq "the merged-away contact is no longer listed" "$(grep -c "$A2" <<<"$OUT")" 0
+echo '{"type":"payment.succeeded","source":"stripe","data":{"amount":700,"currency":"eur","customer":{"id":"cus_ann"},"provider_id":"pi_3"}}' |
+  bureau --data "$D" ingest >/dev/null 2>&1
+expect_eq "a later payment by the customer id lands on the merged contact" \
+  "$(q "SELECT contact_id FROM identities WHERE value = 'cus_ann'")" "$A1"
+before=$(q "SELECT group_concat(id || '|' || coalesce(merged_into, '') || '|' || coalesce(org_id, ''), ',') FROM (SELECT * FROM contacts ORDER BY id)")
+check "replay --check: the contacts are a function of the log" bureau --data "$D" replay --check
+check "a full rebuild" bureau --data "$D" replay --projection identity --full
+expect_eq "the rebuild gives the same contacts, ids and merges" \
+  "$(q "SELECT group_concat(id || '|' || coalesce(merged_into, '') || '|' || coalesce(org_id, ''), ',') FROM (SELECT * FROM contacts ORDER BY id)")" "$before"
+check "unmerge" bureau --data "$D" memory unmerge "$A2"
+expect_eq "after the unmerge the free-mail identities are its own again" \
+  "$(jget "$(contact ann@gmail.com)" '$.id') $(jget "$(contact cus_ann)" '$.id') $(jget "$(contact ann.smith@acme.example)" '$.id')" \
+  "$A2 $A2 $A1"
+run bureau --data "$D" memory unmerge "$A2"
+expect_eq "unmerging twice: refused" "$RC" 1
+run bureau --data "$D" events --type memory.merged --json
+expect_eq "the merge is an event that names who did it" "$(jget "$OUT" '$.data.by')" cli
+check "the chain verifies" bureau --data "$D" audit verify
+sanitizer_check "no sanitizer reports"
