@@ -30,3 +30,22 @@ CREATE TABLE orgs (
     name      TEXT,                 -- a company name given with it, if any
     first_seq INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Facts about contacts: (subject, key, value, confidence, source event,
+-- observed_at). A newer fact supersedes an older one of the same key and
+-- kind of source without deleting it; a different value from another kind
+-- of source stands beside it as a conflict until the operator records one.
+CREATE TABLE facts (
+    id            INTEGER PRIMARY KEY,  -- the order facts were observed in
+    contact_id    TEXT NOT NULL,        -- where it belongs now (merges move it)
+    first_contact TEXT NOT NULL,        -- where it was recorded (unmerges restore it)
+    key           TEXT NOT NULL,        -- name, email, phone, company, role, payment_total...
+    value         TEXT NOT NULL,        -- JSON
+    confidence    REAL NOT NULL,
+    source        TEXT NOT NULL,        -- form, email, payment, subscription, calendar, import, step, operator
+    source_seq    INTEGER NOT NULL,     -- the event it comes from
+    observed_at   TEXT NOT NULL,
+    superseded_by INTEGER               -- the fact that replaced it, NULL while current
+);
+CREATE INDEX facts_current ON facts(contact_id, key) WHERE superseded_by IS NULL;
+CREATE INDEX facts_contact ON facts(contact_id, key, id);

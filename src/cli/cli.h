@@ -118,6 +118,8 @@ int cmd_memory_contacts(Cli *cli);
 int cmd_memory_profile(Cli *cli);
 int cmd_memory_merge(Cli *cli);
 int cmd_memory_unmerge(Cli *cli);
+int cmd_memory_facts(Cli *cli);
+int cmd_memory_fact(Cli *cli);
 
 
 #endif

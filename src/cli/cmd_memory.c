@@ -133,3 +133,72 @@ static int merge_or_unmerge(Cli *cli, bool merge)
 
 int cmd_memory_merge(Cli *cli) { return merge_or_unmerge(cli, true); }
 int cmd_memory_unmerge(Cli *cli) { return merge_or_unmerge(cli, false); }
+
+int cmd_memory_facts(Cli *cli)
+{
+    int rc = cli_load_config(cli);
+    Store *rd = NULL;
+    if (rc || (rc = cli_open_reader(cli, &rd)))
+        return rc;
+    Err err = { 0 };
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    json_t *facts = NULL;
+    rc = memory_contact_find(rd, cli->pos[0], id, &err) < 0 ||
+                 memory_facts(rd, id, cli_flag(cli, "history"), &facts, &err) < 0
+             ? cli_fail_err(cli, &err)
+             : EXIT_OK;
+    store_close(rd);
+    if (rc != EXIT_OK)
+        return rc;
+    size_t i;
+    json_t *f;
+    if (!cli->json)
+        printf("%-16s %-40s %5s %-12s %7s  %s\n", "KEY", "VALUE", "CONF", "SOURCE", "SEQ", "");
+    json_array_foreach(facts, i, f) {
+        if (cli->json) {
+            cli_print_json(json_incref(f));
+            continue;
+        }
+        char *v = json_dumps(json_object_get(f, "value"), JSON_ENCODE_ANY | JSON_COMPACT);
+        printf("%-16s %-40.40s %5.2f %-12s %7lld  %s\n", text_of(f, "key"), v ? v : "",
+               json_number_value(json_object_get(f, "confidence")), text_of(f, "source"),
+               (long long)json_integer_value(json_object_get(f, "seq")),
+               !json_is_true(json_object_get(f, "current")) ? "(superseded)"
+               : json_is_true(json_object_get(f, "conflict")) ? "(conflict)"
+                                                               : "");
+        free(v);
+    }
+    json_decref(facts);
+    return EXIT_OK;
+}
+
+int cmd_memory_fact(Cli *cli)
+{
+    Ledger *l = NULL;
+    Store *rd = NULL;
+    int rc;
+    if ((rc = cli_load_config(cli)) || (rc = cli_open_ledger(cli, false, &l)) ||
+        (rc = cli_open_reader(cli, &rd))) {
+        ledger_close(l);
+        return rc;
+    }
+    Err err = { 0 };
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    /* VALUE is JSON when it parses as JSON, else a string */
+    json_t *value = json_loads(cli->pos[2], JSON_DECODE_ANY, NULL);
+    if (!value)
+        value = json_string(cli->pos[2]);
+    rc = memory_contact_find(rd, cli->pos[0], id, &err);
+    if (rc == 0)
+        rc = memory_fact_record(l, rd, id, cli->pos[1], value, 1.0, "operator", &err);
+    json_decref(value);
+    store_close(rd);
+    ledger_close(l);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    if (cli->json)
+        cli_print_json(json_pack("{s:s, s:s}", "contact", id, "key", cli->pos[1]));
+    else
+        printf("%s: %s recorded\n", id, cli->pos[1]);
+    return EXIT_OK;
+}

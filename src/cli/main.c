@@ -108,6 +108,11 @@ static const CliOpt contacts_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt facts_opts[] = {
+    { "history", NULL, "also the facts that newer ones superseded" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt run_opts[] = {
     { "until-idle", NULL, "exit 0 once no step is ready or running (waits and timers aside)" },
     { "timeout", "S", "with --until-idle: fail after S seconds" },
@@ -223,6 +228,11 @@ static const CliCommand commands[] = {
     { "memory profile", "EMAIL|PHONE|ID",
       "A contact: name, email, phone, organisation, identities, merges.", NULL,
       cmd_memory_profile, 1, 1 },
+    { "memory facts", "CONTACT", "What is known about a contact, with sources and confidence.",
+      facts_opts, cmd_memory_facts, 1, 1 },
+    { "memory fact", "CONTACT KEY VALUE",
+      "Record a fact as the operator (VALUE: JSON, or text); it supersedes the others.", NULL,
+      cmd_memory_fact, 3, 3 },
     { "memory merge", "A B",
       "Merge contact B into A (each an email, phone, payment id or contact id); an event.",
       NULL, cmd_memory_merge, 2, 2 },

@@ -14,7 +14,7 @@
 #define IDS_PER_PERSON 3
 #define VALUE_MAX 320
 
-static const char *const tables[] = { "contacts", "identities", "orgs", NULL };
+static const char *const tables[] = { "contacts", "identities", "orgs", "facts", NULL };
 
 /* Free-mail providers (sorted, for bsearch): their users are people, not
  * organisations. */
@@ -55,6 +55,7 @@ typedef struct Person {
     int n;
     char name[129];
     char company[129];
+    char resolved[27]; /* the contact it was resolved to */
 } Person;
 
 /* "Ann <ann@x.com>" or "ann@x.com", trimmed and lower-cased; false when it
@@ -247,7 +248,148 @@ static int org_for(Store *tx, const Event *ev, const Person *p, char out[27], Er
                        "sssi", out, domain, p->company, ev->seq);
 }
 
-static int resolve(Store *tx, const Event *ev, const Person *p, Err *err)
+/* ---- facts ---- */
+
+/* Records value (JSON text) for key of contact. Nothing when a current fact
+ * already says the same; else the new fact supersedes the current ones from
+ * the same kind of source (an operator's, all of them) and stands beside
+ * the others as a conflict. */
+static int fact(Store *tx, const Event *ev, const char *contact, const char *key,
+                const char *value, double confidence, const char *source, Err *err)
+{
+    int64_t same = 0;
+    StoreStmt *st;
+    int rc = store_prepare(tx,
+                           "SELECT count(*) FROM facts WHERE contact_id = ?1 AND key = ?2"
+                           " AND superseded_by IS NULL AND value = ?3",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, contact, strlen(contact));
+    store_bind_text(st, 2, key, strlen(key));
+    store_bind_text(st, 3, value, strlen(value));
+    if ((rc = store_step(st, err)) == STORE_ROW)
+        same = store_col_int(st, 0);
+    store_stmt_done(st);
+    if (rc < 0 || same)
+        return rc < 0 ? rc : 0;
+    const char *at = ev->occurred_at[0] ? ev->occurred_at : ev->received_at;
+    if ((rc = store_execf(tx, err,
+                          "INSERT INTO facts(contact_id, first_contact, key, value, confidence,"
+                          " source, source_seq, observed_at) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                          "sssrsis", contact, key, value, confidence, source, ev->seq, at)) < 0)
+        return rc;
+    return store_execf(tx, err,
+                       "UPDATE facts SET superseded_by = last_insert_rowid()"
+                       " WHERE contact_id = ?1 AND key = ?2 AND superseded_by IS NULL"
+                       " AND id != last_insert_rowid() AND (source = ?3 OR ?3 = 'operator')",
+                       "sss", contact, key, source);
+}
+
+static int fact_str(Store *tx, const Event *ev, const char *contact, const char *key,
+                    const char *s, double confidence, const char *source, Err *err)
+{
+    if (!s || !*s)
+        return 0;
+    json_t *v = json_string(s);
+    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(v);
+    int rc = text ? fact(tx, ev, contact, key, text, confidence, source, err) : 0;
+    free(text);
+    return rc;
+}
+
+static const char *source_of(const char *type)
+{
+    return !strcmp(type, "email.received")     ? "email"
+         : !strcmp(type, "form.submitted")     ? "form"
+         : !strcmp(type, "contact.imported")   ? "import"
+         : !strncmp(type, "subscription.", 13) ? "subscription"
+         : !strncmp(type, "calendar.", 9)      ? "calendar"
+                                               : "payment";
+}
+
+/* The current value of a fact (JSON), or NULL. */
+static json_t *fact_current(Store *tx, const char *contact, const char *key)
+{
+    StoreStmt *st;
+    Err err = { 0 };
+    json_t *v = NULL;
+    if (store_prepare(tx,
+                      "SELECT value FROM facts WHERE contact_id = ?1 AND key = ?2"
+                      " AND superseded_by IS NULL ORDER BY id DESC LIMIT 1",
+                      &st, &err) < 0)
+        return NULL;
+    store_bind_text(st, 1, contact, strlen(contact));
+    store_bind_text(st, 2, key, strlen(key));
+    if (store_step(st, &err) == STORE_ROW) {
+        size_t len;
+        const char *t = store_col_text(st, 0, &len);
+        v = json_loadb(t, len, JSON_DECODE_ANY, NULL);
+    }
+    store_stmt_done(st);
+    return v;
+}
+
+static int fact_json(Store *tx, const Event *ev, const char *contact, const char *key, json_t *v,
+                     double confidence, const char *source, Err *err)
+{
+    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(v);
+    int rc = text ? fact(tx, ev, contact, key, text, confidence, source, err) : 0;
+    free(text);
+    return rc;
+}
+
+/* What an event says about the contact it names, beyond its identities:
+ * payments, subscriptions, the last contact. */
+static int event_facts(Store *tx, const Event *ev, const json_t *d, const char *contact,
+                       bool first, Err *err)
+{
+    const char *t = ev->type, *src = source_of(t);
+    int rc = 0;
+    const char *at = ev->occurred_at[0] ? ev->occurred_at : ev->received_at;
+    if (!strcmp(t, "email.received") || !strcmp(t, "form.submitted") ||
+        !strncmp(t, "calendar.event.", 15))
+        rc = fact_json(tx, ev, contact, "last_contact",
+                       json_pack("{s:s, s:s, s:I}", "at", at, "type", t, "seq",
+                                 (json_int_t)ev->seq),
+                       1.0, "event", err);
+    if (rc < 0 || !first)
+        return rc;
+    bool paid = !strcmp(t, "payment.succeeded") || !strcmp(t, "invoice.paid");
+    bool refunded = !strcmp(t, "payment.refunded");
+    const char *cur = json_string_value(json_object_get(d, "currency"));
+    json_int_t amount = json_integer_value(json_object_get(d, "amount"));
+    if ((paid || refunded) && cur && amount > 0) {
+        json_t *total = fact_current(tx, contact, "payment_total");
+        if (!json_is_object(total)) {
+            json_decref(total);
+            total = json_object();
+        }
+        json_int_t sum = json_integer_value(json_object_get(total, cur));
+        json_object_set_new(total, cur, json_integer(paid ? sum + amount : sum - amount));
+        if ((rc = fact_json(tx, ev, contact, "payment_total", total, 1.0, "payment", err)) < 0)
+            return rc;
+        if (paid)
+            rc = fact_json(tx, ev, contact, "last_payment",
+                           json_pack("{s:I, s:s, s:s, s:I}", "amount", amount, "currency", cur,
+                                     "at", at, "seq", (json_int_t)ev->seq),
+                           1.0, "payment", err);
+    }
+    if (!strncmp(t, "subscription.", 13)) {
+        json_t *s = json_pack("{s:s}", "event", t + 13);
+        static const char *const keys[] = { "plan", "status", "interval", "current_period_end",
+                                             "cancel_at", NULL };
+        for (int i = 0; keys[i]; i++)
+            if (json_object_get(d, keys[i]))
+                json_object_set(s, keys[i], json_object_get(d, keys[i]));
+        rc = fact_json(tx, ev, contact, "subscription", s, 1.0, src, err);
+    }
+    return rc;
+}
+
+static int resolve(Store *tx, const Event *ev, Person *p, Err *err)
 {
     char contact[27] = "", found[27];
     int rc = 0;
@@ -289,6 +431,18 @@ static int resolve(Store *tx, const Event *ev, const Person *p, Err *err)
                          "INSERT OR IGNORE INTO identities(kind, value, contact_id, first_contact,"
                          " seq) VALUES (?1, ?2, ?3, ?3, ?4)",
                          "sssi", p->ids[i].kind, p->ids[i].value, contact, ev->seq);
+    /* what it says about them: the identities and names given */
+    const char *src = source_of(ev->type);
+    if (rc == 0)
+        rc = fact_str(tx, ev, contact, "name", p->name, 0.8, src, err);
+    if (rc == 0)
+        rc = fact_str(tx, ev, contact, "company", p->company, 0.7, src, err);
+    if (rc == 0 && email)
+        rc = fact_str(tx, ev, contact, "email", email, 1.0, src, err);
+    if (rc == 0 && phone)
+        rc = fact_str(tx, ev, contact, "phone", phone, 0.9, src, err);
+    if (rc == 0)
+        snprintf(p->resolved, sizeof p->resolved, "%s", contact);
     return rc;
 }
 
@@ -304,30 +458,64 @@ static int merged(Store *tx, const json_t *d, bool undo, Err *err)
         int rc = store_execf(tx, err,
                              "UPDATE contacts SET merged_into = ?1 WHERE id = ?2 OR merged_into = ?2",
                              "ss", into, from);
+        if (rc == 0)
+            rc = store_execf(tx, err, "UPDATE identities SET contact_id = ?1 WHERE contact_id = ?2",
+                             "ss", into, from);
         return rc < 0 ? rc
-                      : store_execf(tx, err,
-                                    "UPDATE identities SET contact_id = ?1 WHERE contact_id = ?2",
+                      : store_execf(tx, err, "UPDATE facts SET contact_id = ?1 WHERE contact_id = ?2",
                                     "ss", into, from);
     }
     if (!who)
         return 0;
     int rc = store_execf(tx, err, "UPDATE contacts SET merged_into = NULL WHERE id = ?1", "s",
                          who);
+    if (rc == 0)
+        rc = store_execf(tx, err, "UPDATE identities SET contact_id = ?1 WHERE first_contact = ?1",
+                         "s", who);
+    if (rc == 0)
+        rc = store_execf(tx, err, "UPDATE facts SET contact_id = ?1 WHERE first_contact = ?1", "s",
+                         who);
+    /* a fact of its own superseded, while merged, by one that stays with the
+     * other contact is current again */
     return rc < 0 ? rc
                   : store_execf(tx, err,
-                                "UPDATE identities SET contact_id = ?1 WHERE first_contact = ?1",
+                                "UPDATE facts SET superseded_by = NULL WHERE contact_id = ?1"
+                                " AND superseded_by IN (SELECT id FROM facts WHERE contact_id != ?1)",
                                 "s", who);
+}
+
+/* memory.fact.recorded: a fact from a workflow step or the operator about
+ * a contact (by id or by one of its identities, resolved when recorded). */
+static int recorded_fact(Store *tx, const Event *ev, const json_t *d, Err *err)
+{
+    const char *contact = json_string_value(json_object_get(d, "contact"));
+    const char *key = json_string_value(json_object_get(d, "key"));
+    const json_t *value = json_object_get(d, "value");
+    const char *source = json_string_value(json_object_get(d, "source"));
+    if (!contact || !key || !value)
+        return 0;
+    int64_t known = 0;
+    int rc = store_query_int(tx, "SELECT count(*) FROM contacts WHERE id = ?1", contact, 0, &known,
+                             err);
+    if (rc < 0 || !known)
+        return rc;
+    double conf = json_is_number(json_object_get(d, "confidence"))
+                      ? json_number_value(json_object_get(d, "confidence"))
+                      : 1.0;
+    return fact_json(tx, ev, contact, key, json_incref((json_t *)value), conf,
+                     source && !strcmp(source, "step") ? "step" : "operator", err);
 }
 
 static int apply(Store *tx, const Event *ev, Err *err)
 {
     const char *t = ev->type;
     bool merge = !strcmp(t, "memory.merged"), unmerge = !strcmp(t, "memory.unmerged");
+    bool recorded = !strcmp(t, "memory.fact.recorded");
     bool person = !strcmp(t, "email.received") || !strcmp(t, "form.submitted") ||
                   !strcmp(t, "contact.imported") || !strncmp(t, "payment.", 8) ||
                   !strncmp(t, "invoice.", 8) || !strncmp(t, "subscription.", 13) ||
                   !strcmp(t, "checkout.completed") || !strncmp(t, "calendar.event.", 15);
-    if (!merge && !unmerge && !person)
+    if (!merge && !unmerge && !person && !recorded)
         return 0;
     json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
     if (!d)
@@ -338,7 +526,11 @@ static int apply(Store *tx, const Event *ev, Err *err)
         size_t n = persons_of(ev, d, ps);
         for (size_t i = 0; i < n && rc == 0; i++)
             rc = resolve(tx, ev, &ps[i], err);
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = event_facts(tx, ev, d, ps[i].resolved, i == 0, err);
         free(ps);
+    } else if (recorded) {
+        rc = recorded_fact(tx, ev, d, err);
     } else {
         rc = merged(tx, d, unmerge, err);
     }
@@ -497,6 +689,75 @@ int memory_contacts_list(Store *rd, const char *query, int64_t limit, json_t **r
     }
     *ret = list;
     return 0;
+}
+
+static int standing(Store *rd, const char *id, bool *stands, Err *err);
+static int record(Ledger *l, const char *type, json_t *d, Err *err);
+
+/* ---- facts, read and recorded ---- */
+
+int memory_facts(Store *rd, const char *contact, bool history, json_t **ret, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT f.id, f.key, f.value, f.confidence, f.source, f.source_seq,"
+                           " f.observed_at, f.superseded_by,"
+                           " (SELECT count(*) FROM facts g WHERE g.contact_id = f.contact_id"
+                           "  AND g.key = f.key AND g.superseded_by IS NULL) > 1"
+                           " FROM facts f WHERE f.contact_id = ?1"
+                           " AND (?2 OR f.superseded_by IS NULL) ORDER BY f.key, f.id",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, contact, strlen(contact));
+    store_bind_int(st, 2, history);
+    json_t *list = json_array();
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        size_t len;
+        const char *v = store_col_text(st, 2, &len);
+        json_t *value = json_loadb(v, len, JSON_DECODE_ANY, NULL);
+        bool current = store_col_text(st, 7, NULL) == NULL;
+        json_t *f = json_pack("{s:I, s:s, s:o, s:f, s:s, s:I, s:s, s:b, s:b}", "id",
+                              (json_int_t)store_col_int(st, 0), "key", store_col_text(st, 1, NULL),
+                              "value", value ? value : json_null(), "confidence",
+                              store_col_real(st, 3), "source", store_col_text(st, 4, NULL), "seq",
+                              (json_int_t)store_col_int(st, 5), "observed_at",
+                              store_col_text(st, 6, NULL), "current", current, "conflict",
+                              current && store_col_int(st, 8));
+        if (!current)
+            json_object_set_new(f, "superseded_by", json_integer(store_col_int(st, 7)));
+        json_array_append_new(list, f);
+    }
+    store_stmt_done(st);
+    if (rc < 0) {
+        json_decref(list);
+        return rc;
+    }
+    *ret = list;
+    return 0;
+}
+
+int memory_fact_record(Ledger *l, Store *rd, const char *contact, const char *key,
+                       const json_t *value, double confidence, const char *source, Err *err)
+{
+    size_t n = strlen(key);
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (key[i] >= 'a' && key[i] <= 'z') || (key[i] >= '0' && key[i] <= '9') || key[i] == '_';
+    if (!ok)
+        return err_set(err, ERR_INVAL, "key: '%.64s': 1-64 of a-z, 0-9 and _", key);
+    if (!(confidence >= 0 && confidence <= 1))
+        return err_set(err, ERR_INVAL, "confidence: must be from 0 to 1");
+    bool stands = false;
+    int rc = standing(rd, contact, &stands, err);
+    if (rc < 0)
+        return rc;
+    if (!stands)
+        return err_set(err, ERR_NOTFOUND, "no contact '%.40s' standing", contact);
+    return record(l, "memory.fact.recorded",
+                  json_pack("{s:s, s:s, s:O, s:f, s:s}", "contact", contact, "key", key, "value",
+                            value, "confidence", confidence, "source", source),
+                  err);
 }
 
 /* ---- merges ---- */

@@ -41,6 +41,17 @@ int memory_contact_get(Store *rd, const char *id, json_t **ret, Err *err);
  * (may be NULL) matches name, email or organisation domain. */
 int memory_contacts_list(Store *rd, const char *query, int64_t limit, json_t **ret, Err *err);
 
+/* A contact's facts: the current ones (with history, the superseded too),
+ * by key then age: [{id, key, value, confidence, source, seq, observed_at,
+ * current, conflict, superseded_by?}]. conflict: another current fact of
+ * the key says something else. */
+int memory_facts(Store *rd, const char *contact, bool history, json_t **ret, Err *err);
+/* Records memory.fact.recorded (source "operator" or "step"): it
+ * supersedes the current facts of the key from that kind of source (an
+ * operator's: all of them). */
+int memory_fact_record(Ledger *l, Store *rd, const char *contact, const char *key,
+                       const json_t *value, double confidence, const char *source, Err *err);
+
 /* Records memory.merged: from joins into (both must stand, and differ). */
 int memory_merge(Ledger *l, Store *rd, const char *into, const char *from, const char *by,
                  Err *err);

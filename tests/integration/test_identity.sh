@@ -68,5 +68,30 @@ run bureau --data "$D" memory unmerge "$A2"
 expect_eq "unmerging twice: refused" "$RC" 1
 run bureau --data "$D" events --type memory.merged --json
 expect_eq "the merge is an event that names who did it" "$(jget "$OUT" '$.data.by')" cli
+# ---- facts ----
+fact() { # fact CONTACT KEY [--history]: value:source:current:conflict of KEY's facts, oldest first
+  bureau --data "$D" --json memory facts "$1" ${3:+--history} 2>/dev/null | paste -sd, | sed 's/^/[/; s/$/]/' >"$TMP/fa.json"
+  sqlite3 :memory: "SELECT group_concat((value -> '\$.value') || ':' || json_extract(value, '\$.source') || ':' || json_extract(value, '\$.current') || ':' || json_extract(value, '\$.conflict'), ' ') FROM json_each(readfile('$TMP/fa.json')) WHERE json_extract(value, '\$.key') = '$2'"
+}
+expect_eq "facts from the form: the phone, with its source" "$(fact ann@gmail.com phone)" '"+41791234567":form:1:0'
+expect_eq "payments: the total while merged is the work contact's (5000 + 700)" \
+  "$(fact ann.smith@acme.example payment_total)" '{"eur":5700}:payment:1:0'
+expect_eq "after the unmerge the free-mail contact has its own total again" \
+  "$(fact ann@gmail.com payment_total)" '{"eur":5000}:payment:1:0'
+printf '%s\n' '{"type":"form.submitted","source":"site","data":{"form":"c","fields":{"email":"ann@gmail.com","name":"Ann S."}}}' \
+  '{"type":"payment.succeeded","source":"stripe","data":{"amount":1,"currency":"eur","customer":{"id":"cus_ann","name":"A. Smith"},"provider_id":"pi_9"}}' |
+  bureau --data "$D" ingest --bulk >/dev/null 2>&1
+expect_eq "a newer form's name supersedes the older form's; the payment's differs: a conflict, both kept" \
+  "$(fact ann@gmail.com name)" '"Ann S.":form:1:1 "A. Smith":payment:1:1'
+expect_eq "with --history the superseded name is there too, not current" \
+  "$(fact ann@gmail.com name --history)" '"Ann Smith":form:0:0 "Ann S.":form:1:1 "A. Smith":payment:1:1'
+check "the operator records the name" bureau --data "$D" memory fact ann@gmail.com name '"Ann Smith"'
+expect_eq "the operator's fact supersedes every other: the conflict is resolved" \
+  "$(fact ann@gmail.com name)" '"Ann Smith":operator:1:0'
+run bureau --data "$D" memory fact ann@gmail.com "Bad Key" x
+expect_eq "a bad key is refused, named" "$RC $(grep -c 'key:' <<<"$ERR")" "1 1"
+check "merge again" bureau --data "$D" memory merge ann.smith@acme.example ann@gmail.com
+expect_eq "the merged contact's facts follow it" "$(fact ann.smith@acme.example phone)" '"+41791234567":form:1:0'
+check "replay --check with facts" bureau --data "$D" replay --check
 check "the chain verifies" bureau --data "$D" audit verify
 sanitizer_check "no sanitizer reports"
