@@ -75,6 +75,8 @@ void flow__step_emit(FlowStepRun *r, Event *ev);
 
 /* The handler of approval, email.send and webhook.post (flow/gates.c). */
 int flow__step_gate(FlowStepRun *run);
+/* The handler of memory.resolve and memory.record_fact (flow/steps_memory.c). */
+int flow__step_memory(FlowStepRun *run);
 /* The handler of the model.* kinds (flow/steps_model.c). */
 int flow__step_model(FlowStepRun *run);
 /* Registers the "effects" projection (flow/proj_effects.c). */

@@ -394,6 +394,29 @@ static int check_draft(const json_t *with, Err *err)
     return err && err->code ? ERR_INVAL : rc;
 }
 
+static int check_resolve(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "who", NULL };
+    return check_model(with, err, "who", keys, "who");
+}
+
+static int check_record_fact(const json_t *with, Err *err)
+{
+    Err local;
+    if (!err)
+        err = &local;
+    static const char *const keys[] = { "who", "key", "value", "confidence", NULL };
+    err->code = 0;
+    if (!with_object(with, err))
+        return ret(err);
+    only_keys(with, keys, "who, key, value, confidence", err);
+    str_input(with, "who", true, err);
+    str_input(with, "key", true, err);
+    if (!json_object_get(with, "value"))
+        add(err, "with: missing required input 'value'");
+    return ret(err);
+}
+
 static const FlowStepKind builtin_kinds[] = {
     { "emit", check_emit },
     { "lua", check_lua },
@@ -407,6 +430,8 @@ static const FlowStepKind builtin_kinds[] = {
     { "model.summarize", check_summarize },
     { "model.complete", check_complete },
     { "model.draft", check_draft },
+    { "memory.resolve", check_resolve },
+    { "memory.record_fact", check_record_fact },
 };
 
 static void register_builtins(void)

@@ -188,6 +188,8 @@ FlowStepHandler flow__step_handler(const char *kind)
         return flow__step_gate;
     if (!strncmp(kind, "model.", 6))
         return flow__step_model;
+    if (!strcmp(kind, "memory.resolve") || !strcmp(kind, "memory.record_fact"))
+        return flow__step_memory;
     return NULL;
 }
 

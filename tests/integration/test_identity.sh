@@ -93,5 +93,28 @@ expect_eq "a bad key is refused, named" "$RC $(grep -c 'key:' <<<"$ERR")" "1 1"
 check "merge again" bureau --data "$D" memory merge ann.smith@acme.example ann@gmail.com
 expect_eq "the merged contact's facts follow it" "$(fact ann.smith@acme.example phone)" '"+41791234567":form:1:0'
 check "replay --check with facts" bureau --data "$D" replay --check
+# ---- the memory step kinds ----
+mkdir -p "$D/workflows"
+cat >"$D/workflows/tag-lead.yaml" <<'YAML'
+name: tag-lead
+on: {event: lead.tagged}
+steps:
+  - id: who
+    do: memory.resolve
+    with: {who: "{{ event.data.email }}"}
+  - id: remember
+    if: steps.who.output.found
+    do: memory.record_fact
+    with: {who: "{{ steps.who.output.id }}", key: stage, value: "{{ event.data.stage }}", confidence: 0.9}
+YAML
+printf '%s\n' '{"type":"lead.tagged","source":"t","data":{"email":"Ann.Smith@acme.example","stage":"qualified"}}' \
+  '{"type":"lead.tagged","source":"t","data":{"email":"nobody@nowhere.example","stage":"x"}}' |
+  bureau --data "$D" ingest --bulk >/dev/null 2>&1
+check "the workflow runs" bureau --data "$D" run --until-idle --timeout 60
+expect_eq "memory.resolve found the contact; memory.record_fact recorded a step's fact" \
+  "$(fact ann.smith@acme.example stage)" '"qualified":step:1:0'
+expect_eq "an unknown person: resolve says not found, and nothing is recorded" \
+  "$(sqlite3 "$D/bureau.db" "SELECT group_concat(s.step_id || '=' || s.status, ' ') FROM (SELECT s.step_id, s.status FROM task_steps s JOIN tasks t ON t.id = s.task_id JOIN events e ON e.seq = t.trigger_seq WHERE json_extract(e.data, '$.email') = 'nobody@nowhere.example' ORDER BY s.pos) s")" \
+  "who=succeeded remember=skipped"
 check "the chain verifies" bureau --data "$D" audit verify
 sanitizer_check "no sanitizer reports"

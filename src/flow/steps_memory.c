@@ -1,0 +1,81 @@
+/* The memory step kinds: memory.resolve (who is this?) and
+ * memory.record_fact (remember something about them). */
+#include <stdio.h>
+#include <string.h>
+
+#include "flow/engine_int.h"
+#include "memory/identity.h"
+
+/* memory.resolve: with {who: an email, phone, payment customer id or
+ * contact id}. Output: the contact's profile with found: true, or
+ * {found: false}. */
+static int step_resolve(FlowStepRun *r)
+{
+    const char *who = json_string_value(json_object_get(r->inputs, "who"));
+    if (!who || !*who)
+        return flow__step_fail(r, false, "with.who: an email, phone or contact id is required");
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    Err err = { 0 };
+    int rc = memory_contact_find(r->rd, who, id, &err);
+    json_t *c = NULL;
+    if (rc == 0)
+        rc = memory_contact_get(r->rd, id, &c, &err);
+    if (rc == ERR_NOTFOUND) {
+        r->outcome = FLOW_DONE;
+        r->output = json_pack("{s:b, s:s}", "found", 0, "who", who);
+        return 0;
+    }
+    if (rc < 0)
+        return flow__step_fail(r, true, "%s", err.msg);
+    json_object_set_new(c, "found", json_true());
+    r->outcome = FLOW_DONE;
+    r->output = c;
+    return 0;
+}
+
+/* memory.record_fact: with {who, key, value, confidence?}: appends
+ * memory.fact.recorded (source step) with the step's events. */
+static int step_record_fact(FlowStepRun *r)
+{
+    const char *who = json_string_value(json_object_get(r->inputs, "who"));
+    const char *key = json_string_value(json_object_get(r->inputs, "key"));
+    const json_t *value = json_object_get(r->inputs, "value");
+    const json_t *conf = json_object_get(r->inputs, "confidence");
+    if (!who || !key || !value)
+        return flow__step_fail(r, false, "with: who, key and value are required");
+    double c = conf ? json_number_value(conf) : 1.0;
+    if (conf && (!json_is_number(conf) || c < 0 || c > 1))
+        return flow__step_fail(r, false, "with.confidence: must be a number from 0 to 1");
+    size_t n = strlen(key);
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (key[i] >= 'a' && key[i] <= 'z') || (key[i] >= '0' && key[i] <= '9') || key[i] == '_';
+    if (!ok)
+        return flow__step_fail(r, false, "with.key: '%.64s': 1-64 of a-z, 0-9 and _", key);
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    Err err = { 0 };
+    int rc = memory_contact_find(r->rd, who, id, &err);
+    if (rc < 0)
+        return flow__step_fail(r, rc != ERR_NOTFOUND, "with.who: %s", err.msg);
+    json_t *d = json_pack("{s:s, s:s, s:O, s:f, s:s, s:s, s:s}", "contact", id, "key", key,
+                          "value", value, "confidence", c, "source", "step", "task", r->task_id,
+                          "step", r->step->id);
+    char source[FLOW_NAME_MAX + 16], ekey[256];
+    flow__source(r->wf->name, source);
+    snprintf(ekey, sizeof ekey, "memory.fact:%s:%s:%d", r->task_id, r->step->id, r->attempt);
+    Event *ev = NULL;
+    rc = ledger_event_new("memory.fact.recorded", source, r->subject, d, ekey, r->limits, &ev,
+                          &err);
+    json_decref(d);
+    if (rc < 0)
+        return flow__step_fail(r, false, "%s", err.msg);
+    flow__step_emit(r, ev);
+    r->outcome = FLOW_DONE;
+    r->output = json_pack("{s:s, s:s}", "contact", id, "key", key);
+    return 0;
+}
+
+int flow__step_memory(FlowStepRun *r)
+{
+    return !strcmp(r->step->kind, "memory.resolve") ? step_resolve(r) : step_record_fact(r);
+}
