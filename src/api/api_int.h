@@ -60,6 +60,8 @@ typedef enum Route {
     ROUTE_MODE_GET,
     ROUTE_MODE_POST,
     ROUTE_SPEND,
+    ROUTE_CONTACTS,
+    ROUTE_CONTACT,
 } Route;
 
 typedef struct FormState FormState;
@@ -78,6 +80,7 @@ typedef struct Req {
     char target[40];            /* /v1/tasks/{target}/{action}, /v1/approvals/{target}/... */
     char action[16];
     char token_id[32];          /* the bearer token's id, once authorized */
+    char contact[321];          /* /v1/contacts/{contact} */
 
     Buf body;                   /* bounded by the route's limit */
     bool too_big;
@@ -147,6 +150,8 @@ void api__effect_action(Req *r);
 void api__mode_get(Req *r);
 void api__mode_post(Req *r);
 void api__spend_get(Req *r);
+void api__contacts_get(Req *r);
+void api__contact_get(Req *r);
 /* Form parsing (form.c): feed upload data, then finish. */
 int api__form_begin(Req *r);
 int api__form_feed(Req *r, const char *data, size_t len);

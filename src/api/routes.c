@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "flow/effects.h"
 #include "flow/engine.h"
+#include "memory/identity.h"
 #include "model/router.h"
 
 #define PAGE_DEFAULT 100
@@ -475,4 +476,39 @@ void api__spend_get(Req *r)
     json_t *row;
     json_array_foreach(rows, i, row) total += json_number_value(json_object_get(row, "cost_usd"));
     api__json(r, 200, json_pack("{s:s, s:o, s:f}", "by", by, "rows", rows, "total_usd", total));
+}
+
+void api__contacts_get(Req *r)
+{
+    long long limit = PAGE_DEFAULT;
+    if (!int_arg(r, "limit", 1, PAGE_MAX, &limit))
+        return;
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *list = NULL;
+    int rc = rd ? memory_contacts_list(rd, arg(r, "q"), limit, &list, &err) : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, json_pack("{s:o}", "contacts", list));
+}
+
+void api__contact_get(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    json_t *c = NULL, *facts = NULL;
+    int rc = rd ? memory_contact_find(rd, r->contact, id, &err) : ERR_STORE;
+    if (rc == 0)
+        rc = memory_contact_get(rd, id, &c, &err);
+    if (rc == 0)
+        rc = memory_facts(rd, id, false, &facts, &err);
+    if (rc < 0) {
+        json_decref(c);
+        flow_problem(r, rc, &err);
+        return;
+    }
+    json_object_set_new(c, "facts", facts);
+    api__json(r, 200, c);
 }

@@ -294,6 +294,25 @@ static void route(Req *r, const char *url, const char *method)
             reject(r, API_REASON_UNAUTHORIZED);
             return;
         }
+    } else if (!strcmp(url, "/v1/contacts") || !strncmp(url, "/v1/contacts/", 13)) {
+        /* /v1/contacts?q=&limit=, /v1/contacts/{id|email} */
+        const char *rest = url[12] == '/' ? url + 13 : NULL;
+        if (rest && (!*rest || strlen(rest) > 320 || strchr(rest, '/'))) {
+            api__problem(r, 404, "Not found", "no route for %s %.100s", method, url);
+            return;
+        }
+        if (!get) {
+            r->allow = "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use GET %.100s", url);
+            return;
+        }
+        if (rest)
+            snprintf(r->contact, sizeof r->contact, "%s", rest);
+        r->route = rest ? ROUTE_CONTACT : ROUTE_CONTACTS;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
     } else if (!strcmp(url, "/v1/spend")) {
         if (!get) {
             r->allow = "GET, HEAD";
@@ -411,6 +430,8 @@ static void dispatch(Req *r)
     case ROUTE_MODE_GET: api__mode_get(r); break;
     case ROUTE_MODE_POST: api__mode_post(r); break;
     case ROUTE_SPEND: api__spend_get(r); break;
+    case ROUTE_CONTACTS: api__contacts_get(r); break;
+    case ROUTE_CONTACT: api__contact_get(r); break;
     case ROUTE_HOOK:
         if (r->form)
             api__form_finish(r);

@@ -116,5 +116,20 @@ expect_eq "memory.resolve found the contact; memory.record_fact recorded a step'
 expect_eq "an unknown person: resolve says not found, and nothing is recorded" \
   "$(sqlite3 "$D/bureau.db" "SELECT group_concat(s.step_id || '=' || s.status, ' ') FROM (SELECT s.step_id, s.status FROM task_steps s JOIN tasks t ON t.id = s.task_id JOIN events e ON e.seq = t.trigger_seq WHERE json_extract(e.data, '$.email') = 'nobody@nowhere.example' ORDER BY s.pos) s")" \
   "who=succeeded remember=skipped"
+# ---- over HTTP ----
+TOKEN=$(bureau --data "$D" token create --name identity 2>/dev/null)
+serve_start "$D" --listen 127.0.0.1:0 || not_ok "serve starts" "$SRV_LINE"
+http GET "/v1/contacts?q=acme" -H "Authorization: Bearer $TOKEN"
+expect_eq "GET /v1/contacts?q=acme: the contacts of that organisation" \
+  "$CODE $(jget "$BODY" '$.contacts[0].org')" "200 acme.example"
+http GET "/v1/contacts/ann.smith@acme.example" -H "Authorization: Bearer $TOKEN"
+expect_eq "GET /v1/contacts/EMAIL: the profile with its identities and current facts" \
+  "$CODE $(jget "$BODY" '$.id') $(printf '%s' "$BODY" >"$TMP/c.json"; sqlite3 :memory: "SELECT count(*) FROM json_each(readfile('$TMP/c.json'), '\$.facts') WHERE value ->> '\$.key' = 'stage'")" \
+  "200 $A1 1"
+http GET /v1/contacts/nobody@nowhere.example -H "Authorization: Bearer $TOKEN"
+expect_eq "an unknown contact: 404" "$CODE" 404
+http GET /v1/contacts
+expect_eq "without a token: 401" "$CODE" 401
+serve_stop
 check "the chain verifies" bureau --data "$D" audit verify
 sanitizer_check "no sanitizer reports"
