@@ -1,0 +1,419 @@
+/* The vector index: a dense float32 matrix (row-major, one row per item), an
+ * optional int8 copy with one scale per row, the row -> id array and an
+ * open-addressing id -> row map. Invariant: rows 0..n-1 of every array
+ * describe the same n items, and map[id] == row exactly when ids[row] == id.
+ *
+ * The kernels are plain C written so that the compiler vectorises them: the
+ * float dot product keeps 8 independent partial sums (one per SIMD lane, so
+ * no reassociation is needed), the int8 one is an int32 sum the compiler
+ * turns into multiply-add instructions. On x86-64 each kernel is also built
+ * for AVX2 and chosen at load time (target_clones). */
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory/index.h"
+
+#define ROWS_MIN     256
+#define SCORE_BLOCK  256 /* rows scored per kernel call, then filtered */
+#define MAP_EMPTY    UINT32_MAX
+
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define KERNEL __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef KERNEL
+#define KERNEL
+#endif
+
+struct MemIndex {
+    int dim;
+    size_t n, cap;     /* rows held, rows allocated */
+    float *vec;        /* cap * dim */
+    int64_t *ids;      /* cap */
+    int8_t *q8;        /* cap * dim once quantised, else NULL */
+    float *q8_scale;   /* cap once quantised */
+    int64_t *map_key;  /* map_cap slots */
+    uint32_t *map_row; /* MAP_EMPTY: a free slot */
+    size_t map_cap;    /* a power of two, at least twice n */
+};
+
+/* ---- id -> row map: linear probing, backward-shift deletion --------------- */
+
+static size_t map_slot(const MemIndex *ix, int64_t id)
+{
+    uint64_t x = (uint64_t)id; /* splitmix64's finaliser */
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return (size_t)x & (ix->map_cap - 1);
+}
+
+/* The slot holding id, or the free slot where it would go. */
+static size_t map_find(const MemIndex *ix, int64_t id)
+{
+    size_t s = map_slot(ix, id);
+    while (ix->map_row[s] != MAP_EMPTY && ix->map_key[s] != id)
+        s = (s + 1) & (ix->map_cap - 1);
+    return s;
+}
+
+static void map_put(MemIndex *ix, int64_t id, uint32_t row)
+{
+    size_t s = map_find(ix, id);
+    ix->map_key[s] = id;
+    ix->map_row[s] = row;
+}
+
+static void map_resize(MemIndex *ix, size_t cap)
+{
+    int64_t *keys = ix->map_key;
+    uint32_t *rows = ix->map_row;
+    size_t old = ix->map_cap;
+    ix->map_cap = cap;
+    ix->map_key = xmalloc(cap * sizeof *ix->map_key);
+    ix->map_row = xmalloc(cap * sizeof *ix->map_row);
+    for (size_t s = 0; s < cap; s++)
+        ix->map_row[s] = MAP_EMPTY;
+    for (size_t s = 0; s < old; s++)
+        if (rows[s] != MAP_EMPTY)
+            map_put(ix, keys[s], rows[s]);
+    free(keys);
+    free(rows);
+}
+
+/* Empties slot s and moves back the entries after it that would no longer
+ * be found (Knuth 6.4, algorithm R), so the map never holds tombstones. */
+static void map_delete(MemIndex *ix, size_t s)
+{
+    size_t mask = ix->map_cap - 1;
+    size_t j = s;
+    for (;;) {
+        ix->map_row[s] = MAP_EMPTY;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (ix->map_row[j] == MAP_EMPTY)
+                return;
+            size_t home = map_slot(ix, ix->map_key[j]);
+            /* j's entry may stay unless its home lies cyclically in (s, j]. */
+            bool stays = s <= j ? (s < home && home <= j) : (s < home || home <= j);
+            if (!stays)
+                break;
+        }
+        ix->map_key[s] = ix->map_key[j];
+        ix->map_row[s] = ix->map_row[j];
+        s = j;
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+MemIndex *mem_index_new(int dim)
+{
+    if (dim < MEM_INDEX_MIN_DIM || dim > MEM_INDEX_MAX_DIM)
+        return NULL;
+    MemIndex *ix = xcalloc(1, sizeof *ix);
+    ix->dim = dim;
+    map_resize(ix, 64);
+    return ix;
+}
+
+void mem_index_free(MemIndex *ix)
+{
+    if (!ix)
+        return;
+    free(ix->vec);
+    free(ix->ids);
+    free(ix->q8);
+    free(ix->q8_scale);
+    free(ix->map_key);
+    free(ix->map_row);
+    free(ix);
+}
+
+int mem_index_dim(const MemIndex *ix)
+{
+    return ix->dim;
+}
+
+size_t mem_index_size(const MemIndex *ix)
+{
+    return ix->n;
+}
+
+size_t mem_index_bytes(const MemIndex *ix)
+{
+    size_t d = (size_t)ix->dim;
+    size_t b = sizeof *ix + ix->cap * (d * sizeof(float) + sizeof(int64_t)) +
+               ix->map_cap * (sizeof(int64_t) + sizeof(uint32_t));
+    if (ix->q8)
+        b += ix->cap * (d + sizeof(float));
+    return b;
+}
+
+/* ---- quantisation ---------------------------------------------------------- */
+
+/* v -> out[0..dim) in -127..127 with out * scale ≈ v; returns scale (0 for a
+ * zero vector, whose codes are all 0). */
+static float quantize_row(const float *v, int dim, int8_t *out)
+{
+    float m = 0;
+    for (int i = 0; i < dim; i++)
+        m = fmaxf(m, fabsf(v[i]));
+    if (m == 0) {
+        memset(out, 0, (size_t)dim);
+        return 0;
+    }
+    float inv = 127.0f / m;
+    for (int i = 0; i < dim; i++) {
+        long c = lrintf(v[i] * inv);
+        out[i] = (int8_t)(c > 127 ? 127 : c < -127 ? -127 : c);
+    }
+    return m / 127.0f;
+}
+
+void mem_index_quantize(MemIndex *ix)
+{
+    if (ix->q8)
+        return;
+    size_t d = (size_t)ix->dim;
+    ix->q8 = xmalloc((ix->cap ? ix->cap : 1) * d);
+    ix->q8_scale = xmalloc((ix->cap ? ix->cap : 1) * sizeof(float));
+    for (size_t r = 0; r < ix->n; r++)
+        ix->q8_scale[r] = quantize_row(ix->vec + r * d, ix->dim, ix->q8 + r * d);
+}
+
+/* ---- changes --------------------------------------------------------------- */
+
+static void rows_grow(MemIndex *ix)
+{
+    size_t cap = ix->cap ? ix->cap * 2 : ROWS_MIN;
+    if (cap > MEM_INDEX_MAX_ROWS)
+        cap = MEM_INDEX_MAX_ROWS;
+    size_t d = (size_t)ix->dim;
+    ix->vec = xrealloc(ix->vec, cap * d * sizeof *ix->vec);
+    ix->ids = xrealloc(ix->ids, cap * sizeof *ix->ids);
+    if (ix->q8) {
+        ix->q8 = xrealloc(ix->q8, cap * d);
+        ix->q8_scale = xrealloc(ix->q8_scale, cap * sizeof *ix->q8_scale);
+    }
+    ix->cap = cap;
+}
+
+int mem_index_add(MemIndex *ix, int64_t id, const float *v, Err *err)
+{
+    size_t d = (size_t)ix->dim;
+    for (size_t i = 0; i < d; i++)
+        if (!isfinite(v[i]))
+            return err_set(err, ERR_INVAL, "vector of item %lld: coordinate %zu is not finite",
+                           (long long)id, i);
+    if (ix->map_row[map_find(ix, id)] != MAP_EMPTY)
+        return err_set(err, ERR_EXISTS, "item %lld is already in the index", (long long)id);
+    if (ix->n == MEM_INDEX_MAX_ROWS)
+        return err_set(err, ERR_TOOBIG, "the index holds its maximum of %zu vectors",
+                       MEM_INDEX_MAX_ROWS);
+    if (ix->n == ix->cap)
+        rows_grow(ix);
+    if ((ix->n + 1) * 2 > ix->map_cap)
+        map_resize(ix, ix->map_cap * 2);
+    size_t r = ix->n++;
+    memcpy(ix->vec + r * d, v, d * sizeof *v);
+    ix->ids[r] = id;
+    if (ix->q8)
+        ix->q8_scale[r] = quantize_row(v, ix->dim, ix->q8 + r * d);
+    map_put(ix, id, (uint32_t)r);
+    return 0;
+}
+
+int mem_index_remove(MemIndex *ix, int64_t id)
+{
+    size_t s = map_find(ix, id);
+    if (ix->map_row[s] == MAP_EMPTY)
+        return ERR_NOTFOUND;
+    size_t r = ix->map_row[s], last = ix->n - 1, d = (size_t)ix->dim;
+    map_delete(ix, s);
+    if (r != last) {
+        memcpy(ix->vec + r * d, ix->vec + last * d, d * sizeof *ix->vec);
+        ix->ids[r] = ix->ids[last];
+        if (ix->q8) {
+            memcpy(ix->q8 + r * d, ix->q8 + last * d, d);
+            ix->q8_scale[r] = ix->q8_scale[last];
+        }
+        ix->map_row[map_find(ix, ix->ids[r])] = (uint32_t)r;
+    }
+    ix->n--;
+    return 0;
+}
+
+/* ---- kernels --------------------------------------------------------------- */
+
+static inline float dot_f32(const float *restrict a, const float *restrict b, int dim)
+{
+    float s[8] = { 0 };
+    int i = 0;
+    for (; i + 8 <= dim; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += a[i + j] * b[i + j];
+    for (; i < dim; i++)
+        s[0] += a[i] * b[i];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+/* out[r] = q · rows[r] for r in 0..n. */
+KERNEL static void scores_f32(const float *restrict q, const float *restrict rows, size_t n,
+                              int dim, float *restrict out)
+{
+    for (size_t r = 0; r < n; r++)
+        out[r] = dot_f32(q, rows + r * (size_t)dim, dim);
+}
+
+/* out[r] = q · rows[r] in integers, for r in 0..n; |sum| <= 4096 * 127^2 fits. */
+KERNEL static void scores_i8(const int8_t *restrict q, const int8_t *restrict rows, size_t n,
+                             int dim, int32_t *restrict out)
+{
+    for (size_t r = 0; r < n; r++) {
+        const int8_t *restrict v = rows + r * (size_t)dim;
+        int32_t s = 0;
+        for (int i = 0; i < dim; i++)
+            s += (int32_t)q[i] * (int32_t)v[i];
+        out[r] = s;
+    }
+}
+
+/* ---- a bounded min-heap: the worst kept hit at the root ------------------- */
+
+typedef struct Heap {
+    MemHit *h;
+    int n, cap;
+} Heap;
+
+/* a ranks below b: a lower score, or the same score and a larger id. */
+static inline bool worse(MemHit a, MemHit b)
+{
+    return a.score < b.score || (a.score == b.score && a.id > b.id);
+}
+
+static void heap_down(Heap *hp, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < hp->n && worse(hp->h[l], hp->h[m]))
+            m = l;
+        if (r < hp->n && worse(hp->h[r], hp->h[m]))
+            m = r;
+        if (m == i)
+            return;
+        MemHit t = hp->h[i];
+        hp->h[i] = hp->h[m];
+        hp->h[m] = t;
+        i = m;
+    }
+}
+
+static void heap_push(Heap *hp, MemHit x)
+{
+    if (hp->n == hp->cap) {
+        if (!worse(hp->h[0], x))
+            return;
+        hp->h[0] = x;
+        heap_down(hp, 0);
+        return;
+    }
+    int i = hp->n++;
+    hp->h[i] = x;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!worse(hp->h[i], hp->h[p]))
+            break;
+        MemHit t = hp->h[i];
+        hp->h[i] = hp->h[p];
+        hp->h[p] = t;
+        i = p;
+    }
+}
+
+/* The score a row must beat to enter a full heap (-inf while it has room). */
+static inline float heap_floor(const Heap *hp)
+{
+    return hp->n == hp->cap ? hp->h[0].score : -INFINITY;
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+    const MemHit *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Sorts the heap best first into out. */
+static void heap_drain(Heap *hp, MemHit *out, int *n_out)
+{
+    qsort(hp->h, (size_t)hp->n, sizeof *hp->h, cmp_hit);
+    memcpy(out, hp->h, (size_t)hp->n * sizeof *out);
+    *n_out = hp->n;
+}
+
+/* ---- search ---------------------------------------------------------------- */
+
+int mem_index_search(const MemIndex *ix, const float *q, int k, MemHit *out, int *n_out)
+{
+    if (k < 1 || k > MEM_INDEX_MAX_K)
+        return ERR_INVAL;
+    size_t d = (size_t)ix->dim;
+    Heap hp = { .h = xmalloc((size_t)k * sizeof(MemHit)), .cap = k };
+    float sc[SCORE_BLOCK];
+    for (size_t r0 = 0; r0 < ix->n; r0 += SCORE_BLOCK) {
+        size_t m = ix->n - r0 < SCORE_BLOCK ? ix->n - r0 : SCORE_BLOCK;
+        scores_f32(q, ix->vec + r0 * d, m, ix->dim, sc);
+        float floor = heap_floor(&hp);
+        for (size_t j = 0; j < m; j++) {
+            if (sc[j] < floor)
+                continue;
+            heap_push(&hp, (MemHit){ .id = ix->ids[r0 + j], .score = sc[j] });
+            floor = heap_floor(&hp);
+        }
+    }
+    heap_drain(&hp, out, n_out);
+    free(hp.h);
+    return 0;
+}
+
+int mem_index_search_q8(const MemIndex *ix, const float *q, int k, int rerank, MemHit *out,
+                        int *n_out)
+{
+    if (!ix->q8 || k < 1 || k > MEM_INDEX_MAX_K || rerank < 1 || rerank > MEM_INDEX_MAX_K)
+        return ERR_INVAL;
+    if (rerank < k)
+        rerank = k;
+    size_t d = (size_t)ix->dim;
+    int8_t *qq = xmalloc(d);
+    float qs = quantize_row(q, ix->dim, qq);
+    /* Candidates by approximate score, ties by smaller id as in the end result. */
+    Heap cand = { .h = xmalloc((size_t)rerank * sizeof(MemHit)), .cap = rerank };
+    int32_t isc[SCORE_BLOCK];
+    for (size_t r0 = 0; r0 < ix->n; r0 += SCORE_BLOCK) {
+        size_t m = ix->n - r0 < SCORE_BLOCK ? ix->n - r0 : SCORE_BLOCK;
+        scores_i8(qq, ix->q8 + r0 * d, m, ix->dim, isc);
+        float floor = heap_floor(&cand);
+        for (size_t j = 0; j < m; j++) {
+            float s = qs * ix->q8_scale[r0 + j] * (float)isc[j];
+            if (s < floor)
+                continue;
+            heap_push(&cand, (MemHit){ .id = ix->ids[r0 + j], .score = s });
+            floor = heap_floor(&cand);
+        }
+    }
+    Heap hp = { .h = xmalloc((size_t)k * sizeof(MemHit)), .cap = k };
+    for (int i = 0; i < cand.n; i++) {
+        size_t r = ix->map_row[map_find(ix, cand.h[i].id)];
+        heap_push(&hp, (MemHit){ .id = cand.h[i].id, .score = dot_f32(q, ix->vec + r * d, ix->dim) });
+    }
+    heap_drain(&hp, out, n_out);
+    free(hp.h);
+    free(cand.h);
+    free(qq);
+    return 0;
+}
