@@ -10,6 +10,8 @@ CREATE TABLE contacts (
     merged_into TEXT,               -- merged away: the contact it joined
     first_seq   INTEGER NOT NULL,
     last_seq    INTEGER NOT NULL,
+    last_at     TEXT,               -- when the last event naming it occurred
+    last_type   TEXT,               -- and its type
     events      INTEGER NOT NULL    -- events naming it
 ) WITHOUT ROWID;
 CREATE INDEX contacts_org ON contacts(org_id) WHERE org_id IS NOT NULL;

@@ -349,14 +349,9 @@ static int event_facts(Store *tx, const Event *ev, const json_t *d, const char *
     const char *t = ev->type, *src = source_of(t);
     int rc = 0;
     const char *at = ev->occurred_at[0] ? ev->occurred_at : ev->received_at;
-    if (!strcmp(t, "email.received") || !strcmp(t, "form.submitted") ||
-        !strncmp(t, "calendar.event.", 15))
-        rc = fact_json(tx, ev, contact, "last_contact",
-                       json_pack("{s:s, s:s, s:I}", "at", at, "type", t, "seq",
-                                 (json_int_t)ev->seq),
-                       1.0, "event", err);
-    if (rc < 0 || !first)
-        return rc;
+    (void)contact;
+    if (!first) /* the last contact is on the contact's row (contacts.last_*) */
+        return 0;
     bool paid = !strcmp(t, "payment.succeeded") || !strcmp(t, "invoice.paid");
     bool refunded = !strcmp(t, "payment.refunded");
     const char *cur = json_string_value(json_object_get(d, "currency"));
@@ -424,8 +419,10 @@ static int resolve(Store *tx, const Event *ev, Person *p, Err *err)
                          "UPDATE contacts SET name = coalesce(name, nullif(?2, '')),"
                          " email = coalesce(email, ?3), phone = coalesce(phone, ?4),"
                          " org_id = coalesce(org_id, nullif(?5, '')), last_seq = ?6,"
+                         " last_at = ?7, last_type = ?8,"
                          " events = events + (last_seq != ?6) WHERE id = ?1",
-                         "sssssi", contact, p->name, email, phone, org, ev->seq);
+                         "sssssiss", contact, p->name, email, phone, org, ev->seq,
+                         ev->occurred_at[0] ? ev->occurred_at : ev->received_at, ev->type);
     for (int i = 0; i < p->n && rc == 0; i++)
         rc = store_execf(tx, err,
                          "INSERT OR IGNORE INTO identities(kind, value, contact_id, first_contact,"
@@ -712,6 +709,23 @@ int memory_facts(Store *rd, const char *contact, bool history, json_t **ret, Err
     store_bind_text(st, 1, contact, strlen(contact));
     store_bind_int(st, 2, history);
     json_t *list = json_array();
+    /* the last contact, kept on the contact's row rather than as a fact per event */
+    StoreStmt *lc;
+    if (store_prepare(rd, "SELECT last_at, last_type, last_seq FROM contacts WHERE id = ?1"
+                          " AND last_at IS NOT NULL",
+                      &lc, err) == 0) {
+        store_bind_text(lc, 1, contact, strlen(contact));
+        if (store_step(lc, err) == STORE_ROW)
+            json_array_append_new(
+                list, json_pack("{s:n, s:s, s:{s:s, s:s, s:I}, s:f, s:s, s:I, s:s, s:b, s:b}",
+                                "id", "key", "last_contact", "value", "at",
+                                store_col_text(lc, 0, NULL), "type", store_col_text(lc, 1, NULL),
+                                "seq", (json_int_t)store_col_int(lc, 2), "confidence", 1.0,
+                                "source", "event", "seq", (json_int_t)store_col_int(lc, 2),
+                                "observed_at", store_col_text(lc, 0, NULL), "current", 1,
+                                "conflict", 0));
+        store_stmt_done(lc);
+    }
     while ((rc = store_step(st, err)) == STORE_ROW) {
         size_t len;
         const char *v = store_col_text(st, 2, &len);
