@@ -205,3 +205,17 @@ void cli_print_json(json_t *v)
     buf_done(&b);
     json_decref(v);
 }
+
+int cli_open_both(Cli *cli, Ledger **l, Store **rd)
+{
+    *l = NULL;
+    *rd = NULL;
+    int rc = cli_load_config(cli);
+    if (rc || (rc = cli_open_ledger(cli, false, l)))
+        return rc;
+    if ((rc = cli_open_reader(cli, rd))) {
+        ledger_close(*l);
+        *l = NULL;
+    }
+    return rc;
+}

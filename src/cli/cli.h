@@ -71,6 +71,9 @@ int cli_load_config(Cli *cli);
 int cli_open_ledger(Cli *cli, bool watch, Ledger **ret);
 /* Opens a read connection to the data directory's database. */
 int cli_open_reader(Cli *cli, Store **ret);
+/* Loads the config, opens the ledger and a reader (for commands that read
+ * and then append); 0 or an exit code, with nothing left open. */
+int cli_open_both(Cli *cli, Ledger **l, Store **rd);
 
 /* Writes v as one compact JSON line to stdout and decrefs it. */
 void cli_print_json(json_t *v);

@@ -28,19 +28,6 @@ static void print_json_line(const char *label, const json_t *v, size_t max)
     buf_done(&b);
 }
 
-/* Opens the ledger and a reader; returns 0 or an exit code. */
-static int open_both(Cli *cli, Ledger **l, Store **rd)
-{
-    int rc = cli_load_config(cli);
-    if (rc || (rc = cli_open_ledger(cli, false, l)))
-        return rc;
-    if ((rc = cli_open_reader(cli, rd))) {
-        ledger_close(*l);
-        return rc;
-    }
-    return 0;
-}
-
 /* "cli:USER" would need a login; the CLI runs as the operator. */
 #define BY_CLI "cli"
 
@@ -70,7 +57,7 @@ int cmd_mode(Cli *cli)
         return cli_usage_error(cli, "mode: '%s' is not sandbox or production", want);
     Ledger *l = NULL;
     Store *rd = NULL;
-    if ((rc = open_both(cli, &l, &rd)))
+    if ((rc = cli_open_both(cli, &l, &rd)))
         return rc;
     bool changed = false;
     rc = flow_mode_set(l, rd, want, BY_CLI, &changed, &err) < 0 ? cli_fail_err(cli, &err) : EXIT_OK;
@@ -190,7 +177,7 @@ static int decide(Cli *cli, const char *decision, json_t *payload, const char *r
 {
     Ledger *l = NULL;
     Store *rd = NULL;
-    int rc = open_both(cli, &l, &rd);
+    int rc = cli_open_both(cli, &l, &rd);
     if (rc) {
         json_decref(payload);
         return rc;
@@ -284,7 +271,7 @@ static int effect_action(Cli *cli, const char *action)
 {
     Ledger *l = NULL;
     Store *rd = NULL;
-    int rc = open_both(cli, &l, &rd);
+    int rc = cli_open_both(cli, &l, &rd);
     if (rc)
         return rc;
     Err err = { 0 };
@@ -319,7 +306,7 @@ int cmd_task_compensate(Cli *cli)
 {
     Ledger *l = NULL;
     Store *rd = NULL;
-    int rc = open_both(cli, &l, &rd);
+    int rc = cli_open_both(cli, &l, &rd);
     if (rc)
         return rc;
     Err err = { 0 };

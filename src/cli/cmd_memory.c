@@ -99,11 +99,8 @@ static int merge_or_unmerge(Cli *cli, bool merge)
     Ledger *l = NULL;
     Store *rd = NULL;
     int rc;
-    if ((rc = cli_load_config(cli)) || (rc = cli_open_ledger(cli, false, &l)) ||
-        (rc = cli_open_reader(cli, &rd))) {
-        ledger_close(l);
+    if ((rc = cli_open_both(cli, &l, &rd)))
         return rc;
-    }
     Err err = { 0 };
     char a[MEMORY_CONTACT_ID_LEN + 1], b[MEMORY_CONTACT_ID_LEN + 1];
     if (merge) {
@@ -177,11 +174,8 @@ int cmd_memory_fact(Cli *cli)
     Ledger *l = NULL;
     Store *rd = NULL;
     int rc;
-    if ((rc = cli_load_config(cli)) || (rc = cli_open_ledger(cli, false, &l)) ||
-        (rc = cli_open_reader(cli, &rd))) {
-        ledger_close(l);
+    if ((rc = cli_open_both(cli, &l, &rd)))
         return rc;
-    }
     Err err = { 0 };
     char id[MEMORY_CONTACT_ID_LEN + 1];
     /* VALUE is JSON when it parses as JSON, else a string */

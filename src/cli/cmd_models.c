@@ -112,9 +112,7 @@ int cmd_models_call(Cli *cli)
     }
     Ledger *l = NULL;
     Store *rd = NULL;
-    if ((rc = cli_load_config(cli)) || (rc = cli_open_ledger(cli, false, &l)) ||
-        (rc = cli_open_reader(cli, &rd))) {
-        ledger_close(l);
+    if ((rc = cli_open_both(cli, &l, &rd))) {
         free(text);
         json_decref(labels);
         return rc;
@@ -234,11 +232,8 @@ int cmd_label(Cli *cli)
     Ledger *l = NULL;
     Store *rd = NULL;
     int rc;
-    if ((rc = cli_load_config(cli)) || (rc = cli_open_ledger(cli, false, &l)) ||
-        (rc = cli_open_reader(cli, &rd))) {
-        ledger_close(l);
+    if ((rc = cli_open_both(cli, &l, &rd)))
         return rc;
-    }
     Err err = { 0 };
     Event *ev = NULL;
     char *end;
