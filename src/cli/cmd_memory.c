@@ -1,6 +1,7 @@
 /* bureau memory contacts | profile | merge | unmerge: identity from the
  * command line (memory/identity.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -194,5 +195,40 @@ int cmd_memory_fact(Cli *cli)
         cli_print_json(json_pack("{s:s, s:s}", "contact", id, "key", cli->pos[1]));
     else
         printf("%s: %s recorded\n", id, cli->pos[1]);
+    return EXIT_OK;
+}
+
+int cmd_memory_export(Cli *cli)
+{
+    int rc = cli_load_config(cli);
+    Store *rd = NULL;
+    if (rc || (rc = cli_open_reader(cli, &rd)))
+        return rc;
+    Err err = { 0 };
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    json_t *all = NULL;
+    rc = memory_contact_find(rd, cli->pos[0], id, &err) < 0 || memory_export(rd, id, &all, &err) < 0
+             ? cli_fail_err(cli, &err)
+             : EXIT_OK;
+    store_close(rd);
+    if (rc != EXIT_OK)
+        return rc;
+    const char *out = cli_opt(cli, "out");
+    char *text = json_dumps(all, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(all);
+    if (!out) {
+        printf("%s\n", text);
+    } else {
+        FILE *f = fopen(out, "wx");
+        if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) {
+            if (f)
+                fclose(f);
+            free(text);
+            return cli_fail(cli, "--out: %s cannot be written (it must not exist yet)", out);
+        }
+        fclose(f);
+        fprintf(stderr, "%s: everything held about %s\n", out, id);
+    }
+    free(text);
     return EXIT_OK;
 }

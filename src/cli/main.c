@@ -113,6 +113,11 @@ static const CliOpt facts_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt export_opts[] = {
+    { "out", "FILE", "write it to FILE (created; it must not exist) instead of stdout" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt run_opts[] = {
     { "until-idle", NULL, "exit 0 once no step is ready or running (waits and timers aside)" },
     { "timeout", "S", "with --until-idle: fail after S seconds" },
@@ -233,6 +238,9 @@ static const CliCommand commands[] = {
     { "memory fact", "CONTACT KEY VALUE",
       "Record a fact as the operator (VALUE: JSON, or text); it supersedes the others.", NULL,
       cmd_memory_fact, 3, 3 },
+    { "memory export", "CONTACT",
+      "Everything held about a contact as JSON: profile, facts with history, events.",
+      export_opts, cmd_memory_export, 1, 1 },
     { "memory merge", "A B",
       "Merge contact B into A (each an email, phone, payment id or contact id); an event.",
       NULL, cmd_memory_merge, 2, 2 },

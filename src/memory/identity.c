@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/crypto.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -823,4 +824,57 @@ int memory_unmerge(Ledger *l, Store *rd, const char *contact, const char *by, Er
         return err_set(err, ERR_EXISTS, "contact '%.40s' is not merged into another", contact);
     return record(l, "memory.unmerged", json_pack("{s:s, s:s}", "contact", contact, "by", by),
                   err);
+}
+
+/* ---- export ---- */
+
+int memory_export(Store *rd, const char *contact, json_t **ret, Err *err)
+{
+    json_t *profile = NULL, *facts = NULL;
+    int rc = memory_contact_get(rd, contact, &profile, err);
+    if (rc == 0)
+        rc = memory_facts(rd, contact, true, &facts, err);
+    if (rc < 0) {
+        json_decref(profile);
+        return rc;
+    }
+    /* the events that name them: by subject, or holding one of their
+     * identities (the contact and those merged into it) */
+    json_t *events = json_array();
+    StoreStmt *st;
+    rc = store_prepare(rd,
+                       "SELECT e.seq FROM events e WHERE e.subject = 'contact:' || ?1"
+                       " OR EXISTS (SELECT 1 FROM identities i WHERE i.contact_id = ?1"
+                       "  AND instr(lower(e.data), lower(json_quote(i.value))) > 0)"
+                       " ORDER BY e.seq LIMIT 100000",
+                       &st, err);
+    int64_t *seqs = NULL;
+    size_t n = 0;
+    if (rc == 0) {
+        store_bind_text(st, 1, contact, strlen(contact));
+        while ((rc = store_step(st, err)) == STORE_ROW) {
+            seqs = xrealloc(seqs, (n + 1) * sizeof *seqs);
+            seqs[n++] = store_col_int(st, 0);
+        }
+        store_stmt_done(st);
+    }
+    for (size_t i = 0; rc >= 0 && i < n; i++) {
+        Event *ev = NULL;
+        Err e2 = { 0 };
+        if (ledger_event_get(rd, seqs[i], NULL, &ev, &e2) == 0)
+            json_array_append_new(events, ledger_event_to_json(ev));
+        ledger_event_free(ev);
+    }
+    free(seqs);
+    if (rc < 0) {
+        json_decref(profile);
+        json_decref(facts);
+        json_decref(events);
+        return rc;
+    }
+    char now[CORE_TIME_LEN + 1];
+    core_time_format(core_time_now_ms(), now);
+    *ret = json_pack("{s:s, s:o, s:o, s:o}", "exported_at", now, "profile", profile, "facts", facts,
+                     "events", events);
+    return 0;
 }

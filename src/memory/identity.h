@@ -52,6 +52,11 @@ int memory_facts(Store *rd, const char *contact, bool history, json_t **ret, Err
 int memory_fact_record(Ledger *l, Store *rd, const char *contact, const char *key,
                        const json_t *value, double confidence, const char *source, Err *err);
 
+/* Everything held about a contact: {exported_at, profile, facts (with
+ * their history), events: every event naming them (by subject, or holding
+ * one of their identities), whole}. */
+int memory_export(Store *rd, const char *contact, json_t **ret, Err *err);
+
 /* Records memory.merged: from joins into (both must stand, and differ). */
 int memory_merge(Ledger *l, Store *rd, const char *into, const char *from, const char *by,
                  Err *err);

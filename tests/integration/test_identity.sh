@@ -116,6 +116,17 @@ expect_eq "memory.resolve found the contact; memory.record_fact recorded a step'
 expect_eq "an unknown person: resolve says not found, and nothing is recorded" \
   "$(sqlite3 "$D/bureau.db" "SELECT group_concat(s.step_id || '=' || s.status, ' ') FROM (SELECT s.step_id, s.status FROM task_steps s JOIN tasks t ON t.id = s.task_id JOIN events e ON e.seq = t.trigger_seq WHERE json_extract(e.data, '$.email') = 'nobody@nowhere.example' ORDER BY s.pos) s")" \
   "who=succeeded remember=skipped"
+# ---- export ----
+check "export to a file" bureau --data "$D" memory export ann.smith@acme.example --out "$TMP/ann.json"
+expect_eq "the export holds the profile, the facts with history and every event naming them" \
+  "$(sqlite3 :memory: "SELECT json_extract(readfile('$TMP/ann.json'), '\$.profile.id') || ' ' || (json_array_length(readfile('$TMP/ann.json'), '\$.events') >= 5) || ' ' || (SELECT count(*) FROM json_each(readfile('$TMP/ann.json'), '\$.facts') WHERE value ->> '\$.key' = 'name')")" \
+  "$A1 1 6"
+expect_eq "the export's events include the calendar invitation and the later payment" \
+  "$(sqlite3 :memory: "SELECT group_concat(DISTINCT value ->> '\$.type') FROM (SELECT value FROM json_each(readfile('$TMP/ann.json'), '\$.events') ORDER BY value ->> '\$.type')")" \
+  "calendar.event.created,email.received,form.submitted,lead.tagged,payment.succeeded,step.completed"
+run bureau --data "$D" memory export ann.smith@acme.example --out "$TMP/ann.json"
+expect_eq "export never overwrites a file" "$RC" 1
+
 # ---- over HTTP ----
 TOKEN=$(bureau --data "$D" token create --name identity 2>/dev/null)
 serve_start "$D" --listen 127.0.0.1:0 || not_ok "serve starts" "$SRV_LINE"
