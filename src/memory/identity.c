@@ -647,6 +647,24 @@ int memory_contact_get(Store *rd, const char *id, json_t **ret, Err *err)
     }
     json_object_set_new(c, "identities", ids);
     json_object_set_new(c, "merged", merged_ids);
+    /* the name it goes by: the most confident current name fact (the
+     * operator's, then the newest), else the first name seen */
+    if (rc >= 0 && store_prepare(rd,
+                                 "SELECT value FROM facts WHERE contact_id = ?1 AND key = 'name'"
+                                 " AND superseded_by IS NULL ORDER BY source = 'operator' DESC,"
+                                 " confidence DESC, id DESC LIMIT 1",
+                                 &st, err) == 0) {
+        store_bind_text(st, 1, id, strlen(id));
+        if (store_step(st, err) == STORE_ROW) {
+            size_t len;
+            const char *v = store_col_text(st, 0, &len);
+            json_t *name = json_loadb(v, len, JSON_DECODE_ANY, NULL);
+            if (json_is_string(name))
+                json_object_set(c, "name", name);
+            json_decref(name);
+        }
+        store_stmt_done(st);
+    }
     if (rc < 0) {
         json_decref(c);
         return rc;
