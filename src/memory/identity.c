@@ -647,11 +647,13 @@ int memory_contact_get(Store *rd, const char *id, json_t **ret, Err *err)
     }
     json_object_set_new(c, "identities", ids);
     json_object_set_new(c, "merged", merged_ids);
-    /* the name it goes by: the most confident current name fact (the
-     * operator's, then the newest), else the first name seen */
+    /* the name it goes by: the operator's, else the fullest current name
+     * fact (a calendar's "Ann" beside an email's "Ann Smith"), else the
+     * first name seen */
     if (rc >= 0 && store_prepare(rd,
                                  "SELECT value FROM facts WHERE contact_id = ?1 AND key = 'name'"
                                  " AND superseded_by IS NULL ORDER BY source = 'operator' DESC,"
+                                 " length(value) DESC,"
                                  " confidence DESC, id DESC LIMIT 1",
                                  &st, err) == 0) {
         store_bind_text(st, 1, id, strlen(id));
