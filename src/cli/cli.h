@@ -124,6 +124,7 @@ int cmd_memory_unmerge(Cli *cli);
 int cmd_memory_facts(Cli *cli);
 int cmd_memory_fact(Cli *cli);
 int cmd_memory_export(Cli *cli);
+int cmd_memory_forget(Cli *cli);
 
 
 #endif

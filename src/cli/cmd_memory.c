@@ -232,3 +232,38 @@ int cmd_memory_export(Cli *cli)
     free(text);
     return EXIT_OK;
 }
+
+int cmd_memory_forget(Cli *cli)
+{
+    Ledger *l = NULL;
+    Store *rd = NULL;
+    int rc;
+    if ((rc = cli_open_both(cli, &l, &rd)))
+        return rc;
+    Err err = { 0 };
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    json_t *rep = NULL;
+    bool dry = cli_flag(cli, "dry-run");
+    rc = memory_contact_find(rd, cli->pos[0], id, &err);
+    if (rc == 0)
+        rc = memory_forget(l, rd, cli->data_dir, id, dry, &rep, &err);
+    store_close(rd);
+    ledger_close(l);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    if (cli->json) {
+        cli_print_json(rep);
+        return EXIT_OK;
+    }
+    size_t n = json_array_size(json_object_get(rep, "events"));
+    if (dry)
+        printf("would forget %s: %zu events redacted, %zu files deleted\n", id, n,
+               json_array_size(json_object_get(rep, "files")));
+    else
+        printf("forgot %s: %zu events redacted (ledger.redacted at seq %lld), %lld files deleted; "
+               "the chain still verifies\n",
+               id, n, (long long)json_integer_value(json_object_get(rep, "redaction_seq")),
+               (long long)json_integer_value(json_object_get(rep, "files_removed")));
+    json_decref(rep);
+    return EXIT_OK;
+}

@@ -118,6 +118,11 @@ static const CliOpt export_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt forget_opts[] = {
+    { "dry-run", NULL, "list what would go, change nothing" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt run_opts[] = {
     { "until-idle", NULL, "exit 0 once no step is ready or running (waits and timers aside)" },
     { "timeout", "S", "with --until-idle: fail after S seconds" },
@@ -241,6 +246,10 @@ static const CliCommand commands[] = {
     { "memory export", "CONTACT",
       "Everything held about a contact as JSON: profile, facts with history, events.",
       export_opts, cmd_memory_export, 1, 1 },
+    { "memory forget", "CONTACT",
+      "Forget a person: their events are redacted (the chain still verifies), every\n"
+      "projection rebuilt, their files deleted, the database vacuumed. No prompt.",
+      forget_opts, cmd_memory_forget, 1, 1 },
     { "memory merge", "A B",
       "Merge contact B into A (each an email, phone, payment id or contact id); an event.",
       NULL, cmd_memory_merge, 2, 2 },

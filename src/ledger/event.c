@@ -16,7 +16,7 @@ bool ledger_type_reserved(const char *type)
 {
     static const char *const prefixes[] = { "task.",     "step.",     "workflow.", "schedule.",
                                             "operator.", "approval.", "effect.",   "model.",
-                                            "memory." };
+                                            "memory.",   "ledger." };
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (!strncmp(type, prefixes[i], strlen(prefixes[i])))
             return true;
@@ -156,7 +156,18 @@ static void set_key(Event *ev, const char *key, size_t len)
         ev->idempotency_key[0] = '\0';
 }
 
+/* internal: built by Bureau itself (ledger_event_new), which alone may
+ * write the ledger's own ledger.* types. */
+static int event_from_json(const json_t *obj, const EventLimits *lim, bool internal, Event **ret,
+                           Err *err);
+
 int ledger_event_from_json(const json_t *obj, const EventLimits *lim, Event **ret, Err *err)
+{
+    return event_from_json(obj, lim, false, ret, err);
+}
+
+static int event_from_json(const json_t *obj, const EventLimits *lim, bool internal, Event **ret,
+                           Err *err)
 {
     size_t max = lim && lim->max_data_bytes ? lim->max_data_bytes : DEFAULT_MAX_DATA;
     if (!json_is_object(obj))
@@ -194,6 +205,10 @@ int ledger_event_from_json(const json_t *obj, const EventLimits *lim, Event **re
         return err_set(err, ERR_INVAL,
                        "field 'type': '%.64s' is not an event type (lower-case words joined "
                        "by dots, e.g. email.received)",
+                       type);
+    if (!internal && !strncmp(type, "ledger.", 7)) /* only the ledger writes these */
+        return err_set(err, ERR_INVAL,
+                       "field 'type': '%.64s': ledger.* events are written by the ledger alone",
                        type);
     if (!source_valid(source, source_len))
         return err_set(err, ERR_INVAL,
@@ -268,7 +283,7 @@ int ledger_event_new(const char *type, const char *source, const char *subject,
         json_object_set_new(obj, "subject", json_string(subject));
     if (key)
         json_object_set_new(obj, "idempotency_key", json_string(key));
-    int rc = ledger_event_from_json(obj, lim, ret, err);
+    int rc = event_from_json(obj, lim, true, ret, err);
     json_decref(obj);
     return rc;
 }

@@ -129,6 +129,18 @@ typedef struct LedgerFilter {
 int ledger_read(Store *s, const LedgerFilter *f, int (*fn)(void *ctx, const Event *ev),
                 void *ctx, Err *err);
 
+/* Redaction (forgetting a person): the data of the events seqs[0..n) is
+ * replaced by LEDGER_REDACTED; their data_hash, and so the chain, stay. It
+ * first appends ledger.redacted {seqs, reason, subject} (durable, so the
+ * chain itself says which rows may differ from their data_hash), then
+ * rewrites the rows on rd (a connection of the data dir) in one
+ * transaction. ledger.* events are never redacted. *ret_seq: the
+ * ledger.redacted event. */
+#define LEDGER_REDACTED "{\"redacted\":true}"
+#define LEDGER_REDACT_MAX 100000
+int ledger_redact(Ledger *l, Store *rd, const int64_t *seqs, size_t n, const char *reason,
+                  const char *subject, int64_t *ret_seq, Err *err);
+
 /* One event by seq (id NULL) or by id. ERR_NOTFOUND when absent. */
 int ledger_event_get(Store *s, int64_t seq, const char *id, Event **ret, Err *err);
 

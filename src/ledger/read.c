@@ -96,6 +96,41 @@ int ledger_event_get(Store *s, int64_t seq, const char *id, Event **ret, Err *er
     return rc;
 }
 
+/* The seqs that ledger.redacted events say were redacted (a JSON object
+ * used as a set: "seq" -> true). */
+static json_t *redacted_seqs(Store *s, Err *err)
+{
+    json_t *set = json_object();
+    StoreStmt *st;
+    if (store_prepare(s, "SELECT data FROM events WHERE type = 'ledger.redacted'", &st, err) < 0)
+        return set;
+    while (store_step(st, err) == STORE_ROW) {
+        size_t len;
+        const char *d = store_col_text(st, 0, &len);
+        json_t *o = json_loadb(d, len, 0, NULL);
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(o, "seqs"), i, v) {
+            char k[32];
+            snprintf(k, sizeof k, "%lld", (long long)json_integer_value(v));
+            json_object_set_new(set, k, json_true());
+        }
+        json_decref(o);
+    }
+    store_stmt_done(st);
+    return set;
+}
+
+/* A redacted row differs from its data_hash, as a ledger.redacted event of
+ * the chain says it may: its data is exactly LEDGER_REDACTED. */
+static bool redaction_ok(const json_t *redacted, const Event *ev)
+{
+    char key[32];
+    snprintf(key, sizeof key, "%lld", (long long)ev->seq);
+    return ev->data_len == strlen(LEDGER_REDACTED) &&
+           !memcmp(ev->data, LEDGER_REDACTED, ev->data_len) && json_object_get(redacted, key);
+}
+
 int ledger_verify(Store *s, int64_t *ret_count, int64_t *ret_bad_seq, Err *err)
 {
     int64_t expect = 1, count = 0, bad = 0;
@@ -106,9 +141,12 @@ int ledger_verify(Store *s, int64_t *ret_count, int64_t *ret_bad_seq, Err *err)
     if (rc < 0)
         return rc;
     StoreStmt *st;
+    json_t *redacted = redacted_seqs(s, err);
     if ((rc = store_prepare(s, "SELECT " LEDGER_EVENT_COLUMNS " FROM events ORDER BY seq", &st,
-                            err)) < 0)
+                            err)) < 0) {
+        json_decref(redacted);
         goto out;
+    }
     while ((rc = store_step(st, err)) == STORE_ROW) {
         Event *ev;
         ledger_event_from_row(st, &ev, NULL);
@@ -128,7 +166,7 @@ int ledger_verify(Store *s, int64_t *ret_count, int64_t *ret_bad_seq, Err *err)
                          "seq %lld: prev_hash does not match the hash of seq %lld "
                          "(a row was altered, removed or reordered)",
                          (long long)ev->seq, (long long)ev->seq - 1);
-        } else if (strcmp(dh, ev->data_hash)) {
+        } else if (strcmp(dh, ev->data_hash) && !redaction_ok(redacted, ev)) {
             bad = ev->seq;
             rc = err_set(err, ERR_CHAIN, "seq %lld: data does not match data_hash (altered)",
                          (long long)ev->seq);
@@ -145,6 +183,7 @@ int ledger_verify(Store *s, int64_t *ret_count, int64_t *ret_bad_seq, Err *err)
         count++;
     }
     store_stmt_done(st);
+    json_decref(redacted);
     if (rc < 0)
         goto out;
     int64_t head;
@@ -207,4 +246,40 @@ int ledger_lease_release(Store *s, const char *name, const char *holder, Err *er
     store_bind_text(st, 1, name, strlen(name));
     store_bind_text(st, 2, holder, strlen(holder));
     return store_stmt_exec(st, err);
+}
+
+int ledger_redact(Ledger *l, Store *rd, const int64_t *seqs, size_t n, const char *reason,
+                  const char *subject, int64_t *ret_seq, Err *err)
+{
+    if (n == 0 || n > LEDGER_REDACT_MAX)
+        return err_set(err, ERR_INVAL, "redaction: 1 to %d events, not %zu", LEDGER_REDACT_MAX, n);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, json_integer(seqs[i]));
+    json_t *d = json_pack("{s:o, s:s}", "seqs", list, "reason", reason);
+    if (subject)
+        json_object_set_new(d, "subject", json_string(subject));
+    Event *ev = NULL;
+    LedgerAppendResult r = { 0 };
+    int rc = ledger_event_new("ledger.redacted", "operator", NULL, d, NULL, ledger_limits(l), &ev,
+                              err);
+    json_decref(d);
+    if (rc == 0)
+        rc = ledger_append(l, &ev, 1, &r, err);
+    if (rc < 0)
+        return rc;
+    if (ret_seq)
+        *ret_seq = r.seq;
+    /* the rows themselves: the chain above already says which may differ */
+    if ((rc = store_begin_write(rd, err)) < 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = store_execf(rd, err,
+                         "UPDATE events SET data = ?2 WHERE seq = ?1 AND type NOT LIKE 'ledger.%'",
+                         "is", seqs[i], LEDGER_REDACTED);
+    if (rc < 0) {
+        store_rollback(rd);
+        return rc;
+    }
+    return store_commit(rd, err);
 }

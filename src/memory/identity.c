@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "ledger/projection.h"
+#include "ledger/ledger.h"
 #include "memory/identity.h"
 
 #define PERSONS_MAX 64     /* persons read from one event */
@@ -896,5 +897,135 @@ int memory_export(Store *rd, const char *contact, json_t **ret, Err *err)
     core_time_format(core_time_now_ms(), now);
     *ret = json_pack("{s:s, s:o, s:o, s:o}", "exported_at", now, "profile", profile, "facts", facts,
                      "events", events);
+    return 0;
+}
+
+/* ---- forget ---- */
+
+/* The seqs of every event that names contact: by subject, holding one of
+ * its identities (as written, or as the identity projection read it), the
+ * facts recorded about it, and the labels made from those events. */
+static int naming_events(Store *rd, const char *contact, json_t *seqs, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(
+        rd,
+        "WITH named(seq) AS ("
+        " SELECT e.seq FROM events e WHERE e.type NOT LIKE 'ledger.%' AND ("
+        "  e.subject = 'contact:' || ?1"
+        "  OR json_extract(e.data, '$.contact') = ?1"
+        "  OR EXISTS (SELECT 1 FROM identities i WHERE i.contact_id = ?1"
+        "   AND instr(lower(e.data), lower(i.value)) > 0))"
+        " UNION SELECT seq FROM identities WHERE contact_id = ?1"
+        " UNION SELECT source_seq FROM facts WHERE contact_id = ?1)"
+        " SELECT seq FROM named"
+        " UNION SELECT e.seq FROM events e WHERE e.type = 'model.labeled'"
+        "  AND json_extract(e.data, '$.event_seq') IN (SELECT seq FROM named)"
+        " ORDER BY 1 LIMIT 100001",
+        &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, contact, strlen(contact));
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        json_array_append_new(seqs, json_integer(store_col_int(st, 0)));
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    if (json_array_size(seqs) > LEDGER_REDACT_MAX)
+        return err_set(err, ERR_TOOBIG, "more than %d events name this contact", LEDGER_REDACT_MAX);
+    return 0;
+}
+
+/* The stored files those events reference (form uploads, attachments). */
+static json_t *files_of(Store *rd, const json_t *seqs)
+{
+    json_t *files = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(seqs, i, v) {
+        Event *ev = NULL;
+        Err err = { 0 };
+        if (ledger_event_get(rd, json_integer_value(v), NULL, &ev, &err) < 0)
+            continue;
+        json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+        const char *lists[] = { "files", "attachments" };
+        for (int l = 0; l < 2; l++) {
+            size_t j;
+            json_t *f;
+            json_array_foreach(json_object_get(d, lists[l]), j, f) {
+                const char *h = json_string_value(json_object_get(f, "sha256"));
+                bool hex = h && strlen(h) == 64;
+                for (const char *p = h; hex && *p; p++)
+                    hex = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f');
+                if (hex)
+                    json_array_append_new(files, json_string(h));
+            }
+        }
+        json_decref(d);
+        ledger_event_free(ev);
+    }
+    return files;
+}
+
+int memory_forget(Ledger *l, Store *rd, const char *data_dir, const char *contact, bool dry_run,
+                  json_t **report, Err *err)
+{
+    bool stands = false;
+    int rc = standing(rd, contact, &stands, err);
+    if (rc < 0)
+        return rc;
+    if (!stands)
+        return err_set(err, ERR_NOTFOUND, "no contact '%.40s' standing", contact);
+    /* the contacts merged into it go too: their identities are its own now */
+    json_t *seqs = json_array();
+    if ((rc = naming_events(rd, contact, seqs, err)) < 0) {
+        json_decref(seqs);
+        return rc;
+    }
+    json_t *files = files_of(rd, seqs);
+    json_t *rep = json_pack("{s:s, s:O, s:O, s:b}", "contact", contact, "events", seqs, "files",
+                            files, "dry_run", dry_run);
+    if (dry_run || json_array_size(seqs) == 0) {
+        json_decref(seqs);
+        json_decref(files);
+        *report = rep;
+        return 0;
+    }
+    size_t n = json_array_size(seqs);
+    int64_t *v = xcalloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_integer_value(json_array_get(seqs, i));
+    int64_t at = 0;
+    rc = ledger_redact(l, rd, v, n, "forget", contact, &at, err);
+    free(v);
+    int64_t replayed = 0;
+    /* every projection from the log again: what was known of them goes */
+    if (rc == 0)
+        rc = ledger_replay(rd, NULL, true, &replayed, err);
+    /* snapshots hold old projection rows */
+    if (rc == 0)
+        rc = store_exec(rd, "DELETE FROM projection_snapshots", err);
+    size_t removed = 0, i;
+    json_t *h;
+    json_array_foreach(files, i, h) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/files/%s", data_dir, json_string_value(h));
+        removed += rc == 0 && remove(path) == 0;
+    }
+    /* the freed pages and the log's old frames still hold the bytes */
+    if (rc == 0)
+        rc = store_exec(rd, "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+                        err);
+    json_object_set_new(rep, "redaction_seq", json_integer(at));
+    json_object_set_new(rep, "files_removed", json_integer((json_int_t)removed));
+    json_decref(seqs);
+    json_decref(files);
+    if (rc < 0) {
+        json_decref(rep);
+        return rc;
+    }
+    log_warn("contact forgotten", json_pack("{s:s, s:I, s:I}", "contact", contact, "events",
+                                            (json_int_t)n, "redaction_seq", (json_int_t)at));
+    *report = rep;
     return 0;
 }

@@ -57,6 +57,16 @@ int memory_fact_record(Ledger *l, Store *rd, const char *contact, const char *ke
  * one of their identities), whole}. */
 int memory_export(Store *rd, const char *contact, json_t **ret, Err *err);
 
+/* Forgets a contact: the data of every event that names them (and the
+ * labels made from those) is redacted in the ledger (ledger_redact: the
+ * chain still verifies), every projection is rebuilt from the log without
+ * it, projection snapshots are dropped, the files those events stored are
+ * deleted, and the database is checkpointed and vacuumed so the bytes are
+ * gone from the data directory. dry_run: only reports. *report: {contact,
+ * events: [seq], files: [sha256], dry_run, redaction_seq?, files_removed?}. */
+int memory_forget(Ledger *l, Store *rd, const char *data_dir, const char *contact, bool dry_run,
+                  json_t **report, Err *err);
+
 /* Records memory.merged: from joins into (both must stand, and differ). */
 int memory_merge(Ledger *l, Store *rd, const char *into, const char *from, const char *by,
                  Err *err);
