@@ -123,6 +123,7 @@ int cmd_memory_merge(Cli *cli);
 int cmd_memory_unmerge(Cli *cli);
 int cmd_memory_facts(Cli *cli);
 int cmd_memory_fact(Cli *cli);
+int cmd_memory_search(Cli *cli);
 
 
 #endif
