@@ -70,6 +70,11 @@ run bureau --data "$D" memory search x --subject nobody@nowhere.example
 expect_eq "an unknown subject: exit 1, named" "$RC $(grep -c nobody <<<"$ERR")" "1 1"
 search "Dentrix" --kind email
 expect_eq "--kind email: emails only" "$(jl "$TMP/hits" "group_concat(DISTINCT json_extract(value, '\$.kind'))")" email
+search "Dentrix booking" --since 2026-03-08T00:00:00Z --k 50
+expect_eq "--since: only items that occurred at or after it" \
+  "$(jl "$TMP/hits" "count(*) > 0 AND sum(json_extract(value, '\$.at') >= '2026-03-08') = count(*)")" 1
+run bureau --data "$D" memory search x --since yesterday
+expect_eq "--since not a time: exit 1, named" "$RC $(grep -c since <<<"$ERR")" "1 1"
 # FTS syntax is only words
 for qq in '"clickstream" (partially)' 'AND OR NOT' 'NEAR(' 'export*' '"' '-' 'café' 'CAFE' 'médico' 'column:text' '^start' "O'Brien" '{text}: x'; do
   run bureau --data "$D" --json memory search "$qq"
