@@ -30,6 +30,9 @@ jq -c -s '
             contact: ({"harbor-finch": "dana@harborfinch.example",
                        "lumen-dental": "priya@lumendental.example",
                        "nimbus": "raj@nimbus.example"}[.value.customer])}}' "$ITEMS" >>"$TMP/events.ndjson"
+# a note about someone not known yet: no subject, now or after a rebuild
+echo '{"type":"note.added","source":"cli","occurred_at":"2026-03-01T07:00:00Z","data":{"text":"Met Lea at the meetup, she will write","contact":"lea@later.example"}}' >>"$TMP/events.ndjson"
+echo '{"type":"email.received","source":"imap","occurred_at":"2026-03-12T08:00:00Z","data":{"from":{"email":"lea@later.example"},"to":[{"email":"me@studio.example"}],"subject":"Hello from Lea","text":"As promised at the meetup.","message_id":"<l1@later>"}}' >>"$TMP/events.ndjson"
 echo '{"type":"note.added","source":"cli","occurred_at":"2026-03-12T09:00:00Z","data":{"subject":"Café","text":"Ideas for the studio: a café-style portfolio page, and NOT using AND/OR in client copy."}}' >>"$TMP/events.ndjson"
 check "the events go in" bureau --data "$D" ingest --bulk --file "$TMP/events.ndjson"
 N=$(wc -l <"$TMP/events.ndjson")
@@ -40,8 +43,8 @@ expect_eq "an email's item is about its sender; a note's about data.contact" \
   "$(q "SELECT count(DISTINCT kind) FROM items WHERE contact_id = '$DANA'")" 2
 expect_eq "an item expires 30 days after it occurred" \
   "$(q "SELECT expires_at FROM items WHERE text LIKE 'Spring menu%'")" "2026-04-01T09:15:00.000Z"
-expect_eq "a note without a contact: no subject" \
-  "$(q "SELECT count(*) FROM items WHERE kind = 'note' AND contact_id IS NULL")" 1
+expect_eq "a note without a contact, or about someone not known yet: no subject" \
+  "$(q "SELECT count(*) FROM items WHERE kind = 'note' AND contact_id IS NULL")" 2
 
 search() { bureau --data "$D" --json memory search "$@" 2>"$TMP/search.err" >"$TMP/hits"; }
 first() { jl "$TMP/hits" "json_extract(value, '$1')" | head -n 1; }
