@@ -62,6 +62,7 @@ typedef enum Route {
     ROUTE_SPEND,
     ROUTE_CONTACTS,
     ROUTE_CONTACT,
+    ROUTE_MEMORY_SEARCH,
 } Route;
 
 typedef struct FormState FormState;
@@ -151,6 +152,7 @@ void api__mode_get(Req *r);
 void api__mode_post(Req *r);
 void api__spend_get(Req *r);
 void api__contacts_get(Req *r);
+void api__memory_search_get(Req *r);
 void api__contact_get(Req *r);
 /* Form parsing (form.c): feed upload data, then finish. */
 int api__form_begin(Req *r);

@@ -9,6 +9,7 @@
 #include "flow/effects.h"
 #include "flow/engine.h"
 #include "memory/identity.h"
+#include "memory/search.h"
 #include "model/router.h"
 
 #define PAGE_DEFAULT 100
@@ -511,4 +512,39 @@ void api__contact_get(Req *r)
     }
     json_object_set_new(c, "facts", facts);
     api__json(r, 200, c);
+}
+
+void api__memory_search_get(Req *r)
+{
+    long long k = MEMORY_SEARCH_K_DEFAULT;
+    if (!int_arg(r, "k", 1, MEMORY_SEARCH_K_MAX, &k))
+        return;
+    const char *q = arg(r, "q");
+    if (!q || !*q) {
+        api__problem(r, 400, "Bad request", "q: required");
+        return;
+    }
+    char kbuf[64];
+    const char *kinds[4] = { NULL };
+    const char *kind = arg(r, "kind");
+    if (kind) {
+        snprintf(kbuf, sizeof kbuf, "%s", kind);
+        int n = 0;
+        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 3;
+             t = strtok_r(NULL, ",", &save))
+            kinds[n++] = t;
+    }
+    MemorySearch ms = { .query = q,
+                        .subject = arg(r, "subject"),
+                        .kinds = kind ? kinds : NULL,
+                        .since = arg(r, "since"),
+                        .k = (int)k };
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *hits = NULL;
+    int rc = rd ? memory_search(rd, &ms, &hits, &err) : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, json_pack("{s:s, s:o}", "query", q, "hits", hits));
 }

@@ -313,6 +313,18 @@ static void route(Req *r, const char *url, const char *method)
             reject(r, API_REASON_UNAUTHORIZED);
             return;
         }
+    } else if (!strcmp(url, "/v1/memory/search")) {
+        /* /v1/memory/search?q=&subject=&kind=&since=&k= */
+        if (!get) {
+            r->allow = "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use GET %s", url);
+            return;
+        }
+        r->route = ROUTE_MEMORY_SEARCH;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
     } else if (!strcmp(url, "/v1/spend")) {
         if (!get) {
             r->allow = "GET, HEAD";
@@ -432,6 +444,7 @@ static void dispatch(Req *r)
     case ROUTE_SPEND: api__spend_get(r); break;
     case ROUTE_CONTACTS: api__contacts_get(r); break;
     case ROUTE_CONTACT: api__contact_get(r); break;
+    case ROUTE_MEMORY_SEARCH: api__memory_search_get(r); break;
     case ROUTE_HOOK:
         if (r->form)
             api__form_finish(r);

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "memory/identity.h"
+#include "memory/search.h"
 
 static const char *text_of(const json_t *o, const char *k)
 {
@@ -195,6 +196,67 @@ int cmd_memory_fact(Cli *cli)
         cli_print_json(json_pack("{s:s, s:s}", "contact", id, "key", cli->pos[1]));
     else
         printf("%s: %s recorded\n", id, cli->pos[1]);
+    return EXIT_OK;
+}
+
+int cmd_memory_search(Cli *cli)
+{
+    long long k = MEMORY_SEARCH_K_DEFAULT;
+    const char *ks = cli_opt(cli, "k");
+    if (ks && cli_int("k", ks, 1, MEMORY_SEARCH_K_MAX, &k))
+        return EXIT_USAGE;
+    /* --kind email,note */
+    char kbuf[64];
+    const char *kinds[4] = { NULL };
+    const char *kind = cli_opt(cli, "kind");
+    if (kind) {
+        snprintf(kbuf, sizeof kbuf, "%s", kind);
+        int n = 0;
+        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 3;
+             t = strtok_r(NULL, ",", &save))
+            kinds[n++] = t;
+    }
+    int rc = cli_load_config(cli);
+    Store *rd = NULL;
+    if (rc || (rc = cli_open_reader(cli, &rd)))
+        return rc;
+    Err err = { 0 };
+    json_t *hits = NULL;
+    MemorySearch q = { .query = cli->pos[0],
+                       .subject = cli_opt(cli, "subject"),
+                       .kinds = kind ? kinds : NULL,
+                       .since = cli_opt(cli, "since"),
+                       .k = (int)k };
+    rc = memory_search(rd, &q, &hits, &err) < 0 ? cli_fail_err(cli, &err) : EXIT_OK;
+    store_close(rd);
+    if (rc != EXIT_OK)
+        return rc;
+    size_t i;
+    json_t *h;
+    if (!cli->json)
+        printf("%-7s %-6s %-8s %-5s %-26s %-10s %s\n", "SEQ", "SCORE", "RANKS", "KIND", "SUBJECT",
+               "AT", "SNIPPET");
+    json_array_foreach(hits, i, h) {
+        if (cli->json) {
+            cli_print_json(json_incref(h));
+            continue;
+        }
+        const json_t *r = json_object_get(h, "ranks");
+        char ranks[32];
+        snprintf(ranks, sizeof ranks, "%lld/%lld",
+                 (long long)json_integer_value(json_object_get(r, "bm25")),
+                 (long long)json_integer_value(json_object_get(r, "vector")));
+        char snip[161];
+        snprintf(snip, sizeof snip, "%s", text_of(h, "snippet"));
+        for (char *p = snip; *p; p++)
+            if (*p == '\n' || *p == '\r' || *p == '\t')
+                *p = ' ';
+        printf("%-7lld %-6.4f %-8s %-5s %-26s %-10.10s %s\n",
+               (long long)json_integer_value(json_object_get(h, "seq")),
+               json_number_value(json_object_get(h, "score")), ranks, text_of(h, "kind"),
+               text_of(h, "subject"), text_of(h, "at"), snip);
+    }
+    json_decref(hits);
     return EXIT_OK;
 }
 

@@ -108,6 +108,14 @@ static const CliOpt contacts_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt search_opts[] = {
+    { "subject", "ID|EMAIL", "only items about this contact (an id, email, phone or payment id)" },
+    { "kind", "K", "only items of these kinds: email, form, note (comma-separated)" },
+    { "since", "TIME", "only items that occurred at or after TIME (RFC 3339)" },
+    { "k", "N", "at most N hits (default 10, at most 100)" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt facts_opts[] = {
     { "history", NULL, "also the facts that newer ones superseded" },
     { NULL, NULL, NULL },
@@ -250,6 +258,10 @@ static const CliCommand commands[] = {
       "Forget a person: their events are redacted (the chain still verifies), every\n"
       "projection rebuilt, their files deleted, the database vacuumed. No prompt.",
       forget_opts, cmd_memory_forget, 1, 1 },
+    { "memory search", "QUERY",
+      "Search emails, forms and notes: full-text (BM25) and local vectors, fused,\n"
+      "recent first when equal (--json: one object per hit).",
+      search_opts, cmd_memory_search, 1, 1 },
     { "memory merge", "A B",
       "Merge contact B into A (each an email, phone, payment id or contact id); an event.",
       NULL, cmd_memory_merge, 2, 2 },

@@ -547,6 +547,65 @@ static const Projection identity_projection = {
 void memory_projections_register(void)
 {
     ledger_projection_register(&identity_projection);
+    /* after identity: an item's contact is read from the identities the
+     * same event has just written */
+    memory__items_register();
+}
+
+/* ---- the person an item is about (items.c) ---- */
+
+/* The contact an identity was first given to (identities.first_contact): it
+ * never changes once written, so it is the same whether the identity tables
+ * are at this event or at the head of the log (a rebuild of "items" alone
+ * sees the latter). Merges are followed when reading. */
+static int first_contact(Store *tx, const Event *ev, const char *kind, const char *value,
+                         char out[27], Err *err)
+{
+    /* an identity first seen after this event is not known to it (a
+     * rebuild of "items" alone sees the identities of later events too) */
+    StoreStmt *st;
+    int rc = store_prepare(tx,
+                           "SELECT first_contact FROM identities WHERE kind = ?1 AND value = ?2"
+                           " AND seq <= ?3",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, kind, strlen(kind));
+    store_bind_text(st, 2, value, strlen(value));
+    store_bind_int(st, 3, ev->seq);
+    if ((rc = store_step(st, err)) == STORE_ROW)
+        snprintf(out, 27, "%s", store_col_text(st, 0, NULL));
+    store_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
+int memory__item_contact(Store *tx, const Event *ev, const json_t *d,
+                         char out[MEMORY_CONTACT_ID_LEN + 1], Err *err)
+{
+    out[0] = '\0';
+    if (!strcmp(ev->type, "email.received") || !strcmp(ev->type, "form.submitted")) {
+        Person *ps = xcalloc(PERSONS_MAX, sizeof *ps);
+        size_t n = persons_of(ev, d, ps);
+        int rc = 0;
+        /* the sender of an email, the person of a form: the first person read */
+        if (n && ps[0].n)
+            rc = first_contact(tx, ev, ps[0].ids[0].kind, ps[0].ids[0].value, out, err);
+        free(ps);
+        return rc;
+    }
+    /* a note: data.contact (a contact id or an email address) */
+    const char *who = json_string_value(json_object_get(d, "contact"));
+    if (!who)
+        return 0;
+    char v[VALUE_MAX + 1];
+    if (norm_email(who, v))
+        return first_contact(tx, ev, "email", v, out, err);
+    int64_t first = 0;
+    int rc = store_query_int(tx, "SELECT first_seq FROM contacts WHERE id = ?1", who, 0, &first,
+                             err);
+    if (rc == 0 && first > 0 && first <= ev->seq)
+        snprintf(out, MEMORY_CONTACT_ID_LEN + 1, "%s", who);
+    return rc;
 }
 
 /* ---- reading ---- */

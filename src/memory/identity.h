@@ -74,4 +74,11 @@ int memory_merge(Ledger *l, Store *rd, const char *into, const char *from, const
  * identities it brought. */
 int memory_unmerge(Ledger *l, Store *rd, const char *contact, const char *by, Err *err);
 
+/* Internal to memory (items.c): the contact an item event is about (the
+ * sender of an email, the person of a form, data.contact of a note) as
+ * first given to its identity; "" when none. */
+int memory__item_contact(Store *tx, const Event *ev, const json_t *d,
+                         char out[MEMORY_CONTACT_ID_LEN + 1], Err *err);
+void memory__items_register(void);
+
 #endif
