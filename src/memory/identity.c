@@ -1064,6 +1064,9 @@ int memory_forget(Ledger *l, Store *rd, const char *data_dir, const char *contac
     /* snapshots hold old projection rows */
     if (rc == 0)
         rc = store_exec(rd, "DELETE FROM projection_snapshots", err);
+    /* the full-text index merges its deleted entries away */
+    if (rc == 0)
+        rc = store_exec(rd, "INSERT INTO items_fts(items_fts) VALUES('optimize')", err);
     size_t removed = 0, i;
     json_t *h;
     json_array_foreach(files, i, h) {

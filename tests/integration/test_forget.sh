@@ -25,6 +25,8 @@ cat >"$TMP/events.ndjson" <<'NDJSON'
 {"type":"email.received","source":"imap","data":{"from":{"email":"keep.me@other.test","name":"Kim Kept"},"to":[{"email":"me@studio.test"}],"subject":"Hello","text":"Just saying hi","message_id":"<k1@x>"}}
 NDJSON
 bureau --data "$D" ingest --bulk --file "$TMP/events.ndjson" >/dev/null 2>&1
+printf '%s\n' '{"type":"note.added","source":"cli","data":{"text":"Fiona (forget.me@example-corp.test) wants the secret project by May","contact":"forget.me@example-corp.test"}}' |
+  bureau --data "$D" ingest >/dev/null 2>&1
 check "the workflow runs (its mails captured in sandbox)" bureau --data "$D" run --until-idle --timeout 60
 check "label one of her mails" bureau --data "$D" label 2 lead
 check "a fact about her" bureau --data "$D" memory fact forget.me@example-corp.test stage '"won"'
@@ -49,6 +51,8 @@ expect_eq "no event was removed: one was added (ledger.redacted)" \
 expect_eq "her events' data is the redaction marker, one per seq the ledger.redacted names" \
   "$(q "SELECT count(*) FROM events WHERE data = '{\"redacted\":true}'")" \
   "$(q "SELECT json_array_length(data, '\$.seqs') FROM events WHERE type = 'ledger.redacted'")"
+run bureau --data "$D" --json memory search "secret project"
+expect_eq "her emails, form and note are no longer memory items" "$(grep -c 'secret' <<<"$OUT")" 0
 check "the chain verifies" bureau --data "$D" audit verify
 check "replay --check: the projections are what the log now says" bureau --data "$D" replay --check
 expect_eq "after the vacuum her address appears in no file of the data directory" \
