@@ -11,7 +11,7 @@ PKGS=(
   libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libfyaml-dev
   liblua5.4-dev libgmime-3.0-dev libical-dev libssl-dev tzdata
   libcriterion-dev
-  curl wrk openssl sqlite3 coreutils
+  curl wrk openssl sqlite3 coreutils jq
   python3 python3-aiosmtpd
 )
 

@@ -125,6 +125,7 @@ int cmd_memory_facts(Cli *cli);
 int cmd_memory_fact(Cli *cli);
 int cmd_memory_export(Cli *cli);
 int cmd_memory_forget(Cli *cli);
+int cmd_memory_context(Cli *cli);
 int cmd_memory_search(Cli *cli);
 
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "memory/context.h"
 #include "memory/identity.h"
 #include "memory/search.h"
 
@@ -327,5 +328,40 @@ int cmd_memory_forget(Cli *cli)
                id, n, (long long)json_integer_value(json_object_get(rep, "redaction_seq")),
                (long long)json_integer_value(json_object_get(rep, "files_removed")));
     json_decref(rep);
+    return EXIT_OK;
+}
+
+int cmd_memory_context(Cli *cli)
+{
+    long long budget = 0;
+    const char *b = cli_opt(cli, "budget");
+    if (b && cli_int("budget", b, 1, MEMORY_CONTEXT_BUDGET_MAX, &budget))
+        return EXIT_USAGE;
+    int rc = cli_load_config(cli);
+    Store *rd = NULL;
+    if (rc || (rc = cli_open_reader(cli, &rd)))
+        return rc;
+    Err err = { 0 };
+    json_t *pack = NULL;
+    rc = memory_context(rd, cli->pos[0], cli_opt(cli, "query"), (int)budget, &pack, &err) < 0
+             ? cli_fail_err(cli, &err)
+             : EXIT_OK;
+    store_close(rd);
+    if (rc != EXIT_OK)
+        return rc;
+    if (cli->json) {
+        cli_print_json(pack);
+        return EXIT_OK;
+    }
+    printf("context for %s: %lld of %lld tokens\n", json_string_value(json_object_get(pack, "contact")),
+           (long long)json_integer_value(json_object_get(pack, "used_tokens")),
+           (long long)json_integer_value(json_object_get(pack, "budget_tokens")));
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(pack, "parts"), i, p)
+        printf("  [%s, seq %lld] %s\n", json_string_value(json_object_get(p, "kind")),
+               (long long)json_integer_value(json_object_get(p, "seq")),
+               json_string_value(json_object_get(p, "text")));
+    json_decref(pack);
     return EXIT_OK;
 }

@@ -131,6 +131,12 @@ static const CliOpt forget_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt context_opts[] = {
+    { "query", "Q", "the items that match Q best (default: the latest)" },
+    { "budget", "TOKENS", "at most this many tokens (about 4 bytes each; default 1000)" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt run_opts[] = {
     { "until-idle", NULL, "exit 0 once no step is ready or running (waits and timers aside)" },
     { "timeout", "S", "with --until-idle: fail after S seconds" },
@@ -251,6 +257,10 @@ static const CliCommand commands[] = {
     { "memory fact", "CONTACT KEY VALUE",
       "Record a fact as the operator (VALUE: JSON, or text); it supersedes the others.", NULL,
       cmd_memory_fact, 3, 3 },
+    { "memory context", "CONTACT",
+      "What a draft about a contact should know: profile, facts, matching items,\n"
+      "within a token budget, each part cited by its event's seq.",
+      context_opts, cmd_memory_context, 1, 1 },
     { "memory export", "CONTACT",
       "Everything held about a contact as JSON: profile, facts with history, events.",
       export_opts, cmd_memory_export, 1, 1 },

@@ -400,6 +400,12 @@ static int check_resolve(const json_t *with, Err *err)
     return check_model(with, err, "who", keys, "who");
 }
 
+static int check_context(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "who", "query", "budget", NULL };
+    return check_model(with, err, "who", keys, "who, query, budget");
+}
+
 static int check_record_fact(const json_t *with, Err *err)
 {
     Err local;
@@ -432,6 +438,7 @@ static const FlowStepKind builtin_kinds[] = {
     { "model.draft", check_draft },
     { "memory.resolve", check_resolve },
     { "memory.record_fact", check_record_fact },
+    { "memory.context", check_context },
 };
 
 static void register_builtins(void)

@@ -188,7 +188,8 @@ FlowStepHandler flow__step_handler(const char *kind)
         return flow__step_gate;
     if (!strncmp(kind, "model.", 6))
         return flow__step_model;
-    if (!strcmp(kind, "memory.resolve") || !strcmp(kind, "memory.record_fact"))
+    if (!strcmp(kind, "memory.resolve") || !strcmp(kind, "memory.record_fact") ||
+        !strcmp(kind, "memory.context"))
         return flow__step_memory;
     return NULL;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "flow/engine_int.h"
+#include "memory/context.h"
 #include "memory/identity.h"
 
 /* memory.resolve: with {who: an email, phone, payment customer id or
@@ -75,7 +76,42 @@ static int step_record_fact(FlowStepRun *r)
     return 0;
 }
 
+/* memory.context: with {who, query?, budget?}: the context pack (profile,
+ * facts, items, cited) for a drafting step; its `sources` are what an
+ * approval shows. A person not known yet gets {found: false}. */
+static int step_context(FlowStepRun *r)
+{
+    const char *who = json_string_value(json_object_get(r->inputs, "who"));
+    const char *query = json_string_value(json_object_get(r->inputs, "query"));
+    const json_t *budget = json_object_get(r->inputs, "budget");
+    if (!who || !*who)
+        return flow__step_fail(r, false, "with.who: an email, phone or contact id is required");
+    if (budget && (!json_is_integer(budget) || json_integer_value(budget) < 1 ||
+                   json_integer_value(budget) > MEMORY_CONTEXT_BUDGET_MAX))
+        return flow__step_fail(r, false, "with.budget: tokens, from 1 to %d",
+                               MEMORY_CONTEXT_BUDGET_MAX);
+    json_t *pack = NULL;
+    Err err = { 0 };
+    int rc = memory_context(r->rd, who, query, budget ? (int)json_integer_value(budget) : 0,
+                            &pack, &err);
+    if (rc == ERR_NOTFOUND) {
+        r->outcome = FLOW_DONE;
+        r->output = json_pack("{s:b, s:s, s:[], s:[]}", "found", 0, "who", who, "parts",
+                              "sources");
+        return 0;
+    }
+    if (rc < 0)
+        return flow__step_fail(r, rc != ERR_INVAL, "%s", err.msg);
+    json_object_set_new(pack, "found", json_true());
+    r->outcome = FLOW_DONE;
+    r->output = pack;
+    return 0;
+}
+
 int flow__step_memory(FlowStepRun *r)
 {
-    return !strcmp(r->step->kind, "memory.resolve") ? step_resolve(r) : step_record_fact(r);
+    const char *k = r->step->kind;
+    return !strcmp(k, "memory.resolve")   ? step_resolve(r)
+         : !strcmp(k, "memory.context")   ? step_context(r)
+                                          : step_record_fact(r);
 }

@@ -145,4 +145,31 @@ check "replay from the snapshot" bureau --data "$D" replay
 expect_eq "the index still answers after a snapshot reload" \
   "$(q "INSERT INTO items_fts(items_fts) VALUES ('integrity-check'); SELECT count(*) FROM items_fts WHERE items_fts MATCH 'Zanzibar'")" 1
 check "the chain verifies" bureau --data "$D" audit verify
+# ---- context packs ----
+run bureau --data "$D" --json memory context dana@harborfinch.example --query "payment freezes" --budget 120
+expect_eq "memory context: the contact's profile first, then facts, then items, every part cited" \
+  "$RC $(jget "$OUT" '$.contact') $(jget "$OUT" '$.parts[0].kind') $(printf '%s' "$OUT" >"$TMP/ctx.json"; sqlite3 :memory: "SELECT count(*) FROM json_each(readfile('$TMP/ctx.json'), '\$.parts') WHERE value ->> '\$.seq' IS NULL")" \
+  "0 $DANA profile 0"
+expect_eq "the budget is kept" \
+  "$(sqlite3 :memory: "SELECT json_extract(readfile('$TMP/ctx.json'), '\$.used_tokens') <= 120")" 1
+expect_contains "the best item for the query is in, with its source for an approval" \
+  "$(sqlite3 :memory: "SELECT group_concat(value ->> '\$.snippet', ' | ') FROM json_each(readfile('$TMP/ctx.json'), '\$.sources')")" "freezes"
+run bureau --data "$D" --json memory context dana@harborfinch.example --budget 5
+expect_eq "a tiny budget: only what fits (maybe nothing)" \
+  "$(printf '%s' "$OUT" >"$TMP/ctx2.json"; sqlite3 :memory: "SELECT json_extract(readfile('$TMP/ctx2.json'), '\$.used_tokens') <= 5")" 1
+run bureau --data "$D" memory context nobody@nowhere.example
+expect_eq "an unknown contact: exit 1" "$RC" 1
+mkdir -p "$D/workflows"
+cat >"$D/workflows/ctx.yaml" <<'YAML'
+name: ctx
+on: {event: ctx.asked}
+steps:
+  - id: ctx
+    do: memory.context
+    with: {who: "{{ event.data.who }}", query: "{{ event.data.q }}", budget: 300}
+YAML
+echo '{"type":"ctx.asked","source":"t","data":{"who":"raj@nimbus.example","q":"retainer hours"}}' | bureau --data "$D" ingest >/dev/null 2>&1
+check "a memory.context step runs" bureau --data "$D" run --until-idle --timeout 60
+expect_eq "its output is the pack, with sources for an approval" \
+  "$(q "SELECT json_extract(output, '\$.found') || ' ' || (json_array_length(output, '\$.sources') > 0) FROM task_steps WHERE step_id = 'ctx'")" "1 1"
 sanitizer_check "no sanitizer reports"

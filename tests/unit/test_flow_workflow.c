@@ -587,9 +587,10 @@ Test(step_kinds, registry_and_custom_kinds)
     cr_assert_eq(flow_step_kind_find("mail"), &mail);
     char list[512];
     flow_step_kinds_list(list, sizeof list);
-    cr_assert_str_eq(list, "approval, email.send, emit, lua, mail, memory.record_fact, "
-                           "memory.resolve, model.classify, model.complete, model.draft, "
-                           "model.extract, model.summarize, task.start, wait, webhook.post");
+    cr_assert_str_eq(list, "approval, email.send, emit, lua, mail, memory.context, "
+                           "memory.record_fact, memory.resolve, model.classify, model.complete, "
+                           "model.draft, model.extract, model.summarize, task.start, wait, "
+                           "webhook.post");
     char *rep = parse_fail("name: m\non: {event: a.b}\nsteps:\n"
                            "  - id: a\n    do: mail\n    with: {subject: x}\n");
     cr_assert_str_eq(rep, "t.yaml:6:12: steps[0].with.to: required");

@@ -1,0 +1,139 @@
+/* Context packs (context.h): what a drafting step needs to know about a
+ * person, within a budget, every part cited. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "memory/context.h"
+#include "memory/identity.h"
+#include "memory/search.h"
+
+static size_t tokens_of(const char *s)
+{
+    return (strlen(s) + 3) / 4;
+}
+
+/* Adds a part when it fits the budget; returns whether it did. */
+static bool add_part(json_t *parts, json_t *sources, size_t *used, size_t budget, const char *kind,
+                     const char *text, int64_t seq, const char *event_id)
+{
+    size_t t = tokens_of(text);
+    if (*used + t > budget)
+        return false;
+    *used += t;
+    json_t *p = json_pack("{s:s, s:s, s:I}", "kind", kind, "text", text, "seq", (json_int_t)seq);
+    if (event_id)
+        json_object_set_new(p, "event_id", json_string(event_id));
+    json_array_append_new(parts, p);
+    if (sources) { /* what an approval shows: the event and a snippet */
+        char snippet[201];
+        snprintf(snippet, sizeof snippet, "%s", text);
+        json_array_append_new(sources, json_pack("{s:I, s:s}", "seq", (json_int_t)seq, "snippet",
+                                                 snippet));
+    }
+    return true;
+}
+
+/* Without a query: the contact's latest items (and those of the contacts
+ * merged into it), newest first, as search hits. */
+static int recent_items(Store *rd, const char *id, json_t **ret, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT i.id, i.event_id, substr(i.text, 1, 300) FROM items i"
+                           " WHERE i.contact_id = ?1 OR i.contact_id IN"
+                           "  (SELECT id FROM contacts WHERE merged_into = ?1)"
+                           " ORDER BY i.id DESC LIMIT 20",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, id, strlen(id));
+    json_t *list = json_array();
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        json_array_append_new(list, json_pack("{s:I, s:s, s:s}", "seq",
+                                              (json_int_t)store_col_int(st, 0), "event_id",
+                                              store_col_text(st, 1, NULL), "snippet",
+                                              store_col_text(st, 2, NULL)));
+    store_stmt_done(st);
+    if (rc < 0) {
+        json_decref(list);
+        return rc;
+    }
+    *ret = list;
+    return 0;
+}
+
+int memory_context(Store *rd, const char *who, const char *query, int budget_tokens,
+                   json_t **ret, Err *err)
+{
+    if (budget_tokens <= 0)
+        budget_tokens = MEMORY_CONTEXT_BUDGET_DEFAULT;
+    if (budget_tokens > MEMORY_CONTEXT_BUDGET_MAX)
+        return err_set(err, ERR_INVAL, "budget: at most %d tokens", MEMORY_CONTEXT_BUDGET_MAX);
+    char id[MEMORY_CONTACT_ID_LEN + 1];
+    json_t *profile = NULL, *facts = NULL, *hits = NULL;
+    int rc = memory_contact_find(rd, who, id, err);
+    if (rc == 0)
+        rc = memory_contact_get(rd, id, &profile, err);
+    if (rc == 0)
+        rc = memory_facts(rd, id, false, &facts, err);
+    if (rc == 0 && query && *query) {
+        MemorySearch q = { .query = query, .subject = id, .k = 20 };
+        rc = memory_search(rd, &q, &hits, err);
+    } else if (rc == 0) {
+        rc = recent_items(rd, id, &hits, err);
+    }
+    if (rc < 0) {
+        json_decref(profile);
+        json_decref(facts);
+        json_decref(hits);
+        return rc;
+    }
+    size_t used = 0, budget = (size_t)budget_tokens;
+    json_t *parts = json_array(), *sources = json_array();
+    /* 1. who they are */
+    Buf b;
+    buf_init(&b, 0);
+    const json_t *org = json_object_get(profile, "org");
+    buf_printf(&b, "%s <%s>", json_string_value(json_object_get(profile, "name"))
+                                  ? json_string_value(json_object_get(profile, "name"))
+                                  : "(no name)",
+               json_string_value(json_object_get(profile, "email"))
+                   ? json_string_value(json_object_get(profile, "email"))
+                   : "no email");
+    if (json_is_object(org))
+        buf_printf(&b, ", %s", json_string_value(json_object_get(org, "domain")));
+    add_part(parts, NULL, &used, budget, "profile", buf_cstr(&b),
+             json_integer_value(json_object_get(profile, "first_seq")), NULL);
+    /* 2. what is known, most confident first as listed */
+    size_t i;
+    json_t *f;
+    json_array_foreach(facts, i, f) {
+        char *v = json_dumps(json_object_get(f, "value"), JSON_ENCODE_ANY | JSON_COMPACT);
+        buf_clear(&b);
+        buf_printf(&b, "%s: %s%s", json_string_value(json_object_get(f, "key")), v ? v : "null",
+                   json_is_true(json_object_get(f, "conflict")) ? " (conflicting sources)" : "");
+        free(v);
+        add_part(parts, NULL, &used, budget, "fact", buf_cstr(&b),
+                 json_integer_value(json_object_get(f, "seq")), NULL);
+    }
+    /* 3. what they wrote or was noted, the best matches first */
+    json_t *h;
+    json_array_foreach(hits, i, h) {
+        const char *snippet = json_string_value(json_object_get(h, "snippet"));
+        if (!snippet)
+            continue;
+        if (!add_part(parts, sources, &used, budget, "item", snippet,
+                      json_integer_value(json_object_get(h, "seq")),
+                      json_string_value(json_object_get(h, "event_id"))))
+            break;
+    }
+    buf_done(&b);
+    *ret = json_pack("{s:s, s:o, s:i, s:I, s:o, s:o}", "contact", id, "profile", profile,
+                     "budget_tokens", budget_tokens, "used_tokens", (json_int_t)used, "parts",
+                     parts, "sources", sources);
+    json_decref(facts);
+    json_decref(hits);
+    return 0;
+}

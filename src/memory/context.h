@@ -1,0 +1,24 @@
+/* Context packs: for a contact and a query, who they are, the facts
+ * known about them and the items that match best, within a token budget
+ * (about 4 bytes a token), each part cited by its event's seq: the input of
+ * drafting steps, and the "sources" an approval shows (docs/memory.md). */
+#ifndef BUREAU_MEMORY_CONTEXT_H
+#define BUREAU_MEMORY_CONTEXT_H
+
+#include <jansson.h>
+
+#include "core/err.h"
+#include "store/store.h"
+
+#define MEMORY_CONTEXT_BUDGET_DEFAULT 1000
+#define MEMORY_CONTEXT_BUDGET_MAX 32000
+
+/* who: an email, phone, payment customer id or contact id. query may be
+ * NULL or "" (then the items are the most recent). *ret: {contact, profile,
+ * budget_tokens, used_tokens, parts: [{kind: profile|fact|item, text, seq,
+ * event_id?}], sources: [{seq, snippet}]}. ERR_NOTFOUND for an unknown
+ * contact. */
+int memory_context(Store *rd, const char *who, const char *query, int budget_tokens,
+                   json_t **ret, Err *err);
+
+#endif
