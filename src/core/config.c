@@ -506,15 +506,18 @@ static const KeyDef route_keys[] = {
 };
 #undef R
 
-/* A mapping's pairs through keys (the struct at base); "what" names it. */
+/* A mapping's pairs through keys (the struct at base); "what" names it.
+ * skip (may be NULL) is a key the caller reads itself. */
 static int load_map(void *base, const KeyDef *keys_, size_t n, struct fy_node *map,
-                    const char *what, const char *path, Err *err)
+                    const char *what, const char *path, const char *skip, Err *err)
 {
     void *iter = NULL;
     struct fy_node_pair *p;
     while ((p = fy_node_mapping_iterate(map, &iter))) {
         struct fy_node *k = fy_node_pair_key(p);
         const char *key = k ? fy_node_get_scalar0(k) : NULL;
+        if (key && skip && !strcmp(key, skip))
+            continue;
         const KeyDef *def = NULL;
         for (size_t i = 0; key && i < n; i++)
             if (!strcmp(keys_[i].key, key))
@@ -546,36 +549,11 @@ static int load_provider(Config *cfg, struct fy_node *item, size_t idx, const ch
     memset(p, 0, sizeof *p);
     p->timeout_ms = 30000;
     struct fy_node *price = lookup(item, "price");
-    void *iter = NULL;
-    struct fy_node_pair *pair;
-    while ((pair = fy_node_mapping_iterate(item, &iter))) {
-        struct fy_node *k = fy_node_pair_key(pair);
-        const char *key = k ? fy_node_get_scalar0(k) : NULL;
-        if (key && !strcmp(key, "price"))
-            continue;
-        bool known = false;
-        for (size_t i = 0; key && i < sizeof provider_keys / sizeof provider_keys[0]; i++)
-            known |= !strcmp(provider_keys[i].key, key);
-        if (!known)
-            return at(err, path, k, "%s: unknown key '%s'", what, key ? key : "?");
-    }
-    /* price is a mapping of its own */
-    int rc = 0;
-    iter = NULL;
-    while ((pair = fy_node_mapping_iterate(item, &iter))) {
-        struct fy_node *k = fy_node_pair_key(pair);
-        const char *key = fy_node_get_scalar0(k);
-        if (!strcmp(key, "price"))
-            continue;
-        for (size_t i = 0; i < sizeof provider_keys / sizeof provider_keys[0]; i++)
-            if (!strcmp(provider_keys[i].key, key)) {
-                char full[192];
-                snprintf(full, sizeof full, "%s.%s", what, key);
-                if ((rc = load_value(p, &provider_keys[i], full, k, fy_node_pair_value(pair),
-                                     path, err)) < 0)
-                    return rc;
-            }
-    }
+    /* price is a mapping of its own, read below */
+    int rc = load_map(p, provider_keys, sizeof provider_keys / sizeof provider_keys[0], item, what,
+                      path, "price", err);
+    if (rc < 0)
+        return rc;
     if (price) {
         static const KeyDef price_keys[] = {
             { "", "input_per_mtok", KEY_REAL, 0, 100000, NULL,
@@ -588,7 +566,7 @@ static int load_provider(Config *cfg, struct fy_node *item, size_t idx, const ch
         if (!fy_node_is_mapping(price))
             return at(err, path, price, "%s must be a mapping {input_per_mtok, output_per_mtok}",
                       pw);
-        if ((rc = load_map(p, price_keys, 2, price, pw, path, err)) < 0)
+        if ((rc = load_map(p, price_keys, 2, price, pw, path, NULL, err)) < 0)
             return rc;
     }
     struct fy_node *name = lookup(item, "name");
@@ -715,7 +693,8 @@ static int load_budgets(Config *cfg, struct fy_node *map, const char *path, Err 
             if (!v || !fy_node_is_mapping(v))
                 return at(err, path, k, "models.budgets.per_customer must be a mapping "
                                         "{daily_usd, monthly_usd}");
-            if ((rc = load_map(cfg, cust, 2, v, "models.budgets.per_customer", path, err)) < 0)
+            if ((rc = load_map(cfg, cust, 2, v, "models.budgets.per_customer", path, NULL,
+                               err)) < 0)
                 return rc;
         } else if (kn && !strcmp(kn, "workflows")) {
             if (!v || !fy_node_is_mapping(v))
@@ -739,7 +718,7 @@ static int load_budgets(Config *cfg, struct fy_node *map, const char *path, Err 
                 snprintf(b->name, sizeof b->name, "%s", wn);
                 char what[128];
                 snprintf(what, sizeof what, "models.budgets.workflows.%s", wn);
-                if ((rc = load_map(b, wf, 2, wv, what, path, err)) < 0)
+                if ((rc = load_map(b, wf, 2, wv, what, path, NULL, err)) < 0)
                     return rc;
             }
         } else {
@@ -880,7 +859,7 @@ static int load_models(Config *cfg, struct fy_node *key, struct fy_node *map, co
                     { "", "window", KEY_BUF, 0, 11, NULL, offsetof(Config, batch_window) },
                     { "", "timezone", KEY_BUF, 0, 63, NULL, offsetof(Config, batch_timezone) },
                 };
-                if ((rc = load_map(cfg, bk, 2, v, "models.batch", path, err)) < 0)
+                if ((rc = load_map(cfg, bk, 2, v, "models.batch", path, NULL, err)) < 0)
                     return rc;
                 if (!batch_window_ok(cfg->batch_window))
                     return at(err, path, lookup(v, "window") ? lookup(v, "window") : k,

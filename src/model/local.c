@@ -12,7 +12,6 @@
 #include "model/router.h"
 
 typedef struct Local {
-    Ledger *l;
     Store *rd;               /* its own read connection (NULL without a ledger) */
     pthread_mutex_t load_mu; /* one reload at a time */
     pthread_rwlock_t lock;   /* the model: written by a reload, read by calls */
@@ -171,7 +170,6 @@ int model_local_new(const ModelProviderConfig *cfg, const Config *all, Ledger *l
                     ModelProvider **ret, Err *err)
 {
     Local *x = xcalloc(1, sizeof *x);
-    x->l = l;
     x->hash_bits = all->local_hash_bits;
     x->dim = all->local_embed_dim;
     x->nb = local_nb_new(x->hash_bits);
