@@ -525,20 +525,28 @@ void api__memory_search_get(Req *r)
         return;
     }
     char kbuf[64];
-    const char *kinds[4] = { NULL };
+    const char *kinds[5] = { NULL };
     const char *kind = arg(r, "kind");
     if (kind) {
         snprintf(kbuf, sizeof kbuf, "%s", kind);
         int n = 0;
-        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 3;
+        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 4;
              t = strtok_r(NULL, ",", &save))
             kinds[n++] = t;
+    }
+    const char *mode = arg(r, "mode");
+    int m = mode ? memory_search_mode(mode) : MEMORY_SEARCH_HYBRID;
+    if (m < 0) {
+        api__problem(r, 400, "Bad request", "mode: hybrid, bm25 or vector");
+        return;
     }
     MemorySearch ms = { .query = q,
                         .subject = arg(r, "subject"),
                         .kinds = kind ? kinds : NULL,
                         .since = arg(r, "since"),
-                        .k = (int)k };
+                        .k = (int)k,
+                        .mode = m,
+                        .config = r->srv->cfg };
     Err err = { 0 };
     Store *rd = api__reader(r->srv, &err);
     json_t *hits = NULL;

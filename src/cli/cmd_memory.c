@@ -208,14 +208,20 @@ int cmd_memory_search(Cli *cli)
         return EXIT_USAGE;
     /* --kind email,note */
     char kbuf[64];
-    const char *kinds[4] = { NULL };
+    const char *kinds[5] = { NULL };
     const char *kind = cli_opt(cli, "kind");
     if (kind) {
         snprintf(kbuf, sizeof kbuf, "%s", kind);
         int n = 0;
-        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 3;
+        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 4;
              t = strtok_r(NULL, ",", &save))
             kinds[n++] = t;
+    }
+    const char *mode = cli_opt(cli, "mode");
+    int m = mode ? memory_search_mode(mode) : MEMORY_SEARCH_HYBRID;
+    if (m < 0) {
+        fprintf(stderr, "bureau: --mode: '%s': hybrid, bm25 or vector\n", mode);
+        return EXIT_USAGE;
     }
     int rc = cli_load_config(cli);
     Store *rd = NULL;
@@ -227,7 +233,9 @@ int cmd_memory_search(Cli *cli)
                        .subject = cli_opt(cli, "subject"),
                        .kinds = kind ? kinds : NULL,
                        .since = cli_opt(cli, "since"),
-                       .k = (int)k };
+                       .k = (int)k,
+                       .mode = m,
+                       .config = &cli->config };
     rc = memory_search(rd, &q, &hits, &err) < 0 ? cli_fail_err(cli, &err) : EXIT_OK;
     store_close(rd);
     if (rc != EXIT_OK)
@@ -343,7 +351,7 @@ int cmd_memory_context(Cli *cli)
         return rc;
     Err err = { 0 };
     json_t *pack = NULL;
-    rc = memory_context(rd, cli->pos[0], cli_opt(cli, "query"), (int)budget, &pack, &err) < 0
+    rc = memory_context(rd, &cli->config, cli->pos[0], cli_opt(cli, "query"), (int)budget, &pack, &err) < 0
              ? cli_fail_err(cli, &err)
              : EXIT_OK;
     store_close(rd);

@@ -110,9 +110,10 @@ static const CliOpt contacts_opts[] = {
 
 static const CliOpt search_opts[] = {
     { "subject", "ID|EMAIL", "only items about this contact (an id, email, phone or payment id)" },
-    { "kind", "K", "only items of these kinds: email, form, note (comma-separated)" },
+    { "kind", "K", "only items of these kinds: email, form, note, summary (comma-separated)" },
     { "since", "TIME", "only items that occurred at or after TIME (RFC 3339)" },
     { "k", "N", "at most N hits (default 10, at most 100)" },
+    { "mode", "M", "hybrid (default), or one retriever alone: bm25 or vector" },
     { NULL, NULL, NULL },
 };
 

@@ -72,6 +72,11 @@ const char core_config_default_yaml[] =
     "#   max_delay_ms: 3600000\n"
     "#   webhook_timeout_s: 30\n"
     "\n"
+    "# memory:                      # short-term memory (docs/memory.md)\n"
+    "#   email_ttl_days: 30          # an item is searched this long, then consolidated\n"
+    "#   form_ttl_days: 30\n"
+    "#   note_ttl_days: 30\n"
+    "\n"
     "# models:                      # the model router (docs/models.md)\n"
     "#   providers:                  # the built-in `local` needs no declaration\n"
     "#     - name: big\n"
@@ -160,6 +165,9 @@ void core_config_defaults(Config *cfg)
     cfg->outbox_backoff_ms = 5000;
     cfg->outbox_max_delay_ms = 3600000;
     cfg->webhook_timeout_s = 30;
+    cfg->memory_email_ttl_days = 30;
+    cfg->memory_form_ttl_days = 30;
+    cfg->memory_note_ttl_days = 30;
     cfg->model_cache_ttl_s = 7 * 24 * 3600;
     snprintf(cfg->batch_window, sizeof cfg->batch_window, "02:00-05:00");
     snprintf(cfg->batch_timezone, sizeof cfg->batch_timezone, "UTC");
@@ -248,6 +256,9 @@ static const KeyDef keys[] = {
     { "outbox", "backoff_ms", KEY_INT, 10, 86400000, NULL, C(outbox_backoff_ms) },
     { "outbox", "max_delay_ms", KEY_INT, 10, 604800000, NULL, C(outbox_max_delay_ms) },
     { "outbox", "webhook_timeout_s", KEY_INT, 1, 3600, NULL, C(webhook_timeout_s) },
+    { "memory", "email_ttl_days", KEY_INT, 1, 36500, NULL, C(memory_email_ttl_days) },
+    { "memory", "form_ttl_days", KEY_INT, 1, 36500, NULL, C(memory_form_ttl_days) },
+    { "memory", "note_ttl_days", KEY_INT, 1, 36500, NULL, C(memory_note_ttl_days) },
 };
 #undef C
 

@@ -126,6 +126,9 @@ typedef struct Config {
     int outbox_backoff_ms;    /* outbox.backoff_ms: first retry delay, doubled, default 5000 */
     int outbox_max_delay_ms;  /* outbox.max_delay_ms: cap of the delay, default 3600000 */
     int webhook_timeout_s;    /* outbox.webhook_timeout_s: one webhook.post, default 30 */
+    /* memory: how long an item of each kind is short-term memory (searched;
+     * then consolidated into a summary), default 30 days each */
+    int memory_email_ttl_days, memory_form_ttl_days, memory_note_ttl_days;
     /* models: */
     ModelProviderConfig model_providers[CONFIG_MAX_MODEL_PROVIDERS];
     size_t n_model_providers;

@@ -92,7 +92,7 @@ static int step_context(FlowStepRun *r)
                                MEMORY_CONTEXT_BUDGET_MAX);
     json_t *pack = NULL;
     Err err = { 0 };
-    int rc = memory_context(r->rd, who, query, budget ? (int)json_integer_value(budget) : 0,
+    int rc = memory_context(r->rd, r->cfg, who, query, budget ? (int)json_integer_value(budget) : 0,
                             &pack, &err);
     if (rc == ERR_NOTFOUND) {
         r->outcome = FLOW_DONE;

@@ -64,8 +64,8 @@ static int recent_items(Store *rd, const char *id, json_t **ret, Err *err)
     return 0;
 }
 
-int memory_context(Store *rd, const char *who, const char *query, int budget_tokens,
-                   json_t **ret, Err *err)
+int memory_context(Store *rd, const Config *cfg, const char *who, const char *query,
+                   int budget_tokens, json_t **ret, Err *err)
 {
     if (budget_tokens <= 0)
         budget_tokens = MEMORY_CONTEXT_BUDGET_DEFAULT;
@@ -79,7 +79,7 @@ int memory_context(Store *rd, const char *who, const char *query, int budget_tok
     if (rc == 0)
         rc = memory_facts(rd, id, false, &facts, err);
     if (rc == 0 && query && *query) {
-        MemorySearch q = { .query = query, .subject = id, .k = 20 };
+        MemorySearch q = { .query = query, .subject = id, .k = 20, .config = cfg };
         rc = memory_search(rd, &q, &hits, err);
     } else if (rc == 0) {
         rc = recent_items(rd, id, &hits, err);

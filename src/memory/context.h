@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "core/config.h"
 #include "core/err.h"
 #include "store/store.h"
 
@@ -18,7 +19,7 @@
  * budget_tokens, used_tokens, parts: [{kind: profile|fact|item, text, seq,
  * event_id?}], sources: [{seq, snippet}]}. ERR_NOTFOUND for an unknown
  * contact. */
-int memory_context(Store *rd, const char *who, const char *query, int budget_tokens,
-                   json_t **ret, Err *err);
+int memory_context(Store *rd, const Config *cfg, const char *who, const char *query,
+                   int budget_tokens, json_t **ret, Err *err);
 
 #endif

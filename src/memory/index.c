@@ -33,6 +33,7 @@ struct MemIndex {
     size_t n, cap;     /* rows held, rows allocated */
     float *vec;        /* cap * dim */
     int64_t *ids;      /* cap */
+    uint32_t *grp;     /* cap: each row's group (0: none) */
     int8_t *q8;        /* cap * dim once quantised, else NULL */
     float *q8_scale;   /* cap once quantised */
     int64_t *map_key;  /* map_cap slots */
@@ -126,6 +127,7 @@ void mem_index_free(MemIndex *ix)
         return;
     free(ix->vec);
     free(ix->ids);
+    free(ix->grp);
     free(ix->q8);
     free(ix->q8_scale);
     free(ix->map_key);
@@ -195,6 +197,7 @@ static void rows_grow(MemIndex *ix)
     size_t d = (size_t)ix->dim;
     ix->vec = xrealloc(ix->vec, cap * d * sizeof *ix->vec);
     ix->ids = xrealloc(ix->ids, cap * sizeof *ix->ids);
+    ix->grp = xrealloc(ix->grp, cap * sizeof *ix->grp);
     if (ix->q8) {
         ix->q8 = xrealloc(ix->q8, cap * d);
         ix->q8_scale = xrealloc(ix->q8_scale, cap * sizeof *ix->q8_scale);
@@ -221,10 +224,26 @@ int mem_index_add(MemIndex *ix, int64_t id, const float *v, Err *err)
     size_t r = ix->n++;
     memcpy(ix->vec + r * d, v, d * sizeof *v);
     ix->ids[r] = id;
+    ix->grp[r] = 0;
     if (ix->q8)
         ix->q8_scale[r] = quantize_row(v, ix->dim, ix->q8 + r * d);
     map_put(ix, id, (uint32_t)r);
     return 0;
+}
+
+int mem_index_set_group(MemIndex *ix, int64_t id, uint32_t group)
+{
+    uint32_t r = ix->map_row[map_find(ix, id)];
+    if (r == MAP_EMPTY)
+        return ERR_NOTFOUND;
+    ix->grp[r] = group;
+    return 0;
+}
+
+const float *mem_index_vector(const MemIndex *ix, int64_t id)
+{
+    uint32_t r = ix->map_row[map_find(ix, id)];
+    return r == MAP_EMPTY ? NULL : ix->vec + (size_t)r * (size_t)ix->dim;
 }
 
 int mem_index_remove(MemIndex *ix, int64_t id)
@@ -237,6 +256,7 @@ int mem_index_remove(MemIndex *ix, int64_t id)
     if (r != last) {
         memcpy(ix->vec + r * d, ix->vec + last * d, d * sizeof *ix->vec);
         ix->ids[r] = ix->ids[last];
+        ix->grp[r] = ix->grp[last];
         if (ix->q8) {
             memcpy(ix->q8 + r * d, ix->q8 + last * d, d);
             ix->q8_scale[r] = ix->q8_scale[last];
@@ -360,6 +380,12 @@ static void heap_drain(Heap *hp, MemHit *out, int *n_out)
 
 int mem_index_search(const MemIndex *ix, const float *q, int k, MemHit *out, int *n_out)
 {
+    return mem_index_search_biased(ix, q, k, NULL, 0, out, n_out);
+}
+
+int mem_index_search_biased(const MemIndex *ix, const float *q, int k, const float *bias,
+                            size_t n_bias, MemHit *out, int *n_out)
+{
     if (k < 1 || k > MEM_INDEX_MAX_K)
         return ERR_INVAL;
     size_t d = (size_t)ix->dim;
@@ -368,6 +394,11 @@ int mem_index_search(const MemIndex *ix, const float *q, int k, MemHit *out, int
     for (size_t r0 = 0; r0 < ix->n; r0 += SCORE_BLOCK) {
         size_t m = ix->n - r0 < SCORE_BLOCK ? ix->n - r0 : SCORE_BLOCK;
         scores_f32(q, ix->vec + r0 * d, m, ix->dim, sc);
+        if (bias)
+            for (size_t j = 0; j < m; j++) {
+                uint32_t g = ix->grp[r0 + j];
+                sc[j] += g < n_bias ? bias[g] : 0.0f;
+            }
         float floor = heap_floor(&hp);
         for (size_t j = 0; j < m; j++) {
             if (sc[j] < floor)

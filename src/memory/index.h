@@ -62,6 +62,20 @@ size_t mem_index_bytes(const MemIndex *ix);
  * when k is outside 1..MEM_INDEX_MAX_K; out and n_out are then untouched. */
 int mem_index_search(const MemIndex *ix, const float *q, int k, MemHit *out, int *n_out);
 
+/* Puts id's row in a group (a small number, 0: none, the default), for
+ * mem_index_search_biased(). ERR_NOTFOUND when id is not there. */
+int mem_index_set_group(MemIndex *ix, int64_t id, uint32_t group);
+
+/* id's vector (dim floats, valid until the next change), or NULL. */
+const float *mem_index_vector(const MemIndex *ix, int64_t id);
+
+/* mem_index_search() with bias[g] added to the score of every row of group
+ * g (g < n_bias; other groups get nothing): a term shared by a group, such
+ * as the similarity of the query to the group's centroid. MemHit.score is
+ * then the biased score. */
+int mem_index_search_biased(const MemIndex *ix, const float *q, int k, const float *bias,
+                            size_t n_bias, MemHit *out, int *n_out);
+
 /* Builds the int8 copy of every row (symmetric, one float scale per row:
  * scale = max|v| / 127), kept up to date by later adds and removes. Costs
  * dim + 4 bytes per row. Calling it again does nothing. */

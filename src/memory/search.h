@@ -14,15 +14,25 @@
 
 #include <jansson.h>
 
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
 #include "core/err.h"
 #include "store/store.h"
 
 #define MEMORY_SEARCH_K_DEFAULT 10
 #define MEMORY_SEARCH_K_MAX     100
 #define MEMORY_SEARCH_DEPTH     50    /* ids taken from each retriever */
-#define MEMORY_SEARCH_VEC_WEIGHT 0.3  /* the vector list's RRF weight (BM25: 1) */
+#define MEMORY_SEARCH_VEC_WEIGHT 0.5  /* the vector list's RRF weight (BM25: 1) */
+#define MEMORY_SEARCH_FEEDBACK  2.0   /* weight of BM25's best hits in the query vector */
+#define MEMORY_SEARCH_FEEDBACK_DOCS 3 /* how many of them */
+#define MEMORY_SEARCH_SUBJECT_WEIGHT 0.4 /* weight of the query's similarity to the subject */
+#define MEMORY_SEARCH_QUERY_MAX 4096
 #define MEMORY_SEARCH_RRF_K     20.0
 #define MEMORY_SEARCH_HALF_LIFE_DAYS 30
+
+enum { MEMORY_SEARCH_HYBRID, MEMORY_SEARCH_BM25, MEMORY_SEARCH_VECTOR };
 
 typedef struct MemorySearch {
     const char *query;
@@ -30,7 +40,14 @@ typedef struct MemorySearch {
     const char *const *kinds;       /* NULL-terminated (email, form, note); NULL: all */
     const char *since;              /* RFC 3339; NULL: any time */
     int k;                          /* hits; 0: MEMORY_SEARCH_K_DEFAULT */
+    int mode;                       /* MEMORY_SEARCH_HYBRID (0), _BM25 or _VECTOR: one retriever */
+    const Config *config;           /* the TTLs (memory.*_ttl_days); NULL: 30 days each */
+    int64_t now_ms;                 /* 0: now */
+    bool no_cache;                  /* do not answer from the result cache */
 } MemorySearch;
+
+/* The mode named "hybrid", "bm25" or "vector", or -1. */
+int memory_search_mode(const char *name);
 
 /* The best k items, best first: [{score, snippet, seq, event_id, subject,
  * kind, at, ranks: {bm25, vector}}] (a rank is null when that retriever did

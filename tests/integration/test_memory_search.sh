@@ -9,6 +9,9 @@
 
 D=$TMP/data
 bureau --data "$D" init >/dev/null 2>&1
+# the items below occurred in March 2026: kept searchable for ten years
+# (the default TTL of 30 days is checked at the end)
+printf 'memory:\n  email_ttl_days: 3650\n  form_ttl_days: 3650\n  note_ttl_days: 3650\n' >"$D/bureau.yaml"
 q() { sqlite3 "$D/bureau.db" "$1"; }
 ITEMS="$(dirname "$0")/../data/retrieval/items.jsonl"
 cat >"$TMP/events.ndjson" <<'NDJSON'
@@ -172,4 +175,13 @@ echo '{"type":"ctx.asked","source":"t","data":{"who":"raj@nimbus.example","q":"r
 check "a memory.context step runs" bureau --data "$D" run --until-idle --timeout 60
 expect_eq "its output is the pack, with sources for an approval" \
   "$(q "SELECT json_extract(output, '\$.found') || ' ' || (json_array_length(output, '\$.sources') > 0) FROM task_steps WHERE step_id = 'ctx'")" "1 1"
+# ---- expiry: the TTL per kind ----
+rm "$D/bureau.yaml"
+search "hero banner" --k 5
+expect_eq "with the default TTL (30 days) the March items have expired: none is searched" \
+  "$(wc -l <"$TMP/hits")" 0
+printf 'memory:\n  email_ttl_days: 3650\n' >"$D/bureau.yaml"
+search "hero banner" --k 5
+expect_eq "emails kept for ten years are found again, notes and forms are not" \
+  "$(jl "$TMP/hits" "group_concat(DISTINCT json_extract(value, '\$.kind'))")" email
 sanitizer_check "no sanitizer reports"

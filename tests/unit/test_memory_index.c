@@ -612,8 +612,11 @@ static void score_run(const RsQuery *q, const int64_t *ids, int n, Metrics *m)
  * weights 0.2..1 and k 5/20/60 on this very set, so an optimistic choice),
  * hybrid matches BM25's recall and beats the vectors on both measures, but
  * its MRR stays below BM25's. The test asserts exactly that, so a change in
- * either retriever or the fusion that loses ground shows up; a semantic
- * embedder (a remote model tier) is what should lift hybrid above both. */
+ * either retriever or the fusion that loses ground shows up. The search
+ * itself (memory_search) adds what lifts hybrid above both: pseudo-relevance
+ * feedback from BM25's best hits into the query vector and the similarity
+ * to each item's subject; tests/integration/test_memory_quality.sh measures
+ * it through the real FTS5 index and asserts that it beats both. */
 #define RS_FUSE_K   20.0
 #define RS_VEC_WEIGHT 0.3
 Test(memory_index, retrieval_set, .timeout = 120)
@@ -673,4 +676,45 @@ Test(memory_index, retrieval_set, .timeout = 120)
     mem_index_free(ix);
     local_idf_free(idf);
     rs_free(&rs);
+}
+
+/* A group's bias is added to the score of each of its rows, and a row keeps
+ * its group when another row's removal moves it. */
+Test(memory_index, group_bias)
+{
+    MemIndex *ix = mem_index_new(8);
+    float v[8] = { 0 };
+    Err err = { 0 };
+    for (int i = 1; i <= 4; i++) {
+        memset(v, 0, sizeof v);
+        v[0] = 1.0f - 0.1f * (float)i; /* item 1 scores best on its own */
+        cr_assert_eq(mem_index_add(ix, i, v, &err), 0);
+    }
+    cr_assert_eq(mem_index_set_group(ix, 3, 2), 0);
+    cr_assert_eq(mem_index_set_group(ix, 4, 1), 0);
+    cr_assert_eq(mem_index_set_group(ix, 99, 1), ERR_NOTFOUND);
+    const float *got = mem_index_vector(ix, 2);
+    cr_assert_not_null(got);
+    cr_assert_float_eq(got[0], 0.8f, 1e-6);
+    cr_assert_null(mem_index_vector(ix, 99));
+    float q[8] = { 1 };
+    float bias[3] = { 0, 0.05f, 0.5f }; /* group 2 (item 3) jumps ahead */
+    MemHit hits[4];
+    int n = 0;
+    cr_assert_eq(mem_index_search_biased(ix, q, 4, bias, 3, hits, &n), 0);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(hits[0].id, 3);
+    cr_assert_float_eq(hits[0].score, 0.7f + 0.5f, 1e-5);
+    cr_assert_eq(hits[1].id, 1);
+    cr_assert_eq(hits[2].id, 2);
+    cr_assert_eq(hits[3].id, 4);
+    /* a bias array shorter than the groups: the others get nothing */
+    cr_assert_eq(mem_index_search_biased(ix, q, 4, bias, 2, hits, &n), 0);
+    cr_assert_eq(hits[0].id, 1);
+    /* removing item 1 moves the last row (item 4, group 1) into its place */
+    cr_assert_eq(mem_index_remove(ix, 1), 0);
+    float big[3] = { 0, 1.0f, 0 };
+    cr_assert_eq(mem_index_search_biased(ix, q, 3, big, 3, hits, &n), 0);
+    cr_assert_eq(hits[0].id, 4);
+    mem_index_free(ix);
 }
