@@ -406,6 +406,12 @@ static int check_context(const json_t *with, Err *err)
     return check_model(with, err, "who", keys, "who, query, budget");
 }
 
+static int check_search(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "query", "subject", "kinds", "since", "k", NULL };
+    return check_model(with, err, "query", keys, "query, subject, kinds, since, k");
+}
+
 static int check_record_fact(const json_t *with, Err *err)
 {
     Err local;
@@ -439,6 +445,7 @@ static const FlowStepKind builtin_kinds[] = {
     { "memory.resolve", check_resolve },
     { "memory.record_fact", check_record_fact },
     { "memory.context", check_context },
+    { "memory.search", check_search },
 };
 
 static void register_builtins(void)

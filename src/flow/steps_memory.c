@@ -1,11 +1,14 @@
-/* The memory step kinds: memory.resolve (who is this?) and
- * memory.record_fact (remember something about them). */
+/* The memory step kinds: memory.resolve (who is this?),
+ * memory.record_fact (remember something about them), memory.context (what
+ * a draft about them should know) and memory.search (what do we have on
+ * this?). */
 #include <stdio.h>
 #include <string.h>
 
 #include "flow/engine_int.h"
 #include "memory/context.h"
 #include "memory/identity.h"
+#include "memory/search.h"
 
 /* memory.resolve: with {who: an email, phone, payment customer id or
  * contact id}. Output: the contact's profile with found: true, or
@@ -108,10 +111,66 @@ static int step_context(FlowStepRun *r)
     return 0;
 }
 
+/* memory.search: with {query, subject?, kinds? (a list or "a,b"), since?,
+ * k?}: {query, hits} as GET /v1/memory/search answers. An unknown subject
+ * finds nothing (hits: []), it is not an error. */
+static int step_search(FlowStepRun *r)
+{
+    const char *query = json_string_value(json_object_get(r->inputs, "query"));
+    const char *subject = json_string_value(json_object_get(r->inputs, "subject"));
+    const char *since = json_string_value(json_object_get(r->inputs, "since"));
+    const json_t *kj = json_object_get(r->inputs, "kinds");
+    const json_t *k = json_object_get(r->inputs, "k");
+    if (!query || !*query)
+        return flow__step_fail(r, false, "with.query: required");
+    if (k && (!json_is_integer(k) || json_integer_value(k) < 1 ||
+              json_integer_value(k) > MEMORY_SEARCH_K_MAX))
+        return flow__step_fail(r, false, "with.k: a number of hits, from 1 to %d",
+                               MEMORY_SEARCH_K_MAX);
+    const char *kinds[5] = { NULL };
+    char kbuf[64] = "";
+    int n = 0;
+    if (json_is_array(kj)) {
+        size_t i;
+        const json_t *v;
+        json_array_foreach(kj, i, v) {
+            if (n == 4 || !json_is_string(v))
+                return flow__step_fail(r, false, "with.kinds: at most 4 of email, form, note, summary");
+            kinds[n++] = json_string_value(v);
+        }
+    } else if (json_is_string(kj)) {
+        snprintf(kbuf, sizeof kbuf, "%s", json_string_value(kj));
+        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 4;
+             t = strtok_r(NULL, ",", &save))
+            kinds[n++] = t;
+    } else if (kj && !json_is_null(kj)) {
+        return flow__step_fail(r, false, "with.kinds: a list or a comma-separated string");
+    }
+    MemorySearch q = { .query = query,
+                       .subject = subject && *subject ? subject : NULL,
+                       .kinds = n ? kinds : NULL,
+                       .since = since && *since ? since : NULL,
+                       .k = k ? (int)json_integer_value(k) : 0,
+                       .config = r->cfg };
+    json_t *hits = NULL;
+    Err err = { 0 };
+    int rc = memory_search(r->rd, &q, &hits, &err);
+    if (rc == ERR_NOTFOUND) { /* the subject is not known (yet) */
+        hits = json_array();
+        rc = 0;
+    }
+    if (rc < 0)
+        return flow__step_fail(r, rc != ERR_INVAL && rc != ERR_TOOBIG, "with: %s", err.msg);
+    r->outcome = FLOW_DONE;
+    r->output = json_pack("{s:s, s:o}", "query", query, "hits", hits);
+    return 0;
+}
+
 int flow__step_memory(FlowStepRun *r)
 {
     const char *k = r->step->kind;
     return !strcmp(k, "memory.resolve")   ? step_resolve(r)
          : !strcmp(k, "memory.context")   ? step_context(r)
+         : !strcmp(k, "memory.search")    ? step_search(r)
                                           : step_record_fact(r);
 }

@@ -175,6 +175,23 @@ echo '{"type":"ctx.asked","source":"t","data":{"who":"raj@nimbus.example","q":"r
 check "a memory.context step runs" bureau --data "$D" run --until-idle --timeout 60
 expect_eq "its output is the pack, with sources for an approval" \
   "$(q "SELECT json_extract(output, '\$.found') || ' ' || (json_array_length(output, '\$.sources') > 0) FROM task_steps WHERE step_id = 'ctx'")" "1 1"
+cat >"$D/workflows/find.yaml" <<'YAML'
+name: find
+on: {event: find.asked}
+steps:
+  - id: find
+    do: memory.search
+    with: {query: "{{ event.data.q }}", subject: "{{ event.data.who }}", kinds: [email, form], k: 3}
+YAML
+echo '{"type":"find.asked","source":"t","data":{"who":"raj@nimbus.example","q":"BigQuery export retainer"}}' | bureau --data "$D" ingest >/dev/null 2>&1
+echo '{"type":"find.asked","source":"t","data":{"who":"nobody@nowhere.example","q":"BigQuery"}}' | bureau --data "$D" ingest >/dev/null 2>&1
+check "memory.search steps run" bureau --data "$D" run --until-idle --timeout 60
+RAJ=$(jget "$(bureau --data "$D" --json memory profile raj@nimbus.example 2>/dev/null)" '$.id')
+expect_eq "a memory.search step's hits: some, all that contact's emails and forms" \
+  "$(q "SELECT (json_array_length(output, '\$.hits') > 0) || ' ' || ((SELECT count(*) FROM json_each(output, '\$.hits') WHERE value ->> '\$.kind' IN ('email', 'form') AND value ->> '\$.subject' = '$RAJ') - json_array_length(output, '\$.hits')) FROM task_steps WHERE step_id = 'find' ORDER BY task_id LIMIT 1")" \
+  "1 0"
+expect_eq "a subject not known yet finds nothing, and is no error" \
+  "$(q "SELECT status || ' ' || json_array_length(output, '\$.hits') FROM task_steps WHERE step_id = 'find' ORDER BY task_id DESC LIMIT 1")" "succeeded 0"
 # ---- expiry: the TTL per kind ----
 rm "$D/bureau.yaml"
 search "hero banner" --k 5
