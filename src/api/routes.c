@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "flow/effects.h"
 #include "flow/engine.h"
+#include "memory/context.h"
 #include "memory/identity.h"
 #include "memory/search.h"
 #include "model/router.h"
@@ -499,18 +500,26 @@ void api__contact_get(Req *r)
     Err err = { 0 };
     Store *rd = api__reader(r->srv, &err);
     char id[MEMORY_CONTACT_ID_LEN + 1];
-    json_t *c = NULL, *facts = NULL;
+    json_t *c = NULL, *facts = NULL, *summaries = NULL, *timeline = NULL;
     int rc = rd ? memory_contact_find(rd, r->contact, id, &err) : ERR_STORE;
     if (rc == 0)
         rc = memory_contact_get(rd, id, &c, &err);
     if (rc == 0)
         rc = memory_facts(rd, id, false, &facts, &err);
+    if (rc == 0)
+        rc = memory_summaries(rd, id, 100, &summaries, &err);
+    if (rc == 0)
+        rc = memory_timeline(rd, id, 100, &timeline, &err);
     if (rc < 0) {
         json_decref(c);
+        json_decref(facts);
+        json_decref(summaries);
         flow_problem(r, rc, &err);
         return;
     }
     json_object_set_new(c, "facts", facts);
+    json_object_set_new(c, "summaries", summaries);
+    json_object_set_new(c, "timeline", timeline);
     api__json(r, 200, c);
 }
 

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/clock.h"
+#include "memory/consolidate.h"
 #include "memory/context.h"
 #include "memory/identity.h"
 #include "memory/search.h"
@@ -372,4 +374,52 @@ int cmd_memory_context(Cli *cli)
                json_string_value(json_object_get(p, "text")));
     json_decref(pack);
     return EXIT_OK;
+}
+
+int cmd_memory_consolidate(Cli *cli)
+{
+    Ledger *l = NULL;
+    Store *rd = NULL;
+    int rc;
+    if ((rc = cli_open_both(cli, &l, &rd)))
+        return rc;
+    Err err = { 0 };
+    ModelRouter *router = NULL;
+    json_t *rep = NULL;
+    bool dry = cli_flag(cli, "dry-run");
+    rc = model_router_new(dry ? NULL : l, &cli->config, &router, &err);
+    if (rc == 0)
+        rc = memory_consolidate(l, rd, router, &cli->config, core_time_now_ms(), dry, &rep, &err);
+    Err serr = { 0 };
+    ledger_sync(l, &serr); /* model.called is durable before we report */
+    model_router_free(router);
+    store_close(rd);
+    ledger_close(l);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    int failed = (int)json_integer_value(json_object_get(rep, "failed"));
+    if (cli->json) {
+        cli_print_json(rep);
+        return failed ? EXIT_FAIL : EXIT_OK;
+    }
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(rep, "groups"), i, g) {
+        const json_t *subject = json_object_get(g, "subject");
+        printf("%-26s %s %4lld items", json_is_string(subject) ? json_string_value(subject) : "(no one)",
+               text_of(g, "period"), (long long)json_integer_value(json_object_get(g, "items")));
+        if (json_object_get(g, "seq"))
+            printf(" -> summary v%lld (seq %lld)\n",
+                   (long long)json_integer_value(json_object_get(g, "version")),
+                   (long long)json_integer_value(json_object_get(g, "seq")));
+        else if (json_object_get(g, "error"))
+            printf(" -> failed: %s\n", text_of(g, "error"));
+        else
+            printf("\n");
+    }
+    printf("%s%lld expired items, %lld summaries made, %d failed\n", dry ? "dry run: " : "",
+           (long long)json_integer_value(json_object_get(rep, "items")),
+           (long long)json_integer_value(json_object_get(rep, "summaries")), failed);
+    json_decref(rep);
+    return failed ? EXIT_FAIL : EXIT_OK;
 }

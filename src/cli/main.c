@@ -262,6 +262,10 @@ static const CliCommand commands[] = {
       "What a draft about a contact should know: profile, facts, matching items,\n"
       "within a token budget, each part cited by its event's seq.",
       context_opts, cmd_memory_context, 1, 1 },
+    { "memory consolidate", "",
+      "Fold the expired items into summaries, per contact and month, through the\n"
+      "summarize route; the items leave short-term memory (events). Nightly in serve.",
+      forget_opts, cmd_memory_consolidate, 0, 0 },
     { "memory export", "CONTACT",
       "Everything held about a contact as JSON: profile, facts with history, events.",
       export_opts, cmd_memory_export, 1, 1 },

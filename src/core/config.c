@@ -76,6 +76,8 @@ const char core_config_default_yaml[] =
     "#   email_ttl_days: 30          # an item is searched this long, then consolidated\n"
     "#   form_ttl_days: 30\n"
     "#   note_ttl_days: 30\n"
+    "#   consolidate_schedule: \"0 3 * * *\"  # cron; off: never (bureau memory consolidate)\n"
+    "#   consolidate_timezone: UTC\n"
     "\n"
     "# models:                      # the model router (docs/models.md)\n"
     "#   providers:                  # the built-in `local` needs no declaration\n"
@@ -168,6 +170,10 @@ void core_config_defaults(Config *cfg)
     cfg->memory_email_ttl_days = 30;
     cfg->memory_form_ttl_days = 30;
     cfg->memory_note_ttl_days = 30;
+    snprintf(cfg->memory_consolidate_schedule, sizeof cfg->memory_consolidate_schedule, "%s",
+             "0 3 * * *");
+    snprintf(cfg->memory_consolidate_timezone, sizeof cfg->memory_consolidate_timezone, "%s",
+             "UTC");
     cfg->model_cache_ttl_s = 7 * 24 * 3600;
     snprintf(cfg->batch_window, sizeof cfg->batch_window, "02:00-05:00");
     snprintf(cfg->batch_timezone, sizeof cfg->batch_timezone, "UTC");
@@ -259,6 +265,8 @@ static const KeyDef keys[] = {
     { "memory", "email_ttl_days", KEY_INT, 1, 36500, NULL, C(memory_email_ttl_days) },
     { "memory", "form_ttl_days", KEY_INT, 1, 36500, NULL, C(memory_form_ttl_days) },
     { "memory", "note_ttl_days", KEY_INT, 1, 36500, NULL, C(memory_note_ttl_days) },
+    { "memory", "consolidate_schedule", KEY_BUF, 0, 63, NULL, C(memory_consolidate_schedule) },
+    { "memory", "consolidate_timezone", KEY_BUF, 0, 63, NULL, C(memory_consolidate_timezone) },
 };
 #undef C
 

@@ -129,6 +129,8 @@ typedef struct Config {
     /* memory: how long an item of each kind is short-term memory (searched;
      * then consolidated into a summary), default 30 days each */
     int memory_email_ttl_days, memory_form_ttl_days, memory_note_ttl_days;
+    char memory_consolidate_schedule[64]; /* memory.consolidate_schedule: cron, "off"; default "0 3 * * *" */
+    char memory_consolidate_timezone[64]; /* memory.consolidate_timezone, default UTC */
     /* models: */
     ModelProviderConfig model_providers[CONFIG_MAX_MODEL_PROVIDERS];
     size_t n_model_providers;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "flow/engine_int.h"
+#include "flow/consolidator.h"
 #include "flow/outbox.h"
 #include "ledger/reactor.h"
 
@@ -85,6 +86,7 @@ struct FlowEngine {
     int64_t idle_head;   /* the head the runner was idle at */
     int64_t outbox_head; /* the head the outbox was idle at, -1 while busy */
     FlowOutbox *outbox;
+    FlowConsolidator *consolidator;
     ModelRouter *router;
     bool interrupted;
     /* while waiting for idleness: timers (the runner's and the outbox's)
@@ -1633,6 +1635,10 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
         flow_engine_stop(e);
         return rc;
     }
+    if ((rc = flow__consolidator_start(l, &e->cfg, e->router, &e->consolidator, err)) < 0) {
+        flow_engine_stop(e);
+        return rc;
+    }
     if (pthread_create(&e->runner, NULL, runner_main, e) != 0) {
         flow_engine_stop(e);
         return err_set(err, ERR_INTERNAL, "cannot start the runner");
@@ -1649,6 +1655,8 @@ void flow_engine_stop(FlowEngine *e)
     ledger_reactor_stop(e->planner);
     flow__outbox_stop(e->outbox); /* a delivery under way finishes and is recorded */
     e->outbox = NULL;
+    flow__consolidator_stop(e->consolidator); /* a run under way finishes */
+    e->consolidator = NULL;
     atomic_store(&e->stop, true);
     if (e->runner_started) {
         ledger_wake(e->l);

@@ -64,6 +64,76 @@ static int recent_items(Store *rd, const char *id, json_t **ret, Err *err)
     return 0;
 }
 
+/* The ids of a contact and of those merged into it, as an SQL set. */
+#define CONTACT_SET "(SELECT ?1 UNION SELECT id FROM contacts WHERE merged_into = ?1)"
+
+int memory_summaries(Store *rd, const char *contact, int64_t limit, json_t **ret, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT i.id, i.event_id, i.at, i.text,"
+                           " json_extract(e.data, '$.period'), json_extract(e.data, '$.version'),"
+                           " json_array_length(e.data, '$.items')"
+                           " FROM items i JOIN events e ON e.seq = i.id"
+                           " WHERE i.kind = 'summary' AND i.contact_id IN " CONTACT_SET
+                           " ORDER BY i.at DESC, i.id DESC LIMIT ?2",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, contact, strlen(contact));
+    store_bind_int(st, 2, limit);
+    json_t *list = json_array();
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        json_array_append_new(
+            list, json_pack("{s:I, s:s, s:s, s:s, s:s?, s:I, s:I}", "seq",
+                            (json_int_t)store_col_int(st, 0), "event_id",
+                            store_col_text(st, 1, NULL), "at", store_col_text(st, 2, NULL), "text",
+                            store_col_text(st, 3, NULL), "period", store_col_text(st, 4, NULL),
+                            "version", (json_int_t)store_col_int(st, 5), "items",
+                            (json_int_t)store_col_int(st, 6)));
+    store_stmt_done(st);
+    if (rc < 0) {
+        json_decref(list);
+        return rc;
+    }
+    *ret = list;
+    return 0;
+}
+
+int memory_timeline(Store *rd, const char *contact, int64_t limit, json_t **ret, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT e.seq, e.id, e.type, e.source,"
+                           " coalesce(nullif(e.occurred_at, ''), e.received_at) FROM events e"
+                           " WHERE e.seq IN ("
+                           "  SELECT id FROM items WHERE contact_id IN " CONTACT_SET
+                           "  UNION SELECT seq FROM identities WHERE contact_id IN " CONTACT_SET
+                           "  UNION SELECT source_seq FROM facts WHERE contact_id IN " CONTACT_SET
+                           "  UNION SELECT seq FROM events WHERE subject = 'contact:' || ?1)"
+                           " ORDER BY e.seq DESC LIMIT ?2",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, contact, strlen(contact));
+    store_bind_int(st, 2, limit);
+    json_t *list = json_array();
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        json_array_append_new(list, json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq",
+                                              (json_int_t)store_col_int(st, 0), "id",
+                                              store_col_text(st, 1, NULL), "type",
+                                              store_col_text(st, 2, NULL), "source",
+                                              store_col_text(st, 3, NULL), "at",
+                                              store_col_text(st, 4, NULL)));
+    store_stmt_done(st);
+    if (rc < 0) {
+        json_decref(list);
+        return rc;
+    }
+    *ret = list;
+    return 0;
+}
+
 int memory_context(Store *rd, const Config *cfg, const char *who, const char *query,
                    int budget_tokens, json_t **ret, Err *err)
 {
@@ -72,12 +142,14 @@ int memory_context(Store *rd, const Config *cfg, const char *who, const char *qu
     if (budget_tokens > MEMORY_CONTEXT_BUDGET_MAX)
         return err_set(err, ERR_INVAL, "budget: at most %d tokens", MEMORY_CONTEXT_BUDGET_MAX);
     char id[MEMORY_CONTACT_ID_LEN + 1];
-    json_t *profile = NULL, *facts = NULL, *hits = NULL;
+    json_t *profile = NULL, *facts = NULL, *hits = NULL, *summaries = NULL;
     int rc = memory_contact_find(rd, who, id, err);
     if (rc == 0)
         rc = memory_contact_get(rd, id, &profile, err);
     if (rc == 0)
         rc = memory_facts(rd, id, false, &facts, err);
+    if (rc == 0)
+        rc = memory_summaries(rd, id, MEMORY_CONTEXT_SUMMARIES, &summaries, err);
     if (rc == 0 && query && *query) {
         MemorySearch q = { .query = query, .subject = id, .k = 20, .config = cfg };
         rc = memory_search(rd, &q, &hits, err);
@@ -87,6 +159,7 @@ int memory_context(Store *rd, const Config *cfg, const char *who, const char *qu
     if (rc < 0) {
         json_decref(profile);
         json_decref(facts);
+        json_decref(summaries);
         json_decref(hits);
         return rc;
     }
@@ -118,11 +191,22 @@ int memory_context(Store *rd, const Config *cfg, const char *who, const char *qu
         add_part(parts, NULL, &used, budget, "fact", buf_cstr(&b),
                  json_integer_value(json_object_get(f, "seq")), NULL);
     }
-    /* 3. what they wrote or was noted, the best matches first */
+    /* 3. the latest summaries of what expired from short-term memory */
+    json_t *sm;
+    json_array_foreach(summaries, i, sm) {
+        buf_clear(&b);
+        buf_printf(&b, "%s: %s", json_string_value(json_object_get(sm, "period")),
+                   json_string_value(json_object_get(sm, "text")));
+        add_part(parts, sources, &used, budget, "summary", buf_cstr(&b),
+                 json_integer_value(json_object_get(sm, "seq")),
+                 json_string_value(json_object_get(sm, "event_id")));
+    }
+    /* 4. what they wrote or was noted, the best matches first */
     json_t *h;
     json_array_foreach(hits, i, h) {
         const char *snippet = json_string_value(json_object_get(h, "snippet"));
-        if (!snippet)
+        const char *kind = json_string_value(json_object_get(h, "kind"));
+        if (!snippet || (kind && !strcmp(kind, "summary"))) /* already in */
             continue;
         if (!add_part(parts, sources, &used, budget, "item", snippet,
                       json_integer_value(json_object_get(h, "seq")),
@@ -134,6 +218,7 @@ int memory_context(Store *rd, const Config *cfg, const char *who, const char *qu
                      "budget_tokens", budget_tokens, "used_tokens", (json_int_t)used, "parts",
                      parts, "sources", sources);
     json_decref(facts);
+    json_decref(summaries);
     json_decref(hits);
     return 0;
 }

@@ -13,10 +13,20 @@
 
 #define MEMORY_CONTEXT_BUDGET_DEFAULT 1000
 #define MEMORY_CONTEXT_BUDGET_MAX 32000
+#define MEMORY_CONTEXT_SUMMARIES 3   /* the latest summaries in a pack */
+
+/* A contact's summaries (consolidated memory), latest first: [{seq,
+ * event_id, at, text, period, version, items}]. */
+int memory_summaries(Store *rd, const char *contact, int64_t limit, json_t **ret, Err *err);
+
+/* The latest events about a contact, newest first: the items, identities
+ * and facts that came from them, and events with subject contact:ID:
+ * [{seq, id, type, source, at}]. */
+int memory_timeline(Store *rd, const char *contact, int64_t limit, json_t **ret, Err *err);
 
 /* who: an email, phone, payment customer id or contact id. query may be
  * NULL or "" (then the items are the most recent). *ret: {contact, profile,
- * budget_tokens, used_tokens, parts: [{kind: profile|fact|item, text, seq,
+ * budget_tokens, used_tokens, parts: [{kind: profile|fact|summary|item, text, seq,
  * event_id?}], sources: [{seq, snippet}]}. ERR_NOTFOUND for an unknown
  * contact. */
 int memory_context(Store *rd, const Config *cfg, const char *who, const char *query,

@@ -59,8 +59,49 @@ static void cut(Buf *b, size_t max)
     b->ptr[n] = '\0';
 }
 
+/* memory.consolidated: the items it folded leave short-term memory, the
+ * summary it replaces goes, and the summary is an item of its own (kind
+ * summary, never expiring). A redacted event has none of it: nothing. */
+#define NEVER "9999-12-31T23:59:59.999Z"
+static int apply_consolidated(Store *tx, const Event *ev, Err *err)
+{
+    json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+    const char *summary = json_string_value(json_object_get(d, "summary"));
+    const char *at = json_string_value(json_object_get(d, "at"));
+    const char *subject = json_string_value(json_object_get(d, "subject"));
+    json_t *items = json_object_get(d, "items");
+    int rc = 0;
+    if (summary && *summary && json_is_array(items)) {
+        char *list = json_dumps(items, JSON_COMPACT);
+        rc = store_execf(tx, err,
+                         "DELETE FROM items WHERE kind <> 'summary' AND id IN"
+                         " (SELECT value FROM json_each(?1))",
+                         "s", list ? list : "[]");
+        free(list);
+        json_t *rep = json_object_get(d, "replaces");
+        if (rc == 0 && json_is_integer(rep))
+            rc = store_execf(tx, err, "DELETE FROM items WHERE id = ?1 AND kind = 'summary'", "i",
+                             (int64_t)json_integer_value(rep));
+        Buf text;
+        buf_init(&text, 0);
+        buf_append(&text, summary, strlen(summary));
+        cut(&text, MEMORY_ITEM_MAX_TEXT);
+        if (rc == 0)
+            rc = store_execf(tx, err,
+                             "INSERT INTO items(id, event_id, contact_id, kind, text, at, expires_at)"
+                             " VALUES (?1, ?2, ?3, 'summary', ?4, ?5, '" NEVER "')",
+                             "issss", ev->seq, ev->id, subject, text.ptr,
+                             at && *at ? at : ev->received_at);
+        buf_done(&text);
+    }
+    json_decref(d);
+    return rc;
+}
+
 static int apply(Store *tx, const Event *ev, Err *err)
 {
+    if (!strcmp(ev->type, "memory.consolidated"))
+        return apply_consolidated(tx, ev, err);
     const char *t = ev->type, *kind = !strcmp(t, "email.received") ? "email"
                                     : !strcmp(t, "form.submitted") ? "form"
                                     : !strcmp(t, "note.added")     ? "note"

@@ -310,7 +310,9 @@ static double age_of(void *vctx, int64_t id)
     AgeCtx *c = vctx;
     double age = 0;
     StoreStmt *st;
-    if (store_prepare(c->rd, "SELECT at FROM items WHERE id = ?1", &st, NULL) < 0)
+    /* a summary is long-term memory: it does not fade */
+    if (store_prepare(c->rd, "SELECT at FROM items WHERE id = ?1 AND kind <> 'summary'", &st,
+                      NULL) < 0)
         return 0;
     store_bind_int(st, 1, id);
     if (store_step(st, NULL) == STORE_ROW) {
