@@ -20,6 +20,7 @@
 
 #include "flow/engine_int.h"
 #include "flow/consolidator.h"
+#include "memory/extract_facts.h"
 #include "flow/outbox.h"
 #include "ledger/reactor.h"
 
@@ -87,6 +88,7 @@ struct FlowEngine {
     int64_t outbox_head; /* the head the outbox was idle at, -1 while busy */
     FlowOutbox *outbox;
     FlowConsolidator *consolidator;
+    MemoryExtractor *extractor;
     ModelRouter *router;
     bool interrupted;
     /* while waiting for idleness: timers (the runner's and the outbox's)
@@ -1635,6 +1637,10 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
         flow_engine_stop(e);
         return rc;
     }
+    if ((rc = memory_extractor_start(l, e->router, e->cfg.flow_lease_ms, &e->extractor, err)) < 0) {
+        flow_engine_stop(e);
+        return rc;
+    }
     if ((rc = flow__consolidator_start(l, &e->cfg, e->router, &e->consolidator, err)) < 0) {
         flow_engine_stop(e);
         return rc;
@@ -1657,6 +1663,8 @@ void flow_engine_stop(FlowEngine *e)
     e->outbox = NULL;
     flow__consolidator_stop(e->consolidator); /* a run under way finishes */
     e->consolidator = NULL;
+    memory_extractor_stop(e->extractor);
+    e->extractor = NULL;
     atomic_store(&e->stop, true);
     if (e->runner_started) {
         ledger_wake(e->l);

@@ -502,7 +502,10 @@ static int recorded_fact(Store *tx, const Event *ev, const json_t *d, Err *err)
                       ? json_number_value(json_object_get(d, "confidence"))
                       : 1.0;
     return fact_json(tx, ev, contact, key, json_incref((json_t *)value), conf,
-                     source && !strcmp(source, "step") ? "step" : "operator", err);
+                     source && !strcmp(source, "step")      ? "step"
+                     : source && !strcmp(source, "extract") ? "extract"
+                                                            : "operator",
+                     err);
 }
 
 static int apply(Store *tx, const Event *ev, Err *err)

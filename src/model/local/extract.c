@@ -1083,7 +1083,8 @@ static void scan_signature(X *x, json_t *out)
         lines[nl++] = l;
         i = e + 1;
     }
-    Line name = { NULL, 0 }, company = { NULL, 0 };
+    Line name = { NULL, 0 }, company = { NULL, 0 }, role = { NULL, 0 };
+    size_t sig_from = 0, sig_rest = 0; /* the lines after the name */
     for (size_t k = 0; k < nl && !name.n; k++) {
         size_t v = valediction(lines[k]);
         if (!v)
@@ -1112,14 +1113,42 @@ static void scan_signature(X *x, json_t *out)
         if (!looks_like_name(cand) || valediction(cand))
             continue;
         name = cand;
-        if (rest.n)
+        sig_from = next;
+        if (rest.n) {
             company = company_in(rest);
+            if (has_word_ci(rest, TITLE_WORDS, sizeof TITLE_WORDS / sizeof TITLE_WORDS[0]))
+                role = rest; /* "Dana Reyes, Founder" */
+        }
         for (size_t j = next; j < nl && j < next + 4 && !company.n; j++)
             company = company_in(lines[j]);
     }
+    /* The role: a line below the name with a title word ("Head of
+     * Operations", "CEO, Acme Ltd": what comes before the company). */
+    sig_rest = sig_from + 4 < nl ? sig_from + 4 : nl;
+    for (size_t j = sig_from; name.n && j < sig_rest && !role.n; j++) {
+        Line l = lines[j];
+        if (l.n == 0 || l.n > 80 || contact_line(l) ||
+            !has_word_ci(l, TITLE_WORDS, sizeof TITLE_WORDS / sizeof TITLE_WORDS[0]))
+            continue;
+        if (company.n && company.p > l.p && company.p < l.p + l.n) {
+            Line left, right;
+            if (split_sig(l, &left, &right) && left.n)
+                role = left;
+        } else if (!(company.n && company.p == l.p)) {
+            Line left, right;
+            role = split_sig(l, &left, &right) &&
+                           has_word_ci(left, TITLE_WORDS,
+                                       sizeof TITLE_WORDS / sizeof TITLE_WORDS[0])
+                       ? left
+                       : l;
+        }
+    }
+    if (role.n && (role.n > 60 || (company.n && role.p == company.p)))
+        role = (Line){ NULL, 0 };
     json_object_set_new(out, "name", name.n ? json_stringn(name.p, name.n) : json_null());
     json_object_set_new(out, "company",
                         company.n ? json_stringn(company.p, company.n) : json_null());
+    json_object_set_new(out, "role", role.n ? json_stringn(role.p, role.n) : json_null());
 }
 
 int local_extract(const char *text, size_t len, int64_t now_ms, json_t **ret, Err *err)

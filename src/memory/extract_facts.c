@@ -1,0 +1,130 @@
+/* The "memory.extract" reactor (extract_facts.h). */
+#include "memory/extract_facts.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory/identity.h"
+
+struct MemoryExtractor {
+    Ledger *l;
+    ModelRouter *router;
+    Reactor *reactor;
+};
+
+/* The current value of key among facts (memory_facts' list), or NULL. */
+static const json_t *current(const json_t *facts, const char *key)
+{
+    size_t i;
+    const json_t *f;
+    json_array_foreach(facts, i, f) {
+        if (json_is_true(json_object_get(f, "current")) &&
+            json_string_value(json_object_get(f, "key")) &&
+            !strcmp(json_string_value(json_object_get(f, "key")), key))
+            return json_object_get(f, "value");
+    }
+    return NULL;
+}
+
+static int emit_fact(MemoryExtractor *x, const Event *src, const char *contact, const json_t *facts,
+                     const char *key, const json_t *value, ReactorEmit *out, Err *err)
+{
+    if (!json_is_string(value) || !*json_string_value(value))
+        return 0;
+    const json_t *now = current(facts, key);
+    if (now && json_equal((json_t *)now, (json_t *)value))
+        return 0; /* known already */
+    json_t *d = json_pack("{s:s, s:s, s:O, s:f, s:s, s:I}", "contact", contact, "key", key, "value",
+                          value, "confidence", MEMORY_EXTRACT_CONFIDENCE, "source", "extract",
+                          "event_seq", (json_int_t)src->seq);
+    char ekey[96];
+    snprintf(ekey, sizeof ekey, "memory.extract:%lld:%s", (long long)src->seq, key);
+    Event *ev = NULL;
+    int rc = ledger_event_new("memory.fact.recorded", "memory", NULL, d, ekey, ledger_limits(x->l),
+                              &ev, err);
+    json_decref(d);
+    if (rc < 0)
+        return rc;
+    ledger_reactor_emit(out, ev);
+    return 0;
+}
+
+static int handle(void *ctx, Store *rd, const Event *hdr, ReactorEmit *out, Err *err)
+{
+    MemoryExtractor *x = ctx;
+    if (strcmp(hdr->type, "email.received"))
+        return 0;
+    Event *ev = NULL;
+    int rc = ledger_event_get(rd, hdr->seq, NULL, &ev, err);
+    if (rc == ERR_NOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+    const json_t *from = json_object_get(d, "from");
+    const char *email = json_is_string(from) ? json_string_value(from)
+                                             : json_string_value(json_object_get(from, "email"));
+    const char *text = json_string_value(json_object_get(d, "text"));
+    if (!text)
+        text = json_string_value(json_object_get(d, "body"));
+    char contact[MEMORY_CONTACT_ID_LEN + 1];
+    json_t *facts = NULL;
+    ModelResult res = { 0 };
+    Err e2 = { 0 };
+    if (!email || !text || !*text || memory_contact_find(rd, email, contact, &e2) < 0)
+        goto done; /* nothing to read, or no one to say it of */
+    char customer[MEMORY_CONTACT_ID_LEN + 16];
+    snprintf(customer, sizeof customer, "contact:%s", contact);
+    ModelCall call = { .route = "extract",
+                       .workflow = "memory-facts",
+                       .customer = customer,
+                       .force = true,
+                       .req = { .task = "extract", .prompt = text } };
+    if (model_router_call(x->router, rd, &call, &res, &e2) < 0 || res.status != MODEL_CALL_OK)
+        goto done; /* a failed extraction loses a fact, not the event: go on */
+    if ((rc = memory_facts(rd, contact, false, &facts, err)) < 0)
+        goto done;
+    static const char *const keys[] = { "name", "company", "role" };
+    for (size_t i = 0; rc == 0 && i < sizeof keys / sizeof *keys; i++)
+        rc = emit_fact(x, ev, contact, facts, keys[i], json_object_get(res.output, keys[i]), out,
+                       err);
+    const json_t *phones = json_object_get(res.output, "phones");
+    if (rc == 0 && json_array_size(phones) == 1) /* one number in a signature is theirs */
+        rc = emit_fact(x, ev, contact, facts, "phone", json_array_get(phones, 0), out, err);
+done:
+    model_result_done(&res);
+    json_decref(facts);
+    json_decref(d);
+    ledger_event_free(ev);
+    return rc;
+}
+
+int memory_extractor_start(Ledger *l, ModelRouter *router, int lease_ms, MemoryExtractor **ret,
+                           Err *err)
+{
+    MemoryExtractor *x = xcalloc(1, sizeof *x);
+    x->l = l;
+    x->router = router;
+    ReactorDef def = { .name = "memory.extract",
+                       .handle = handle,
+                       .ctx = x,
+                       .lease_ms = lease_ms,
+                       .batch = 64,
+                       .headers_only = true };
+    int rc = ledger_reactor_start(l, &def, &x->reactor, err);
+    if (rc < 0) {
+        free(x);
+        return rc;
+    }
+    *ret = x;
+    return 0;
+}
+
+void memory_extractor_stop(MemoryExtractor *x)
+{
+    if (!x)
+        return;
+    ledger_reactor_stop(x->reactor);
+    free(x);
+}
