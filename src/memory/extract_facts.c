@@ -13,18 +13,19 @@ struct MemoryExtractor {
     Reactor *reactor;
 };
 
-/* The current value of key among facts (memory_facts' list), or NULL. */
-static const json_t *current(const json_t *facts, const char *key)
+/* Whether a current fact of key (among memory_facts' list; conflicting
+ * ones are all current) has this value. */
+static bool known(const json_t *facts, const char *key, const json_t *value)
 {
     size_t i;
     const json_t *f;
     json_array_foreach(facts, i, f) {
-        if (json_is_true(json_object_get(f, "current")) &&
-            json_string_value(json_object_get(f, "key")) &&
-            !strcmp(json_string_value(json_object_get(f, "key")), key))
-            return json_object_get(f, "value");
+        const char *k = json_string_value(json_object_get(f, "key"));
+        if (json_is_true(json_object_get(f, "current")) && k && !strcmp(k, key) &&
+            json_equal(json_object_get(f, "value"), (json_t *)value))
+            return true;
     }
-    return NULL;
+    return false;
 }
 
 static int emit_fact(MemoryExtractor *x, const Event *src, const char *contact, const json_t *facts,
@@ -32,9 +33,8 @@ static int emit_fact(MemoryExtractor *x, const Event *src, const char *contact, 
 {
     if (!json_is_string(value) || !*json_string_value(value))
         return 0;
-    const json_t *now = current(facts, key);
-    if (now && json_equal((json_t *)now, (json_t *)value))
-        return 0; /* known already */
+    if (known(facts, key, value))
+        return 0;
     json_t *d = json_pack("{s:s, s:s, s:O, s:f, s:s, s:I}", "contact", contact, "key", key, "value",
                           value, "confidence", MEMORY_EXTRACT_CONFIDENCE, "source", "extract",
                           "event_seq", (json_int_t)src->seq);

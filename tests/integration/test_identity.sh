@@ -142,5 +142,32 @@ expect_eq "an unknown contact: 404" "$CODE" 404
 http GET /v1/contacts
 expect_eq "without a token: 401" "$CODE" 401
 serve_stop
+# ---- facts from a signature, through the extract route ----
+jq -nc '{type: "email.received", source: "imap", data: {from: {email: "dana@harborfinch.example", name: "Dana"},
+  to: [{email: "me@studio.example"}], subject: "Thanks",
+  text: "Hi,\n\nThanks for the call.\n\nBest,\nDana Reyes\nHead of Operations\nHarbor Finch Coffee Ltd\n+1 555 0100\n\n> On Monday Bob wrote:\n> Bob Stone\n> CTO, Other Corp",
+  message_id: "<sig1@harborfinch>"}}' >"$TMP/sig.ndjson"
+bureau --data "$D" ingest --bulk --file "$TMP/sig.ndjson" >/dev/null 2>&1
+bureau --data "$D" run --until-idle --timeout 60 >/dev/null 2>&1
+deadline=$((SECONDS + 60))
+facts() { bureau --data "$D" --json memory facts dana@harborfinch.example 2>/dev/null; }
+until facts | grep -q '"role"' || [ $SECONDS -ge $deadline ]; do
+  bureau --data "$D" run --until-idle --timeout 10 >/dev/null 2>&1 # the reactor's next turn
+done
+facts >"$TMP/facts"
+expect_eq "the signature's role, company and phone become facts from the extract route" \
+  "$(jl "$TMP/facts" "group_concat(json_extract(value, '\$.key') || '=' || json_extract(value, '\$.value'), ';') FILTER (WHERE json_extract(value, '\$.source') = 'extract' AND json_extract(value, '\$.key') IN ('role', 'company', 'phone'))")" \
+  "company=Harbor Finch Coffee Ltd;phone=+15550100;role=Head of Operations"
+expect_eq "with the extraction's confidence; the quoted sender's title is not hers" \
+  "$(jl "$TMP/facts" "count(*) FILTER (WHERE json_extract(value, '\$.source') = 'extract' AND json_extract(value, '\$.confidence') = 0.6)") $(grep -c 'CTO' "$TMP/facts")" \
+  "4 0"
+N=$(sqlite3 "$D/bureau.db" "SELECT count(*) FROM events WHERE type = 'memory.fact.recorded'")
+bureau --data "$D" ingest --bulk --file <(jq -c '.data.message_id = "<sig2@harborfinch>"' "$TMP/sig.ndjson") >/dev/null 2>&1
+bureau --data "$D" run --until-idle --timeout 60 >/dev/null 2>&1
+until [ "$(sqlite3 "$D/bureau.db" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.workflow') = 'memory-facts'")" -ge 2 ] || [ $SECONDS -ge $deadline ]; do
+  bureau --data "$D" run --until-idle --timeout 10 >/dev/null 2>&1
+done
+expect_eq "the same signature again records nothing new" \
+  "$(sqlite3 "$D/bureau.db" "SELECT count(*) FROM events WHERE type = 'memory.fact.recorded'")" "$N"
 check "the chain verifies" bureau --data "$D" audit verify
 sanitizer_check "no sanitizer reports"
