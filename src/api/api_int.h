@@ -9,7 +9,18 @@
 
 #include "api/server.h"
 #include "core/buf.h"
+#include "core/embedded.h"
 #include "ingest/ingest.h"
+
+#define API_SESSION_COOKIE "bureau_session"
+#define API_SESSION_HEX 64      /* 32 random bytes */
+#define API_CSRF_HEX 64
+#define API_SESSIONS_MAX 64     /* the oldest is ended to make room */
+#define API_SESSION_TTL_S (12 * 3600)
+#define API_STREAMS_MAX 16
+#define API_STREAM_HEARTBEAT_MS 15000
+#define API_LOGIN_MAX_BODY 4096
+#define API_LOGIN_PER_MINUTE 30
 
 /* ---- metrics ---- */
 
@@ -63,6 +74,13 @@ typedef enum Route {
     ROUTE_CONTACTS,
     ROUTE_CONTACT,
     ROUTE_MEMORY_SEARCH,
+    ROUTE_WEB,                  /* the dashboard's files (web.c) */
+    ROUTE_LOGIN,
+    ROUTE_LOGOUT,
+    ROUTE_SESSION,
+    ROUTE_STREAM,
+    ROUTE_STATUS,
+    ROUTE_AUDIT,
 } Route;
 
 typedef struct FormState FormState;
@@ -82,6 +100,9 @@ typedef struct Req {
     char action[16];
     char token_id[32];          /* the bearer token's id, once authorized */
     char contact[321];          /* /v1/contacts/{contact} */
+    bool via_session;           /* authorized by the session cookie, not a bearer token */
+    char session_csrf[API_CSRF_HEX + 1];
+    const EmbeddedFile *file;   /* ROUTE_WEB */
 
     Buf body;                   /* bounded by the route's limit */
     bool too_big;
@@ -96,6 +117,12 @@ typedef struct Req {
     Buf resp;
     const char *resp_type;
     char *location;             /* 303 redirect target */
+    char *set_cookie;           /* a Set-Cookie header */
+    const char *cache_control;  /* NULL: no-store */
+    const char *etag;
+    const char *static_body;    /* an embedded file, answered as is (not copied) */
+    size_t static_len;
+    struct MHD_Response *custom; /* built by the handler (the event stream) */
     const char *allow;          /* the Allow header of a 405 */
     int64_t seq;                /* for the access log; 0 when none */
     int reason;                 /* why it was refused, counted when it ends; 0: from status */
@@ -125,6 +152,13 @@ struct ApiServer {
     int active;                 /* requests in flight */
     bool stopping;              /* new requests get 503 and are never suspended */
     struct RateLimit *rate;
+    struct ApiSessions *sessions;
+    struct ApiStreams *streams;
+    ApiModelsHealth models_health; /* may be NULL */
+    void *models_ctx;
+    pthread_mutex_t audit_mu;   /* the chain check, cached per head */
+    int64_t audit_head;
+    json_t *audit;
 };
 
 /* A read connection for the calling thread (opened on first use). */
@@ -154,6 +188,38 @@ void api__spend_get(Req *r);
 void api__contacts_get(Req *r);
 void api__memory_search_get(Req *r);
 void api__contact_get(Req *r);
+void api__web_get(Req *r);
+void api__login(Req *r);
+void api__logout(Req *r);
+void api__session_get(Req *r);
+void api__stream(Req *r);
+void api__status_get(Req *r);
+void api__audit_get(Req *r);
+
+/* The dashboard's files (web.c): the one at path ("/" is index.html), NULL
+ * when none. Its ETag is computed once. */
+const EmbeddedFile *api__web_file(const char *path, const char **ret_etag,
+                                  const char **ret_type);
+
+/* Sessions (session.c): server-side, the id kept only as its SHA-256. */
+struct ApiSessions *api__sessions_new(void);
+void api__sessions_free(struct ApiSessions *ss);
+/* Starts a session for a token; writes its id and CSRF token (hex, NUL
+ * ended). The oldest session is ended when API_SESSIONS_MAX are live. */
+void api__session_create(ApiServer *s, const char *token_id, char ret_id[API_SESSION_HEX + 1],
+                         char ret_csrf[API_CSRF_HEX + 1]);
+/* True when id names a live session (not expired, its token not revoked);
+ * writes the token's id and the session's CSRF token. */
+bool api__session_check(ApiServer *s, Store *rd, const char *id, char ret_token_id[32],
+                        char ret_csrf[API_CSRF_HEX + 1], int64_t *ret_expires_ms);
+void api__session_end(ApiServer *s, const char *id);
+
+/* Event streams (stream.c). */
+struct ApiStreams *api__streams_new(ApiServer *s);
+/* Ends every stream (they answer end of stream) and stops the notifier. */
+void api__streams_stop(struct ApiStreams *st);
+void api__streams_free(struct ApiStreams *st);
+
 /* Form parsing (form.c): feed upload data, then finish. */
 int api__form_begin(Req *r);
 int api__form_feed(Req *r, const char *data, size_t len);

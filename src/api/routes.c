@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "flow/effects.h"
@@ -564,4 +565,94 @@ void api__memory_search_get(Req *r)
         flow_problem(r, rc, &err);
     else
         api__json(r, 200, json_pack("{s:s, s:o}", "query", q, "hits", hits));
+}
+
+/* ---- the dashboard's summaries ---- */
+
+static const char *connector_kind(int kind)
+{
+    return kind == CONNECTOR_STRIPE ? "stripe" : kind == CONNECTOR_FORM ? "form" : "webhook";
+}
+
+void api__status_get(Req *r)
+{
+    ApiServer *s = r->srv;
+    Err err = { 0 };
+    Store *rd = api__reader(s, &err);
+    json_t *st = NULL;
+    char mode[FLOW_MODE_MAX];
+    int64_t counts[FLOW_EFFECT_STATUSES] = { 0 }, pending = 0;
+    int rc = rd ? flow_status(rd, core_time_now_ms(), &st, &err) : ERR_STORE;
+    if (rc == 0)
+        rc = flow_mode_get(rd, mode, &err);
+    if (rc == 0)
+        rc = flow_effects_summary(rd, counts, &pending, &err);
+    if (rc < 0) {
+        json_decref(st);
+        flow_problem(r, rc, &err);
+        return;
+    }
+    json_t *effects = json_object();
+    for (int i = 0; i < FLOW_EFFECT_STATUSES; i++)
+        json_object_set_new(effects, flow_effect_statuses[i], json_integer(counts[i]));
+    json_t *conns = json_array();
+    for (size_t i = 0; i < s->cfg->n_connectors; i++) {
+        const ConnectorConfig *c = &s->cfg->connectors[i];
+        uint64_t acc = atomic_load(&s->m.accepted[1 + i]), rej = 0;
+        for (int k = 0; k < API_REASONS; k++)
+            rej += atomic_load(&s->m.rejected[1 + i][k]);
+        json_array_append_new(conns, json_pack("{s:s, s:s, s:I, s:I}", "name", c->name, "kind",
+                                               connector_kind(c->kind), "accepted",
+                                               (json_int_t)acc, "rejected", (json_int_t)rej));
+    }
+    json_object_set_new(st, "mode", json_string(mode));
+    json_object_set_new(st, "head", json_integer(ledger_head_seq(s->ledger)));
+    json_object_set_new(st, "effects", effects);
+    json_object_set_new(st, "approvals_pending", json_integer(pending));
+    json_object_set_new(st, "connectors", conns);
+    pthread_mutex_lock(&s->mu);
+    ApiModelsHealth health = s->models_health;
+    void *hctx = s->models_ctx;
+    pthread_mutex_unlock(&s->mu);
+    json_object_set_new(st, "models", health ? health(hctx) : json_array());
+    json_object_set_new(st, "uptime_s",
+                        json_integer((core_time_now_ms() - s->started_ms) / 1000));
+    api__json(r, 200, st);
+}
+
+void api__audit_get(Req *r)
+{
+    ApiServer *s = r->srv;
+    int64_t head = ledger_head_seq(s->ledger);
+    pthread_mutex_lock(&s->audit_mu);
+    if (!s->audit || s->audit_head != head) {
+        /* verified at most once per head: a busy page does not rehash */
+        Err err = { 0 };
+        Store *rd = api__reader(s, &err);
+        int64_t count = 0, bad = 0;
+        int rc = rd ? ledger_verify(rd, &count, &bad, &err) : ERR_STORE;
+        char at[CORE_TIME_LEN + 1];
+        core_time_format(core_time_now_ms(), at);
+        json_decref(s->audit);
+        s->audit = rc == 0 ? json_pack("{s:b, s:I, s:n, s:n, s:s}", "ok", 1, "events",
+                                       (json_int_t)count, "bad_seq", "detail", "checked_at", at)
+                 : rc == ERR_CHAIN
+                     ? json_pack("{s:b, s:I, s:I, s:s, s:s}", "ok", 0, "events",
+                                 (json_int_t)count, "bad_seq", (json_int_t)bad, "detail",
+                                 err.msg, "checked_at", at)
+                     : NULL;
+        s->audit_head = head;
+        if (!s->audit) {
+            pthread_mutex_unlock(&s->audit_mu);
+            api__problem(r, 503, "Service unavailable", "cannot verify the chain: %s", err.msg);
+            return;
+        }
+        if (rc == ERR_CHAIN)
+            log_error("the ledger's chain does not verify",
+                      json_pack("{s:I, s:s}", "bad_seq", (json_int_t)bad, "detail", err.msg));
+    }
+    json_t *j = json_deep_copy(s->audit);
+    pthread_mutex_unlock(&s->audit_mu);
+    json_object_set_new(j, "head", json_integer(head));
+    api__json(r, 200, j);
 }

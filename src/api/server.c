@@ -18,6 +18,7 @@
 #include "api/api_int.h"
 #include "api/tokens.h"
 #include "core/clock.h"
+#include "core/crypto.h"
 #include "core/json.h"
 #include "core/log.h"
 
@@ -57,9 +58,14 @@ static enum MHD_Result queue_answer(Req *r)
     if (r->queued)
         return MHD_YES;
     r->queued = true;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->resp.len, r->resp.ptr ? r->resp.ptr : "",
-                                        MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = r->custom;
+    r->custom = NULL;
+    if (!resp && r->static_body)
+        resp = MHD_create_response_from_buffer(r->static_len, (void *)r->static_body,
+                                               MHD_RESPMEM_PERSISTENT);
+    else if (!resp)
+        resp = MHD_create_response_from_buffer(r->resp.len, r->resp.ptr ? r->resp.ptr : "",
+                                               MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
     if (r->resp_type)
@@ -68,8 +74,18 @@ static enum MHD_Result queue_answer(Req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
     if (r->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->set_cookie)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, r->set_cookie);
+    if (r->etag)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, r->etag);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            r->cache_control ? r->cache_control : "no-store");
+    /* the dashboard loads nothing from elsewhere and is never framed */
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                            "form-action 'self'");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ok;
@@ -174,11 +190,49 @@ Store *api__reader(ApiServer *s, Err *err)
 
 /* ---- routing ---- */
 
+static bool state_changing(const Req *r)
+{
+    return strcmp(r->method, "GET") && strcmp(r->method, "HEAD") && strcmp(r->method, "OPTIONS");
+}
+
+/* A request carries the bearer token, or the dashboard's session cookie and,
+ * when it changes anything, the session's CSRF token (X-CSRF-Token): a
+ * cookie alone is what another site can make a browser send. */
 static bool authorized(Req *r)
 {
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                 MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncasecmp(h, "Bearer ", 7)) {
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    if (!h) {
+        const char *sid = MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND,
+                                                      API_SESSION_COOKIE);
+        if (!sid) {
+            api__problem(r, 401, "Unauthorized",
+                         "send the API token as 'Authorization: Bearer TOKEN' (bureau token "
+                         "create), or log in at / for a session");
+            return false;
+        }
+        if (!api__session_check(r->srv, rd, sid, r->token_id, r->session_csrf, NULL)) {
+            api__problem(r, 401, "Unauthorized", "the session expired or ended: log in again");
+            return false;
+        }
+        r->via_session = true;
+        if (state_changing(r)) {
+            const char *c = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-CSRF-Token");
+            if (!c || strlen(c) != API_CSRF_HEX ||
+                !core_ct_equal(c, r->session_csrf, API_CSRF_HEX)) {
+                api__problem(r, 403, "Forbidden",
+                             "X-CSRF-Token: %s (a request with the session cookie that changes "
+                             "anything carries the session's CSRF token; GET /v1/session "
+                             "gives it)",
+                             c ? "wrong" : "missing");
+                return false;
+            }
+        }
+        return true;
+    }
+    if (strncasecmp(h, "Bearer ", 7)) {
         api__problem(r, 401, "Unauthorized",
                      "send the API token as 'Authorization: Bearer TOKEN' (bureau token create)");
         return false;
@@ -186,8 +240,6 @@ static bool authorized(Req *r)
     const char *tok = h + 7;
     while (*tok == ' ')
         tok++;
-    Err err = { 0 };
-    Store *rd = api__reader(r->srv, &err);
     int rc = rd ? api_token_check(rd, tok, strlen(tok), r->token_id, &err) : ERR_STORE;
     if (rc == 0)
         return true;
@@ -247,7 +299,30 @@ static void route(Req *r, const char *url, const char *method)
         }
         return;
     }
-    if (!strcmp(url, "/v1/events")) {
+    if (!strcmp(url, "/login") || !strcmp(url, "/logout")) {
+        r->route = !strcmp(url, "/login") ? ROUTE_LOGIN : ROUTE_LOGOUT;
+        if (!post) {
+            r->allow = "POST";
+            api__problem(r, 405, "Method not allowed", "use POST %s", url);
+            return;
+        }
+        limit = API_LOGIN_MAX_BODY;
+    } else if (!strcmp(url, "/v1/session") || !strcmp(url, "/v1/stream") ||
+               !strcmp(url, "/v1/status") || !strcmp(url, "/v1/audit")) {
+        if (!get) {
+            r->allow = "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use GET %s", url);
+            return;
+        }
+        r->route = !strcmp(url, "/v1/session") ? ROUTE_SESSION
+                 : !strcmp(url, "/v1/audit")   ? ROUTE_AUDIT
+                 : !strcmp(url, "/v1/stream")  ? ROUTE_STREAM
+                                               : ROUTE_STATUS;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
+    } else if (!strcmp(url, "/v1/events")) {
         if (!post && !get) {
             r->allow = "GET, HEAD, POST";
             api__problem(r, 405, "Method not allowed", "use GET or POST %s", url);
@@ -400,6 +475,14 @@ static void route(Req *r, const char *url, const char *method)
             if (api__form_begin(r) < 0)
                 return; /* answered */
         }
+    } else if (strncmp(url, "/v1/", 4) && strncmp(url, "/hooks", 6) &&
+               api__web_file(url, &(const char *){ NULL }, &(const char *){ NULL })) {
+        r->route = ROUTE_WEB;
+        if (!get) {
+            r->allow = "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use GET %.100s", url);
+        }
+        return;
     } else {
         api__problem(r, 404, "Not found", "no route for %s %.100s", method, url);
         return;
@@ -445,6 +528,13 @@ static void dispatch(Req *r)
     case ROUTE_CONTACTS: api__contacts_get(r); break;
     case ROUTE_CONTACT: api__contact_get(r); break;
     case ROUTE_MEMORY_SEARCH: api__memory_search_get(r); break;
+    case ROUTE_WEB: api__web_get(r); break;
+    case ROUTE_LOGIN: api__login(r); break;
+    case ROUTE_LOGOUT: api__logout(r); break;
+    case ROUTE_SESSION: api__session_get(r); break;
+    case ROUTE_STREAM: api__stream(r); break;
+    case ROUTE_STATUS: api__status_get(r); break;
+    case ROUTE_AUDIT: api__audit_get(r); break;
     case ROUTE_HOOK:
         if (r->form)
             api__form_finish(r);
@@ -543,6 +633,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     api__form_free(r->form);
     free(r->results);
     free(r->location);
+    free(r->set_cookie);
+    if (r->custom) /* built but never queued */
+        MHD_destroy_response(r->custom);
     *con_cls = NULL;
     bool counted = r->counted;
     free(r);
@@ -633,6 +726,10 @@ static void server_free(ApiServer *s)
             free(s->secrets[i]);
     free(s->secrets);
     api__rate_free(s->rate);
+    api__streams_free(s->streams);
+    api__sessions_free(s->sessions);
+    json_decref(s->audit);
+    pthread_mutex_destroy(&s->audit_mu);
     free(s->data_dir);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->idle);
@@ -651,6 +748,8 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
     pthread_cond_init(&s->idle, NULL);
     pthread_key_create(&s->reader_key, reader_free);
     s->rate = api__rate_new();
+    s->sessions = api__sessions_new();
+    pthread_mutex_init(&s->audit_mu, NULL);
     const char *listen = opts->listen ? opts->listen : s->cfg->listen;
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -675,6 +774,8 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
                             MHD_OPTION_NOTIFY_COMPLETED, completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, connection_notify, s,
                             MHD_OPTION_END);
+    if (s->d)
+        s->streams = api__streams_new(s);
     if (!s->d) {
         server_free(s);
         return err_set(err, ERR_IO, "cannot listen on %s: %s", listen, strerror(errno));
@@ -689,6 +790,14 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
              host, info ? (unsigned)info->port : 0u);
     *ret = s;
     return 0;
+}
+
+void api_server_set_models_health(ApiServer *s, ApiModelsHealth fn, void *ctx)
+{
+    pthread_mutex_lock(&s->mu);
+    s->models_health = fn;
+    s->models_ctx = ctx;
+    pthread_mutex_unlock(&s->mu);
 }
 
 const char *api_server_address(const ApiServer *s)
@@ -706,6 +815,9 @@ void api_server_stop(ApiServer *s, int grace_ms)
     struct timespec deadline = core_time_deadline(CLOCK_REALTIME, grace_ms);
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
+    pthread_mutex_unlock(&s->mu);
+    api__streams_stop(s->streams); /* open streams end now: they count as in flight */
+    pthread_mutex_lock(&s->mu);
     while (s->active > 0)
         if (pthread_cond_timedwait(&s->idle, &s->mu, &deadline) == ETIMEDOUT)
             break;

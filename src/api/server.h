@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/config.h"
 #include "ledger/ledger.h"
 
@@ -29,6 +31,11 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err);
 
 /* The bound address ("127.0.0.1:8470"), useful with port 0. */
 const char *api_server_address(const ApiServer *s);
+
+/* What `bureau models` shows of the providers (breakers, latency), for
+ * GET /v1/status; called on a server thread. Returns a new reference. */
+typedef json_t *(*ApiModelsHealth)(void *ctx);
+void api_server_set_models_health(ApiServer *s, ApiModelsHealth fn, void *ctx);
 
 /* Stops accepting connections, lets in-flight requests finish (at most
  * grace_ms), then stops the threads and frees the server. The ledger stays

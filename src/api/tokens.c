@@ -171,3 +171,18 @@ int api_token_check(Store *rd, const char *token, size_t len, char *ret_id, Err 
         return rc;
     return ok ? 0 : err_set(err, ERR_AUTH, "unknown or revoked token");
 }
+
+int api_token_live(Store *rd, const char *id, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(rd, "SELECT 1 FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    store_bind_text(st, 1, id, strlen(id));
+    rc = store_step(st, err);
+    store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    return rc == STORE_ROW ? 0 : err_set(err, ERR_AUTH, "the token was revoked");
+}

@@ -33,4 +33,8 @@ int api_token_list(Store *rd, int (*fn)(void *ctx, const ApiTokenInfo *t), void 
  * CORE_ULID_LEN + 1 bytes, may be NULL), ERR_AUTH otherwise. */
 int api_token_check(Store *rd, const char *token, size_t len, char *ret_id, Err *err);
 
+/* 0 when the token with this id is live, ERR_AUTH when it is unknown or
+ * revoked. */
+int api_token_live(Store *rd, const char *id, Err *err);
+
 #endif

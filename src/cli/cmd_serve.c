@@ -38,6 +38,7 @@ int cmd_serve(Cli *cli)
         ledger_close(l);
         return cli_fail_err(cli, &err);
     }
+    api_server_set_models_health(srv, flow_engine_models_health, engine);
     log_info("listening", json_pack("{s:s, s:s, s:I}", "address", api_server_address(srv),
                                     "data", cli->data_dir, "head",
                                     (json_int_t)ledger_head_seq(l)));

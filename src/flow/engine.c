@@ -1748,3 +1748,9 @@ void flow_engine_interrupt(FlowEngine *e)
     pthread_cond_broadcast(&e->idle_cond);
     pthread_mutex_unlock(&e->mu);
 }
+
+json_t *flow_engine_models_health(void *engine)
+{
+    FlowEngine *e = engine;
+    return e && e->router ? model_router_health(e->router) : json_array();
+}

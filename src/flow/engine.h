@@ -57,5 +57,13 @@ int flow_tasks_list(Store *rd, const char *status, const char *workflow, int64_t
 /* One task with "steps": id, kind, status, attempts, needs, output, error,
  * started_at, finished_at, wake_at, wait. ERR_NOTFOUND when unknown. */
 int flow_task_get(Store *rd, const char *id, json_t **ret, Err *err);
+/* Counts for the dashboard: {tasks: {status: n}, steps: {status: n} (of
+ * unfinished tasks), workflows: {"NAME:status": n} (unfinished and failed),
+ * last_day: {event type: n} (step/task/effect outcomes and model calls in
+ * the 24 hours before now_ms), since}. */
+int flow_status(Store *rd, int64_t now_ms, json_t **ret, Err *err);
+/* The model router's view of its providers (model_router_health), or an
+ * empty list when the engine runs none. Returns a new reference. */
+json_t *flow_engine_models_health(void *engine);
 
 #endif

@@ -207,3 +207,62 @@ int flow_workflow_set_enabled(Ledger *l, const char *data_dir, const char *name,
     json_decref(d);
     return rc < 0 ? rc : ledger_append(l, &ev, 1, NULL, err);
 }
+
+/* {key: count} from a query answering (key, count) rows. */
+static int counts(Store *rd, const char *sql, const char *arg, json_t *into, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(rd, sql, &st, err);
+    if (rc < 0)
+        return rc;
+    if (arg)
+        store_bind_text(st, 1, arg, strlen(arg));
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        json_object_set_new(into, store_col_text(st, 0, NULL),
+                            json_integer(store_col_int(st, 1)));
+    store_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
+int flow_status(Store *rd, int64_t now_ms, json_t **ret, Err *err)
+{
+    char since[CORE_TIME_LEN + 1];
+    core_time_format(now_ms - 24 * 3600 * 1000LL, since);
+    json_t *tasks = json_object(), *steps = json_object(), *recent = json_object(),
+           *by_workflow = json_object();
+    int rc = store_begin_read(rd, err);
+    if (rc < 0)
+        goto out;
+    rc = counts(rd, "SELECT status, count(*) FROM tasks GROUP BY status", NULL, tasks, err);
+    if (rc == 0)
+        rc = counts(rd,
+                    "SELECT s.status, count(*) FROM task_steps s JOIN tasks t ON t.id = s.task_id"
+                    " WHERE t.status IN ('queued', 'running', 'inbox') GROUP BY s.status",
+                    NULL, steps, err);
+    /* the outcomes of the last day, over at most the last 100000 events */
+    if (rc == 0)
+        rc = counts(rd,
+                    "SELECT type, count(*) FROM events WHERE seq > (SELECT coalesce(max(seq), 0)"
+                    " - 100000 FROM events) AND received_at >= ?1 AND type IN ('step.completed',"
+                    " 'step.failed', 'effect.delivered', 'effect.captured', 'effect.failed',"
+                    " 'task.failed', 'task.succeeded', 'model.called') GROUP BY type",
+                    since, recent, err);
+    if (rc == 0)
+        rc = counts(rd,
+                    "SELECT workflow || ':' || status, count(*) FROM tasks"
+                    " WHERE status IN ('queued', 'running', 'inbox', 'failed')"
+                    " GROUP BY workflow, status",
+                    NULL, by_workflow, err);
+    store_rollback(rd);
+out:
+    if (rc < 0) {
+        json_decref(tasks);
+        json_decref(steps);
+        json_decref(recent);
+        json_decref(by_workflow);
+        return rc;
+    }
+    *ret = json_pack("{s:o, s:o, s:o, s:s, s:o}", "tasks", tasks, "steps", steps, "last_day",
+                     recent, "since", since, "workflows", by_workflow);
+    return 0;
+}
