@@ -506,7 +506,8 @@ void api__contact_get(Req *r)
     if (rc == 0)
         rc = memory_contact_get(rd, id, &c, &err);
     if (rc == 0)
-        rc = memory_facts(rd, id, false, &facts, &err);
+        rc = memory_facts(rd, id, arg(r, "history") && !strcmp(arg(r, "history"), "1"), &facts,
+                          &err);
     if (rc == 0)
         rc = memory_summaries(rd, id, 100, &summaries, &err);
     if (rc == 0)
@@ -615,6 +616,23 @@ void api__status_get(Req *r)
     void *hctx = s->models_ctx;
     pthread_mutex_unlock(&s->mu);
     json_object_set_new(st, "models", health ? health(hctx) : json_array());
+    const Config *cfg = s->cfg;
+    json_t *routes = json_object(), *wfs = json_object();
+    for (size_t i = 0; i < cfg->n_model_routes; i++)
+        if (cfg->model_routes[i].daily_usd > 0 || cfg->model_routes[i].monthly_usd > 0)
+            json_object_set_new(routes, cfg->model_routes[i].name,
+                                json_pack("{s:f, s:f}", "daily_usd", cfg->model_routes[i].daily_usd,
+                                          "monthly_usd", cfg->model_routes[i].monthly_usd));
+    for (size_t i = 0; i < cfg->n_workflow_budgets; i++)
+        json_object_set_new(wfs, cfg->workflow_budgets[i].name,
+                            json_pack("{s:f, s:f}", "daily_usd", cfg->workflow_budgets[i].daily_usd,
+                                      "monthly_usd", cfg->workflow_budgets[i].monthly_usd));
+    json_object_set_new(st, "budgets",
+                        json_pack("{s:f, s:f, s:{s:f, s:f}, s:o, s:o}", "daily_usd",
+                                  cfg->budget_daily_usd, "monthly_usd", cfg->budget_monthly_usd,
+                                  "per_customer", "daily_usd", cfg->budget_customer_daily_usd,
+                                  "monthly_usd", cfg->budget_customer_monthly_usd, "routes",
+                                  routes, "workflows", wfs));
     json_object_set_new(st, "uptime_s",
                         json_integer((core_time_now_ms() - s->started_ms) / 1000));
     api__json(r, 200, st);
