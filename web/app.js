@@ -32,6 +32,13 @@ const fmtUsd = (x) => '$' + (Number(x) || 0).toFixed((Number(x) || 0) < 1 ? 4 : 
 const fmtTime = (t) => t ? t.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '';
 const enc = encodeURIComponent;
 
+function fmtValue(v) {
+  if (v === null || v === undefined) return '';
+  if (typeof v !== 'object') return String(v);
+  if (Array.isArray(v)) return v.map(fmtValue).join(', ');
+  return Object.entries(v).map(([k, x]) => `${k}: ${typeof x === 'object' ? JSON.stringify(x) : x}`).join(' · ');
+}
+
 function fmtAge(t) {
   if (!t) return '';
   const d = (Date.now() - Date.parse(t)) / 1000;
@@ -580,7 +587,7 @@ async function renderCustomer(id) {
   for (const [key, fs] of byKey) {
     fs.forEach((f, i) => factRows.push(h('tr', { cls: 'fact' + (f.current ? ' current' : ' old'), 'data-key': key },
       h('td', { text: i === 0 ? key : '' }),
-      h('td', {}, h('span', { cls: f.current ? '' : 'muted', text: typeof f.value === 'string' ? f.value : JSON.stringify(f.value) }),
+      h('td', {}, h('span', { cls: f.current ? '' : 'muted', text: fmtValue(f.value) }),
         f.conflict ? h('span', { cls: 'badge bad', text: 'conflict' }) : null, f.current ? null : h('span', { cls: 'muted', text: ' (superseded)' })),
       h('td', { text: f.confidence === null || f.confidence === undefined ? '' : (f.confidence * 100).toFixed(0) + '%' }),
       h('td', { cls: 'source' }, f.source || '', ' ', f.seq ? eventLink(f.seq) : null),
@@ -611,7 +618,7 @@ async function renderCustomer(id) {
 /* ---- spend and health ---- */
 
 function barChart(title, rows, opts) {
-  const W = 560, H = 200, L = 56, B = 46, T = 14;
+  const W = 420, H = 200, L = 58, B = 30, T = 14;
   const max = Math.max(opts.budget || 0, ...rows.map((r) => r.value), 1e-9);
   const bw = rows.length ? (W - L - 8) / rows.length : 0;
   const y = (v) => T + (H - T - B) * (1 - v / max);
@@ -627,8 +634,9 @@ function barChart(title, rows, opts) {
     const g = h('g', { cls: 'bar-g' });
     g.append(h('rect', { cls: 'bar' + (over ? ' over' : ''), x, y: top, width: Math.max(1, bw - 4), height: Math.max(0, H - B - top) },
       h('title', { text: `${r.label}: ${opts.fmt(r.value)}` })));
-    const lbl = r.label.length > 12 ? r.label.slice(0, 11) + '…' : r.label;
-    if (rows.length <= 16 || i % Math.ceil(rows.length / 16) === 0)
+    const room = Math.max(3, Math.floor(bw / 7));
+    const lbl = r.label.length > room ? r.label.slice(0, room - 1) + '…' : r.label;
+    if (rows.length <= 8 || i % Math.ceil(rows.length / 8) === 0)
       g.append(h('text', { x: x + (bw - 4) / 2, y: H - B + 14, 'text-anchor': 'middle', text: lbl }));
     svg.append(g);
   });
@@ -642,15 +650,20 @@ function barChart(title, rows, opts) {
 
 async function renderSpend() {
   const by = ['day', 'route', 'workflow', 'customer'];
-  const [st, ...sp] = await Promise.all([api('GET', '/v1/status'), ...by.map((b) => api('GET', '/v1/spend?by=' + b))]);
+  const day = (ms) => new Date(ms).toISOString().slice(0, 10);
+  const since = { day: day(Date.now() - 29 * 86400000), customer: day(Date.now()) };
+  const [st, ...sp] = await Promise.all([api('GET', '/v1/status'),
+    ...by.map((b) => api('GET', '/v1/spend?by=' + b + (since[b] ? '&since=' + since[b] : '')))]);
   if (S.view !== 'spend') return;
   const budgets = st.budgets || {};
   const charts = sp.map((s, i) => {
-    let rows = (s.rows || []).map((r) => ({ label: r.key || '(none)', value: r.cost_usd || 0, calls: r.calls }));
+    let rows = (s.rows || []).map((r) => ({ label: r.key || (by[i] === 'customer' ? '(no customer)' : '(none)'), value: r.cost_usd || 0, calls: r.calls }));
     if (by[i] === 'day') rows.sort((a, b) => a.label.localeCompare(b.label)), rows = rows.slice(-30);
     else rows.sort((a, b) => b.value - a.value), rows = rows.slice(0, 12);
     const budget = by[i] === 'day' ? budgets.daily_usd : by[i] === 'customer' ? (budgets.per_customer || {}).daily_usd : 0;
-    return barChart(`Spend by ${by[i]}` + (by[i] === 'day' ? ' (daily budget dashed)' : ''), rows, { id: by[i], budget, fmt: fmtUsd });
+    const title = { day: 'Spend by day, last 30 days', route: 'Spend by route', workflow: 'Spend by workflow',
+      customer: 'Spend by customer today' }[by[i]];
+    return barChart(title + (budget ? ' (budget dashed)' : ''), rows, { id: by[i], budget, fmt: fmtUsd });
   });
   const recent = st.last_day || {};
   const rate = (bad, good) => { const n = (recent[bad] || 0) + (recent[good] || 0); return n ? ((recent[bad] || 0) / n * 100).toFixed(1) + '%' : '—'; };
@@ -659,7 +672,7 @@ async function renderSpend() {
   main().replaceChildren(
     h('h1', { text: 'Spend and health' }),
     h('div', { cls: 'grid', id: 'health' },
-      stat(st.mode, 'mode'), stat(fmtUsd(sp[0].total_usd), 'model spend, all time'),
+      stat(st.mode, 'mode'), stat(fmtUsd(sp[0].total_usd), 'model spend, 30 days'),
       stat(budgets.daily_usd ? fmtUsd(budgets.daily_usd) : 'none', 'daily budget'),
       stat(st.approvals_pending, 'approvals waiting'), stat((st.tasks || {}).inbox || 0, 'tasks in the inbox'),
       stat(((st.steps || {}).ready || 0) + ((st.steps || {}).pending || 0), 'steps queued'),
