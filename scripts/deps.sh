@@ -13,7 +13,15 @@ PKGS=(
   libcriterion-dev
   curl wrk openssl sqlite3 coreutils jq
   python3 python3-aiosmtpd
+  chromium nodejs
 )
+
+# The browser tests (tests/browser/) drive Debian's chromium with
+# playwright-core from npm. npm is part of some nodejs builds; Debian's
+# nodejs needs its npm package as well.
+if ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(npm)
+fi
 
 # `deps.sh fuzz` adds what `make fuzz` needs: clang and its libFuzzer runtime.
 if [ "${1:-}" = fuzz ]; then

@@ -314,7 +314,9 @@ problem "GET /v1/events?cursor=abc" 400 "cursor"
 http GET /v2/events
 problem "an unknown route" 404 "/v2/events"
 http GET /
-expect_eq "GET /: 404" "$CODE" 404
+expect_eq "GET /: the dashboard (test_web.sh tests it)" "$CODE $CTYPE" "200 text/html; charset=utf-8"
+http GET /v1/nosuch
+expect_eq "an unknown /v1 route: 404" "$CODE" 404
 http DELETE /v1/events -H "Authorization: Bearer $TOK"
 problem "DELETE /v1/events" 405 "GET or POST"
 http PUT /v1/events -H "Authorization: Bearer $TOK" --data-binary "$(ev 1)"
