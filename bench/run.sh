@@ -32,4 +32,10 @@ if ! "$(dirname "$0")/http.sh" "$BUILD"; then
   echo "bench/run.sh: http failed" >&2
   status=1
 fi
+echo
+echo "== inbox (bench/inbox.sh)"
+if ! "$(dirname "$0")/inbox.sh" "$BUILD"; then
+  echo "bench/run.sh: inbox failed" >&2
+  status=1
+fi
 exit $status
