@@ -1,7 +1,9 @@
-/* Unit tests of API tokens: created as events, checked by hash, revoked. */
+/* Unit tests of API tokens (created as events, checked by hash, revoked)
+ * and of the dashboard's sessions built on them. */
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "api/api_int.h"
 #include "api/tokens.h"
 #include "helpers.h"
 #include "ledger/projection.h"
@@ -95,4 +97,78 @@ Test(tokens, the_table_is_a_projection)
     int count_rows = 0;
     cr_assert_eq(api_token_list(rd, count, &count_rows, &e), 0);
     cr_assert_eq(count_rows, 2);
+}
+
+/* ---- dashboard sessions (session.c) ---- */
+
+Test(tokens, sessions_live_with_their_token)
+{
+    char tok[API_TOKEN_LEN + 1], tid[CORE_ULID_LEN + 1];
+    Err e = { 0 };
+    cr_assert_eq(api_token_create(led, "browser", tok, tid, &e), 0, "%s", e.msg);
+    cr_assert_eq(api_token_live(rd, tid, &e), 0);
+    ApiServer srv = { 0 };
+    srv.sessions = api__sessions_new();
+    char sid[API_SESSION_HEX + 1], csrf[API_CSRF_HEX + 1];
+    api__session_create(&srv, tid, sid, csrf);
+    cr_assert_eq(strlen(sid), API_SESSION_HEX);
+    cr_assert_eq(strlen(csrf), API_CSRF_HEX);
+    cr_assert_str_neq(sid, csrf);
+    char got_tid[32], got_csrf[API_CSRF_HEX + 1];
+    int64_t exp = 0;
+    cr_assert(api__session_check(&srv, rd, sid, got_tid, got_csrf, &exp));
+    cr_assert_str_eq(got_tid, tid);
+    cr_assert_str_eq(got_csrf, csrf);
+    cr_assert_gt(exp, core_time_now_ms() + (API_SESSION_TTL_S - 60) * 1000LL);
+    /* one changed digit, upper case, short, empty, NULL: no session */
+    char bad[API_SESSION_HEX + 1];
+    memcpy(bad, sid, sizeof bad);
+    bad[5] = bad[5] == '0' ? '1' : '0';
+    cr_assert_not(api__session_check(&srv, rd, bad, got_tid, got_csrf, NULL));
+    memcpy(bad, sid, sizeof bad);
+    for (char *p = bad; *p; p++)
+        if (*p >= 'a' && *p <= 'f')
+            *p = (char)(*p - 'a' + 'A');
+    cr_assert_not(api__session_check(&srv, rd, strcmp(bad, sid) ? bad : "x", got_tid, got_csrf,
+                                     NULL));
+    cr_assert_not(api__session_check(&srv, rd, "abc", got_tid, got_csrf, NULL));
+    cr_assert_not(api__session_check(&srv, rd, "", got_tid, got_csrf, NULL));
+    cr_assert_not(api__session_check(&srv, rd, NULL, got_tid, got_csrf, NULL));
+    /* a second session is another id and another CSRF token */
+    char sid2[API_SESSION_HEX + 1], csrf2[API_CSRF_HEX + 1];
+    api__session_create(&srv, tid, sid2, csrf2);
+    cr_assert_str_neq(sid, sid2);
+    cr_assert_str_neq(csrf, csrf2);
+    /* logout ends one session only */
+    api__session_end(&srv, sid);
+    cr_assert_not(api__session_check(&srv, rd, sid, got_tid, got_csrf, NULL));
+    cr_assert(api__session_check(&srv, rd, sid2, got_tid, got_csrf, NULL));
+    /* revoking the token ends its sessions */
+    cr_assert_eq(api_token_revoke(led, rd, tid, &e), 0, "%s", e.msg);
+    cr_assert_eq(api_token_live(rd, tid, &e), ERR_AUTH);
+    cr_assert_not(api__session_check(&srv, rd, sid2, got_tid, got_csrf, NULL));
+    api__sessions_free(srv.sessions);
+}
+
+Test(tokens, sessions_are_bounded_the_oldest_ends)
+{
+    char tok[API_TOKEN_LEN + 1], tid[CORE_ULID_LEN + 1];
+    Err e = { 0 };
+    cr_assert_eq(api_token_create(led, "many", tok, tid, &e), 0, "%s", e.msg);
+    ApiServer srv = { 0 };
+    srv.sessions = api__sessions_new();
+    static char sids[API_SESSIONS_MAX + 1][API_SESSION_HEX + 1];
+    char csrf[API_CSRF_HEX + 1], got_tid[32], got_csrf[API_CSRF_HEX + 1];
+    for (int i = 0; i <= API_SESSIONS_MAX; i++) {
+        api__session_create(&srv, tid, sids[i], csrf);
+        /* created_ms orders them: keep each in its own millisecond */
+        int64_t t = core_time_now_ms();
+        while (core_time_now_ms() == t)
+            ;
+    }
+    cr_assert_not(api__session_check(&srv, rd, sids[0], got_tid, got_csrf, NULL),
+                  "the oldest session outlived the bound");
+    for (int i = 1; i <= API_SESSIONS_MAX; i++)
+        cr_assert(api__session_check(&srv, rd, sids[i], got_tid, got_csrf, NULL), "session %d", i);
+    api__sessions_free(srv.sessions);
 }
