@@ -345,12 +345,17 @@ void api__inbox_get(Req *r)
 {
     Err err = { 0 };
     Store *rd = api__reader(r->srv, &err);
-    json_t *items = NULL;
-    int rc = rd ? flow_inbox_list(rd, &items, &err) : ERR_STORE;
-    if (rc < 0)
+    buf_clear(&r->resp);
+    buf_puts(&r->resp, "{\"items\":");
+    int rc = rd ? flow_inbox_write(rd, &r->resp, &err) : ERR_STORE;
+    if (rc < 0) {
         flow_problem(r, rc, &err);
-    else
-        api__json(r, 200, json_pack("{s:o}", "items", items));
+        return;
+    }
+    buf_puts(&r->resp, "}\n");
+    r->status = 200;
+    r->resp_type = "application/json";
+    r->answered = true;
 }
 
 void api__decision_post(Req *r)

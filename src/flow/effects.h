@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "ledger/ledger.h"
 
@@ -32,6 +33,8 @@ int flow_mode_set(Ledger *l, Store *rd, const char *mode, const char *by, bool *
  * confidence, confidence_source, model, cost, deadline, escalated,
  * created_at, and for failures error and effect. */
 int flow_inbox_list(Store *rd, json_t **ret, Err *err);
+/* The same list written as a JSON array onto out (what the API answers). */
+int flow_inbox_write(Store *rd, Buf *out, Err *err);
 
 /* Decides approval id: decision "approve", "edit" (payload: the whole edited
  * payload; the diff against the preview is kept) or "reject" (reason

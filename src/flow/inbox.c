@@ -62,7 +62,75 @@ int flow_mode_set(Ledger *l, Store *rd, const char *mode, const char *by, bool *
 
 /* ---- the inbox ---- */
 
-static int inbox_approvals(Store *rd, json_t *items, Err *err)
+/* The inbox is written as JSON text, not built as a Jansson tree: with a
+ * thousand drafts waiting, parsing each stored preview only to print it
+ * again was most of the time the dashboard waited. The stored previews and
+ * sources are the projection's own JSON, spliced as they are. */
+
+static void put_str(Buf *b, const char *s)
+{
+    if (!s) {
+        buf_puts(b, "null");
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    buf_putc(b, '"');
+    const char *run = s;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        buf_append(b, run, (size_t)(p - run));
+        run = p + 1;
+        char esc[7] = { '\\', (char)c, 0 };
+        switch (c) {
+        case '"': case '\\': break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+        }
+        buf_puts(b, esc);
+    }
+    buf_append(b, run, strlen(run));
+    buf_putc(b, '"');
+}
+
+static void put_key(Buf *b, const char *k)
+{
+    buf_putc(b, ',');
+    put_str(b, k);
+    buf_putc(b, ':');
+}
+
+/* A column of stored JSON, spliced; `none` when NULL or empty. */
+static void put_raw(Buf *b, StoreStmt *st, int col, const char *none)
+{
+    size_t len;
+    const char *v = store_col_text(st, col, &len);
+    if (v && len)
+        buf_append(b, v, len);
+    else
+        buf_puts(b, none);
+}
+
+static void put_real(Buf *b, StoreStmt *st, int col)
+{
+    if (!store_col_text(st, col, NULL)) {
+        buf_puts(b, "null");
+        return;
+    }
+    char num[40];
+    snprintf(num, sizeof num, "%.17g", store_col_real(st, col));
+    if (!strpbrk(num, ".eEn")) /* a real stays a real, as Jansson writes it */
+        strcat(num, ".0");
+    buf_puts(b, num);
+}
+
+static int inbox_approvals(Store *rd, Buf *out, bool *first, Err *err)
 {
     StoreStmt *st;
     int rc = store_prepare(
@@ -78,29 +146,27 @@ static int inbox_approvals(Store *rd, json_t *items, Err *err)
     if (rc < 0)
         return rc;
     while ((rc = store_step(st, err)) == STORE_ROW) {
-        json_t *it = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", store_col_text(st, 0, NULL),
-                               "kind", "approval", "task", store_col_text(st, 1, NULL), "step",
-                               store_col_text(st, 2, NULL), "effect_kind",
-                               store_col_text(st, 3, NULL));
-        json_object_set_new(it, "workflow", flow__col_text(st, 13));
-        json_object_set_new(it, "preview", flow__col_json(st, 4));
-        json_t *src = flow__col_json(st, 5);
-        json_object_set_new(it, "sources", json_is_null(src) ? json_array() : src);
-        json_object_set_new(it, "confidence", store_col_text(st, 6, NULL)
-                                                  ? json_real(store_col_real(st, 6))
-                                                  : json_null());
-        json_object_set_new(it, "confidence_source", flow__col_text(st, 7));
-        json_object_set_new(it, "model", flow__col_text(st, 8));
-        json_object_set_new(it, "cost", store_col_text(st, 9, NULL)
-                                            ? json_real(store_col_real(st, 9))
-                                            : json_null());
-        json_object_set_new(it, "deadline", flow__col_text(st, 10));
-        json_object_set_new(it, "escalated", json_boolean(store_col_int(st, 11)));
-        json_object_set_new(it, "reminders", json_integer(store_col_int(st, 16)));
-        json_object_set_new(it, "created_at", flow__col_text(st, 12));
-        json_object_set_new(it, "compensates", flow__col_text(st, 14));
-        json_object_set_new(it, "policy", flow__col_text(st, 15));
-        json_array_append_new(items, it);
+        buf_puts(out, *first ? "{\"id\":" : ",{\"id\":");
+        *first = false;
+        put_str(out, store_col_text(st, 0, NULL));
+        buf_puts(out, ",\"kind\":\"approval\"");
+        put_key(out, "task"), put_str(out, store_col_text(st, 1, NULL));
+        put_key(out, "step"), put_str(out, store_col_text(st, 2, NULL));
+        put_key(out, "effect_kind"), put_str(out, store_col_text(st, 3, NULL));
+        put_key(out, "workflow"), put_str(out, store_col_text(st, 13, NULL));
+        put_key(out, "preview"), put_raw(out, st, 4, "null");
+        put_key(out, "sources"), put_raw(out, st, 5, "[]");
+        put_key(out, "confidence"), put_real(out, st, 6);
+        put_key(out, "confidence_source"), put_str(out, store_col_text(st, 7, NULL));
+        put_key(out, "model"), put_str(out, store_col_text(st, 8, NULL));
+        put_key(out, "cost"), put_real(out, st, 9);
+        put_key(out, "deadline"), put_str(out, store_col_text(st, 10, NULL));
+        put_key(out, "escalated"), buf_puts(out, store_col_int(st, 11) ? "true" : "false");
+        put_key(out, "reminders"), buf_printf(out, "%lld", (long long)store_col_int(st, 16));
+        put_key(out, "created_at"), put_str(out, store_col_text(st, 12, NULL));
+        put_key(out, "compensates"), put_str(out, store_col_text(st, 14, NULL));
+        put_key(out, "policy"), put_str(out, store_col_text(st, 15, NULL));
+        buf_putc(out, '}');
     }
     store_stmt_done(st);
     return rc < 0 ? rc : 0;
@@ -170,16 +236,38 @@ static int inbox_failures(Store *rd, json_t *items, Err *err)
     return rc < 0 ? rc : 0;
 }
 
+int flow_inbox_write(Store *rd, Buf *out, Err *err)
+{
+    bool first = true;
+    buf_putc(out, '[');
+    int rc = inbox_approvals(rd, out, &first, err);
+    json_t *failures = json_array();
+    if (rc == 0)
+        rc = inbox_failures(rd, failures, err);
+    size_t i;
+    json_t *it;
+    json_array_foreach(failures, i, it) {
+        if (!first)
+            buf_putc(out, ',');
+        first = false;
+        core_json_dump(it, out);
+    }
+    json_decref(failures);
+    buf_putc(out, ']');
+    return rc;
+}
+
 int flow_inbox_list(Store *rd, json_t **ret, Err *err)
 {
-    json_t *items = json_array();
-    int rc = inbox_approvals(rd, items, err);
+    Buf b;
+    buf_init(&b, 0);
+    json_t *items = NULL;
+    int rc = flow_inbox_write(rd, &b, err);
     if (rc == 0)
-        rc = inbox_failures(rd, items, err);
-    if (rc < 0) {
-        json_decref(items);
+        rc = core_json_parse(buf_cstr(&b), b.len, &items, err);
+    buf_done(&b);
+    if (rc < 0)
         return rc;
-    }
     *ret = items;
     return 0;
 }
