@@ -145,7 +145,7 @@ async function refreshStatus() {
   b.hidden = false;
   b.className = 'banner' + (mode === 'production' ? ' production' : '');
   b.textContent = mode === 'sandbox'
-    ? 'Sandbox: every effect is captured, nothing leaves. Switch with `bureau mode production`.'
+    ? 'Sandbox: every effect is captured; nothing leaves.'
     : 'Production: approved effects are sent.';
   b.id = 'banner';
   b.setAttribute('data-mode', mode);
@@ -395,7 +395,7 @@ async function renderInbox(quiet) {
     it.kind === 'approval' ? approvalCard(it, i) : failureCard(it, i)));
   main().replaceChildren(
     h('div', { cls: 'row' }, h('h1', { text: `Inbox (${inbox.items.length})` }),
-      h('span', { cls: 'keys' }, h('kbd', { text: 'j' }), '/', h('kbd', { text: 'k' }), ' move · ',
+      h('span', { cls: 'keys hide-sm' }, h('kbd', { text: 'j' }), '/', h('kbd', { text: 'k' }), ' move · ',
         h('kbd', { text: 'a' }), ' approve · ', h('kbd', { text: 'e' }), ' edit · ', h('kbd', { text: 'r' }), ' reject')),
     inbox.items.length ? list : h('p', { cls: 'muted empty', text: 'Nothing waits for you.' }),
     h('h2', { text: 'Recent effects' }),
