@@ -8,7 +8,8 @@
 #   from npm, installed by tests/browser/setup.sh): log in, approve an edited
 #   draft and see the captured effect, reject one, retry a failure, a
 #   customer's facts with sources, spend charts, a CSRF-less POST refused,
-#   log out. Screenshots go to $BUILD/screenshots/.
+#   log out; then, restarted with an undo window for mail, approve one with
+#   the `a` key and undo it within the window. Screenshots go to $BUILD/screenshots/.
 . "$(dirname "$0")/lib.sh"
 
 D=$TMP/data
@@ -62,14 +63,15 @@ steps:
 YAML
 ingest '{"type":"lead.created","source":"site","data":{"email":"ann@acme.example","name":"Ann","topic":"a workshop"}}'
 ingest '{"type":"lead.created","source":"site","data":{"email":"bob@example.com","name":"Bob","topic":"pricing"}}'
+ingest '{"type":"lead.created","source":"site","data":{"email":"cid@example.com","name":"Cid","topic":"a retainer"}}'
 ingest '{"type":"job.invoice","source":"t","data":{}}'
 for c in 0.012 0.021 0.004; do
   ingest "{\"type\":\"model.called\",\"source\":\"test\",\"data\":{\"route\":\"draft\",\"provider\":\"big\",\"model\":\"m1\",\"workflow\":\"reply\",\"customer\":\"contact:$CID\",\"tokens_in\":900,\"tokens_out\":200,\"cost_usd\":$c,\"latency_ms\":800,\"outcome\":\"ok\"}}"
 done
 ingest '{"type":"model.called","source":"test","data":{"route":"classify","provider":"local","model":"nb","workflow":"triage","tokens_in":50,"tokens_out":1,"cost_usd":0,"latency_ms":2,"outcome":"ok"}}'
 check "the seed runs to its approvals and failure" bureau --data "$D" run --until-idle --timeout 60
-expect_eq "two approvals and a failure wait" \
-  "$(q "SELECT count(*) FROM approvals WHERE status = 'pending'") $(q "SELECT count(*) FROM tasks WHERE status = 'inbox'")" "2 1"
+expect_eq "three approvals and a failure wait" \
+  "$(q "SELECT count(*) FROM approvals WHERE status = 'pending'") $(q "SELECT count(*) FROM tasks WHERE status = 'inbox'")" "3 1"
 
 serve_start "$D" --listen 127.0.0.1:0 || not_ok "serve starts" "$SRV_LINE"
 
@@ -123,7 +125,7 @@ expect_eq "an unknown session: 401" "$CODE" 401
 http GET /v1/status "${CK[@]}"
 expect_eq "GET /v1/status: tasks by state, approvals, the mode" \
   "$CODE $(jget "$BODY" '$.tasks.inbox') $(jget "$BODY" '$.approvals_pending') $(jget "$BODY" '$.mode') $(jget "$BODY" '$.models[0].breaker')" \
-  "200 1 2 sandbox closed"
+  "200 1 3 sandbox closed"
 http GET /v1/audit "${CK[@]}"
 expect_eq "GET /v1/audit: the chain verifies" "$CODE $(jget "$BODY" '$.ok')" "200 1"
 
@@ -148,6 +150,7 @@ expect_eq "the ended session no longer reads: 401" "$CODE" 401
 if ! setup_err=$("$ROOT/tests/browser/setup.sh" 2>&1); then
   echo "# skip browser tests: $setup_err"
 else
+  browser_ok=1
   mkdir -p "$BUILD/screenshots"
   BUREAU_URL=$SRV_URL BUREAU_TOKEN=$TOKEN BUREAU_CUSTOMER=$CID SHOTS="$BUILD/screenshots" \
     PROFILE="$TMP/chromium" timeout 300 node "$ROOT/tests/browser/dashboard.js" 2>"$TMP/browser.err"
@@ -164,6 +167,26 @@ fi
 
 serve_stop
 expect_eq "serve exits 0" "$SRV_RC" 0
-expect_eq "the token never reached the server's log" "$(grep -c -F "$TOKEN" "$SRV_LOG")" 0
-expect_eq "no session id reached the server's log" "$(grep -c -F "$SID" "$SRV_LOG")" 0
+
+# ---- undo within a send's window (a second server, mail held for an hour) ----
+cat >>"$D/bureau.yaml" <<'YAML'
+smtp:
+  # never reached: the one mail approved from here on is undone in its window
+  url: smtp://127.0.0.1:9
+  from: office@example.com
+  undo_window_s: 3600
+YAML
+serve_start "$D" --listen 127.0.0.1:0 || not_ok "serve starts again" "$SRV_LINE"
+if [ -n "${browser_ok:-}" ]; then
+  BUREAU_URL=$SRV_URL BUREAU_TOKEN=$TOKEN SHOTS="$BUILD/screenshots" PHASE=undo \
+    PROFILE="$TMP/chromium-undo" timeout 300 node "$ROOT/tests/browser/dashboard.js" 2>"$TMP/browser-undo.err"
+  rc=$?
+  [ "$rc" -eq 0 ] || not_ok "the browser's undo run ends cleanly" "exit $rc: $(tail -n 20 "$TMP/browser-undo.err")"
+  expect_eq "the mail approved with 'a' was undone in its window" \
+    "$(q "SELECT status FROM effects WHERE json_extract(payload, '$.to') LIKE '%cid@example.com%'")" canceled
+fi
+serve_stop
+expect_eq "serve exits 0 after the undo" "$SRV_RC" 0
+expect_eq "the token never reached the server's log" "$(cat "$TMP"/serve.*.log | grep -c -F "$TOKEN")" 0
+expect_eq "no session id reached the server's log" "$(cat "$TMP"/serve.*.log | grep -c -F "$SID")" 0
 sanitizer_check "no sanitizer report"
