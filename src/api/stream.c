@@ -168,7 +168,13 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
         pthread_mutex_unlock(&h->mu);
         return (ssize_t)n;
     }
-    /* nothing to send: wait, suspended, for the notifier */
+    /* nothing to send: wait, suspended, for the notifier (unless it has
+     * stopped while the lock was let go for a read: then nobody would
+     * resume the connection) */
+    if (h->stopping) {
+        pthread_mutex_unlock(&h->mu);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
     st->suspended = true;
     MHD_suspend_connection(st->conn);
     pthread_mutex_unlock(&h->mu);
