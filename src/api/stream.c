@@ -4,6 +4,7 @@
  * a notifier thread resumes it when the ledger's head moves, when a heartbeat
  * is due, or when the server stops. Invariant: a stream is suspended only
  * while the notifier runs, so stopping resumes every one and each then ends. */
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,9 @@ typedef struct Stream {
     struct MHD_Connection *conn;
     int64_t last_seq;
     int64_t next_ping_ms;
+    int fd;        /* the connection's socket, watched while suspended */
     bool suspended;
+    bool gone;     /* the client hung up while the stream waited */
     bool hello;    /* the first bytes were sent */
     Buf pending;   /* formatted, not yet handed to MHD */
     size_t off;
@@ -46,12 +49,19 @@ static void *notifier(void *arg)
     pthread_mutex_lock(&h->mu);
     for (;;) {
         int64_t head = ledger_head_seq(h->srv->ledger), now = core_time_now_ms();
-        for (Stream *st = h->list; st; st = st->next)
-            if (st->suspended &&
-                (h->stopping || st->last_seq < head || now >= st->next_ping_ms)) {
+        for (Stream *st = h->list; st; st = st->next) {
+            if (!st->suspended)
+                continue;
+            /* MHD does not watch a suspended connection: a client that hung
+             * up is seen here, so its slot is freed at once */
+            struct pollfd p = { .fd = st->fd, .events = POLLRDHUP };
+            if (st->fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                st->gone = true;
+            if (h->stopping || st->gone || st->last_seq < head || now >= st->next_ping_ms) {
                 st->suspended = false;
                 MHD_resume_connection(st->conn);
             }
+        }
         if (h->stopping)
             break;
         struct timespec dl = core_time_deadline(CLOCK_REALTIME, STREAM_POLL_MS);
@@ -122,6 +132,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
     Stream *st = cls;
     struct ApiStreams *h = st->hub;
     pthread_mutex_lock(&h->mu);
+    if (st->gone) {
+        pthread_mutex_unlock(&h->mu);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     if (st->off >= st->pending.len) {
         buf_clear(&st->pending);
         st->off = 0;
@@ -223,6 +237,9 @@ void api__stream(Req *r)
         st = xcalloc(1, sizeof *st);
         st->hub = h;
         st->conn = r->conn;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        st->fd = ci ? ci->connect_fd : -1;
         st->last_seq = since;
         st->next_ping_ms = core_time_now_ms() + API_STREAM_HEARTBEAT_MS;
         buf_init(&st->pending, 0);

@@ -185,8 +185,36 @@ if [ -n "${browser_ok:-}" ]; then
   expect_eq "the mail approved with 'a' was undone in its window" \
     "$(q "SELECT status FROM effects WHERE json_extract(payload, '$.to') LIKE '%cid@example.com%'")" canceled
 fi
+# ---- streams are bounded, and end at once on SIGTERM ----
+FDS=()
+opened=0
+for i in $(seq 16); do
+  exec {fd}< <(exec curl -s -N --noproxy '*' --max-time 120 -H "Authorization: Bearer $TOKEN" "$SRV_URL/v1/stream" 2>/dev/null)
+  FDS+=("$fd")
+  IFS= read -r -t 20 first <&"$fd" && [ "$first" = "retry: 3000" ] && opened=$((opened + 1))
+done
+expect_eq "16 streams open" "$opened" 16
+http GET /v1/stream -H "Authorization: Bearer $TOKEN" --max-time 10
+expect_eq "the 17th stream: 503 problem+json" "$CODE $CTYPE" "503 application/problem+json"
+
+# ---- login attempts are rate limited (last: it locks this address out) ----
+codes=""
+for i in $(seq 31); do http POST /login -d "token=bur_nope$i"; codes="$codes $CODE"; done
+expect_eq "the 31st login attempt in a minute: 429" "${codes##* }" 429
+
+t0=$(date +%s%N)
 serve_stop
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 expect_eq "serve exits 0 after the undo" "$SRV_RC" 0
+if [ "$ms" -lt 10000 ]; then ok "SIGTERM with 16 open streams: stopped in $ms ms"; else not_ok "SIGTERM with open streams" "$ms ms"; fi
+ended=0
+for fd in "${FDS[@]}"; do
+  # each stream reaches its end (EOF) rather than hanging until --max-time
+  while :; do IFS= read -r -t 20 _ <&"$fd"; r=$?; [ "$r" -eq 0 ] || break; done
+  [ "$r" -eq 1 ] && ended=$((ended + 1))
+  exec {fd}<&-
+done
+expect_eq "every stream ended with the server" "$ended" 16
 expect_eq "the token never reached the server's log" "$(cat "$TMP"/serve.*.log | grep -c -F "$TOKEN")" 0
 expect_eq "no session id reached the server's log" "$(cat "$TMP"/serve.*.log | grep -c -F "$SID")" 0
 sanitizer_check "no sanitizer report"
