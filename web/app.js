@@ -391,8 +391,13 @@ async function renderInbox(quiet) {
   const [inbox, effects] = await Promise.all([api('GET', '/v1/inbox'), api('GET', '/v1/effects?limit=10')]);
   if (S.view !== 'inbox') return;
   S.items = inbox.items;
-  const list = h('div', { id: 'inbox-list' }, inbox.items.map((it, i) =>
+  // a long inbox shows its first cards; the rest on demand
+  const shown = S.showAll ? inbox.items : inbox.items.slice(0, 50);
+  const list = h('div', { id: 'inbox-list' }, shown.map((it, i) =>
     it.kind === 'approval' ? approvalCard(it, i) : failureCard(it, i)));
+  if (shown.length < inbox.items.length)
+    list.append(h('button', { type: 'button', cls: 'link', onclick: () => { S.showAll = true; renderInbox(); } },
+      `Show all ${inbox.items.length}`));
   main().replaceChildren(
     h('div', { cls: 'row' }, h('h1', { text: `Inbox (${inbox.items.length})` }),
       h('span', { cls: 'keys hide-sm' }, h('kbd', { text: 'j' }), '/', h('kbd', { text: 'k' }), ' move · ',

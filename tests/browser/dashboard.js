@@ -225,6 +225,15 @@ async function undoPhase(page, ctx, problems) {
         const rows = [...document.querySelectorAll('#events tbody tr')];
         return rows.length === 3 && rows.every((r) => r.children[1].textContent === 'lead.created');
       });
+      // live: an event appended now shows up without a reload
+      const seq = await page.evaluate(async () => {
+        const s = await (await fetch('/v1/session')).json();
+        const r = await fetch('/v1/events', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf },
+          body: JSON.stringify({ type: 'lead.created', source: 'browser-test', data: { email: 'dee@example.com', topic: 'live' } }) });
+        return (await r.json()).seq;
+      });
+      assert(seq > 0, 'the append failed');
+      await page.waitForSelector(`#events tbody tr.ev-new[data-seq="${seq}"]`);
       await shot(page, 'events');
     });
 
