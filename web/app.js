@@ -461,6 +461,45 @@ async function renderTasks(quiet) {
         h('td', { cls: 'hide-sm error', text: t.error || '' })))))) : h('p', { cls: 'muted', text: 'No tasks.' }));
 }
 
+/* The steps as a graph: a column per depth (a step stands right of what
+ * it needs), lines from each need, boxes coloured by state. */
+function stepGraph(steps) {
+  const byId = new Map(steps.map((x) => [x.id, x]));
+  const depth = new Map();
+  const d = (id, seen) => {
+    if (depth.has(id)) return depth.get(id);
+    if (seen.has(id) || !byId.has(id)) return 0;
+    seen.add(id);
+    const n = byId.get(id).needs || [];
+    const v = n.length ? 1 + Math.max(...n.map((x) => d(x, seen))) : 0;
+    depth.set(id, v);
+    return v;
+  };
+  steps.forEach((x) => d(x.id, new Set()));
+  const cols = [];
+  for (const x of steps) (cols[depth.get(x.id)] = cols[depth.get(x.id)] || []).push(x);
+  const BW = 150, BH = 40, GX = 50, GY = 14;
+  const pos = new Map();
+  cols.forEach((c, i) => c.forEach((x, j) => pos.set(x.id, { x: 6 + i * (BW + GX), y: 6 + j * (BH + GY) })));
+  const W = 12 + cols.length * (BW + GX) - GX, H = 12 + Math.max(...cols.map((c) => c.length)) * (BH + GY) - GY;
+  const colour = { succeeded: '#18794e', failed: '#b42318', waiting: '#9a6200', running: '#2453c7', ready: '#2453c7',
+    skipped: '#8a93a3', canceled: '#8a93a3', pending: '#8a93a3' };
+  const svg = h('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Step graph', width: W, height: H, cls: 'graph' });
+  for (const x of steps) for (const n of x.needs || []) {
+    const a = pos.get(n), b = pos.get(x.id);
+    if (a && b) svg.append(h('line', { x1: a.x + BW, y1: a.y + BH / 2, x2: b.x, y2: b.y + BH / 2, stroke: '#8a93a3', 'stroke-width': 1.5 }));
+  }
+  for (const x of steps) {
+    const p = pos.get(x.id), c = colour[x.status] || '#5d6677';
+    svg.append(h('g', { 'data-step': x.id },
+      h('title', { text: `${x.id}: ${x.kind}, ${x.status}, ${x.attempts} attempt(s)` }),
+      h('rect', { x: p.x, y: p.y, width: BW, height: BH, rx: 6, fill: '#fff', stroke: c, 'stroke-width': 2 }),
+      h('text', { x: p.x + 8, y: p.y + 16, fill: '#1d2330', 'font-size': 12, 'font-weight': 600, text: x.id.length > 20 ? x.id.slice(0, 19) + '…' : x.id }),
+      h('text', { x: p.x + 8, y: p.y + 32, fill: c, 'font-size': 11, text: `${x.status} · ${x.attempts}×` })));
+  }
+  return h('div', { cls: 'graph-wrap' }, svg);
+}
+
 function dur(a, b) {
   if (!a || !b) return '';
   const ms = Date.parse(b) - Date.parse(a);
@@ -484,6 +523,7 @@ async function renderTask(id, quiet) {
       t.status === 'inbox' ? h('button', { type: 'button', 'data-action': 'skip', onclick: () => act('skip') }, 'Skip step') : null,
       h('button', { type: 'button', cls: 'danger', 'data-action': 'cancel', onclick: () => act('cancel') }, 'Cancel')) : null,
     h('h2', { text: 'Steps' }),
+    (t.steps || []).length ? stepGraph(t.steps) : null,
     h('div', { cls: 'table-wrap' }, h('table', { id: 'steps' },
       h('thead', {}, h('tr', {}, ['Step', 'Kind', 'Needs', 'Status', 'Attempts', 'Started', 'Took', 'Error'].map((x) => h('th', { text: x })))),
       h('tbody', {}, (t.steps || []).map((s) => h('tr', { 'data-step': s.id },

@@ -179,7 +179,7 @@ async function undoPhase(page, ctx, problems) {
     });
 
     let taskId = null;
-    await step('a failed task shows its error; retry runs the step again', async () => {
+    await step('a failed task shows its error; retry runs the step again; the task shows its step graph and trace', async () => {
       const card = page.locator('#inbox-list .card.failure:has-text("the invoice service is down")');
       await card.waitFor();
       taskId = await card.getAttribute('data-task');
@@ -191,6 +191,8 @@ async function undoPhase(page, ctx, problems) {
         return td && td.textContent === '2';
       });
       await page.waitForSelector('#trace li');
+      assert(await page.locator('svg.graph g[data-step]').count() === 3, 'the step graph');
+      assert(await page.locator('svg.graph line').count() === 2, 'the graph\'s edges');
       await shot(page, 'task');
     });
 
