@@ -517,7 +517,7 @@ async function renderTask(id, quiet) {
     h('div', { cls: 'meta' }, h('span', {}, 'Task ', h('b', { cls: 'mono', text: t.id })),
       h('span', {}, 'Trigger ', eventLink(t.trigger_seq)), h('span', { text: 'Created ' + fmtTime(t.created_at) }),
       t.finished_at ? h('span', { text: 'Finished ' + fmtTime(t.finished_at) }) : null),
-    t.error ? h('p', { cls: 'error', text: t.error }) : null,
+    t.error && t.error !== 'null' ? h('p', { cls: 'error', text: t.error }) : null,
     live ? h('div', { cls: 'actions' },
       t.status === 'inbox' ? h('button', { type: 'button', cls: 'primary', 'data-action': 'retry', onclick: () => act('retry') }, 'Retry') : null,
       t.status === 'inbox' ? h('button', { type: 'button', 'data-action': 'skip', onclick: () => act('skip') }, 'Skip step') : null,
