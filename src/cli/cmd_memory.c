@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/clock.h"
@@ -10,6 +11,7 @@
 #include "memory/context.h"
 #include "memory/identity.h"
 #include "memory/search.h"
+#include "memory/vectors.h"
 
 static const char *text_of(const json_t *o, const char *k)
 {
@@ -231,7 +233,18 @@ int cmd_memory_search(Cli *cli)
         return rc;
     Err err = { 0 };
     json_t *hits = NULL;
+    /* a remote embed route: the query's vector costs a call, recorded */
+    char model[MEMORY_VECTOR_MODEL_MAX + 1];
+    Ledger *l = NULL;
+    ModelRouter *router = NULL;
+    if (memory_embed_remote(&cli->config, model) &&
+        (cli_open_ledger(cli, false, &l) || model_router_new(l, &cli->config, &router, &err) < 0)) {
+        store_close(rd);
+        ledger_close(l);
+        return err.code ? cli_fail_err(cli, &err) : EXIT_FAIL;
+    }
     MemorySearch q = { .query = cli->pos[0],
+                       .router = router,
                        .subject = cli_opt(cli, "subject"),
                        .kinds = kind ? kinds : NULL,
                        .since = cli_opt(cli, "since"),
@@ -239,6 +252,12 @@ int cmd_memory_search(Cli *cli)
                        .mode = m,
                        .config = &cli->config };
     rc = memory_search(rd, &q, &hits, &err) < 0 ? cli_fail_err(cli, &err) : EXIT_OK;
+    if (l) {
+        Err serr = { 0 };
+        ledger_sync(l, &serr);
+    }
+    model_router_free(router);
+    ledger_close(l);
     store_close(rd);
     if (rc != EXIT_OK)
         return rc;
@@ -420,6 +439,54 @@ int cmd_memory_consolidate(Cli *cli)
     printf("%s%lld expired items, %lld summaries made, %d failed\n", dry ? "dry run: " : "",
            (long long)json_integer_value(json_object_get(rep, "items")),
            (long long)json_integer_value(json_object_get(rep, "summaries")), failed);
+    json_decref(rep);
+    return failed ? EXIT_FAIL : EXIT_OK;
+}
+
+static void reembed_progress(void *ctx, int64_t done, int64_t total)
+{
+    int64_t *t0 = ctx;
+    double s = (double)(core_time_now_ms() - *t0) / 1000.0;
+    double rate = s > 0 ? (double)done / s : 0;
+    fprintf(stderr, "\r%lld/%lld embedded, %.1f/s, about %.0f s left   ", (long long)done,
+            (long long)total, rate, rate > 0 ? (double)(total - done) / rate : 0.0);
+}
+
+int cmd_memory_reembed(Cli *cli)
+{
+    Ledger *l = NULL;
+    Store *rd = NULL;
+    int rc;
+    if ((rc = cli_open_both(cli, &l, &rd)))
+        return rc;
+    Err err = { 0 };
+    ModelRouter *router = NULL;
+    json_t *rep = NULL;
+    int64_t t0 = core_time_now_ms();
+    rc = model_router_new(l, &cli->config, &router, &err);
+    if (rc == 0)
+        rc = memory_reembed(rd, router, &cli->config, isatty(2) ? reembed_progress : NULL, &t0,
+                            &rep, &err);
+    if (isatty(2))
+        fputc('\n', stderr);
+    Err serr = { 0 };
+    ledger_sync(l, &serr);
+    model_router_free(router);
+    store_close(rd);
+    ledger_close(l);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    bool failed = json_is_true(json_object_get(rep, "failed"));
+    if (cli->json) {
+        cli_print_json(rep); /* takes it */
+        rep = NULL;
+    } else {
+        printf("%s: %lld items embedded, %lld vectors of other models dropped\n",
+               text_of(rep, "model"), (long long)json_integer_value(json_object_get(rep, "embedded")),
+               (long long)json_integer_value(json_object_get(rep, "dropped")));
+        if (failed)
+            printf("stopped early: %s (run it again; nothing was dropped)\n", text_of(rep, "error"));
+    }
     json_decref(rep);
     return failed ? EXIT_FAIL : EXIT_OK;
 }
