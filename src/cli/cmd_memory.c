@@ -395,25 +395,48 @@ int cmd_memory_context(Cli *cli)
     return EXIT_OK;
 }
 
+/* The ledger, a reader and the model router, for a command that calls
+ * models (record: its model.called go to the ledger). */
+typedef struct WithRouter {
+    Ledger *l;
+    Store *rd;
+    ModelRouter *router;
+} WithRouter;
+
+static int router_open(Cli *cli, bool record, WithRouter *w, Err *err)
+{
+    memset(w, 0, sizeof *w);
+    int rc = cli_open_both(cli, &w->l, &w->rd);
+    if (rc)
+        return rc;
+    if (model_router_new(record ? w->l : NULL, &cli->config, &w->router, err) < 0) {
+        store_close(w->rd);
+        ledger_close(w->l);
+        return cli_fail_err(cli, err);
+    }
+    return 0;
+}
+
+static void router_close(WithRouter *w)
+{
+    Err serr = { 0 };
+    ledger_sync(w->l, &serr); /* model.called is durable before we report */
+    model_router_free(w->router);
+    store_close(w->rd);
+    ledger_close(w->l);
+}
+
 int cmd_memory_consolidate(Cli *cli)
 {
-    Ledger *l = NULL;
-    Store *rd = NULL;
-    int rc;
-    if ((rc = cli_open_both(cli, &l, &rd)))
-        return rc;
+    WithRouter w;
     Err err = { 0 };
-    ModelRouter *router = NULL;
-    json_t *rep = NULL;
     bool dry = cli_flag(cli, "dry-run");
-    rc = model_router_new(dry ? NULL : l, &cli->config, &router, &err);
-    if (rc == 0)
-        rc = memory_consolidate(l, rd, router, &cli->config, core_time_now_ms(), dry, &rep, &err);
-    Err serr = { 0 };
-    ledger_sync(l, &serr); /* model.called is durable before we report */
-    model_router_free(router);
-    store_close(rd);
-    ledger_close(l);
+    int rc = router_open(cli, !dry, &w, &err);
+    if (rc)
+        return rc;
+    json_t *rep = NULL;
+    rc = memory_consolidate(w.l, w.rd, w.router, &cli->config, core_time_now_ms(), dry, &rep, &err);
+    router_close(&w);
     if (rc < 0)
         return cli_fail_err(cli, &err);
     int failed = (int)json_integer_value(json_object_get(rep, "failed"));
@@ -454,26 +477,18 @@ static void reembed_progress(void *ctx, int64_t done, int64_t total)
 
 int cmd_memory_reembed(Cli *cli)
 {
-    Ledger *l = NULL;
-    Store *rd = NULL;
-    int rc;
-    if ((rc = cli_open_both(cli, &l, &rd)))
-        return rc;
+    WithRouter w;
     Err err = { 0 };
-    ModelRouter *router = NULL;
+    int rc = router_open(cli, true, &w, &err);
+    if (rc)
+        return rc;
     json_t *rep = NULL;
     int64_t t0 = core_time_now_ms();
-    rc = model_router_new(l, &cli->config, &router, &err);
-    if (rc == 0)
-        rc = memory_reembed(rd, router, &cli->config, isatty(2) ? reembed_progress : NULL, &t0,
-                            &rep, &err);
+    rc = memory_reembed(w.rd, w.router, &cli->config, isatty(2) ? reembed_progress : NULL, &t0,
+                        &rep, &err);
     if (isatty(2))
         fputc('\n', stderr);
-    Err serr = { 0 };
-    ledger_sync(l, &serr);
-    model_router_free(router);
-    store_close(rd);
-    ledger_close(l);
+    router_close(&w);
     if (rc < 0)
         return cli_fail_err(cli, &err);
     bool failed = json_is_true(json_object_get(rep, "failed"));
