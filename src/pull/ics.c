@@ -736,7 +736,7 @@ static bool overridden(const Item *ov, size_t n, const char *uid, const char *ri
 {
     Item key = { .uid = (char *)uid };
     snprintf(key.rid, sizeof key.rid, "%s", rid);
-    return bsearch(&key, ov, n, sizeof *ov, item_cmp) != NULL;
+    return n && bsearch(&key, ov, n, sizeof *ov, item_cmp) != NULL;
 }
 
 /* Expands a recurring master into its instances in the window, minus its
@@ -755,7 +755,8 @@ static int expand(const Ctx *cx, icalcomponent *ev, const Vevent *v, const Windo
         ex = xrealloc(ex, (nex + 1) * sizeof *ex);
         ex[nex++] = x.ms;
     }
-    qsort(ex, nex, sizeof *ex, cmp_i64);
+    if (nex)
+        qsort(ex, nex, sizeof *ex, cmp_i64);
 
     /* the instance starts, in the order found; duplicates dropped below */
     int64_t *starts = NULL;
@@ -825,12 +826,13 @@ static int expand(const Ctx *cx, icalcomponent *ev, const Vevent *v, const Windo
             ADD_START(x.ms);
     }
 #undef ADD_START
-    qsort(starts, ns, sizeof *starts, cmp_i64);
+    if (ns)
+        qsort(starts, ns, sizeof *starts, cmp_i64);
     size_t kept = 0;
     for (size_t i = 0; i < ns && kept < w->max_occurrences; i++) {
         if (i && starts[i] == starts[i - 1])
             continue;
-        if (bsearch(&starts[i], ex, nex, sizeof *ex, cmp_i64))
+        if (nex && bsearch(&starts[i], ex, nex, sizeof *ex, cmp_i64))
             continue;
         When s = { starts[i], v->start.date }, rid = s;
         char rs[CORE_TIME_LEN + 1];
@@ -935,9 +937,11 @@ static int parse_feed(const char *text, size_t len, const IcsOptions *o, int64_t
         }
     }
     size_t nov = it.n;
-    qsort(it.v, nov, sizeof *it.v, item_cmp);
     Item *ov = xmalloc((nov ? nov : 1) * sizeof *ov);
-    memcpy(ov, it.v, nov * sizeof *ov); /* shallow: a sorted index for bsearch */
+    if (nov) {
+        qsort(it.v, nov, sizeof *it.v, item_cmp);
+        memcpy(ov, it.v, nov * sizeof *ov); /* shallow: a sorted index for bsearch */
+    }
     k = 0;
     size_t vi = 0;
     for (icalcomponent *c = icalcomponent_get_first_component(cal, ICAL_VEVENT_COMPONENT);
@@ -952,7 +956,8 @@ static int parse_feed(const char *text, size_t len, const IcsOptions *o, int64_t
     if (rc < 0)
         goto out;
     /* one instance per (uid, rid): the highest SEQUENCE, else the last */
-    qsort(it.v, it.n, sizeof *it.v, item_cmp);
+    if (it.n)
+        qsort(it.v, it.n, sizeof *it.v, item_cmp);
     size_t keep = 0;
     for (size_t i = 0; i < it.n; i++) {
         if (keep && !item_cmp(&it.v[keep - 1], &it.v[i])) {
@@ -972,7 +977,8 @@ static int parse_feed(const char *text, size_t len, const IcsOptions *o, int64_t
     it.uids = xcalloc(nvs ? nvs : 1, sizeof *it.uids);
     for (size_t i = 0; i < nvs; i++)
         it.uids[it.nuids++] = xstrdup(vs[i].uid);
-    qsort(it.uids, it.nuids, sizeof *it.uids, str_cmp);
+    if (it.nuids)
+        qsort(it.uids, it.nuids, sizeof *it.uids, str_cmp);
     ret->vevents = nvs;
     ret->items = it;
     memset(&it, 0, sizeof it);
@@ -1145,7 +1151,7 @@ static int diff_item(Store *rd, const char *source, const Item *x, const Window 
 
 static bool has_uid(const Items *it, const char *uid)
 {
-    return bsearch(&uid, it->uids, it->nuids, sizeof *it->uids, str_cmp) != NULL;
+    return it->nuids && bsearch(&uid, it->uids, it->nuids, sizeof *it->uids, str_cmp) != NULL;
 }
 
 /* Known, live instances overlapping the window that the feed no longer
@@ -1170,7 +1176,7 @@ static int diff_removed(Store *rd, const char *source, const Items *it, const Wi
             continue;
         Item key = { .uid = (char *)uid };
         snprintf(key.rid, sizeof key.rid, "%s", rid);
-        if (bsearch(&key, it->v, it->n, sizeof *it->v, item_cmp))
+        if (it->n && bsearch(&key, it->v, it->n, sizeof *it->v, item_cmp))
             continue;
         bool present = has_uid(it, uid);
         if (*rid && present && store_col_int(st, 2) >= w->to)

@@ -362,7 +362,7 @@ Test(ics, malformed_feed_names_the_line_and_changes_nothing)
     cr_assert_eq(ics_poll_diff_opts(rd, SRC, V1, strlen(V1), &small, NOW, &c, &e), ERR_TOOBIG);
     IcsOptions few = { .max_events = 1 };
     cr_assert_eq(ics_poll_diff_opts(rd, SRC, V1, strlen(V1), &few, NOW, &c, &e), ERR_TOOBIG);
-    cr_assert(strstr(e.msg, "line 8: more than 1 VEVENTs"), "%s", e.msg);
+    cr_assert(strstr(e.msg, "line 13: more than 1 VEVENTs"), "%s", e.msg);
 
     /* the good state is untouched: nothing appended, the good feed is current */
     cr_assert_eq(ledger_head_seq(led), head);
