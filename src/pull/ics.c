@@ -33,7 +33,7 @@
 #define MAX_TEXT 16384       /* bytes kept of a DESCRIPTION (and any text field) */
 #define MAX_ATTENDEES 256    /* per VEVENT */
 #define MAX_EXDATES 4096     /* per VEVENT */
-#define MAX_RRULE_STEPS 200000 /* iterations of one RRULE before giving up on it */
+#define MAX_FEED_STEPS 1000000 /* RRULE iterations in one feed (about 1.5 s): past it, an error */
 #define MAX_HORIZON_DAYS 3660
 #define DAY_MS 86400000LL
 #define TZ_PREFIX "/freeassociation.sourceforge.net/"
@@ -260,14 +260,26 @@ static int prop_line(const Scan *sc, size_t first, size_t last, const char *name
 
 /* ---- libical's own errors ---- */
 
-/* The first X-LIC-ERROR of c (and, when deep, of its sub-components), as an
- * error naming the line in [first, last] that holds the text it quotes. */
+/* An unknown property name is no error: RFC 5545 (3.8.8.2) has a reader
+ * ignore what it does not know, and feeds carry vendors' names. */
+static bool xlic_ignorable(icalproperty *p, const char *msg)
+{
+    icalparameter *t = icalproperty_get_first_parameter(p, ICAL_XLICERRORTYPE_PARAMETER);
+    return t && icalparameter_get_xlicerrortype(t) == ICAL_XLICERRORTYPE_PROPERTYPARSEERROR &&
+           msg && strstr(msg, "property name");
+}
+
+/* The first X-LIC-ERROR of c (and, when deep, of its sub-components but
+ * alarms, which Bureau does not read), as an error naming the line in
+ * [first, last] that holds the text it quotes. */
 static int xlic_error(const Scan *sc, icalcomponent *c, size_t first, size_t last, bool deep,
                       Err *err)
 {
     for (icalproperty *p = icalcomponent_get_first_property(c, ICAL_XLICERROR_PROPERTY); p;
          p = icalcomponent_get_next_property(c, ICAL_XLICERROR_PROPERTY)) {
         const char *msg = icalproperty_get_xlicerror(p);
+        if (xlic_ignorable(p, msg))
+            continue;
         if (!msg)
             msg = "unreadable property";
         char text[256], needle[128] = "";
@@ -289,6 +301,8 @@ static int xlic_error(const Scan *sc, icalcomponent *c, size_t first, size_t las
     }
     for (icalcomponent *k = deep ? icalcomponent_get_first_component(c, ICAL_ANY_COMPONENT) : NULL;
          k; k = icalcomponent_get_next_component(c, ICAL_ANY_COMPONENT)) {
+        if (icalcomponent_isa(k) == ICAL_VALARM_COMPONENT)
+            continue;
         int rc = xlic_error(sc, k, first, last, true, err);
         if (rc < 0)
             return rc;
@@ -718,6 +732,7 @@ static Item *item_add(Items *it, const Vevent *v, When start, int64_t end_ms, co
 typedef struct Window {
     int64_t from, to;
     size_t max_occurrences, max_instances;
+    int64_t steps_left; /* RRULE iterations the feed may still take */
 } Window;
 
 static bool overlaps(const Window *w, int64_t start, int64_t end)
@@ -741,7 +756,7 @@ static bool overridden(const Item *ov, size_t n, const char *uid, const char *ri
 
 /* Expands a recurring master into its instances in the window, minus its
  * EXDATEs and the instances an override replaces. */
-static int expand(const Ctx *cx, icalcomponent *ev, const Vevent *v, const Window *w,
+static int expand(const Ctx *cx, icalcomponent *ev, const Vevent *v, Window *w,
                   const Item *ov, size_t nov, Items *out, Err *err)
 {
     int64_t *ex = NULL;
@@ -795,8 +810,28 @@ static int expand(const Ctx *cx, icalcomponent *ev, const Vevent *v, const Windo
                          prop_line(cx->sc, cx->first, cx->last, "RRULE", nth));
             goto out_starts;
         }
+        /* a rule without COUNT can start at the window instead of DTSTART: a
+         * series begun years ago costs nothing to reach today */
+        if (!r.count && v->start.ms < w->from - v->dur_ms - 2 * DAY_MS) {
+            /* a day early: the instances before the window are skipped below,
+             * and no zone offset or edge of set_start can lose the first one */
+            icaltimezone *zs = t0.is_date ? NULL : z0 ? z0 : icaltimezone_get_utc_timezone();
+            struct icaltimetype from = icaltime_from_timet_with_zone(
+                (time_t)((w->from - v->dur_ms - DAY_MS) / 1000), t0.is_date, zs);
+            if (!t0.is_date && !z0 && !icaltime_is_utc(t0))
+                from.zone = NULL; /* floating, read as UTC */
+            (void)icalrecur_iterator_set_start(ri, from); /* on failure: from DTSTART */
+        }
         size_t in_window = 0;
-        for (int steps = 0; steps < MAX_RRULE_STEPS && in_window < w->max_occurrences; steps++) {
+        while (in_window < w->max_occurrences) {
+            if (--w->steps_left < 0) {
+                icalrecur_iterator_free(ri);
+                rc = err_set(err, ERR_TOOBIG,
+                             "line %d: the feed's recurrence rules need more than %d steps to"
+                             " reach the window",
+                             prop_line(cx->sc, cx->first, cx->last, "RRULE", nth), MAX_FEED_STEPS);
+                goto out_starts;
+            }
             struct icaltimetype o = icalrecur_iterator_next(ri);
             if (icaltime_is_null_time(o))
                 break;
@@ -850,6 +885,15 @@ out_starts:
 out:
     free(ex);
     return rc;
+}
+
+static Window window_of(const IcsOptions *o, int64_t now_ms)
+{
+    return (Window){ .from = now_ms - (int64_t)o->past_days * DAY_MS,
+                     .to = now_ms + (int64_t)o->horizon_days * DAY_MS,
+                     .max_occurrences = o->max_occurrences,
+                     .max_instances = ICS_MAX_INSTANCES,
+                     .steps_left = MAX_FEED_STEPS };
 }
 
 typedef struct Parsed {
@@ -923,8 +967,7 @@ static int parse_feed(const char *text, size_t len, const IcsOptions *o, int64_t
         nvs++;
         k++;
     }
-    Window w = { now_ms - (int64_t)o->past_days * DAY_MS, now_ms + (int64_t)o->horizon_days * DAY_MS,
-                 o->max_occurrences, ICS_MAX_INSTANCES };
+    Window w = window_of(o, now_ms);
     /* singles and overrides first: the expansion skips what they replace */
     for (size_t i = 0; i < nvs; i++) {
         const Vevent *v = &vs[i];
@@ -1210,8 +1253,7 @@ int ics_poll_diff_opts(Store *rd, const char *source, const char *ics_text, size
     pthread_mutex_unlock(&ical_lock);
     if (rc < 0)
         return rc;
-    Window w = { now_ms - (int64_t)o.past_days * DAY_MS, now_ms + (int64_t)o.horizon_days * DAY_MS,
-                 o.max_occurrences, ICS_MAX_INSTANCES };
+    Window w = window_of(&o, now_ms);
     bool tx = !store_in_tx(rd);
     if (tx && (rc = store_begin_read(rd, err)) < 0)
         goto out;

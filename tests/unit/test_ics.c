@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "helpers.h"
 #include "ledger/ledger.h"
@@ -537,4 +538,100 @@ Test(ics, fetch_over_http_with_etag_and_304)
     cr_assert_eq(ics_fetch(url, NULL, NULL, 0, 2000, &f3, &e), ERR_IO);
     cr_assert(strstr(e.msg, "http://127.0.0.1"), "%s", e.msg);
     cr_assert_null(strstr(e.msg, "secret-token"), "%s", e.msg);
+}
+
+Test(ics, a_series_edited_later_cancels_and_moves_its_instances)
+{
+    size_t len;
+    char *text = slurp("0001-recurring.ics", &len);
+    cr_assert_eq(poll_append(text, 90, NOW), 13);
+    /* the organizer drops Dec 23 and moves Dec 30 to the afternoon */
+    Buf b;
+    buf_init(&b, 0);
+    const char *ex = "EXDATE;TZID=Europe/Berlin:20261209T100000\r\n";
+    const char *at = strstr(text, ex);
+    cr_assert_not_null(at);
+    buf_append(&b, text, (size_t)(at - text) + strlen(ex));
+    buf_puts(&b, "EXDATE;TZID=Europe/Berlin:20261223T100000\r\n");
+    const char *rest = at + strlen(ex);
+    const char *end = strstr(rest, "END:VCALENDAR");
+    buf_append(&b, rest, (size_t)(end - rest));
+    buf_puts(&b, "BEGIN:VEVENT\r\nUID:weekly-1@example.com\r\n"
+                 "RECURRENCE-ID;TZID=Europe/Berlin:20261230T100000\r\n"
+                 "DTSTART;TZID=Europe/Berlin:20261230T160000\r\n"
+                 "DTEND;TZID=Europe/Berlin:20261230T170000\r\n"
+                 "SUMMARY:Weekly review with ACME\r\nLOCATION:Room 1\r\n"
+                 "ORGANIZER;CN=Olivia Owner:mailto:Olivia@Example.com\r\n"
+                 "ATTENDEE;CN=Ann Smith;ROLE=REQ-PARTICIPANT;PARTSTAT=ACCEPTED:MAILTO:Ann@Acme.io\r\n"
+                 "ATTENDEE;ROLE=OPT-PARTICIPANT;PARTSTAT=NEEDS-ACTION:mailto:bob@acme.io\r\n"
+                 "SEQUENCE:1\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n");
+    IcsChanges c = poll_at(buf_cstr(&b), 90, NOW);
+    cr_assert_eq(c.n, 2, "%zu", c.n);
+    json_t *up = data_of(c.events[0]), *gone = data_of(c.events[1]);
+    cr_assert_str_eq(c.events[0]->type, "calendar.event.updated");
+    cr_assert_str_eq(s_of(up, "recurrence_id"), "2026-12-30T09:00:00.000Z");
+    cr_assert_str_eq(s_of(up, "start"), "2026-12-30T15:00:00.000Z");
+    char *changes = json_dumps(json_object_get(up, "changes"), JSON_COMPACT);
+    cr_assert_str_eq(changes, "[\"start\",\"end\"]");
+    free(changes);
+    cr_assert_str_eq(c.events[1]->type, "calendar.event.canceled");
+    cr_assert_str_eq(s_of(gone, "recurrence_id"), "2026-12-23T09:00:00.000Z");
+    cr_assert_str_eq(s_of(gone, "reason"), "removed");
+    json_decref(up);
+    json_decref(gone);
+    cr_assert_eq(append(&c), 2);
+    cr_assert_eq(poll_append(buf_cstr(&b), 90, NOW), 0);
+    buf_done(&b);
+    free(text);
+}
+
+Test(ics, unknown_properties_and_alarms_do_not_fail_a_feed)
+{
+    const char *feed =
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nX-WR-CALNAME:Work\r\n"
+        "REFRESH-INTERVAL;VALUE=DURATION:P1D\r\n"
+        "BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20261202T100000Z\r\nDTEND:20261202T103000Z\r\n"
+        "VENDORTHING:whatever\r\nSUMMARY;LANGUAGE=en:Hello\r\n"
+        "ATTENDEE;ROLE=CHAIR;PARTSTAT=X-SOMETHING:mailto:c@d.io\r\n"
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n";
+    IcsChanges c = poll_at(feed, 90, NOW);
+    cr_assert_eq(c.created, 1);
+    json_t *d = data_of(c.events[0]);
+    cr_assert_str_eq(s_of(d, "summary"), "Hello");
+    cr_assert_str_eq(s_of(json_array_get(json_object_get(d, "attendees"), 0), "role"), "chair");
+    json_decref(d);
+    cr_assert_eq(append(&c), 1);
+}
+
+Test(ics, runaway_recurrence_is_bounded)
+{
+    /* every second since 1990, counted: the window is never reached within
+     * the feed's budget of steps */
+    const char *feed = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:r\n"
+                       "DTSTART:19900101T000000Z\nRRULE:FREQ=SECONDLY;COUNT=2000000000\n"
+                       "SUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n";
+    IcsChanges c = { 0 };
+    Err e = { 0 };
+    cr_assert_eq(ics_poll_diff(rd, SRC, feed, strlen(feed), 90, NOW, &c, &e), ERR_TOOBIG);
+    cr_assert(strstr(e.msg, "line 6: "), "%s", e.msg);
+    /* without COUNT the iteration starts at the window: cheap, and bounded
+     * by the cap per series */
+    const char *since = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:h\n"
+                        "DTSTART;TZID=Europe/Berlin:20000101T090000\nRRULE:FREQ=HOURLY\n"
+                        "SUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n";
+    cr_assert_eq(ics_poll_diff(rd, SRC, since, strlen(since), 90, NOW, &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.created, ICS_MAX_OCCURRENCES);
+    json_t *d = data_of(c.events[0]);
+    cr_assert_str_eq(s_of(d, "start"), "2026-11-01T00:00:00.000Z", "30 days back, on the hour: %s", s_of(d, "start"));
+    json_decref(d);
+    ics_changes_done(&c);
+    /* an RRULE stops at its own cap per series: 1000 a day for one in the window */
+    const char *busy = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:m\n"
+                       "DTSTART:20261201T000000Z\nRRULE:FREQ=MINUTELY\nSUMMARY:x\n"
+                       "END:VEVENT\nEND:VCALENDAR\n";
+    IcsOptions o = { .max_occurrences = 50 };
+    cr_assert_eq(ics_poll_diff_opts(rd, SRC, busy, strlen(busy), &o, NOW, &c, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.created, 50);
+    ics_changes_done(&c);
 }
