@@ -437,7 +437,6 @@ typedef struct Item {
     int64_t sequence;
     int64_t modified_ms;         /* LAST-MODIFIED, 0 when absent */
     bool canceled;
-    bool generated;              /* an occurrence of an RRULE/RDATE (not in the feed itself) */
     json_t *data;
     char digest[CORE_SHA256_HEX + 1];
 } Item;
@@ -694,7 +693,7 @@ static int vevent_read(const Ctx *cx, icalcomponent *ev, Vevent *v, Err *err)
 }
 
 static Item *item_add(Items *it, const Vevent *v, When start, int64_t end_ms, const When *rid,
-                      bool generated, size_t max_total, Err *err)
+                      size_t max_total, Err *err)
 {
     if (it->n == max_total) {
         err_set(err, ERR_TOOBIG, "more than %zu event instances in the window", max_total);
@@ -714,7 +713,6 @@ static Item *item_add(Items *it, const Vevent *v, When start, int64_t end_ms, co
     x->sequence = v->sequence;
     x->modified_ms = v->modified_ms;
     x->canceled = v->canceled;
-    x->generated = generated;
     x->data = json_deep_copy(v->base);
     char s[CORE_TIME_LEN + 1], e[CORE_TIME_LEN + 1];
     format_when(start.ms, start.date, s);
@@ -874,7 +872,7 @@ static int expand(const Ctx *cx, icalcomponent *ev, const Vevent *v, Window *w,
         format_when(rid.ms, rid.date, rs);
         if (overridden(ov, nov, v->uid, rs))
             continue;
-        if (!item_add(out, v, s, s.ms + v->dur_ms, &rid, true, w->max_instances, err)) {
+        if (!item_add(out, v, s, s.ms + v->dur_ms, &rid, w->max_instances, err)) {
             rc = err->code;
             goto out_starts;
         }
@@ -973,8 +971,8 @@ static int parse_feed(const char *text, size_t len, const IcsOptions *o, int64_t
         const Vevent *v = &vs[i];
         if (v->recurring && !v->has_rid)
             continue;
-        if (!item_add(&it, v, v->start, v->end.ms, v->has_rid ? &v->rid : NULL, false,
-                      w.max_instances, err)) {
+        if (!item_add(&it, v, v->start, v->end.ms, v->has_rid ? &v->rid : NULL, w.max_instances,
+                      err)) {
             rc = err->code;
             goto out;
         }
@@ -1304,7 +1302,8 @@ static char *dup_or_null(const char *s)
 
 static int fetch_file(const char *path, const char *etag, size_t max, IcsFetched *ret, Err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not hang the poll (it is refused below) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return err_set(err, ERR_IO, "open %s: %s", path, strerror(errno));
     struct stat st;
