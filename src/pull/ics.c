@@ -468,6 +468,20 @@ static int item_cmp(const void *a, const void *b)
     return c ? c : strcmp(x->rid, y->rid);
 }
 
+/* item_cmp, then the version: the greatest comes last. */
+static int item_order(const void *a, const void *b)
+{
+    const Item *x = a, *y = b;
+    int c = item_cmp(a, b);
+    if (c)
+        return c;
+    if (x->sequence != y->sequence)
+        return x->sequence < y->sequence ? -1 : 1;
+    if (x->modified_ms != y->modified_ms)
+        return x->modified_ms < y->modified_ms ? -1 : 1;
+    return strcmp(x->digest, y->digest);
+}
+
 static int str_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -983,7 +997,6 @@ static int parse_feed(const char *text, size_t len, const IcsOptions *o, int64_t
         qsort(it.v, nov, sizeof *it.v, item_cmp);
         memcpy(ov, it.v, nov * sizeof *ov); /* shallow: a sorted index for bsearch */
     }
-    k = 0;
     size_t vi = 0;
     for (icalcomponent *c = icalcomponent_get_first_component(cal, ICAL_VEVENT_COMPONENT);
          c && rc == 0; c = icalcomponent_get_next_component(cal, ICAL_VEVENT_COMPONENT), vi++) {
@@ -996,14 +1009,15 @@ static int parse_feed(const char *text, size_t len, const IcsOptions *o, int64_t
     free(ov);
     if (rc < 0)
         goto out;
-    /* one instance per (uid, rid): the highest SEQUENCE, else the last */
+    /* one instance per (uid, rid): the highest SEQUENCE, then LAST-MODIFIED,
+     * then digest, so that the same feed always keeps the same one */
     if (it.n)
-        qsort(it.v, it.n, sizeof *it.v, item_cmp);
+        qsort(it.v, it.n, sizeof *it.v, item_order);
     size_t keep = 0;
     for (size_t i = 0; i < it.n; i++) {
         if (keep && !item_cmp(&it.v[keep - 1], &it.v[i])) {
             Item *a = &it.v[keep - 1], *b = &it.v[i];
-            if (b->sequence >= a->sequence) {
+            if (item_order(a, b) < 0) {
                 Item t = *a;
                 *a = *b;
                 *b = t;

@@ -635,3 +635,19 @@ Test(ics, runaway_recurrence_is_bounded)
     cr_assert_eq(c.created, 50);
     ics_changes_done(&c);
 }
+
+Test(ics, a_uid_given_twice_keeps_the_highest_sequence)
+{
+    const char *feed =
+        "BEGIN:VCALENDAR\nVERSION:2.0\n"
+        "BEGIN:VEVENT\nUID:d\nDTSTART:20261202T100000Z\nSEQUENCE:2\nSUMMARY:new\nEND:VEVENT\n"
+        "BEGIN:VEVENT\nUID:d\nDTSTART:20261202T100000Z\nSEQUENCE:1\nSUMMARY:old\nEND:VEVENT\n"
+        "END:VCALENDAR\n";
+    IcsChanges c = poll_at(feed, 90, NOW);
+    cr_assert_eq(c.n, 1);
+    json_t *d = data_of(c.events[0]);
+    cr_assert_str_eq(s_of(d, "summary"), "new");
+    json_decref(d);
+    cr_assert_eq(append(&c), 1);
+    cr_assert_eq(poll_at(feed, 90, NOW).n, 0);
+}
