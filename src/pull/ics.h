@@ -16,12 +16,18 @@
  *     if (!f.not_modified) {
  *         IcsChanges c = {0};
  *         if (ics_poll_diff(rd, "ics:NAME", f.body, f.len, horizon_days,
- *                           core_time_now_ms(), &c, err) < 0) -> record the error
- *         ledger_append(l, c.events, c.n, NULL, err);  // takes the events
- *         c.n = 0;                                      // ... so drop them here
+ *                           core_time_now_ms(), &c, err) < 0) -> record the error,
+ *             keep the old cursor (so the feed is parsed again next time)
+ *         append c.events[0..c.n) with the new cursor (f.etag, f.last_modified)
+ *             in one transaction; the append takes the events: set c.n = 0
  *         ics_changes_done(&c);
  *     }
- *     store f.etag / f.last_modified as the cursor; ics_fetched_done(&f);
+ *     ics_fetched_done(&f);
+ *
+ * The window moves with now_ms: poll on a schedule even when the feed is not
+ * modified, at least daily, or new occurrences of a series are only created
+ * when the feed itself changes. (A not-modified answer has no body: keep the
+ * last body, or fetch without validators once a day.)
  *
  * Thread-safety: every function may run on any thread; libical's time zone
  * cache is shared (and locked) by libical itself. */
