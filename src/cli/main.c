@@ -8,6 +8,7 @@
 #include "flow/engine.h"
 #include "memory/identity.h"
 #include "model/router.h"
+#include "pull/ics.h"
 #include "ledger/projection.h"
 
 static const CliOpt ingest_opts[] = {
@@ -427,6 +428,7 @@ int main(int argc, char **argv)
     flow_projections_register();
     model_projections_register();
     memory_projections_register();
+    pull_projections_register();
     core_config_defaults(&cli.config);
     rc = cmd->run(&cli);
     mode_banner(&cli);
