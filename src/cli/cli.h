@@ -127,6 +127,7 @@ int cmd_memory_export(Cli *cli);
 int cmd_memory_forget(Cli *cli);
 int cmd_memory_context(Cli *cli);
 int cmd_memory_consolidate(Cli *cli);
+int cmd_memory_reembed(Cli *cli);
 int cmd_memory_search(Cli *cli);
 
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/clock.h"
@@ -10,6 +11,7 @@
 #include "memory/context.h"
 #include "memory/identity.h"
 #include "memory/search.h"
+#include "memory/vectors.h"
 
 static const char *text_of(const json_t *o, const char *k)
 {
@@ -231,7 +233,18 @@ int cmd_memory_search(Cli *cli)
         return rc;
     Err err = { 0 };
     json_t *hits = NULL;
+    /* a remote embed route: the query's vector costs a call, recorded */
+    char model[MEMORY_VECTOR_MODEL_MAX + 1];
+    Ledger *l = NULL;
+    ModelRouter *router = NULL;
+    if (memory_embed_remote(&cli->config, model) &&
+        (cli_open_ledger(cli, false, &l) || model_router_new(l, &cli->config, &router, &err) < 0)) {
+        store_close(rd);
+        ledger_close(l);
+        return err.code ? cli_fail_err(cli, &err) : EXIT_FAIL;
+    }
     MemorySearch q = { .query = cli->pos[0],
+                       .router = router,
                        .subject = cli_opt(cli, "subject"),
                        .kinds = kind ? kinds : NULL,
                        .since = cli_opt(cli, "since"),
@@ -239,6 +252,12 @@ int cmd_memory_search(Cli *cli)
                        .mode = m,
                        .config = &cli->config };
     rc = memory_search(rd, &q, &hits, &err) < 0 ? cli_fail_err(cli, &err) : EXIT_OK;
+    if (l) {
+        Err serr = { 0 };
+        ledger_sync(l, &serr);
+    }
+    model_router_free(router);
+    ledger_close(l);
     store_close(rd);
     if (rc != EXIT_OK)
         return rc;
@@ -376,25 +395,48 @@ int cmd_memory_context(Cli *cli)
     return EXIT_OK;
 }
 
+/* The ledger, a reader and the model router, for a command that calls
+ * models (record: its model.called go to the ledger). */
+typedef struct WithRouter {
+    Ledger *l;
+    Store *rd;
+    ModelRouter *router;
+} WithRouter;
+
+static int router_open(Cli *cli, bool record, WithRouter *w, Err *err)
+{
+    memset(w, 0, sizeof *w);
+    int rc = cli_open_both(cli, &w->l, &w->rd);
+    if (rc)
+        return rc;
+    if (model_router_new(record ? w->l : NULL, &cli->config, &w->router, err) < 0) {
+        store_close(w->rd);
+        ledger_close(w->l);
+        return cli_fail_err(cli, err);
+    }
+    return 0;
+}
+
+static void router_close(WithRouter *w)
+{
+    Err serr = { 0 };
+    ledger_sync(w->l, &serr); /* model.called is durable before we report */
+    model_router_free(w->router);
+    store_close(w->rd);
+    ledger_close(w->l);
+}
+
 int cmd_memory_consolidate(Cli *cli)
 {
-    Ledger *l = NULL;
-    Store *rd = NULL;
-    int rc;
-    if ((rc = cli_open_both(cli, &l, &rd)))
-        return rc;
+    WithRouter w;
     Err err = { 0 };
-    ModelRouter *router = NULL;
-    json_t *rep = NULL;
     bool dry = cli_flag(cli, "dry-run");
-    rc = model_router_new(dry ? NULL : l, &cli->config, &router, &err);
-    if (rc == 0)
-        rc = memory_consolidate(l, rd, router, &cli->config, core_time_now_ms(), dry, &rep, &err);
-    Err serr = { 0 };
-    ledger_sync(l, &serr); /* model.called is durable before we report */
-    model_router_free(router);
-    store_close(rd);
-    ledger_close(l);
+    int rc = router_open(cli, !dry, &w, &err);
+    if (rc)
+        return rc;
+    json_t *rep = NULL;
+    rc = memory_consolidate(w.l, w.rd, w.router, &cli->config, core_time_now_ms(), dry, &rep, &err);
+    router_close(&w);
     if (rc < 0)
         return cli_fail_err(cli, &err);
     int failed = (int)json_integer_value(json_object_get(rep, "failed"));
@@ -420,6 +462,46 @@ int cmd_memory_consolidate(Cli *cli)
     printf("%s%lld expired items, %lld summaries made, %d failed\n", dry ? "dry run: " : "",
            (long long)json_integer_value(json_object_get(rep, "items")),
            (long long)json_integer_value(json_object_get(rep, "summaries")), failed);
+    json_decref(rep);
+    return failed ? EXIT_FAIL : EXIT_OK;
+}
+
+static void reembed_progress(void *ctx, int64_t done, int64_t total)
+{
+    int64_t *t0 = ctx;
+    double s = (double)(core_time_now_ms() - *t0) / 1000.0;
+    double rate = s > 0 ? (double)done / s : 0;
+    fprintf(stderr, "\r%lld/%lld embedded, %.1f/s, about %.0f s left   ", (long long)done,
+            (long long)total, rate, rate > 0 ? (double)(total - done) / rate : 0.0);
+}
+
+int cmd_memory_reembed(Cli *cli)
+{
+    WithRouter w;
+    Err err = { 0 };
+    int rc = router_open(cli, true, &w, &err);
+    if (rc)
+        return rc;
+    json_t *rep = NULL;
+    int64_t t0 = core_time_now_ms();
+    rc = memory_reembed(w.rd, w.router, &cli->config, isatty(2) ? reembed_progress : NULL, &t0,
+                        &rep, &err);
+    if (isatty(2))
+        fputc('\n', stderr);
+    router_close(&w);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    bool failed = json_is_true(json_object_get(rep, "failed"));
+    if (cli->json) {
+        cli_print_json(rep); /* takes it */
+        rep = NULL;
+    } else {
+        printf("%s: %lld items embedded, %lld vectors of other models dropped\n",
+               text_of(rep, "model"), (long long)json_integer_value(json_object_get(rep, "embedded")),
+               (long long)json_integer_value(json_object_get(rep, "dropped")));
+        if (failed)
+            printf("stopped early: %s (run it again; nothing was dropped)\n", text_of(rep, "error"));
+    }
     json_decref(rep);
     return failed ? EXIT_FAIL : EXIT_OK;
 }

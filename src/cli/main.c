@@ -8,6 +8,7 @@
 #include "flow/engine.h"
 #include "memory/identity.h"
 #include "model/router.h"
+#include "pull/ics.h"
 #include "ledger/projection.h"
 
 static const CliOpt ingest_opts[] = {
@@ -266,6 +267,10 @@ static const CliCommand commands[] = {
       "Fold the expired items into summaries, per contact and month, through the\n"
       "summarize route; the items leave short-term memory (events). Nightly in serve.",
       forget_opts, cmd_memory_consolidate, 0, 0 },
+    { "memory reembed", "",
+      "After a swap of the embed route's model: embed every item with it (stored,\n"
+      "keyed by model), then drop the other models' vectors.",
+      NULL, cmd_memory_reembed, 0, 0 },
     { "memory export", "CONTACT",
       "Everything held about a contact as JSON: profile, facts with history, events.",
       export_opts, cmd_memory_export, 1, 1 },
@@ -423,6 +428,7 @@ int main(int argc, char **argv)
     flow_projections_register();
     model_projections_register();
     memory_projections_register();
+    pull_projections_register();
     core_config_defaults(&cli.config);
     rc = cmd->run(&cli);
     mode_banner(&cli);

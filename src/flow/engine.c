@@ -21,6 +21,8 @@
 #include "flow/engine_int.h"
 #include "flow/consolidator.h"
 #include "memory/extract_facts.h"
+#include "memory/search.h"
+#include "memory/vectors.h"
 #include "flow/outbox.h"
 #include "ledger/reactor.h"
 
@@ -89,6 +91,7 @@ struct FlowEngine {
     FlowOutbox *outbox;
     FlowConsolidator *consolidator;
     MemoryExtractor *extractor;
+    MemoryVectorFiller *vectors;
     ModelRouter *router;
     bool interrupted;
     /* while waiting for idleness: timers (the runner's and the outbox's)
@@ -1637,7 +1640,12 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
         flow_engine_stop(e);
         return rc;
     }
+    memory_search_use_router(e->router);
     if ((rc = memory_extractor_start(l, e->router, e->cfg.flow_lease_ms, &e->extractor, err)) < 0) {
+        flow_engine_stop(e);
+        return rc;
+    }
+    if ((rc = memory_vector_filler_start(l, &e->cfg, e->router, &e->vectors, err)) < 0) {
         flow_engine_stop(e);
         return rc;
     }
@@ -1665,6 +1673,8 @@ void flow_engine_stop(FlowEngine *e)
     e->consolidator = NULL;
     memory_extractor_stop(e->extractor);
     e->extractor = NULL;
+    memory_vector_filler_stop(e->vectors);
+    e->vectors = NULL;
     atomic_store(&e->stop, true);
     if (e->runner_started) {
         ledger_wake(e->l);
@@ -1683,6 +1693,8 @@ void flow_engine_stop(FlowEngine *e)
     free(e->workers);
     Err err;
     ledger_sync(e->l, &err); /* outcomes in flight are recorded before we go */
+    if (e->router)
+        memory_search_use_router(NULL);
     model_router_free(e->router); /* its model.called are durable: synced above */
     if (e->lease_held)
         ledger_lease_release(e->rd, RUNNER_LEASE, ledger_instance(e->l), &err);

@@ -126,9 +126,23 @@ static json_t *payload_of(FlowStepRun *r, Err *err)
         json_t *p = json_object_get(r->inputs, "payload");
         return p ? json_incref(p) : json_null();
     }
-    int rc = !strcmp(kind, "email.send") ? mail_payload_check(r->inputs, err)
-                                         : http_post_check(r->inputs, err);
-    return rc < 0 ? NULL : json_incref(r->inputs);
+    if (!strcmp(kind, "email.send")) {
+        /* an optional header whose template rendered empty is left out
+         * (a reply to a message without a Message-ID, no cc) */
+        static const char *const optional[] = { "cc", "in_reply_to", "references", "html" };
+        json_t *p = json_deep_copy(r->inputs);
+        for (size_t i = 0; i < sizeof optional / sizeof *optional; i++) {
+            const json_t *v = json_object_get(p, optional[i]);
+            if (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0))
+                json_object_del(p, optional[i]);
+        }
+        if (mail_payload_check(p, err) < 0) {
+            json_decref(p);
+            return NULL;
+        }
+        return p;
+    }
+    return http_post_check(r->inputs, err) < 0 ? NULL : json_incref(r->inputs);
 }
 
 /* Asks the outbox to deliver payload, and waits for it. The step's

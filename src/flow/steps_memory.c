@@ -11,8 +11,8 @@
 #include "memory/search.h"
 
 /* memory.resolve: with {who: an email, phone, payment customer id or
- * contact id}. Output: the contact's profile with found: true, or
- * {found: false}. */
+ * contact id}. Output: the contact's profile with its current facts
+ * ({key: value}) and found: true, or {found: false}. */
 static int step_resolve(FlowStepRun *r)
 {
     const char *who = json_string_value(json_object_get(r->inputs, "who"));
@@ -29,8 +29,25 @@ static int step_resolve(FlowStepRun *r)
         r->output = json_pack("{s:b, s:s}", "found", 0, "who", who);
         return 0;
     }
-    if (rc < 0)
+    json_t *facts = NULL;
+    if (rc == 0)
+        rc = memory_facts(r->rd, id, false, &facts, &err);
+    if (rc < 0) {
+        json_decref(c);
         return flow__step_fail(r, true, "%s", err.msg);
+    }
+    /* the current facts as {key: value} (of conflicting ones, the first
+     * listed: the most confident) for `if:` and templates */
+    json_t *map = json_object();
+    size_t i;
+    json_t *f;
+    json_array_foreach(facts, i, f) {
+        const char *k = json_string_value(json_object_get(f, "key"));
+        if (k && json_is_true(json_object_get(f, "current")) && !json_object_get(map, k))
+            json_object_set(map, k, json_object_get(f, "value"));
+    }
+    json_decref(facts);
+    json_object_set_new(c, "facts", map);
     json_object_set_new(c, "found", json_true());
     r->outcome = FLOW_DONE;
     r->output = c;

@@ -37,6 +37,29 @@ static bool add_part(json_t *parts, json_t *sources, size_t *used, size_t budget
 
 /* Without a query: the contact's latest items (and those of the contacts
  * merged into it), newest first, as search hits. */
+/* Steps st to its end, appending row(st) for each row; frees the list on
+ * failure. */
+static int rows_json(StoreStmt *st, json_t *(*row)(StoreStmt *st), json_t **ret, Err *err)
+{
+    json_t *list = json_array();
+    int rc;
+    while ((rc = store_step(st, err)) == STORE_ROW)
+        json_array_append_new(list, row(st));
+    store_stmt_done(st);
+    if (rc < 0) {
+        json_decref(list);
+        return rc;
+    }
+    *ret = list;
+    return 0;
+}
+
+static json_t *recent_row(StoreStmt *st)
+{
+    return json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)store_col_int(st, 0), "event_id",
+                     store_col_text(st, 1, NULL), "snippet", store_col_text(st, 2, NULL));
+}
+
 static int recent_items(Store *rd, const char *id, json_t **ret, Err *err)
 {
     StoreStmt *st;
@@ -49,23 +72,27 @@ static int recent_items(Store *rd, const char *id, json_t **ret, Err *err)
     if (rc < 0)
         return rc;
     store_bind_text(st, 1, id, strlen(id));
-    json_t *list = json_array();
-    while ((rc = store_step(st, err)) == STORE_ROW)
-        json_array_append_new(list, json_pack("{s:I, s:s, s:s}", "seq",
-                                              (json_int_t)store_col_int(st, 0), "event_id",
-                                              store_col_text(st, 1, NULL), "snippet",
-                                              store_col_text(st, 2, NULL)));
-    store_stmt_done(st);
-    if (rc < 0) {
-        json_decref(list);
-        return rc;
-    }
-    *ret = list;
-    return 0;
+    return rows_json(st, recent_row, ret, err);
 }
 
 /* The ids of a contact and of those merged into it, as an SQL set. */
 #define CONTACT_SET "(SELECT ?1 UNION SELECT id FROM contacts WHERE merged_into = ?1)"
+
+static json_t *summary_row(StoreStmt *st)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:s?, s:I, s:I}", "seq",
+                     (json_int_t)store_col_int(st, 0), "event_id", store_col_text(st, 1, NULL),
+                     "at", store_col_text(st, 2, NULL), "text", store_col_text(st, 3, NULL),
+                     "period", store_col_text(st, 4, NULL), "version",
+                     (json_int_t)store_col_int(st, 5), "items", (json_int_t)store_col_int(st, 6));
+}
+
+static json_t *timeline_row(StoreStmt *st)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)store_col_int(st, 0), "id",
+                     store_col_text(st, 1, NULL), "type", store_col_text(st, 2, NULL), "source",
+                     store_col_text(st, 3, NULL), "at", store_col_text(st, 4, NULL));
+}
 
 int memory_summaries(Store *rd, const char *contact, int64_t limit, json_t **ret, Err *err)
 {
@@ -82,22 +109,7 @@ int memory_summaries(Store *rd, const char *contact, int64_t limit, json_t **ret
         return rc;
     store_bind_text(st, 1, contact, strlen(contact));
     store_bind_int(st, 2, limit);
-    json_t *list = json_array();
-    while ((rc = store_step(st, err)) == STORE_ROW)
-        json_array_append_new(
-            list, json_pack("{s:I, s:s, s:s, s:s, s:s?, s:I, s:I}", "seq",
-                            (json_int_t)store_col_int(st, 0), "event_id",
-                            store_col_text(st, 1, NULL), "at", store_col_text(st, 2, NULL), "text",
-                            store_col_text(st, 3, NULL), "period", store_col_text(st, 4, NULL),
-                            "version", (json_int_t)store_col_int(st, 5), "items",
-                            (json_int_t)store_col_int(st, 6)));
-    store_stmt_done(st);
-    if (rc < 0) {
-        json_decref(list);
-        return rc;
-    }
-    *ret = list;
-    return 0;
+    return rows_json(st, summary_row, ret, err);
 }
 
 int memory_timeline(Store *rd, const char *contact, int64_t limit, json_t **ret, Err *err)
@@ -117,21 +129,7 @@ int memory_timeline(Store *rd, const char *contact, int64_t limit, json_t **ret,
         return rc;
     store_bind_text(st, 1, contact, strlen(contact));
     store_bind_int(st, 2, limit);
-    json_t *list = json_array();
-    while ((rc = store_step(st, err)) == STORE_ROW)
-        json_array_append_new(list, json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq",
-                                              (json_int_t)store_col_int(st, 0), "id",
-                                              store_col_text(st, 1, NULL), "type",
-                                              store_col_text(st, 2, NULL), "source",
-                                              store_col_text(st, 3, NULL), "at",
-                                              store_col_text(st, 4, NULL)));
-    store_stmt_done(st);
-    if (rc < 0) {
-        json_decref(list);
-        return rc;
-    }
-    *ret = list;
-    return 0;
+    return rows_json(st, timeline_row, ret, err);
 }
 
 int memory_context(Store *rd, const Config *cfg, const char *who, const char *query,

@@ -110,7 +110,7 @@ int memory_extractor_start(Ledger *l, ModelRouter *router, int lease_ms, MemoryE
                        .handle = handle,
                        .ctx = x,
                        .lease_ms = lease_ms,
-                       .batch = 64,
+                       .batch = 1024, /* one checkpoint commit per 1,024 events */
                        .headers_only = true };
     int rc = ledger_reactor_start(l, &def, &x->reactor, err);
     if (rc < 0) {

@@ -1070,6 +1070,10 @@ int memory_forget(Ledger *l, Store *rd, const char *data_dir, const char *contac
     /* the full-text index merges its deleted entries away */
     if (rc == 0)
         rc = store_exec(rd, "INSERT INTO items_fts(items_fts) VALUES('optimize')", err);
+    /* stored vectors of items that are gone (memory/vectors.h) */
+    if (rc == 0)
+        rc = store_exec(rd, "DELETE FROM item_vectors WHERE item_id NOT IN (SELECT id FROM items)",
+                        err);
     size_t removed = 0, i;
     json_t *h;
     json_array_foreach(files, i, h) {

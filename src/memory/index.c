@@ -8,6 +8,7 @@
  * no reassociation is needed), the int8 one is an int32 sum the compiler
  * turns into multiply-add instructions. On x86-64 each kernel is also built
  * for AVX2 and chosen at load time (target_clones). */
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ struct MemIndex {
     uint32_t *grp;     /* cap: each row's group (0: none) */
     int8_t *q8;        /* cap * dim once quantised, else NULL */
     float *q8_scale;   /* cap once quantised */
+    float *q8_l1s;     /* cap once quantised: scale * Σ|code|, for the error bound */
     int64_t *map_key;  /* map_cap slots */
     uint32_t *map_row; /* MAP_EMPTY: a free slot */
     size_t map_cap;    /* a power of two, at least twice n */
@@ -130,6 +132,7 @@ void mem_index_free(MemIndex *ix)
     free(ix->grp);
     free(ix->q8);
     free(ix->q8_scale);
+    free(ix->q8_l1s);
     free(ix->map_key);
     free(ix->map_row);
     free(ix);
@@ -151,7 +154,7 @@ size_t mem_index_bytes(const MemIndex *ix)
     size_t b = sizeof *ix + ix->cap * (d * sizeof(float) + sizeof(int64_t)) +
                ix->map_cap * (sizeof(int64_t) + sizeof(uint32_t));
     if (ix->q8)
-        b += ix->cap * (d + sizeof(float));
+        b += ix->cap * (d + 2 * sizeof(float));
     return b;
 }
 
@@ -176,6 +179,17 @@ static float quantize_row(const float *v, int dim, int8_t *out)
     return m / 127.0f;
 }
 
+static void quantize_at(MemIndex *ix, size_t r)
+{
+    size_t d = (size_t)ix->dim;
+    const int8_t *c = ix->q8 + r * d;
+    ix->q8_scale[r] = quantize_row(ix->vec + r * d, ix->dim, ix->q8 + r * d);
+    int32_t l1 = 0;
+    for (size_t i = 0; i < d; i++)
+        l1 += c[i] < 0 ? -c[i] : c[i];
+    ix->q8_l1s[r] = ix->q8_scale[r] * (float)l1;
+}
+
 void mem_index_quantize(MemIndex *ix)
 {
     if (ix->q8)
@@ -183,8 +197,9 @@ void mem_index_quantize(MemIndex *ix)
     size_t d = (size_t)ix->dim;
     ix->q8 = xmalloc((ix->cap ? ix->cap : 1) * d);
     ix->q8_scale = xmalloc((ix->cap ? ix->cap : 1) * sizeof(float));
+    ix->q8_l1s = xmalloc((ix->cap ? ix->cap : 1) * sizeof(float));
     for (size_t r = 0; r < ix->n; r++)
-        ix->q8_scale[r] = quantize_row(ix->vec + r * d, ix->dim, ix->q8 + r * d);
+        quantize_at(ix, r);
 }
 
 /* ---- changes --------------------------------------------------------------- */
@@ -201,6 +216,7 @@ static void rows_grow(MemIndex *ix)
     if (ix->q8) {
         ix->q8 = xrealloc(ix->q8, cap * d);
         ix->q8_scale = xrealloc(ix->q8_scale, cap * sizeof *ix->q8_scale);
+        ix->q8_l1s = xrealloc(ix->q8_l1s, cap * sizeof *ix->q8_l1s);
     }
     ix->cap = cap;
 }
@@ -226,7 +242,7 @@ int mem_index_add(MemIndex *ix, int64_t id, const float *v, Err *err)
     ix->ids[r] = id;
     ix->grp[r] = 0;
     if (ix->q8)
-        ix->q8_scale[r] = quantize_row(v, ix->dim, ix->q8 + r * d);
+        quantize_at(ix, r);
     map_put(ix, id, (uint32_t)r);
     return 0;
 }
@@ -260,6 +276,7 @@ int mem_index_remove(MemIndex *ix, int64_t id)
         if (ix->q8) {
             memcpy(ix->q8 + r * d, ix->q8 + last * d, d);
             ix->q8_scale[r] = ix->q8_scale[last];
+            ix->q8_l1s[r] = ix->q8_l1s[last];
         }
         ix->map_row[map_find(ix, ix->ids[r])] = (uint32_t)r;
     }
@@ -383,8 +400,96 @@ int mem_index_search(const MemIndex *ix, const float *q, int k, MemHit *out, int
     return mem_index_search_biased(ix, q, k, NULL, 0, out, n_out);
 }
 
+/* Exact search over the int8 copy: every row's int8 score A comes with a
+ * bound B on |exact - A| (below), so a row whose A + B is below the k-th
+ * best A - B seen cannot be in the top k; the rows left are scored exactly.
+ * The result is the float scan's, reading a quarter of the bytes.
+ *
+ * With v = s·c + e (|e_i| <= s/2) for the row and q = t·p + f (|f_i| <=
+ * t/2) for the query, q·v - t·s·(p·c) = t Σ p_i e_i + s Σ c_i f_i + Σ f_i e_i,
+ * so |q·v - A| <= (t/2)·(s·(Σ|p_i| + dim/2) + s·Σ|c_i|). A margin covers
+ * the float rounding of dot_f32 and of the bound itself. */
+typedef struct Cand {
+    uint32_t row;
+    float upper;
+} Cand;
+
+static int search_q8_exact(const MemIndex *ix, const float *q, int k, const float *bias,
+                           size_t n_bias, MemHit *out, int *n_out)
+{
+    size_t d = (size_t)ix->dim;
+    int8_t *qq = xmalloc(d);
+    float t = quantize_row(q, ix->dim, qq);
+    float p1 = 0, q1 = 0;
+    for (size_t i = 0; i < d; i++) {
+        p1 += (float)(qq[i] < 0 ? -qq[i] : qq[i]);
+        q1 += fabsf(q[i]);
+    }
+    /* dot_f32 errs by at most about dim·eps·max|v|·Σ|q|; 4x that, and a
+     * relative 1e-5 for the bound's own arithmetic */
+    float round_k = 4.0f * (float)d * FLT_EPSILON * 127.0f * q1;
+    Heap lower = { .h = xmalloc((size_t)k * sizeof(MemHit)), .cap = k };
+    Cand *cand = NULL;
+    size_t n_cand = 0, cap_cand = 0;
+    int32_t isc[SCORE_BLOCK];
+    for (size_t r0 = 0; r0 < ix->n; r0 += SCORE_BLOCK) {
+        size_t m = ix->n - r0 < SCORE_BLOCK ? ix->n - r0 : SCORE_BLOCK;
+        scores_i8(qq, ix->q8 + r0 * d, m, ix->dim, isc);
+        float tau = heap_floor(&lower);
+        for (size_t j = 0; j < m; j++) {
+            size_t r = r0 + j;
+            float sr = ix->q8_scale[r];
+            float a = t * sr * (float)isc[j];
+            if (bias) {
+                uint32_t g = ix->grp[r];
+                a += g < n_bias ? bias[g] : 0.0f;
+            }
+            float b = 0.5f * t * (sr * (p1 + 0.5f * (float)d) + ix->q8_l1s[r]);
+            b = b * 1.00001f + sr * round_k + 1e-6f * fabsf(a);
+            if (a + b < tau)
+                continue;
+            if (n_cand == cap_cand) {
+                cap_cand = cap_cand ? cap_cand * 2 : 256;
+                cand = xrealloc(cand, cap_cand * sizeof *cand);
+            }
+            cand[n_cand++] = (Cand){ .row = (uint32_t)r, .upper = a + b };
+            heap_push(&lower, (MemHit){ .id = ix->ids[r], .score = a - b });
+            tau = heap_floor(&lower);
+        }
+    }
+    float tau = heap_floor(&lower);
+    Heap hp = { .h = xmalloc((size_t)k * sizeof(MemHit)), .cap = k };
+    for (size_t i = 0; i < n_cand; i++) {
+        if (cand[i].upper < tau)
+            continue;
+        size_t r = cand[i].row;
+        float sc = dot_f32(q, ix->vec + r * d, ix->dim);
+        if (bias) {
+            uint32_t g = ix->grp[r];
+            sc += g < n_bias ? bias[g] : 0.0f;
+        }
+        heap_push(&hp, (MemHit){ .id = ix->ids[r], .score = sc });
+    }
+    heap_drain(&hp, out, n_out);
+    free(hp.h);
+    free(lower.h);
+    free(cand);
+    free(qq);
+    return 0;
+}
+
 int mem_index_search_biased(const MemIndex *ix, const float *q, int k, const float *bias,
                             size_t n_bias, MemHit *out, int *n_out)
+{
+    if (k < 1 || k > MEM_INDEX_MAX_K)
+        return ERR_INVAL;
+    if (ix->q8)
+        return search_q8_exact(ix, q, k, bias, n_bias, out, n_out);
+    return mem_index_search_f32(ix, q, k, bias, n_bias, out, n_out);
+}
+
+int mem_index_search_f32(const MemIndex *ix, const float *q, int k, const float *bias,
+                         size_t n_bias, MemHit *out, int *n_out)
 {
     if (k < 1 || k > MEM_INDEX_MAX_K)
         return ERR_INVAL;

@@ -59,7 +59,11 @@ size_t mem_index_bytes(const MemIndex *ix);
 
 /* The k rows with the highest dot product with q[0..dim), best first, ties
  * broken by the smaller id, into out[0..k); *n_out = min(k, size). ERR_INVAL
- * when k is outside 1..MEM_INDEX_MAX_K; out and n_out are then untouched. */
+ * when k is outside 1..MEM_INDEX_MAX_K; out and n_out are then untouched.
+ * Exact: once the index is quantised (mem_index_quantize) it scans the
+ * int8 copy with an error bound per row and scores exactly only the rows
+ * the bound cannot rule out, which gives the float scan's result (ids,
+ * order and scores) reading a quarter of the bytes. */
 int mem_index_search(const MemIndex *ix, const float *q, int k, MemHit *out, int *n_out);
 
 /* Puts id's row in a group (a small number, 0: none, the default), for
@@ -75,6 +79,10 @@ const float *mem_index_vector(const MemIndex *ix, int64_t id);
  * then the biased score. */
 int mem_index_search_biased(const MemIndex *ix, const float *q, int k, const float *bias,
                             size_t n_bias, MemHit *out, int *n_out);
+
+/* The float32 scan, whatever the index holds (benchmarks and tests). */
+int mem_index_search_f32(const MemIndex *ix, const float *q, int k, const float *bias,
+                         size_t n_bias, MemHit *out, int *n_out);
 
 /* Builds the int8 copy of every row (symmetric, one float scale per row:
  * scale = max|v| / 127), kept up to date by later adds and removes. Costs

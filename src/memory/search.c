@@ -14,6 +14,7 @@
 #include "memory/identity.h"
 #include "memory/index.h"
 #include "memory/items.h"
+#include "memory/vectors.h"
 #include "model/local.h"
 
 /* ---- the FTS5 expression ---- */
@@ -57,6 +58,9 @@ typedef struct Group {
 
 typedef struct VecCache {
     char *path;
+    char model[MEMORY_VECTOR_MODEL_MAX + 1]; /* a remote embed model, "" for local */
+    int64_t vcount;      /* its stored vectors when read */
+    int dim;
     MemIndex *ix;
     LocalIdf *idf;
     int64_t max_id;
@@ -74,6 +78,14 @@ typedef struct VecCache {
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static VecCache cache;
+static ModelRouter *default_router; /* the engine's, for a remote embed route */
+
+void memory_search_use_router(ModelRouter *r)
+{
+    pthread_mutex_lock(&cache_lock);
+    default_router = r;
+    pthread_mutex_unlock(&cache_lock);
+}
 
 /* ---- the result cache: identical searches within a short window ---- */
 
@@ -163,7 +175,7 @@ static uint32_t group_of(const char *subject)
     Group *gr = &cache.groups[g];
     memset(gr, 0, sizeof *gr);
     snprintf(gr->id, sizeof gr->id, "%s", subject);
-    gr->sum = xcalloc(LOCAL_EMBED_DIM, sizeof *gr->sum);
+    gr->sum = xcalloc((size_t)cache.dim, sizeof *gr->sum);
     cache.gmap[s] = g;
     return g;
 }
@@ -173,13 +185,17 @@ static unsigned char kind_code(const char *kind)
     return !kind ? 0 : !strcmp(kind, "email") ? 1 : !strcmp(kind, "form") ? 2 : !strcmp(kind, "note") ? 3 : 0;
 }
 
-/* Reads the items after cache.max_id into the index; the first time, the
- * IDF is learned from all of them before any is embedded. Nothing is read
- * when the ledger head has not moved. */
-static int cache_extend(Store *rd, int64_t head, Err *err)
+/* Reads the items after cache.max_id into the index. Local vectors: the
+ * first time, the IDF is learned from all the items before any is
+ * embedded. A remote model's: its stored vectors (item_vectors), read again
+ * whole when their count changed (the background filler adds them after
+ * their items). Nothing is read when neither the ledger head nor that count
+ * moved. */
+static int cache_extend(Store *rd, int64_t head, const char *model, int64_t vcount, Err *err)
 {
     const char *path = store_path(rd);
-    if (cache.ix && !strcmp(cache.path, path ? path : "") && cache.head == head)
+    if (cache.ix && !strcmp(cache.path, path ? path : "") && !strcmp(cache.model, model) &&
+        cache.head == head && cache.vcount == vcount)
         return 0;
     int64_t count = 0, merged = 0;
     int rc = store_query_int(rd, "SELECT count(*) FROM items WHERE ?1 IS NOT NULL", "x", 0, &count,
@@ -191,18 +207,25 @@ static int cache_extend(Store *rd, int64_t head, Err *err)
                              "x", 0, &merged, err);
     if (rc < 0)
         return rc;
-    if (cache.ix && (strcmp(cache.path, path ? path : "") ||
-                     (size_t)count < mem_index_size(cache.ix) || merged != cache.merged))
+    if (cache.ix && (strcmp(cache.path, path ? path : "") || strcmp(cache.model, model) ||
+                     (size_t)count < mem_index_size(cache.ix) || merged != cache.merged ||
+                     (*model && vcount != cache.vcount)))
         cache_drop();
-    bool fresh = !cache.ix;
+    bool fresh = !cache.ix, remote = *model;
     if (fresh) {
         cache.path = strdup(path ? path : "");
-        cache.ix = mem_index_new(LOCAL_EMBED_DIM);
-        cache.idf = local_idf_new();
+        snprintf(cache.model, sizeof cache.model, "%s", model);
         cache.merged = merged;
+        cache.vcount = vcount;
+        cache.dim = remote ? 0 : LOCAL_EMBED_DIM;
+        if (!remote) {
+            cache.ix = mem_index_new(LOCAL_EMBED_DIM);
+            mem_index_quantize(cache.ix); /* exact search reads the int8 copy (index.h) */
+            cache.idf = local_idf_new();
+        }
     }
     StoreStmt *st;
-    if (fresh) {
+    if (fresh && !remote) {
         if ((rc = store_prepare(rd, "SELECT text FROM items", &st, err)) < 0)
             return rc;
         while ((rc = store_step(st, err)) == STORE_ROW) {
@@ -215,25 +238,46 @@ static int cache_extend(Store *rd, int64_t head, Err *err)
             return rc;
     }
     if ((rc = store_prepare(rd,
-                            "SELECT i.id, i.text, coalesce(c.merged_into, i.contact_id), i.kind,"
-                            " i.at FROM items i LEFT JOIN contacts c ON c.id = i.contact_id"
-                            " WHERE i.id > ?1 ORDER BY i.id",
+                            remote ? "SELECT i.id, v.vec, coalesce(c.merged_into, i.contact_id),"
+                                     " i.kind, i.at, v.dim FROM items i JOIN item_vectors v ON"
+                                     " v.model = ?2 AND v.item_id = i.id LEFT JOIN contacts c"
+                                     " ON c.id = i.contact_id WHERE i.id > ?1 ORDER BY i.id"
+                                   : "SELECT i.id, i.text, coalesce(c.merged_into, i.contact_id),"
+                                     " i.kind, i.at FROM items i LEFT JOIN contacts c"
+                                     " ON c.id = i.contact_id WHERE i.id > ?1 AND ?2 = ''"
+                                     " ORDER BY i.id",
                             &st, err)) < 0)
         return rc;
     store_bind_int(st, 1, cache.max_id);
-    float *v = xmalloc(sizeof(float) * LOCAL_EMBED_DIM);
+    store_bind_text(st, 2, model, strlen(model));
+    float *v = xmalloc(sizeof(float) * (remote ? MEMORY_VECTOR_DIM_MAX : LOCAL_EMBED_DIM));
     while ((rc = store_step(st, err)) == STORE_ROW) {
         int64_t id = store_col_int(st, 0);
-        size_t len;
-        const char *t = store_col_text(st, 1, &len);
-        if (!fresh) /* new items join the IDF; older vectors are not recomputed */
-            local_idf_add(cache.idf, t, len);
-        if (local_embed(cache.idf, t, len, LOCAL_EMBED_DIM, v, err) == 0 &&
-            mem_index_add(cache.ix, id, v, NULL) == 0) {
+        bool have = false;
+        if (remote) {
+            size_t bytes = 0;
+            const void *blob = store_col_blob(st, 1, &bytes);
+            int dim = (int)store_col_int(st, 5);
+            if (!cache.ix && dim >= MEM_INDEX_MIN_DIM && dim <= MEMORY_VECTOR_DIM_MAX) {
+                cache.dim = dim;
+                cache.ix = mem_index_new(dim);
+                mem_index_quantize(cache.ix);
+            }
+            have = cache.ix && dim == cache.dim && bytes == (size_t)dim * sizeof(float);
+            if (have)
+                memcpy(v, blob, bytes);
+        } else {
+            size_t len;
+            const char *t = store_col_text(st, 1, &len);
+            if (!fresh) /* new items join the IDF; older vectors are not recomputed */
+                local_idf_add(cache.idf, t, len);
+            have = local_embed(cache.idf, t, len, LOCAL_EMBED_DIM, v, err) == 0;
+        }
+        if (have && mem_index_add(cache.ix, id, v, NULL) == 0) {
             uint32_t g = group_of(store_col_text(st, 2, NULL));
             mem_index_set_group(cache.ix, id, g);
             if (g)
-                for (int d = 0; d < LOCAL_EMBED_DIM; d++)
+                for (int d = 0; d < cache.dim; d++)
                     cache.groups[g].sum[d] += v[d];
         }
         if (cache.n_items == cache.cap_items) {
@@ -256,6 +300,10 @@ static int cache_extend(Store *rd, int64_t head, Err *err)
     free(v);
     if (rc < 0)
         return rc;
+    if (!cache.ix) { /* a remote model without a vector yet */
+        cache.dim = LOCAL_EMBED_DIM;
+        cache.ix = mem_index_new(LOCAL_EMBED_DIM);
+    }
     cache.head = head;
     return 0;
 }
@@ -360,40 +408,53 @@ static int bm25_list(Store *rd, const char *query, const Filter *f, int64_t *ids
  * gains the similarity of the query to its subject's centroid. With
  * filters, the index is searched deeper and the ids the filters allow are
  * kept; expired items are dropped. Runs under cache_lock. */
-static int vector_list(Store *rd, const char *query, const Filter *f, bool filtered,
-                       const int64_t *feedback, int n_feedback, int64_t *ids, int *n, Err *err)
+static int vector_list(Store *rd, ModelRouter *router, const Config *config, const char *query,
+                       const Filter *f, bool filtered, const int64_t *feedback, int n_feedback,
+                       int64_t *ids, int *n, Err *err)
 {
     *n = 0;
     if (!mem_index_size(cache.ix))
         return 0;
-    float *qv = xmalloc(sizeof(float) * LOCAL_EMBED_DIM);
-    int rc = local_embed(cache.idf, query, strlen(query), LOCAL_EMBED_DIM, qv, err);
-    if (rc < 0) {
-        free(qv);
-        return rc;
+    float *qv = NULL;
+    int rc = 0;
+    if (*cache.model) {
+        int dim = 0;
+        if (!router ||
+            memory_embed_query(rd, router, config, query, &qv, &dim, err) < 0 || dim != cache.dim) {
+            free(qv); /* no query vector: BM25 alone answers */
+            err->code = 0;
+            return 0;
+        }
+    } else {
+        qv = xmalloc(sizeof(float) * LOCAL_EMBED_DIM);
+        if ((rc = local_embed(cache.idf, query, strlen(query), LOCAL_EMBED_DIM, qv, err)) < 0) {
+            free(qv);
+            return rc;
+        }
     }
+    const int dim = cache.dim;
     int used = 0;
     for (int i = 0; i < n_feedback && used < MEMORY_SEARCH_FEEDBACK_DOCS; i++) {
         const float *dv = mem_index_vector(cache.ix, feedback[i]);
         if (!dv)
             continue;
-        for (int d = 0; d < LOCAL_EMBED_DIM; d++)
+        for (int d = 0; d < dim; d++)
             qv[d] += (float)(MEMORY_SEARCH_FEEDBACK / MEMORY_SEARCH_FEEDBACK_DOCS) * dv[d];
         used++;
     }
     double norm = 0;
-    for (int i = 0; i < LOCAL_EMBED_DIM; i++)
+    for (int i = 0; i < dim; i++)
         norm += (double)qv[i] * qv[i];
     if (norm == 0) { /* no feature in the query */
         free(qv);
         return 0;
     }
-    for (int i = 0; i < LOCAL_EMBED_DIM; i++)
+    for (int i = 0; i < dim; i++)
         qv[i] = (float)(qv[i] / sqrt(norm));
     float *bias = xcalloc(cache.n_groups ? cache.n_groups : 1, sizeof *bias);
     for (size_t g = 1; g < cache.n_groups; g++) {
         double dot = 0, len = 0;
-        for (int d = 0; d < LOCAL_EMBED_DIM; d++) {
+        for (int d = 0; d < dim; d++) {
             dot += (double)qv[d] * cache.groups[g].sum[d];
             len += (double)cache.groups[g].sum[d] * cache.groups[g].sum[d];
         }
@@ -591,11 +652,20 @@ int memory_search(Store *rd, const MemorySearch *q, json_t **ret, Err *err)
         buf_done(&kinds);
         return rc;
     }
+    /* a remote embed model's stored vectors: their count is part of the state */
+    char model[MEMORY_VECTOR_MODEL_MAX + 1] = "";
+    int64_t vcount = 0;
+    if (q->config && memory_embed_remote(q->config, model) &&
+        (rc = store_query_int(rd, "SELECT count(*) FROM item_vectors WHERE model = ?1", model, 0,
+                              &vcount, err)) < 0) {
+        buf_done(&kinds);
+        return rc;
+    }
     /* the result cache */
     const char *path = store_path(rd);
     char *key = NULL;
-    if (asprintf(&key, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%d\x1f%lld,%lld,%lld",
-                 path ? path : "", q->query, f.subject ? f.subject : "", f.kinds ? f.kinds : "",
+    if (asprintf(&key, "%s\x1f%s\x1f%lld\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%d\x1f%lld,%lld,%lld",
+                 path ? path : "", model, (long long)vcount, q->query, f.subject ? f.subject : "", f.kinds ? f.kinds : "",
                  f.since ? f.since : "", k, q->mode, (long long)f.cut_ms[1] / 60000,
                  (long long)f.cut_ms[2] / 60000, (long long)f.cut_ms[3] / 60000) < 0)
         key = NULL;
@@ -618,9 +688,10 @@ int memory_search(Store *rd, const MemorySearch *q, json_t **ret, Err *err)
     rc = bm25_list(rd, q->query, &f, bm_ids, snips, &n_bm, err);
     if (rc == 0 && q->mode != MEMORY_SEARCH_BM25) {
         pthread_mutex_lock(&cache_lock);
-        rc = cache_extend(rd, head, err);
+        rc = cache_extend(rd, head, model, vcount, err);
         if (rc == 0)
-            rc = vector_list(rd, q->query, &f, filtered, bm_ids,
+            rc = vector_list(rd, q->router ? q->router : default_router, q->config, q->query, &f,
+                             filtered, bm_ids,
                              q->mode == MEMORY_SEARCH_HYBRID ? n_bm : 0, vec_ids, &n_vec, err);
         pthread_mutex_unlock(&cache_lock);
     }

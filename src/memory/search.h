@@ -44,6 +44,7 @@ typedef struct MemorySearch {
     const Config *config;           /* the TTLs (memory.*_ttl_days); NULL: 30 days each */
     int64_t now_ms;                 /* 0: now */
     bool no_cache;                  /* do not answer from the result cache */
+    struct ModelRouter *router;     /* a remote embed route's query vectors; NULL: BM25 alone then */
 } MemorySearch;
 
 /* The mode named "hybrid", "bm25" or "vector", or -1. */
@@ -59,6 +60,10 @@ int memory_search(Store *rd, const MemorySearch *q, json_t **ret, Err *err);
  * digits and non-ASCII characters) quoted, ORed; "" when it has no word.
  * The caller frees it. */
 char *memory_fts_query(const char *query);
+
+/* The router searches use for a remote embed route's query vectors when
+ * MemorySearch.router is NULL (the engine sets its own; NULL clears). */
+void memory_search_use_router(struct ModelRouter *r);
 
 /* Drops the process's vector cache (tests). */
 void memory_search_reset(void);

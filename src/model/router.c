@@ -433,6 +433,8 @@ static void request_key(const ModelCall *call, const char *task, char out[CORE_S
         json_object_set(k, "schema", (json_t *)call->req.schema);
     if (call->req.labels)
         json_object_set(k, "labels", (json_t *)call->req.labels);
+    if (call->cache_scope)
+        json_object_set_new(k, "scope", json_string(call->cache_scope));
     Buf b;
     buf_init(&b, 0);
     core_json_canonical(k, &b);

@@ -36,6 +36,8 @@ typedef struct ModelCall {
     const char *template_name; /* model.draft: the template (and its version) that made the prompt */
     ModelRequest req;       /* req.task defaults to the route's name */
     bool force;             /* run now even when the route defers to the batch window */
+    const char *cache_scope; /* part of the cache key when set: answers are reused only
+                              * within it (an embedding only from the same model) */
 } ModelCall;
 
 typedef enum ModelCallStatus {

@@ -718,3 +718,59 @@ Test(memory_index, group_bias)
     cr_assert_eq(hits[0].id, 4);
     mem_index_free(ix);
 }
+
+/* Once quantised, mem_index_search() scans the int8 copy and rescores only
+ * the rows its error bound cannot rule out: the hits must be exactly the
+ * float scan's (ids, order and scores), for unit vectors, clustered ones
+ * (near-duplicates, so the bound matters), exact duplicates (ties), wide
+ * dynamic ranges and with a group bias. */
+Test(memory_index, q8_exact_equals_float)
+{
+    enum { DIM = 96, N = 3000, Q = 60, K = 25 };
+    uint64_t seed = 7;
+    MemIndex *flt = mem_index_new(DIM), *q8 = mem_index_new(DIM);
+    mem_index_quantize(q8);
+    static float base[8][DIM];
+    for (int c = 0; c < 8; c++)
+        rand_unit(&seed, base[c], DIM);
+    float v[DIM];
+    Err err = { 0 };
+    for (int i = 0; i < N; i++) {
+        if (i % 3 == 0) {
+            rand_unit(&seed, v, DIM);
+        } else { /* near a cluster centre, sometimes an exact copy */
+            const float *b = base[i % 8];
+            for (int j = 0; j < DIM; j++)
+                v[j] = b[j] + (i % 7 == 0 ? 0.0f : 0.01f * ((float)(rng_next(&seed) % 1000) / 500.0f - 1.0f));
+        }
+        if (i % 11 == 0) /* a wide range of magnitudes */
+            for (int j = 0; j < DIM; j++)
+                v[j] *= (j % 5 == 0) ? 40.0f : 0.02f;
+        cr_assert_eq(mem_index_add(flt, i + 1, v, &err), 0);
+        cr_assert_eq(mem_index_add(q8, i + 1, v, &err), 0);
+        mem_index_set_group(flt, i + 1, (uint32_t)(i % 4));
+        mem_index_set_group(q8, i + 1, (uint32_t)(i % 4));
+    }
+    mem_index_remove(flt, 17); /* a removal moves rows in both */
+    mem_index_remove(q8, 17);
+    float bias[4] = { 0, 0.05f, -0.02f, 0.3f };
+    for (int qi = 0; qi < Q; qi++) {
+        if (qi % 2)
+            rand_unit(&seed, v, DIM);
+        else
+            memcpy(v, base[qi % 8], sizeof v);
+        MemHit a[K], b[K];
+        int na = 0, nb = 0;
+        const float *bs = qi % 3 == 0 ? bias : NULL;
+        cr_assert_eq(mem_index_search_biased(flt, v, K, bs, 4, a, &na), 0);
+        cr_assert_eq(mem_index_search_biased(q8, v, K, bs, 4, b, &nb), 0);
+        cr_assert_eq(na, nb);
+        for (int i = 0; i < na; i++) {
+            cr_assert_eq(a[i].id, b[i].id, "query %d, hit %d: %lld vs %lld", qi, i,
+                         (long long)a[i].id, (long long)b[i].id);
+            cr_assert_eq(a[i].score, b[i].score, "query %d, hit %d", qi, i);
+        }
+    }
+    mem_index_free(flt);
+    mem_index_free(q8);
+}
