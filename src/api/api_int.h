@@ -21,6 +21,7 @@
 #define API_STREAM_HEARTBEAT_MS 15000
 #define API_LOGIN_MAX_BODY 4096
 #define API_LOGIN_PER_MINUTE 30
+#define API_AUDIT_EVERY_MS 60000
 
 /* ---- metrics ---- */
 
@@ -158,6 +159,7 @@ struct ApiServer {
     void *models_ctx;
     pthread_mutex_t audit_mu;   /* the chain check, cached per head */
     int64_t audit_head;
+    int64_t audit_ms;           /* when it was last checked */
     json_t *audit;
 };
 

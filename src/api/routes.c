@@ -647,9 +647,13 @@ void api__audit_get(Req *r)
 {
     ApiServer *s = r->srv;
     int64_t head = ledger_head_seq(s->ledger);
+    int64_t now = core_time_now_ms();
     pthread_mutex_lock(&s->audit_mu);
-    if (!s->audit || s->audit_head != head) {
-        /* verified at most once per head: a busy page does not rehash */
+    if (!s->audit ||
+        (s->audit_head != head && now - s->audit_ms >= API_AUDIT_EVERY_MS)) {
+        /* the whole chain is rehashed at most once a minute, and only when it
+         * grew: a page left open on a busy ledger costs little */
+        s->audit_ms = now;
         Err err = { 0 };
         Store *rd = api__reader(s, &err);
         int64_t count = 0, bad = 0;
