@@ -44,7 +44,7 @@ steps:
       policy: always
       confidence: 0.82
       confidence_source: "local classifier"
-      model: "local"
+      model: "local \"nb\"\tv2"
       cost: 0.0012
       deadline: 1d
       sources: [{seq: $IMPORT_SEQ, snippet: "Ann Archer, Acme Ltd (CRM import)", subject: "contact:$CID"}]
@@ -129,6 +129,10 @@ http POST /v1/mode "${CK[@]}" -H "X-CSRF-Token: $CSRF" -H 'Content-Type: applica
 expect_eq "with the CSRF token: 200" "$CODE" 200
 http GET /v1/session -b "bureau_session=$(printf '0%.0s' $(seq 64))"
 expect_eq "an unknown session: 401" "$CODE" 401
+http GET /v1/inbox "${CK[@]}"
+printf '%s' "$BODY" >"$TMP/inbox.json"
+expect_eq "the inbox is JSON, its text escaped (a quote and a tab in the model)" \
+  "$(sqlite3 :memory: "SELECT count(*), min(value ->> '\$.model') = 'local \"nb\"' || char(9) || 'v2' FROM json_each(readfile('$TMP/inbox.json'), '\$.items') WHERE value ->> '\$.kind' = 'approval'")" "3|1"
 http GET /v1/status "${CK[@]}"
 expect_eq "GET /v1/status: tasks by state, approvals, the mode" \
   "$CODE $(jget "$BODY" '$.tasks.inbox') $(jget "$BODY" '$.approvals_pending') $(jget "$BODY" '$.mode') $(jget "$BODY" '$.models[0].breaker')" \
