@@ -215,6 +215,10 @@ void api__session_create(ApiServer *s, const char *token_id, char ret_id[API_SES
 bool api__session_check(ApiServer *s, Store *rd, const char *id, char ret_token_id[32],
                         char ret_csrf[API_CSRF_HEX + 1], int64_t *ret_expires_ms);
 void api__session_end(ApiServer *s, const char *id);
+/* The value of field name in an application/x-www-form-urlencoded body of
+ * len bytes (not NUL-ended), decoded into out (cap bytes, NUL-ended). False
+ * when absent, malformed (a bad %XX, a NUL) or longer than cap - 1. */
+bool api__form_field(const char *body, size_t len, const char *name, char *out, size_t cap);
 
 /* Event streams (stream.c). */
 struct ApiStreams *api__streams_new(ApiServer *s);

@@ -159,9 +159,7 @@ static int hexval(char c)
                                 : -1;
 }
 
-/* The value of field name in an application/x-www-form-urlencoded body,
- * decoded into out (cap bytes). False when absent, malformed or too long. */
-static bool form_field(const char *body, size_t len, const char *name, char *out, size_t cap)
+bool api__form_field(const char *body, size_t len, const char *name, char *out, size_t cap)
 {
     size_t nl = strlen(name);
     const char *p = body, *end = body + len;
@@ -237,7 +235,7 @@ void api__login(Req *r)
         return;
     }
     char token[API_TOKEN_LEN + 8];
-    if (!form_field(buf_cstr(&r->body), r->body.len, "token", token, sizeof token)) {
+    if (!api__form_field(buf_cstr(&r->body), r->body.len, "token", token, sizeof token)) {
         if (wants_html(r))
             redirect(r, "/?login=failed");
         else
@@ -284,7 +282,7 @@ void api__logout(Req *r)
         /* the CSRF token as a header (fetch) or a form field (a plain form) */
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-CSRF-Token");
         char field[API_CSRF_HEX + 2] = "";
-        if (!h && form_field(buf_cstr(&r->body), r->body.len, "csrf", field, sizeof field))
+        if (!h && api__form_field(buf_cstr(&r->body), r->body.len, "csrf", field, sizeof field))
             h = field;
         if (!h || strlen(h) != API_CSRF_HEX || !core_ct_equal(h, csrf, API_CSRF_HEX)) {
             r->reason = API_REASON_UNAUTHORIZED;

@@ -172,3 +172,25 @@ Test(tokens, sessions_are_bounded_the_oldest_ends)
         cr_assert(api__session_check(&srv, rd, sids[i], got_tid, got_csrf, NULL), "session %d", i);
     api__sessions_free(srv.sessions);
 }
+
+Test(tokens, login_form_fields)
+{
+    char out[16];
+    const char *b = "a=1&token=bur%5Fx+y%21&csrf=";
+    cr_assert(api__form_field(b, strlen(b), "token", out, sizeof out));
+    cr_assert_str_eq(out, "bur_x y!");
+    cr_assert(api__form_field(b, strlen(b), "csrf", out, sizeof out));
+    cr_assert_str_eq(out, "");
+    cr_assert_not(api__form_field(b, strlen(b), "tok", out, sizeof out));
+    cr_assert_not(api__form_field(b, strlen(b), "b", out, sizeof out));
+    /* the length bounds the body: no NUL is needed, none is read past */
+    cr_assert_not(api__form_field(b, 9, "token", out, sizeof out));
+    cr_assert(api__form_field(b, 10, "token", out, sizeof out));
+    cr_assert_str_eq(out, "");
+    /* malformed escapes, a NUL, too long: refused */
+    cr_assert_not(api__form_field("token=%4", 8, "token", out, sizeof out));
+    cr_assert_not(api__form_field("token=%zz", 9, "token", out, sizeof out));
+    cr_assert_not(api__form_field("token=%00", 9, "token", out, sizeof out));
+    cr_assert_not(api__form_field("token=0123456789abcdef", 22, "token", out, sizeof out));
+    cr_assert(api__form_field("token=0123456789abcde", 21, "token", out, sizeof out));
+}
