@@ -195,8 +195,12 @@ function route() {
   const [path, query] = hash.slice(1).split('?');
   const parts = path.split('/').filter(Boolean);
   const params = new URLSearchParams(query || '');
-  for (const a of document.querySelectorAll('.top nav a'))
-    a.classList.toggle('active', a.dataset.nav === parts[0]);
+  for (const a of document.querySelectorAll('.top nav a')) {
+    const on = a.dataset.nav === (parts[0] || 'inbox');
+    a.classList.toggle('active', on);
+    if (on) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+  if (!$('#toast').querySelector('button')) $('#toast').hidden = true;
   S.param = parts[1] ? decodeURIComponent(parts[1]) : null;
   S.params = params;
   const views = {
