@@ -140,6 +140,14 @@ async function undoPhase(page, ctx, problems) {
       await shot(page, 'inbox');
     });
 
+    await step('a source links to its event, which opens with its data', async () => {
+      await page.locator(ann + ' .source a[href^="#/events?seq="]').click();
+      await page.waitForSelector('#event-data');
+      assert((await page.locator('#event-data').innerText()).includes('contact.imported'), 'not the imported contact');
+      await page.goBack();
+      await page.waitForSelector(ann);
+    });
+
     await step('j/k move the selection between cards', async () => {
       await page.click('h1');
       const sel = () => page.evaluate(() => [...document.querySelectorAll('#inbox-list .card')].findIndex((c) => c.classList.contains('selected')));
