@@ -1,10 +1,13 @@
 /* `bureau serve`: the HTTP server (libmicrohttpd, epoll, a thread pool).
  *
- * Routes: GET /healthz, GET /metrics, POST|GET /v1/events (bearer token),
- * POST /hooks/NAME (the connectors of bureau.yaml). Every accepted request
- * becomes a ledger event and is answered only once that event is durable;
- * a request waiting for the writer is suspended, not a blocked thread, so a
- * few threads carry many concurrent appends into each group commit. */
+ * Routes: GET /healthz, GET /metrics, POST|GET /v1/events and the rest of
+ * /v1 (a bearer token, or the dashboard's session cookie with its CSRF
+ * token), POST /hooks/NAME (the connectors of bureau.yaml), the dashboard at
+ * / with POST /login and /logout, and the event stream GET /v1/stream.
+ * Every accepted write becomes a ledger event and is answered only once that
+ * event is durable; a request waiting for the writer (or a stream waiting
+ * for events) is suspended, not a blocked thread, so a few threads carry
+ * many concurrent appends into each group commit. */
 #ifndef BUREAU_API_SERVER_H
 #define BUREAU_API_SERVER_H
 
