@@ -557,9 +557,15 @@ function matches(e) {
     (!p.get('customer') || e.subject === 'contact:' + p.get('customer'));
 }
 
+function olderQuery(before) {
+  const n = new URLSearchParams(S.params);
+  n.set('before', before);
+  return n.toString();
+}
+
 function addLiveEvent(ev) {
   const tb = $('#events tbody');
-  if (!tb || S.params.get('seq') || !matches(ev)) return;
+  if (!tb || S.params.get('seq') || S.params.get('before') || !matches(ev)) return;
   if (tb.querySelector(`tr[data-seq="${ev.seq}"]`)) return;
   tb.prepend(eventRow(ev, true));
   while (tb.children.length > 300) tb.lastChild.remove();
@@ -571,11 +577,12 @@ async function renderEvents() {
   const q = new URLSearchParams();
   for (const k of ['type', 'source']) if (p.get(k)) q.set(k, p.get(k));
   if (p.get('customer')) q.set('subject', 'contact:' + p.get('customer'));
-  const health = await api('GET', '/healthz');
-  const filtered = [...q.keys()].length > 0;
   if (seq) { q.set('since', String(Math.max(0, Number(seq) - 1))); q.set('limit', '1'); }
-  else if (!filtered) { q.set('since', String(Math.max(0, health.head - 200))); q.set('limit', '200'); }
-  else q.set('limit', '1000');
+  else {
+    q.set('order', 'desc');
+    q.set('limit', '200');
+    if (p.get('before')) q.set('before', p.get('before'));
+  }
   const [list, audit] = await Promise.all([api('GET', '/v1/events?' + q), api('GET', '/v1/audit').catch((e) => ({ error: e.message }))]);
   if (S.view !== 'events') return;
   const input = (name, label, ph) => h('div', {}, h('label', { for: 'f-' + name, text: label }),
@@ -590,14 +597,14 @@ async function renderEvents() {
   const chain = audit.error ? h('span', { cls: 'error', text: 'cannot verify: ' + audit.error })
     : audit.ok ? h('span', { cls: 'ok', id: 'chain', 'data-ok': 'true', text: `✔ hash chain verified: ${audit.events} events (${fmtTime(audit.checked_at)})` })
       : h('span', { cls: 'error', id: 'chain', 'data-ok': 'false', text: `✘ the chain breaks at seq ${audit.bad_seq}: ${audit.detail}` });
-  const evs = list.events.slice().reverse();
+  const evs = list.events; // newest first
   const detail = seq && evs[0] ? h('div', { cls: 'panel' }, h('h2', { text: `Event #${evs[0].seq}: ${evs[0].type}` }),
     h('pre', { id: 'event-data', text: JSON.stringify(evs[0], null, 2) })) : null;
   main().replaceChildren(h('h1', { text: 'Events' }), h('p', {}, chain), form, detail,
     h('div', { cls: 'table-wrap' }, h('table', { id: 'events' },
       h('thead', {}, h('tr', {}, ['Seq', 'Type', 'Source', 'Customer', 'Received'].map((x, i) => h('th', { cls: i === 4 ? 'hide-sm' : null, text: x })))),
       h('tbody', {}, evs.map((e) => eventRow(e, false))))),
-    list.next_cursor && !seq ? h('p', { cls: 'muted', text: 'Older events: narrow the filter.' }) : null);
+    list.next_cursor && !seq ? h('p', {}, h('a', { id: 'older', href: '#/events?' + olderQuery(list.next_cursor), text: 'Older events →' })) : null);
   // rows link to the event's detail
   for (const tr of document.querySelectorAll('#events tbody tr')) {
     const a = h('a', { href: '#/events?seq=' + tr.dataset.seq, text: tr.dataset.seq });

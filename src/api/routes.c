@@ -167,12 +167,22 @@ static bool int_arg(Req *r, const char *name, long long min, long long max, long
 
 void api__events_get(Req *r)
 {
-    long long since = 0, limit = PAGE_DEFAULT;
-    if (!int_arg(r, "since", 0, INT64_MAX, &since) || !int_arg(r, "cursor", 0, INT64_MAX, &since) ||
+    long long since = 0, limit = PAGE_DEFAULT, before = 0;
+    const char *order = arg(r, "order");
+    if (order && strcmp(order, "asc") && strcmp(order, "desc")) {
+        api__problem(r, 400, "Bad request", "query parameter 'order': asc or desc");
+        return;
+    }
+    bool desc = order && !strcmp(order, "desc");
+    /* newest first, a cursor is the seq to stay below */
+    if (!int_arg(r, "since", 0, INT64_MAX, &since) ||
+        !int_arg(r, desc ? "before" : "cursor", desc ? 1 : 0, INT64_MAX, desc ? &before : &since) ||
+        (desc && !int_arg(r, "cursor", 1, INT64_MAX, &before)) ||
         !int_arg(r, "limit", 1, PAGE_MAX, &limit))
         return;
     LedgerFilter f = { .type = arg(r, "type"), .source = arg(r, "source"),
-                       .subject = arg(r, "subject"), .after_seq = since, .limit = limit };
+                       .subject = arg(r, "subject"), .after_seq = since, .limit = limit,
+                       .before_seq = before, .newest_first = desc };
     Err err = { 0 };
     Store *rd = api__reader(r->srv, &err);
     json_t *list = json_array();

@@ -122,9 +122,12 @@ typedef struct LedgerFilter {
     int64_t after_seq;   /* events with seq > after_seq */
     int64_t limit;       /* <= 0: no limit */
     bool headers_only;   /* data is left empty (""): for readers that look at types */
+    int64_t before_seq;  /* > 0: only events with seq < before_seq */
+    bool newest_first;   /* in descending seq order (a page from the end) */
 } LedgerFilter;
 
-/* Calls fn for each matching event in seq order; fn returns 0 to go on, >0 to
+/* Calls fn for each matching event in seq order (descending with
+ * newest_first); fn returns 0 to go on, >0 to
  * stop, <0 to fail (returned). The Event is borrowed for the call. */
 int ledger_read(Store *s, const LedgerFilter *f, int (*fn)(void *ctx, const Event *ev),
                 void *ctx, Err *err);

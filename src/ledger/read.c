@@ -46,7 +46,9 @@ int ledger_read(Store *s, const LedgerFilter *f, int (*fn)(void *ctx, const Even
         buf_puts(&sql, " AND source = ?3");
     if (f->subject)
         buf_puts(&sql, " AND subject = ?4");
-    buf_puts(&sql, " ORDER BY seq LIMIT ?5");
+    if (f->before_seq > 0)
+        buf_puts(&sql, " AND seq < ?6");
+    buf_puts(&sql, f->newest_first ? " ORDER BY seq DESC LIMIT ?5" : " ORDER BY seq LIMIT ?5");
     StoreStmt *st;
     int rc = store_prepare(s, sql.ptr, &st, err);
     buf_done(&sql);
@@ -60,6 +62,8 @@ int ledger_read(Store *s, const LedgerFilter *f, int (*fn)(void *ctx, const Even
     if (f->subject)
         store_bind_text(st, 4, f->subject, strlen(f->subject));
     store_bind_int(st, 5, f->limit > 0 ? f->limit : -1);
+    if (f->before_seq > 0)
+        store_bind_int(st, 6, f->before_seq);
     while ((rc = store_step(st, err)) == STORE_ROW) {
         Event *ev;
         if ((rc = ledger_event_from_row(st, &ev, err)) < 0)

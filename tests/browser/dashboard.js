@@ -229,6 +229,8 @@ async function undoPhase(page, ctx, problems) {
       await page.goto(URL + '/#/events');
       await page.waitForSelector('#chain[data-ok=true]');
       assert(await page.locator('#events tbody tr').count() > 5, 'few events');
+      const seqs = await page.$$eval('#events tbody tr', (rows) => rows.map((r) => Number(r.dataset.seq)));
+      assert(seqs.every((x, i) => i === 0 || seqs[i - 1] > x), 'not newest first');
       await page.fill('#f-type', 'lead.created');
       await page.press('#f-type', 'Enter');
       await page.waitForFunction(() => {

@@ -133,6 +133,13 @@ http GET /v1/inbox "${CK[@]}"
 printf '%s' "$BODY" >"$TMP/inbox.json"
 expect_eq "the inbox is JSON, its text escaped (a quote and a tab in the model)" \
   "$(sqlite3 :memory: "SELECT count(*), min(value ->> '\$.model') = 'local \"nb\"' || char(9) || 'v2' FROM json_each(readfile('$TMP/inbox.json'), '\$.items') WHERE value ->> '\$.kind' = 'approval'")" "3|1"
+http GET "/v1/events?order=desc&limit=2&type=lead.created" "${CK[@]}"
+d1=$(jget "$BODY" '$.events[0].seq') d2=$(jget "$BODY" '$.events[1].seq') cur=$(jget "$BODY" '$.next_cursor')
+http GET "/v1/events?order=desc&limit=2&type=lead.created&before=$cur" "${CK[@]}"
+expect_eq "GET /v1/events?order=desc: newest first, paged by before" \
+  "$([ "$d1" -gt "$d2" ] && echo desc) $cur $(jget "$BODY" '$.events[0].seq' | grep -c .) $(jget "$BODY" '$.next_cursor')" "desc $d2 1 "
+http GET "/v1/events?order=sideways" "${CK[@]}"
+expect_eq "an unknown order: 400 naming it" "$CODE $(jget "$BODY" '$.detail' | grep -c "'order'")" "400 1"
 http GET /v1/status "${CK[@]}"
 expect_eq "GET /v1/status: tasks by state, approvals, the mode" \
   "$CODE $(jget "$BODY" '$.tasks.inbox') $(jget "$BODY" '$.approvals_pending') $(jget "$BODY" '$.mode') $(jget "$BODY" '$.models[0].breaker')" \
