@@ -225,6 +225,8 @@ struct ApiStreams *api__streams_new(ApiServer *s);
 /* Ends every stream (they answer end of stream) and stops the notifier. */
 void api__streams_stop(struct ApiStreams *st);
 void api__streams_free(struct ApiStreams *st);
+int api__streams_count(struct ApiStreams *st);
+int api__sessions_count(struct ApiSessions *ss);
 
 /* Form parsing (form.c): feed upload data, then finish. */
 int api__form_begin(Req *r);

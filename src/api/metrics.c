@@ -121,6 +121,14 @@ void api__metrics_render(ApiServer *s, Buf *out)
                (long long)ledger_head_seq(s->ledger),
                (long long)atomic_load(&m->open_connections), rss_bytes(),
                (double)(core_time_now_ms() - s->started_ms) / 1000.0);
+    buf_printf(out,
+               "# HELP bureau_http_streams_open Open event streams (GET /v1/stream).\n"
+               "# TYPE bureau_http_streams_open gauge\n"
+               "bureau_http_streams_open %d\n"
+               "# HELP bureau_sessions Live dashboard sessions.\n"
+               "# TYPE bureau_sessions gauge\n"
+               "bureau_sessions %d\n",
+               api__streams_count(s->streams), api__sessions_count(s->sessions));
     /* the outbox and the inbox, from the projection */
     Err err = { 0 };
     Store *rd = api__reader(s, &err);

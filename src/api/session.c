@@ -44,6 +44,17 @@ void api__sessions_free(struct ApiSessions *ss)
     free(ss);
 }
 
+int api__sessions_count(struct ApiSessions *ss)
+{
+    int n = 0;
+    int64_t now = core_time_now_ms();
+    pthread_mutex_lock(&ss->mu);
+    for (int i = 0; i < API_SESSIONS_MAX; i++)
+        n += ss->s[i].used && ss->s[i].expires_ms > now;
+    pthread_mutex_unlock(&ss->mu);
+    return n;
+}
+
 static void random_hex(char *out, size_t hex_len)
 {
     uint8_t raw[64];

@@ -108,6 +108,16 @@ void api__streams_free(struct ApiStreams *h)
     free(h);
 }
 
+int api__streams_count(struct ApiStreams *h)
+{
+    if (!h)
+        return 0;
+    pthread_mutex_lock(&h->mu);
+    int n = h->n;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
 typedef struct Fill {
     Buf *out;
     int64_t last;

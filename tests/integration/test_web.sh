@@ -212,6 +212,9 @@ for i in $(seq 16); do
   IFS= read -r -t 20 first <&"$fd" && [ "$first" = "retry: 3000" ] && opened=$((opened + 1))
 done
 expect_eq "16 streams open" "$opened" 16
+http GET /metrics
+expect_contains "/metrics counts the open streams" "$BODY" "bureau_http_streams_open 16"
+expect_contains "/metrics counts the live sessions" "$BODY" "bureau_sessions 1"
 http GET /v1/stream -H "Authorization: Bearer $TOKEN" --max-time 10
 expect_eq "the 17th stream: 503 problem+json" "$CODE $CTYPE" "503 application/problem+json"
 
