@@ -708,12 +708,13 @@ async function renderSpend() {
   const by = ['day', 'route', 'workflow', 'customer'];
   const day = (ms) => new Date(ms).toISOString().slice(0, 10);
   const since = { day: day(Date.now() - 29 * 86400000), customer: day(Date.now()) };
-  const [st, ...sp] = await Promise.all([api('GET', '/v1/status'),
+  const [st, contacts, ...sp] = await Promise.all([api('GET', '/v1/status'), api('GET', '/v1/contacts?limit=500'),
     ...by.map((b) => api('GET', '/v1/spend?by=' + b + (since[b] ? '&since=' + since[b] : '')))]);
+  const names = new Map(contacts.contacts.map((c) => ['contact:' + c.id, c.name || c.email || c.id]));
   if (S.view !== 'spend') return;
   const budgets = st.budgets || {};
   const charts = sp.map((s, i) => {
-    let rows = (s.rows || []).map((r) => ({ label: r.key || (by[i] === 'customer' ? '(no customer)' : '(none)'), value: r.cost_usd || 0, calls: r.calls }));
+    let rows = (s.rows || []).map((r) => ({ label: names.get(r.key) || r.key || (by[i] === 'customer' ? '(no customer)' : '(none)'), value: r.cost_usd || 0, calls: r.calls }));
     if (by[i] === 'day') rows.sort((a, b) => a.label.localeCompare(b.label)), rows = rows.slice(-30);
     else rows.sort((a, b) => b.value - a.value), rows = rows.slice(0, 12);
     const budget = by[i] === 'day' ? budgets.daily_usd : by[i] === 'customer' ? (budgets.per_customer || {}).daily_usd : 0;

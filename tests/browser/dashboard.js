@@ -255,6 +255,7 @@ async function undoPhase(page, ctx, problems) {
       assert(await page.locator('figure[data-chart=route] rect.bar').count() === 2, 'route bars');
       assert(await page.locator('figure[data-chart=day] rect.bar').count() >= 1, 'day bars');
       assert(await page.locator('figure[data-chart=day] line.budget').count() === 1, 'no budget line');
+      assert(await page.locator('figure[data-chart=customer] text:has-text("Ann")').count() === 1, 'the customer is not named');
       assert(await page.locator('#models td:has-text("closed")').count() >= 1, 'no breaker states');
       await shot(page, 'spend');
     });
