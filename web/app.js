@@ -28,6 +28,8 @@ function h(tag, props, ...kids) {
 
 const $ = (sel) => document.querySelector(sel);
 const main = () => $('#main');
+/* The page's content; null, undefined and false (a part left out) are skipped. */
+const show = (...kids) => main().replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
 const fmtUsd = (x) => '$' + (Number(x) || 0).toFixed((Number(x) || 0) < 1 ? 4 : 2);
 const fmtTime = (t) => t ? t.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '';
 const enc = encodeURIComponent;
@@ -212,9 +214,9 @@ function route() {
   };
   const v = views[parts[0]] ? parts[0] : 'inbox';
   S.view = v === 'tasks' && S.param ? 'task' : v === 'customers' && S.param ? 'customer' : v;
-  main().replaceChildren(h('p', { cls: 'muted', text: 'Loading…' }));
+  show(h('p', { cls: 'muted', text: 'Loading…' }));
   views[v]().catch((e) => {
-    if (e.status !== 401) main().replaceChildren(h('p', { cls: 'error', role: 'alert', text: e.message }));
+    if (e.status !== 401) show(h('p', { cls: 'error', role: 'alert', text: e.message }));
   });
 }
 
@@ -402,7 +404,7 @@ async function renderInbox(quiet) {
   if (shown.length < inbox.items.length)
     list.append(h('button', { type: 'button', cls: 'link', onclick: () => { S.showAll = true; renderInbox(); } },
       `Show all ${inbox.items.length}`));
-  main().replaceChildren(
+  show(
     h('div', { cls: 'row' }, h('h1', { text: `Inbox (${inbox.items.length})` }),
       h('span', { cls: 'keys hide-sm' }, h('kbd', { text: 'j' }), '/', h('kbd', { text: 'k' }), ' move · ',
         h('kbd', { text: 'a' }), ' approve · ', h('kbd', { text: 'e' }), ' edit · ', h('kbd', { text: 'r' }), ' reject')),
@@ -450,7 +452,7 @@ async function renderTasks(quiet) {
   if (S.view !== 'tasks') return;
   const counts = st.tasks || {};
   const steps = st.steps || {};
-  main().replaceChildren(h('h1', { text: 'Tasks' }),
+  show(h('h1', { text: 'Tasks' }),
     h('nav', { cls: 'grid', 'aria-label': 'Queues by state' },
       h('a', { cls: 'stat' + (state ? '' : ' active'), href: '#/tasks' }, h('div', { cls: 'n', text: Object.values(counts).reduce((a, b) => a + b, 0) }), h('div', { cls: 'l', text: 'all' })),
       TASK_STATES.map((s) => h('a', { cls: 'stat' + (state === s ? ' active' : ''), href: '#/tasks?status=' + s, 'data-state': s },
@@ -515,13 +517,13 @@ async function renderTask(id, quiet) {
   if (S.view !== 'task' || S.param !== id) return;
   const act = async (a) => { try { await api('POST', `/v1/tasks/${enc(id)}/${a}`); toast(`${a}: requested`); renderTask(id, true); } catch (e) { fail(e); } };
   const live = ['queued', 'running', 'inbox'].includes(t.status);
-  main().replaceChildren(
+  show(
     h('p', {}, h('a', { href: '#/tasks', text: '← Tasks' })),
     h('h1', {}, `${t.workflow} `, badge(t.status)),
     h('div', { cls: 'meta' }, h('span', {}, 'Task ', h('b', { cls: 'mono', text: t.id })),
       h('span', {}, 'Trigger ', eventLink(t.trigger_seq)), h('span', { text: 'Created ' + fmtTime(t.created_at) }),
       t.finished_at ? h('span', { text: 'Finished ' + fmtTime(t.finished_at) }) : null),
-    t.error && t.error !== 'null' ? h('p', { cls: 'error', text: t.error }) : null,
+    t.error ? h('p', { cls: 'error', text: t.error }) : null,
     live ? h('div', { cls: 'actions' },
       t.status === 'inbox' ? h('button', { type: 'button', cls: 'primary', 'data-action': 'retry', onclick: () => act('retry') }, 'Retry') : null,
       t.status === 'inbox' ? h('button', { type: 'button', 'data-action': 'skip', onclick: () => act('skip') }, 'Skip step') : null,
@@ -546,7 +548,7 @@ async function renderTask(id, quiet) {
 
 function eventRow(e, fresh) {
   return h('tr', { cls: fresh ? 'ev-new' : null, 'data-seq': e.seq },
-    h('td', { cls: 'mono', text: e.seq }), h('td', { text: e.type }), h('td', { text: e.source }),
+    h('td', { cls: 'mono' }, h('a', { href: '#/events?seq=' + e.seq, text: e.seq })), h('td', { text: e.type }), h('td', { text: e.source }),
     h('td', {}, customerLink(e.subject) || h('span', { cls: 'muted', text: e.subject || '' })),
     h('td', { cls: 'hide-sm', text: fmtTime(e.received_at || e.at) }));
 }
@@ -595,21 +597,16 @@ async function renderEvents() {
   } }, input('type', 'Type', 'email.received'), input('source', 'Source', 'imap'), input('customer', 'Customer id', 'contact id'),
   h('button', { type: 'submit', text: 'Filter' }));
   const chain = audit.error ? h('span', { cls: 'error', text: 'cannot verify: ' + audit.error })
-    : audit.ok ? h('span', { cls: 'ok', id: 'chain', 'data-ok': 'true', text: `✔ hash chain verified: ${audit.events} events (${fmtTime(audit.checked_at)})` })
+    : audit.ok ? h('span', { cls: 'ok', id: 'chain', 'data-ok': 'true', text: `✔ hash chain verified: events 1 to ${audit.events}, checked ${fmtTime(audit.checked_at)}` })
       : h('span', { cls: 'error', id: 'chain', 'data-ok': 'false', text: `✘ the chain breaks at seq ${audit.bad_seq}: ${audit.detail}` });
   const evs = list.events; // newest first
   const detail = seq && evs[0] ? h('div', { cls: 'panel' }, h('h2', { text: `Event #${evs[0].seq}: ${evs[0].type}` }),
     h('pre', { id: 'event-data', text: JSON.stringify(evs[0], null, 2) })) : null;
-  main().replaceChildren(h('h1', { text: 'Events' }), h('p', {}, chain), form, detail,
+  show(h('h1', { text: 'Events' }), h('p', {}, chain), form, detail,
     h('div', { cls: 'table-wrap' }, h('table', { id: 'events' },
       h('thead', {}, h('tr', {}, ['Seq', 'Type', 'Source', 'Customer', 'Received'].map((x, i) => h('th', { cls: i === 4 ? 'hide-sm' : null, text: x })))),
       h('tbody', {}, evs.map((e) => eventRow(e, false))))),
     list.next_cursor && !seq ? h('p', {}, h('a', { id: 'older', href: '#/events?' + olderQuery(list.next_cursor), text: 'Older events →' })) : null);
-  // rows link to the event's detail
-  for (const tr of document.querySelectorAll('#events tbody tr')) {
-    const a = h('a', { href: '#/events?seq=' + tr.dataset.seq, text: tr.dataset.seq });
-    tr.firstChild.replaceChildren(a);
-  }
 }
 
 /* ---- customers ---- */
@@ -619,7 +616,7 @@ async function renderCustomers() {
   const list = await api('GET', '/v1/contacts?limit=100' + (q ? '&q=' + enc(q) : ''));
   if (S.view !== 'customers') return;
   const input = h('input', { id: 'q', name: 'q', type: 'search', value: q, placeholder: 'name, email, company', maxlength: 200 });
-  main().replaceChildren(h('h1', { text: 'Customers' }),
+  show(h('h1', { text: 'Customers' }),
     h('form', { cls: 'filters', role: 'search', onsubmit: (e) => { e.preventDefault(); location.hash = '#/customers' + (input.value.trim() ? '?q=' + enc(input.value.trim()) : ''); } },
       h('div', {}, h('label', { for: 'q', text: 'Search' }), input), h('button', { type: 'submit', text: 'Search' })),
     list.contacts.length ? h('div', { cls: 'table-wrap' }, h('table', { id: 'contacts' },
@@ -650,7 +647,7 @@ async function renderCustomer(id) {
       h('td', { cls: 'hide-sm', text: fmtTime(f.observed_at) }))));
   }
   const idents = (c.identities || []).map((x) => `${x.kind}: ${x.value}`).join(' · ');
-  main().replaceChildren(
+  show(
     h('p', {}, h('a', { href: '#/customers', text: '← Customers' })),
     h('h1', { id: 'customer-name', text: c.name || c.email || c.id }),
     h('div', { cls: 'meta' }, c.email ? h('span', { text: c.email }) : null, c.phone ? h('span', { text: c.phone }) : null,
@@ -726,7 +723,7 @@ async function renderSpend() {
   const rate = (bad, good) => { const n = (recent[bad] || 0) + (recent[good] || 0); return n ? ((recent[bad] || 0) / n * 100).toFixed(1) + '%' : '—'; };
   const failures = sp[1].rows.reduce((a, r) => a + (r.failures || 0), 0), calls = sp[1].rows.reduce((a, r) => a + (r.calls || 0), 0);
   const stat = (n, l, cls) => h('div', { cls: 'stat' + (cls ? ' ' + cls : '') }, h('div', { cls: 'n', text: n }), h('div', { cls: 'l', text: l }));
-  main().replaceChildren(
+  show(
     h('h1', { text: 'Spend and health' }),
     h('div', { cls: 'grid', id: 'health' },
       stat(st.mode, 'mode'), stat(fmtUsd(sp[0].total_usd), 'model spend, 30 days'),

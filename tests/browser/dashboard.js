@@ -32,8 +32,17 @@ async function step(name, fn) {
 }
 function assert(cond, msg) { if (!cond) throw new Error(msg); }
 
+// Saves a screenshot of the page, after checking that no value was left
+// out as the text "null" or "undefined".
 async function shot(page, name) {
+  const stray = await page.evaluate(() => {
+    const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = w.nextNode(); n; n = w.nextNode())
+      if (/^(null|undefined|NaN)$/.test(n.textContent.trim())) return n.parentElement.outerHTML.slice(0, 120);
+    return null;
+  });
   await page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
+  if (stray) throw new Error(`${name}: a stray value: ${stray}`);
 }
 
 // Restarted with smtp.undo_window_s: an approved mail is held, and Undo
