@@ -151,9 +151,11 @@ async function refreshStatus() {
     : 'Production: approved effects are sent.';
   b.id = 'banner';
   b.setAttribute('data-mode', mode);
-  const n = (S.status.approvals_pending || 0) + ((S.status.tasks || {}).inbox || 0) +
-    ((S.status.effects || {}).uncertain || 0);
-  $('#inbox-count').textContent = n ? String(n) : '';
+  if (S.view !== 'inbox') { // the inbox page counts its own cards
+    const n = (S.status.approvals_pending || 0) + ((S.status.tasks || {}).inbox || 0) +
+      ((S.status.effects || {}).uncertain || 0);
+    $('#inbox-count').textContent = n ? String(n) : '';
+  }
 }
 
 function openStream() {
@@ -397,6 +399,7 @@ async function renderInbox(quiet) {
   const [inbox, effects] = await Promise.all([api('GET', '/v1/inbox'), api('GET', '/v1/effects?limit=10')]);
   if (S.view !== 'inbox') return;
   S.items = inbox.items;
+  $('#inbox-count').textContent = inbox.items.length ? String(inbox.items.length) : '';
   // a long inbox shows its first cards; the rest on demand
   const shown = S.showAll ? inbox.items : inbox.items.slice(0, 50);
   const list = h('div', { id: 'inbox-list' }, shown.map((it, i) =>
