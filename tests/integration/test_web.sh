@@ -107,6 +107,11 @@ expect_eq "login with a bad token: 401 naming the field" \
   "$CODE $(jget "$BODY" '$.detail' | grep -c '^token')" "401 1"
 http POST /login -H 'Accept: text/html' -d "token=bur_nope"
 expect_eq "a browser's bad login goes back to the form" "$CODE $(printf '%s\n' "$HDRS" | sed -n 's/^Location: *//p')" "303 /?login=failed"
+head -c 5000 /dev/zero | tr '\0' a >"$TMP/big.form"
+http POST /login --data-binary "@$TMP/big.form"
+expect_eq "a login body over 4 KiB: 413 problem+json" "$CODE $CTYPE" "413 application/problem+json"
+http GET /login
+expect_eq "GET /login: 405 (a link never logs in)" "$CODE" 405
 http POST /login --data-urlencode "token=$TOKEN"
 COOKIE=$(printf '%s\n' "$HDRS" | sed -n 's/^Set-Cookie: *//p')
 expect_eq "login: 303 to /" "$CODE $(printf '%s\n' "$HDRS" | sed -n 's/^Location: *//p')" "303 /"
