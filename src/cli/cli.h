@@ -96,6 +96,7 @@ int cmd_workflows_list(Cli *cli);
 int cmd_workflows_show(Cli *cli);
 int cmd_workflows_validate(Cli *cli);
 int cmd_workflows_enable(Cli *cli);
+int cmd_workflows_run(Cli *cli);
 int cmd_workflows_disable(Cli *cli);
 int cmd_tasks(Cli *cli);
 int cmd_task_show(Cli *cli);

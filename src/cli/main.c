@@ -192,6 +192,9 @@ static const CliCommand commands[] = {
       "Validate a workflow file; problems are printed as FILE:LINE:COL: message. With\n"
       "--data DIR, also check its scripts (DATA/agents) and the workflows it starts.",
       NULL, cmd_workflows_validate, 1, 1 },
+    { "workflows run", "NAME",
+      "Fire a scheduled workflow now, as its schedule would (schedule.fired).", NULL,
+      cmd_workflows_run, 1, 1 },
     { "workflows enable", "NAME", "Enable a workflow (recorded as an event).", NULL,
       cmd_workflows_enable, 1, 1 },
     { "workflows disable", "NAME", "Disable a workflow (recorded as an event).", NULL,
