@@ -418,6 +418,12 @@ static int check_themes(const json_t *with, Err *err)
     return check_model(with, err, NULL, keys, "types, since, max");
 }
 
+static int check_renewals(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "within", NULL };
+    return check_model(with, err, NULL, keys, "within");
+}
+
 static int check_record_fact(const json_t *with, Err *err)
 {
     Err local;
@@ -453,6 +459,7 @@ static const FlowStepKind builtin_kinds[] = {
     { "memory.context", check_context },
     { "memory.search", check_search },
     { "memory.themes", check_themes },
+    { "memory.renewals", check_renewals },
 };
 
 static void register_builtins(void)

@@ -190,7 +190,7 @@ FlowStepHandler flow__step_handler(const char *kind)
         return flow__step_model;
     if (!strcmp(kind, "memory.resolve") || !strcmp(kind, "memory.record_fact") ||
         !strcmp(kind, "memory.context") || !strcmp(kind, "memory.search") ||
-        !strcmp(kind, "memory.themes"))
+        !strcmp(kind, "memory.themes") || !strcmp(kind, "memory.renewals"))
         return flow__step_memory;
     return NULL;
 }

@@ -11,6 +11,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "memory/search.h"
+#include "memory/renewals.h"
 #include "memory/themes.h"
 
 /* memory.resolve: with {who: an email, phone, payment customer id or
@@ -254,6 +255,42 @@ static int step_themes(FlowStepRun *r)
     return 0;
 }
 
+/* memory.renewals: with {within? (a duration, default 30d)}: {due: [...]}
+ * as memory_renewals() finds them, and one `renewal.due` event per renewal
+ * (keyed by contact, kind and end, so a daily run announces each once). */
+static int step_renewals(FlowStepRun *r)
+{
+    const char *within = json_string_value(json_object_get(r->inputs, "within"));
+    int64_t ms = (int64_t)30 * 86400000;
+    Err err = { 0 };
+    if (within && *within && flow_duration_parse(within, &ms, &err) < 0)
+        return flow__step_fail(r, false, "with.within: '%.40s': a duration (30d)", within);
+    json_t *due = NULL;
+    if (memory_renewals(r->rd, r->now_ms, ms, &due, &err) < 0)
+        return flow__step_fail(r, true, "%s", err.msg);
+    char source[FLOW_NAME_MAX + 16];
+    flow__source(r->wf->name, source);
+    size_t i;
+    json_t *d;
+    json_array_foreach(due, i, d) {
+        const char *contact = json_string_value(json_object_get(d, "contact"));
+        char key[256], subject[64];
+        snprintf(key, sizeof key, "renewal.due:%s:%s:%s", contact,
+                 json_string_value(json_object_get(d, "kind")),
+                 json_string_value(json_object_get(d, "ends_at")));
+        snprintf(subject, sizeof subject, "contact:%s", contact);
+        Event *ev = NULL;
+        if (ledger_event_new("renewal.due", source, subject, d, key, r->limits, &ev, &err) < 0) {
+            json_decref(due);
+            return flow__step_fail(r, false, "%s", err.msg);
+        }
+        flow__step_emit(r, ev);
+    }
+    r->outcome = FLOW_DONE;
+    r->output = json_pack("{s:o}", "due", due);
+    return 0;
+}
+
 int flow__step_memory(FlowStepRun *r)
 {
     const char *k = r->step->kind;
@@ -261,5 +298,6 @@ int flow__step_memory(FlowStepRun *r)
          : !strcmp(k, "memory.context")   ? step_context(r)
          : !strcmp(k, "memory.search")    ? step_search(r)
          : !strcmp(k, "memory.themes")    ? step_themes(r)
+         : !strcmp(k, "memory.renewals")  ? step_renewals(r)
                                           : step_record_fact(r);
 }
