@@ -127,6 +127,10 @@ int cmd_memory_export(Cli *cli);
 int cmd_memory_forget(Cli *cli);
 int cmd_memory_context(Cli *cli);
 int cmd_memory_search(Cli *cli);
+int cmd_connectors(Cli *cli);
+int cmd_connectors_replay(Cli *cli);
+int cmd_import_mbox(Cli *cli);
+int cmd_import_contacts(Cli *cli);
 
 
 #endif

@@ -9,6 +9,7 @@
 #include "memory/identity.h"
 #include "model/router.h"
 #include "ledger/projection.h"
+#include "pull/pull.h"
 
 static const CliOpt ingest_opts[] = {
     { "file", "F", "read from file F instead of stdin" },
@@ -134,6 +135,17 @@ static const CliOpt forget_opts[] = {
 static const CliOpt context_opts[] = {
     { "query", "Q", "the items that match Q best (default: the latest)" },
     { "budget", "TOKENS", "at most this many tokens (about 4 bytes each; default 1000)" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt replay_from_opts[] = {
+    { "from", "CURSOR", "0 (the beginning) or a cursor as `bureau connectors --json` shows it" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt import_opts[] = {
+    { "source", "S", "the events' source (default import)" },
+    { "max-message-bytes", "N", "mbox: larger messages keep only their header (default 25 MiB)" },
     { NULL, NULL, NULL },
 };
 
@@ -279,6 +291,23 @@ static const CliCommand commands[] = {
       cmd_memory_unmerge, 1, 1 },
     { "batch run", NULL, "Wake the model calls waiting for the batch window: they run now.", NULL,
       cmd_batch_run, 0, 0 },
+    { "connectors replay", "NAME",
+      "Read a pull connector again from --from CURSOR at its next poll (in bureau serve);\n"
+      "what is already in the ledger is dropped by its idempotency key.",
+      replay_from_opts, cmd_connectors_replay, 1, 1 },
+    { "connectors", NULL,
+      "The pull connectors (imap, ics): last success, last error, cursor, events today\n"
+      "(with --json: one object per connector).",
+      NULL, cmd_connectors, 0, 0 },
+    { "import mbox", "FILE",
+      "Import every message of an mbox file as email.received (the IMAP parser). Running\n"
+      "it again adds nothing. Progress on a terminal; a summary at the end.",
+      import_opts, cmd_import_mbox, 1, 1 },
+    { "import contacts", "FILE.csv",
+      "Import contacts from CSV (the first row names the columns: email, name or first/last\n"
+      "name, company, phone, tags; others are kept as fields) as contact.imported.\n"
+      "Bad rows are reported as 'line N: reason' and skipped (exit 1).",
+      import_opts, cmd_import_contacts, 1, 1 },
     { "version", NULL, "Print the version.", NULL, cmd_version, 0, 0 },
 };
 
@@ -418,6 +447,7 @@ int main(int argc, char **argv)
     flow_projections_register();
     model_projections_register();
     memory_projections_register();
+    pull_projections_register();
     core_config_defaults(&cli.config);
     rc = cmd->run(&cli);
     mode_banner(&cli);
