@@ -470,6 +470,10 @@ static int poll_folder(Poll *p, const char *folder, bool sent, Err *err)
             json_object_set_new(folders, folder, nfc);
             rc = pull__append_batch(p->x->opts->ledger, c, evs, ne, p->cursor, &p->cursor_seq,
                                     &p->added, err);
+            if (rc == 0)
+                log_debug("imap batch", json_pack("{s:s, s:s, s:I, s:I}", "connector", c->name,
+                                                  "folder", folder, "messages", (json_int_t)ne,
+                                                  "uid", (json_int_t)(n ? u.v[i + n - 1] : last)));
             if (rc == 0 && sent && p->x->opts->sent) {
                 for (size_t k = 0; k < ne; k++) {
                     Err e2 = { 0 };

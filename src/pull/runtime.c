@@ -228,9 +228,9 @@ static void poll_one(PullRuntime *rt, ConnState *s)
         }
         s->failing = false;
         s->failures = 0;
-        if (added)
-            log_info("connector polled", json_pack("{s:s, s:I}", "connector", s->c->name,
-                                                   "events", (json_int_t)added));
+        /* a poll that found nothing is only worth a debug line */
+        log_emit(added ? LOG_INFO : LOG_DEBUG, "connector polled",
+                 json_pack("{s:s, s:I}", "connector", s->c->name, "events", (json_int_t)added));
     }
     record_poll(rt, s, rc >= 0, delay);
     s->next_ms = mono_ms() + delay;
