@@ -189,8 +189,9 @@ static int command(Imap *m, const char *cmd, size_t keep, UntaggedFn fn, void *c
         if (!strncmp(l, tag, tl) && l[tl] == ' ') {
             if (!strncasecmp(l + tl + 1, "OK", 2))
                 return 0;
-            /* the command itself is safe to name: folders and UIDs, no secrets */
-            return err_set(err, ERR_IO, "imap: %.60s: %.200s", cmd, l + tl + 1);
+            /* the command itself is safe to name: folders and UIDs, no
+             * secrets. A refusal (NO, BAD) leaves the connection usable. */
+            return err_set(err, ERR_INVAL, "imap: %.60s: %.200s", cmd, l + tl + 1);
         }
         if (!strncmp(l, "* BYE", 5))
             return err_set(err, ERR_IO, "imap: the server said %.200s", l + 2);
@@ -512,14 +513,27 @@ int pull__imap_poll(const PullCtx *x, int64_t *ret_appended, Err *err)
         return rc;
     if ((rc = imap_open(&m, x->c, x->password, err)) < 0)
         goto out;
+    /* A folder the server refuses (say, one that does not exist) fails the
+     * poll, but only after the other folders had their turn. */
     bool sent_listed = false;
-    for (int i = 0; i < x->c->n_folders && rc == 0 && !*x->stop; i++) {
-        bool sent = x->c->sent_folder && !strcmp(x->c->sent_folder, x->c->folders[i]);
+    int first = 0;
+    Err ferr = { 0 };
+    int nf = x->c->n_folders + (x->c->sent_folder ? 1 : 0);
+    for (int i = 0; i < nf && !*x->stop; i++) {
+        const char *folder = i < x->c->n_folders ? x->c->folders[i] : x->c->sent_folder;
+        bool sent = x->c->sent_folder && !strcmp(x->c->sent_folder, folder);
+        if (i == x->c->n_folders && sent_listed)
+            break;
         sent_listed |= sent;
-        rc = poll_folder(&p, x->c->folders[i], sent, err);
+        rc = poll_folder(&p, folder, sent, &ferr);
+        if (rc < 0 && !first) {
+            first = rc;
+            *err = ferr;
+        }
+        if (rc < 0 && rc != ERR_INVAL)
+            break; /* the connection is gone */
     }
-    if (rc == 0 && x->c->sent_folder && !sent_listed && !*x->stop)
-        rc = poll_folder(&p, x->c->sent_folder, true, err);
+    rc = first;
     if (rc == 0) {
         Err e2 = { 0 };
         command(&m, "LOGOUT", 0, NULL, NULL, &e2);

@@ -4,7 +4,7 @@
 #   imap_start        starts it on a free port (again on the same port and
 #                     Maildir after imap_stop); sets IMAP_PORT, IMAP_URL,
 #                     IMAP_MAIL (the user's Maildir). User test, password secret.
-#   imap_stop         stops it (doveadm stop: every connection is cut)
+#   imap_stop         stops it and cuts every connection
 #   imap_drop FILE [FOLDER]  delivers FILE into the Maildir (FOLDER: a
 #                     subfolder such as Sent; default INBOX)
 IMAP_DIR=$TMP/imap
@@ -63,7 +63,15 @@ CONF
 }
 
 imap_stop() {
+  # doveadm stop ends the master; a session already logged in would live on,
+  # so this server's own processes (the master's children) are killed too
+  local master kids
+  master=$(cat "$IMAP_DIR/run/master.pid" 2>/dev/null)
+  kids=$([ -n "$master" ] && ps -o pid= --ppid "$master" 2>/dev/null)
   doveadm -c "$IMAP_DIR/dovecot.conf" stop 2>/dev/null
+  # shellcheck disable=SC2086
+  [ -n "$kids" ] && kill -KILL $kids 2>/dev/null
+  return 0
 }
 
 IMAP_SEQ=0
