@@ -8,7 +8,8 @@
 #  2 a second poll adds nothing; new mail is picked up
 #  3 a message in the Sent folder settles the uncertain mail it is
 #  4 bureau connectors --json, /metrics; replay from 0 re-reads, adds nothing
-#  5 the failure of a poll is logged once, and recovery too
+#  5 the failure of a poll is logged once, and recovery too; a new
+#    UIDVALIDITY reads the folder again and adds nothing
 #  6 mbox import of 3,000 messages, twice: the count does not change
 #  7 contacts CSV import: bad rows named by line, a second run adds nothing
 #  8 replay --check and audit verify
@@ -195,9 +196,17 @@ run bureau --data "$D" connectors --json
 expect_eq "connectors: failing" "$(jget "$OUT" '$.failing')" 1
 expect_contains "connectors: the last error" "$(jget "$OUT" '$.last_error')" "imap:"
 N=$(grep -c '"msg":"connector failing"' "$SRV_LOG")
+# while it is down, the server forgets its UIDs: INBOX gets a new UIDVALIDITY
+OLD_UV=$(jget "$OUT" '$.cursor.folders.INBOX.uidvalidity')
+rm -f "$IMAP_MAIL/dovecot-uidlist"
 check "dovecot starts again" imap_start
 log_wait '"msg":"connector recovered"' 60 && ok "recovery is logged" || not_ok "recovery is logged" "no line"
 expect_eq "several failed polls, one more failing line" "$(grep -c '"msg":"connector failing"' "$SRV_LOG")" "$N"
+check "a new UIDVALIDITY is noticed" grep -q '"msg":"imap uidvalidity changed' "$SRV_LOG"
+run bureau --data "$D" connectors --json
+[ "$(jget "$OUT" '$.cursor.folders.INBOX.uidvalidity')" != "$OLD_UV" ] &&
+  ok "the cursor has the new UIDVALIDITY" || not_ok "the cursor has the new UIDVALIDITY" "$OUT"
+expect_eq "the folder read again adds nothing" "$(n_mail)" $((TOTAL + 2))
 serve_stop
 expect_eq "serve stops cleanly" "$SRV_RC" 0
 imap_stop
