@@ -4,14 +4,16 @@
 CREATE TABLE connectors (
     name          TEXT PRIMARY KEY,
     kind          TEXT NOT NULL,
+    source        TEXT NOT NULL,               -- its events' source
     cursor        TEXT NOT NULL DEFAULT '{}',  -- JSON, the kind's own shape
     cursor_seq    INTEGER NOT NULL DEFAULT 0,  -- the connector.cursor event that set it
-    events        INTEGER NOT NULL DEFAULT 0,  -- events appended by its polls
-    last_event_at TEXT,                        -- received_at of its last cursor event
+    events        INTEGER NOT NULL DEFAULT 0,  -- email.* / calendar.* events stored from it
+    last_event_at TEXT,                        -- received_at of the last of them
     failing       INTEGER NOT NULL DEFAULT 0,
     last_error    TEXT,
     last_error_at TEXT
 ) STRICT;
+CREATE INDEX connectors_source ON connectors(source);
 
 -- Events appended per connector per UTC day (of received_at).
 CREATE TABLE connector_days (

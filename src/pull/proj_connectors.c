@@ -1,7 +1,7 @@
 /* The "connectors" projection (migrations/sqlite/0008_connectors.sql): each
- * pull connector's cursor, its event counts (total and per UTC day) and
- * whether it is failing, from connector.cursor, connector.failed and
- * connector.recovered.
+ * pull connector's cursor, its event counts (total and per UTC day: the
+ * email.* and calendar.* events stored with its source) and whether it is
+ * failing, from connector.cursor, connector.failed and connector.recovered.
  *
  * A cursor event names the cursor event it was computed from (prev); it
  * moves the cursor only if that is still the current one, so a poll that
@@ -20,8 +20,30 @@ static const char *str(const json_t *d, const char *k)
     return json_string_value(json_object_get(d, k));
 }
 
+/* An event a pull connector stored (not a duplicate: those are never
+ * applied) counts for the connector whose source it carries. Only the types
+ * pull connectors append are looked at, so other appends pay nothing. */
+static int count_event(Store *tx, const Event *ev, Err *err)
+{
+    char day[11];
+    snprintf(day, sizeof day, "%.10s", ev->received_at);
+    int rc = store_execf(tx, err,
+                         "UPDATE connectors SET events = events + 1, last_event_at = ?2"
+                         " WHERE source = ?1",
+                         "ss", ev->source, ev->received_at);
+    if (rc < 0 || store_changes(tx) == 0)
+        return rc;
+    return store_execf(tx, err,
+                       "INSERT INTO connector_days(name, day, events)"
+                       " SELECT name, ?2, 1 FROM connectors WHERE source = ?1 AND true"
+                       " ON CONFLICT(name, day) DO UPDATE SET events = events + 1",
+                       "ss", ev->source, day);
+}
+
 static int apply(Store *tx, const Event *ev, Err *err)
 {
+    if (!strncmp(ev->type, "email.", 6) || !strncmp(ev->type, "calendar.", 9))
+        return count_event(tx, ev, err);
     if (strncmp(ev->type, "connector.", 10))
         return 0;
     json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
@@ -29,12 +51,13 @@ static int apply(Store *tx, const Event *ev, Err *err)
     int rc = 0;
     if (!name || !kind)
         goto out;
-    if ((rc = store_execf(tx, err, "INSERT OR IGNORE INTO connectors(name, kind) VALUES (?1, ?2)",
-                          "ss", name, kind)) < 0)
+    if ((rc = store_execf(tx, err,
+                          "INSERT INTO connectors(name, kind, source) VALUES (?1, ?2, ?3)"
+                          " ON CONFLICT(name) DO UPDATE SET source = ?3",
+                          "sss", name, kind, ev->source)) < 0)
         goto out;
     if (!strcmp(ev->type, "connector.cursor")) {
         const json_t *cur = json_object_get(d, "cursor");
-        json_int_t count = json_integer_value(json_object_get(d, "count"));
         bool replay = json_is_true(json_object_get(d, "replay"));
         const json_t *prev = json_object_get(d, "prev");
         if (json_is_object(cur)) {
@@ -46,19 +69,6 @@ static int apply(Store *tx, const Event *ev, Err *err)
                              (int64_t)json_integer_value(prev));
             free(text);
             if (rc < 0)
-                goto out;
-        }
-        if (count > 0) {
-            char day[11];
-            snprintf(day, sizeof day, "%.10s", ev->received_at);
-            if ((rc = store_execf(tx, err,
-                                  "UPDATE connectors SET events = events + ?2, last_event_at = ?3"
-                                  " WHERE name = ?1",
-                                  "sis", name, (int64_t)count, ev->received_at)) < 0 ||
-                (rc = store_execf(tx, err,
-                                  "INSERT INTO connector_days(name, day, events) VALUES (?1, ?2, ?3)"
-                                  " ON CONFLICT(name, day) DO UPDATE SET events = events + ?3",
-                                  "ssi", name, day, (int64_t)count)) < 0)
                 goto out;
         }
     } else if (!strcmp(ev->type, "connector.failed")) {

@@ -58,16 +58,18 @@ int pull__append_batch(Ledger *l, const ConnectorConfig *c, Event **events, size
             ledger_event_free(events[i]);
         return rc;
     }
+    /* the cursor first: the connector's row then exists when the projection
+     * counts the events after it (one transaction all the same) */
     Event **all = xcalloc(n + 1, sizeof *all);
-    memcpy(all, events, n * sizeof *all);
-    all[n] = cev;
+    all[0] = cev;
+    memcpy(all + 1, events, n * sizeof *all);
     LedgerAppendResult *res = xcalloc(n + 1, sizeof *res);
     rc = ledger_append(l, all, n + 1, res, err);
     if (rc == 0) {
         int64_t added = 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 1; i <= n; i++)
             added += !res[i].duplicate;
-        *cursor_seq = res[n].seq;
+        *cursor_seq = res[0].seq;
         *ret_added += added;
     }
     free(res);

@@ -198,7 +198,7 @@ expect_contains "connectors: the last error" "$(jget "$OUT" '$.last_error')" "im
 N=$(grep -c '"msg":"connector failing"' "$SRV_LOG")
 # while it is down, the server forgets its UIDs: INBOX gets a new UIDVALIDITY
 OLD_UV=$(jget "$OUT" '$.cursor.folders.INBOX.uidvalidity')
-rm -f "$IMAP_MAIL/dovecot-uidlist"
+rm -f "$IMAP_MAIL"/dovecot-uidlist "$IMAP_MAIL"/dovecot.index*
 check "dovecot starts again" imap_start
 log_wait '"msg":"connector recovered"' 60 && ok "recovery is logged" || not_ok "recovery is logged" "no line"
 expect_eq "several failed polls, one more failing line" "$(grep -c '"msg":"connector failing"' "$SRV_LOG")" "$N"
@@ -207,6 +207,7 @@ run bureau --data "$D" connectors --json
 [ "$(jget "$OUT" '$.cursor.folders.INBOX.uidvalidity')" != "$OLD_UV" ] &&
   ok "the cursor has the new UIDVALIDITY" || not_ok "the cursor has the new UIDVALIDITY" "$OUT"
 expect_eq "the folder read again adds nothing" "$(n_mail)" $((TOTAL + 2))
+expect_eq "and counts nothing twice" "$(jget "$OUT" '$.events')" $((TOTAL + 2))
 serve_stop
 expect_eq "serve stops cleanly" "$SRV_RC" 0
 imap_stop
