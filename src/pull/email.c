@@ -438,6 +438,8 @@ static bool store_blob(Parse *p, const void *data, size_t len, size_t max,
     char got[CORE_SHA256_HEX + 1];
     int64_t size;
     int rc = ingest_file_begin(p->o->data_dir, len ? len : 1, &f, p->err);
+    if (rc == 0 && p->o->defer_sync)
+        ingest_file_nosync(f);
     if (rc == 0 && (rc = ingest_file_write(f, data, len, p->err)) < 0)
         ingest_file_abort(f);
     else if (rc == 0)

@@ -33,6 +33,8 @@ typedef struct PullEmailOptions {
     const char *folder;            /* IMAP folder, or NULL */
     size_t full_size;              /* raw was cut at len bytes of a message of full_size (0: whole) */
     const EventLimits *limits;
+    bool defer_sync;               /* files are not synced one by one: the caller runs
+                                    * ingest_files_sync() before appending the event */
 } PullEmailOptions;
 
 /* The data of email.received for raw[0..len). *ret_message_id (may be

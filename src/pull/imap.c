@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "effect/curl.h"
+#include "ingest/ingest.h"
 #include "pull/email.h"
 #include "pull/pull_int.h"
 
@@ -459,12 +460,15 @@ static int poll_folder(Poll *p, const char *folder, bool sent, Err *err)
                 .folder = folder,
                 .full_size = whole && !p->m->literal_cut ? 0 : (size_t)sizes[k],
                 .limits = ledger_limits(p->x->opts->ledger),
+                .defer_sync = true, /* one sync for the batch, below */
             };
             if ((rc = pull_email_event(buf_cstr(&p->m->literal), p->m->literal.len, &eo,
                                        &evs[ne], &ids[ne], err)) < 0)
                 break;
             ne++;
         }
+        if (rc == 0 && ne)
+            rc = ingest_files_sync(p->x->opts->data_dir, err);
         if (rc == 0) {
             json_t *nfc = json_pack("{s:I, s:I}", "uidvalidity", (json_int_t)ex.uidvalidity, "uid",
                                     (json_int_t)(n ? u.v[i + n - 1] : last));

@@ -11,6 +11,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/json.h"
+#include "ingest/ingest.h"
 #include "pull/email.h"
 #include "pull/pull_int.h"
 
@@ -23,6 +24,7 @@ typedef struct Batch {
     Event *ev[IMPORT_BATCH];
     size_t n;
     PullImportStats *st;
+    const char *sync_dir; /* files stored unsynced in this data dir: sync them first */
 } Batch;
 
 static int flush(Batch *b, Err *err)
@@ -32,7 +34,13 @@ static int flush(Batch *b, Err *err)
     LedgerAppendResult res[IMPORT_BATCH];
     size_t n = b->n;
     b->n = 0;
-    int rc = ledger_append(b->l, b->ev, n, res, err);
+    int rc = b->sync_dir ? ingest_files_sync(b->sync_dir, err) : 0;
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            ledger_event_free(b->ev[i]);
+        return rc;
+    }
+    rc = ledger_append(b->l, b->ev, n, res, err);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -92,6 +100,7 @@ static int mbox_message(Mbox *x, Err *err)
         .source = x->source,
         .full_size = x->full > x->msg.len ? x->full : 0,
         .limits = ledger_limits(x->b.l),
+        .defer_sync = x->data_dir != NULL, /* one sync per batch, in flush() */
     };
     Event *ev = NULL;
     int rc = pull_email_event(buf_cstr(&x->msg), x->msg.len, &eo, &ev, NULL, err);
@@ -110,7 +119,8 @@ int pull_import_mbox(Ledger *l, const char *data_dir, FILE *in, int64_t total_by
                      void *ctx, PullImportStats *st, Err *err)
 {
     memset(st, 0, sizeof *st);
-    Mbox x = { .b = { .l = l, .st = st }, .data_dir = data_dir, .source = source,
+    Mbox x = { .b = { .l = l, .st = st, .sync_dir = data_dir }, .data_dir = data_dir,
+               .source = source,
                .max = max_message_bytes ? max_message_bytes : 25u << 20 };
     buf_init(&x.msg, 0);
     char *line = NULL;
