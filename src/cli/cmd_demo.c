@@ -16,6 +16,7 @@
 #include "api/tokens.h"
 #include "cli/cli.h"
 #include "cli/demo.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/crypto.h"
 #include "flow/engine.h"
@@ -66,7 +67,7 @@ static int post_stripe(Ledger *l, const Config *cfg, const char *dir, int n, int
     if (!c)
         return err_set(err, ERR_CONFIG, "the demo config has no stripe connector");
     for (int i = 1; i <= n; i++) {
-        char path[4096];
+        char path[4200];
         snprintf(path, sizeof path, "%s/stripe/%03d.json", dir, i);
         FILE *f = fopen(path, "r");
         if (!f)
@@ -155,6 +156,9 @@ int cmd_demo(Cli *cli)
     int stripe_added = 0;
     char file[4200];
     rc = api_token_create(l, "demo", token, token_id, &err);
+    /* the workflows first: the planner acts on what arrives after */
+    for (int i = 0; rc == 0 && BUILTINS[i]; i++)
+        rc = flow_workflow_set_enabled(l, dir, BUILTINS[i], true, &err);
     snprintf(file, sizeof file, "%s/contacts.csv", path);
     if (rc == 0)
         rc = import_file(l, cli, file, false, &contacts, &err);
@@ -173,25 +177,29 @@ int cmd_demo(Cli *cli)
     if (rc == 0 && cal)
         rc = pull_poll_once(&po, cal, NULL, rd, &meetings, &err);
     /* retainers, as the operator records them */
-    static const char *const retainers[][2] = {
-        { "raj@nimbus.example", "{\"ends_at\": \"%s\", \"hours\": 20}" },
-        { "grace@okaforlogistics.example", "{\"ends_at\": \"%s\", \"hours\": 12}" },
+    static const struct { const char *who; int days, hours; } retainers[] = {
+        { "raj@nimbus.example", 21, 20 },
+        { "grace@okaforlogistics.example", 75, 12 },
     };
     for (int i = 0; rc == 0 && i < 2; i++) {
-        char id[MEMORY_CONTACT_ID_LEN + 1], val[128], day[CORE_TIME_LEN + 1];
-        core_time_format(core_time_now_ms() + (int64_t)(i ? 75 : 21) * 86400000, day);
+        char id[MEMORY_CONTACT_ID_LEN + 1], day[CORE_TIME_LEN + 1];
+        core_time_format(core_time_now_ms() + (int64_t)retainers[i].days * 86400000, day);
         day[10] = '\0';
-        snprintf(val, sizeof val, retainers[i][1], day);
-        json_t *v = json_loads(val, 0, NULL);
-        if (memory_contact_find(rd, retainers[i][0], id, &err) == 0)
+        json_t *v = json_pack("{s:s, s:i}", "ends_at", day, "hours", retainers[i].hours);
+        if (memory_contact_find(rd, retainers[i].who, id, &err) == 0)
             rc = memory_fact_record(l, rd, id, "retainer", v, 1.0, "operator", &err);
         else
             err.code = 0;
         json_decref(v);
     }
-    for (int i = 0; rc == 0 && BUILTINS[i]; i++)
-        rc = flow_workflow_set_enabled(l, dir, BUILTINS[i], true, &err);
-    /* the scheduled ones once now, as their schedules would */
+    store_close(rd);
+    /* the workflows, until they are idle; then the scheduled ones once, as
+     * their schedules would, over what the first round made */
+    FlowEngine *e = NULL;
+    if (rc == 0)
+        rc = flow_engine_start(l, dir, &cli->config, &e, &err);
+    if (rc == 0)
+        rc = flow_engine_wait_idle(e, 600000, 0, &err);
     static const char *const now_once[] = { "feedback-digest", "renewal-watch" };
     for (int i = 0; rc == 0 && i < 2; i++) {
         char slot[CORE_TIME_LEN + 1], key[128];
@@ -206,11 +214,6 @@ int cmd_demo(Cli *cli)
         if (rc == 0)
             rc = ledger_append(l, &ev, 1, NULL, &err);
     }
-    store_close(rd);
-    /* the workflows, until they are idle */
-    FlowEngine *e = NULL;
-    if (rc == 0)
-        rc = flow_engine_start(l, dir, &cli->config, &e, &err);
     if (rc == 0)
         rc = flow_engine_wait_idle(e, 600000, 0, &err);
     flow_engine_stop(e);

@@ -1,17 +1,54 @@
 /* The "memory.extract" reactor (extract_facts.h). */
 #include "memory/extract_facts.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "memory/identity.h"
 
+#define RECENT_SLOTS 4096 /* a power of two */
+
 struct MemoryExtractor {
     Ledger *l;
     ModelRouter *router;
     Reactor *reactor;
+    /* facts emitted but maybe not committed yet (a batch commits at its
+     * end, so the facts table does not show them to the next email of the
+     * same batch): hashes of contact, key and value */
+    uint64_t recent[RECENT_SLOTS];
+    size_t n_recent;
 };
+
+static uint64_t fact_hash(const char *contact, const char *key, const json_t *value)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const char *parts[3] = { contact, key, json_string_value(value) };
+    for (int i = 0; i < 3; i++) {
+        for (const char *p = parts[i] ? parts[i] : ""; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h = (h ^ 0xff) * 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+/* Whether h was emitted lately; remembers it. */
+static bool recent_seen(MemoryExtractor *x, uint64_t h)
+{
+    if (x->n_recent >= RECENT_SLOTS / 2) { /* keep it sparse: forget all */
+        memset(x->recent, 0, sizeof x->recent);
+        x->n_recent = 0;
+    }
+    size_t i = (size_t)h & (RECENT_SLOTS - 1);
+    for (; x->recent[i]; i = (i + 1) & (RECENT_SLOTS - 1))
+        if (x->recent[i] == h)
+            return true;
+    x->recent[i] = h;
+    x->n_recent++;
+    return false;
+}
 
 /* Whether a current fact of key (among memory_facts' list; conflicting
  * ones are all current) has this value. */
@@ -33,7 +70,7 @@ static int emit_fact(MemoryExtractor *x, const Event *src, const char *contact, 
 {
     if (!json_is_string(value) || !*json_string_value(value))
         return 0;
-    if (known(facts, key, value))
+    if (known(facts, key, value) || recent_seen(x, fact_hash(contact, key, value)))
         return 0;
     json_t *d = json_pack("{s:s, s:s, s:O, s:f, s:s, s:I}", "contact", contact, "key", key, "value",
                           value, "confidence", MEMORY_EXTRACT_CONFIDENCE, "source", "extract",

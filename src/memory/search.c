@@ -117,7 +117,7 @@ static void cache_drop(void)
     free(cache.path);
     mem_index_free(cache.ix);
     local_idf_free(cache.idf);
-    for (size_t i = 0; i < cache.n_groups; i++)
+    for (size_t i = 1; i < cache.n_groups; i++) /* group 0 (no subject) has none */
         free(cache.groups[i].sum);
     free(cache.groups);
     free(cache.gmap);
