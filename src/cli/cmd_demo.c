@@ -46,7 +46,7 @@ static const char demo_yaml[] =
     "    consent: transactional\n"
     "  - name: calendar\n"
     "    kind: ics\n"
-    "    path: %s/demo/calendar.ics\n"
+    "    path: \"%s/demo/calendar.ics\"\n"
     "    interval_s: 300\n"
     "    horizon_days: 30\n";
 

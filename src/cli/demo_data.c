@@ -325,8 +325,10 @@ int demo_data_write(const char *dir, int64_t now_ms, uint64_t seed, const char *
             int amount = (12 + pick(&r, 60)) * 10000;
             snprintf(path, sizeof path, "%s/stripe/%03d.json", dir, ++n_ev);
             FILE *s = fopen(path, "w");
-            if (!s)
-                continue;
+            if (!s) {
+                buf_done(&b);
+                return err_set(err, ERR_IO, "%s: %s", path, strerror(errno));
+            }
             fprintf(s, "{\"id\":\"evt_demo_%d\",\"object\":\"event\",\"created\":%lld,"
                        "\"type\":\"payment_intent.succeeded\",\"data\":{\"object\":{\"id\":"
                        "\"pi_demo_%d\",\"object\":\"payment_intent\",\"amount\":%d,"
@@ -351,8 +353,10 @@ int demo_data_write(const char *dir, int64_t now_ms, uint64_t seed, const char *
                      (long long)((now_ms + 14 * DAY) / 1000));
         snprintf(path, sizeof path, "%s/stripe/%03d.json", dir, ++n_ev);
         FILE *s = fopen(path, "w");
-        if (!s)
-            continue;
+        if (!s) {
+            buf_done(&b);
+            return err_set(err, ERR_IO, "%s: %s", path, strerror(errno));
+        }
         fprintf(s, "{\"id\":\"evt_demo_%d\",\"object\":\"event\",\"created\":%lld,"
                    "\"type\":\"customer.subscription.%s\",\"data\":{\"object\":{\"id\":"
                    "\"sub_demo_%d\",\"object\":\"subscription\",\"customer\":\"cus_demo_%d\","
@@ -371,7 +375,11 @@ int demo_data_write(const char *dir, int64_t now_ms, uint64_t seed, const char *
     }
     snprintf(path, sizeof path, "%s/stripe/%03d.json", dir, ++n_ev);
     f = fopen(path, "w");
-    if (f) {
+    if (!f) {
+        buf_done(&b);
+        return err_set(err, ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    {
         fprintf(f, "{\"id\":\"evt_demo_%d\",\"object\":\"event\",\"created\":%lld,"
                    "\"type\":\"charge.refunded\",\"data\":{\"object\":{\"id\":\"ch_demo_1\","
                    "\"object\":\"charge\",\"amount\":120000,\"amount_refunded\":20000,"

@@ -54,8 +54,10 @@ int memory_renewals(Store *rd, int64_t now_ms, int64_t within_ms, json_t **ret, 
         /* a subscription set to end (cancel_at) is due then */
         int64_t cancel_at = 0;
         bool ending = sub && end_of(json_object_get(v, "cancel_at"), &cancel_at);
-        if (ending)
+        if (ending) {
             end = cancel_at;
+            has_end = true;
+        }
         /* a monthly subscription's period always ends within a month: only
          * a yearly one's renewal, or a set end, is worth a conversation */
         const char *interval = json_string_value(json_object_get(v, "interval"));

@@ -317,10 +317,10 @@ int memory_themes(Store *rd, const char *const *types, int64_t since_ms, int max
         cs[best].n++;
         t[i].cluster = best;
     }
-    for (bool merged = true; merged;) {
+    for (bool merged = true; merged;) { /* passes until one merges nothing */
         merged = false;
-        for (int a = 0; a < nc && !merged; a++)
-            for (int b = a + 1; b < nc && !merged; b++) {
+        for (int a = 0; a < nc; a++)
+            for (int b = a + 1; b < nc && cs[a].alive; b++) {
                 if (!cs[a].alive || !cs[b].alive ||
                     cos_sum(cs[a].sum, cs[b].sum, dim) <= MEMORY_THEMES_JOIN)
                     continue;
