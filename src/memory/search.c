@@ -513,10 +513,12 @@ static int vector_list(Store *rd, const float *remote_q, int remote_dim, const c
     mem_index_search_biased(cache.ix, qv, k, bias, cache.n_groups, hits, &got);
     for (int i = 0; i < got && *n < MEMORY_SEARCH_DEPTH; i++) {
         if (filtered) {
-            if (!bsearch(&hits[i].id, allowed, n_allowed, sizeof *allowed, cmp_id))
-                continue;
+            if (!n_allowed || !bsearch(&hits[i].id, allowed, n_allowed, sizeof *allowed, cmp_id))
+                continue; /* (bsearch must not see a NULL array, even empty) */
         } else {
-            int64_t *p = bsearch(&hits[i].id, cache.ids, cache.n_items, sizeof *cache.ids, cmp_id);
+            int64_t *p = cache.n_items ? bsearch(&hits[i].id, cache.ids, cache.n_items,
+                                                 sizeof *cache.ids, cmp_id)
+                                       : NULL;
             if (!p || expired(f, (size_t)(p - cache.ids)))
                 continue;
         }

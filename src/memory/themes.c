@@ -144,7 +144,7 @@ static int cmp_str(const void *a, const void *b)
 /* How many texts hold w (df: sorted words, one per text). */
 static size_t df_of(const Words *df, const char *w)
 {
-    char *const *hit = bsearch(&w, df->w, df->n, sizeof *df->w, cmp_str);
+    char *const *hit = df->n ? bsearch(&w, df->w, df->n, sizeof *df->w, cmp_str) : NULL;
     if (!hit)
         return 0;
     size_t lo = (size_t)(hit - df->w), hi = lo;
