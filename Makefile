@@ -4,7 +4,7 @@
 BUILD      ?= build
 TEST_BUILD ?= build-test
 BENCH_BUILD ?= build-bench
-DATA       ?= ./bureau-data
+DEMO       ?= ./demo-data
 LISTEN     ?= 127.0.0.1:8470
 
 .PHONY: all deps build run test bench fuzz clean
@@ -22,7 +22,7 @@ build: $(BUILD)/build.ninja
 	@ninja -C $(BUILD) bureau
 
 run: build
-	@scripts/run.sh $(BUILD)/bureau "$(DATA)" "$(LISTEN)"
+	@scripts/run.sh $(BUILD)/bureau "$(DEMO)" "$(LISTEN)"
 
 $(TEST_BUILD)/build.ninja:
 	@scripts/deps.sh

@@ -10,7 +10,7 @@ if [ $# -ne 1 ]; then
   exit 2
 fi
 BUILD=$1
-BENCHES=(bench_ledger bench_flow bench_models bench_memory)
+BENCHES=(bench_ledger bench_flow bench_models bench_memory bench_pull)
 
 status=0
 for b in "${BENCHES[@]}"; do

@@ -12,7 +12,7 @@ PKGS=(
   liblua5.4-dev libgmime-3.0-dev libical-dev libssl-dev tzdata
   libcriterion-dev
   curl wrk openssl sqlite3 coreutils jq
-  python3 python3-aiosmtpd
+  python3 python3-aiosmtpd dovecot-imapd
   chromium nodejs
 )
 

@@ -7,6 +7,7 @@
 #include "api/api_int.h"
 #include "core/clock.h"
 #include "flow/effects.h"
+#include "pull/pull.h"
 
 static const double latency_bounds[API_LATENCY_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -48,6 +49,55 @@ static long rss_bytes(void)
         fclose(f);
     }
     return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* The pull connectors, from their projection and the poller's table. */
+static void pull_metrics(ApiServer *s, Store *rd, Buf *out)
+{
+    json_t *list = NULL;
+    Err err = { 0 };
+    if (pull_status(rd, s->cfg, core_time_now_ms(), &list, &err) < 0 || !json_array_size(list)) {
+        json_decref(list);
+        return;
+    }
+    static const struct {
+        const char *name, *type, *help, *field;
+    } series[] = {
+        { "bureau_connector_events_total", "counter", "Events a pull connector appended.",
+          "events" },
+        { "bureau_connector_events_today", "gauge", "Events a pull connector appended today (UTC).",
+          "events_today" },
+        { "bureau_connector_failing", "gauge", "1 while a pull connector's polls fail.",
+          "failing" },
+        { "bureau_connector_failures", "gauge", "Consecutive failed polls of a pull connector.",
+          "failures" },
+        { "bureau_connector_last_success_timestamp_seconds", "gauge",
+          "When a pull connector last polled successfully (Unix time).", "last_success" },
+    };
+    for (size_t k = 0; k < sizeof series / sizeof series[0]; k++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help,
+                   series[k].name, series[k].type);
+        size_t i;
+        json_t *c;
+        json_array_foreach(list, i, c) {
+            const json_t *v = json_object_get(c, series[k].field);
+            double x = 0;
+            int64_t ms;
+            if (json_is_integer(v))
+                x = (double)json_integer_value(v);
+            else if (json_is_boolean(v))
+                x = json_is_true(v);
+            else if (json_is_string(v) &&
+                     core_time_parse(json_string_value(v), json_string_length(v), &ms) == 0)
+                x = (double)ms / 1000.0;
+            else if (!strcmp(series[k].field, "last_success"))
+                continue; /* never succeeded: no sample */
+            buf_printf(out, "%s{connector=\"%s\",kind=\"%s\"} %.17g\n", series[k].name,
+                       json_string_value(json_object_get(c, "name")),
+                       json_string_value(json_object_get(c, "kind")), x);
+        }
+    }
+    json_decref(list);
 }
 
 void api__metrics_render(ApiServer *s, Buf *out)
@@ -150,4 +200,5 @@ void api__metrics_render(ApiServer *s, Buf *out)
                "# TYPE bureau_mode gauge\n"
                "bureau_mode{mode=\"%s\"} 1\n",
                (long long)pending, mode);
+    pull_metrics(s, rd, out);
 }

@@ -456,6 +456,12 @@ static void route(Req *r, const char *url, const char *method)
     } else if (!strncmp(url, "/hooks/", 7)) {
         const char *name = url + 7;
         r->connector = core_config_connector(cfg, name);
+        if (r->connector && CONNECTOR_IS_PULL(r->connector->kind)) {
+            api__problem(r, 404, "Unknown connector",
+                         "'%.64s' is a pull connector: bureau serve polls it, nothing posts "
+                         "to it", name);
+            return;
+        }
         if (!r->connector) {
             api__problem(r, 404, "Unknown connector",
                          "no connector named '%.64s' in bureau.yaml", name);

@@ -96,6 +96,8 @@ int cmd_workflows_list(Cli *cli);
 int cmd_workflows_show(Cli *cli);
 int cmd_workflows_validate(Cli *cli);
 int cmd_workflows_enable(Cli *cli);
+int cmd_workflows_run(Cli *cli);
+int cmd_demo(Cli *cli);
 int cmd_workflows_disable(Cli *cli);
 int cmd_tasks(Cli *cli);
 int cmd_task_show(Cli *cli);
@@ -129,6 +131,10 @@ int cmd_memory_context(Cli *cli);
 int cmd_memory_consolidate(Cli *cli);
 int cmd_memory_reembed(Cli *cli);
 int cmd_memory_search(Cli *cli);
+int cmd_connectors(Cli *cli);
+int cmd_connectors_replay(Cli *cli);
+int cmd_import_mbox(Cli *cli);
+int cmd_import_contacts(Cli *cli);
 
 
 #endif

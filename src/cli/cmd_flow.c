@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "flow/engine.h"
@@ -168,6 +169,51 @@ static int set_enabled(Cli *cli, bool on)
         cli_print_json(json_pack("{s:s, s:b}", "name", cli->pos[0], "enabled", on));
     else
         printf("%s: %s\n", cli->pos[0], on ? "enabled" : "disabled");
+    return EXIT_OK;
+}
+
+/* bureau workflows run NAME: fires a scheduled workflow now, as its
+ * schedule would (schedule.fired, by operator). */
+int cmd_workflows_run(Cli *cli)
+{
+    int rc = cli_load_config(cli);
+    if (rc)
+        return rc;
+    flow_step_kinds_builtin();
+    FlowCatalog cat;
+    Err err = { 0 };
+    if (flow_catalog_load(cli->data_dir, &cat, NULL, NULL, &err) < 0)
+        return cli_fail_err(cli, &err);
+    const FlowWorkflow *w = flow_catalog_find(&cat, cli->pos[0]);
+    if (!w || !w->on_schedule) {
+        flow_catalog_done(&cat);
+        return cli_fail(cli, "%s: %s", cli->pos[0],
+                        w ? "not a scheduled workflow (it starts on an event)" : "no such workflow");
+    }
+    flow_catalog_done(&cat);
+    Ledger *l = NULL;
+    if ((rc = cli_open_ledger(cli, false, &l)))
+        return rc;
+    char slot[CORE_TIME_LEN + 1], key[160];
+    int64_t now = core_time_now_ms();
+    core_time_format(now, slot);
+    snprintf(key, sizeof key, "schedule:%s:run:%s", cli->pos[0], slot);
+    json_t *d = json_pack("{s:s, s:s, s:s}", "workflow", cli->pos[0], "slot", slot, "by",
+                          "operator");
+    Event *ev = NULL;
+    LedgerAppendResult res;
+    rc = ledger_event_new("schedule.fired", "operator", NULL, d, key, ledger_limits(l), &ev, &err);
+    json_decref(d);
+    if (rc == 0)
+        rc = ledger_append(l, &ev, 1, &res, &err);
+    ledger_close(l);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    if (cli->json)
+        cli_print_json(json_pack("{s:s, s:I}", "workflow", cli->pos[0], "seq", (json_int_t)res.seq));
+    else
+        printf("%s: fired now (seq %lld); bureau serve or bureau run starts its task\n",
+               cli->pos[0], (long long)res.seq);
     return EXIT_OK;
 }
 

@@ -6,7 +6,22 @@
 #include "api/tokens.h"
 #include "cli/cli.h"
 #include "core/log.h"
+#include "flow/effects.h"
 #include "flow/engine.h"
+#include "pull/pull.h"
+
+/* A message in a connector's Sent folder settles the uncertain mail it is. */
+static int sent_seen(void *ctx, Ledger *l, Store *rd, const char *message_id, Err *err)
+{
+    const Config *cfg = ctx;
+    int settled = 0;
+    int rc = flow_effect_sent_seen(l, rd, cfg->smtp_from, message_id, "connector:sent", &settled,
+                                   err);
+    if (rc == 0 && settled)
+        log_info("uncertain mail found in the Sent folder: delivered",
+                 json_pack("{s:i}", "effects", settled));
+    return rc < 0 ? rc : settled;
+}
 
 int cmd_serve(Cli *cli)
 {
@@ -39,6 +54,15 @@ int cmd_serve(Cli *cli)
         return cli_fail_err(cli, &err);
     }
     api_server_set_models_health(srv, flow_engine_models_health, engine);
+    PullOptions po = { .data_dir = cli->data_dir, .config = &cli->config, .ledger = l,
+                       .sent = sent_seen, .sent_ctx = &cli->config };
+    PullRuntime *pull = NULL;
+    if (pull_runtime_start(&po, &pull, &err) < 0) {
+        flow_engine_stop(engine);
+        api_server_stop(srv, 0);
+        ledger_close(l);
+        return cli_fail_err(cli, &err);
+    }
     log_info("listening", json_pack("{s:s, s:s, s:I}", "address", api_server_address(srv),
                                     "data", cli->data_dir, "head",
                                     (json_int_t)ledger_head_seq(l)));
@@ -47,6 +71,7 @@ int cmd_serve(Cli *cli)
     int sig = 0;
     sigwait(&set, &sig);
     log_info("stopping", json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    pull_runtime_stop(pull); /* a poll in flight ends after its batch */
     api_server_stop(srv, 30000);
     flow_engine_stop(engine); /* steps in flight are recorded first */
     ledger_close(l); /* drains the writer: every acknowledged event is durable */

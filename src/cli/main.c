@@ -10,6 +10,7 @@
 #include "model/router.h"
 #include "pull/ics.h"
 #include "ledger/projection.h"
+#include "pull/pull.h"
 
 static const CliOpt ingest_opts[] = {
     { "file", "F", "read from file F instead of stdin" },
@@ -139,6 +140,17 @@ static const CliOpt context_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt replay_from_opts[] = {
+    { "from", "CURSOR", "0 (the beginning) or a cursor as `bureau connectors --json` shows it" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt import_opts[] = {
+    { "source", "S", "the events' source (default import)" },
+    { "max-message-bytes", "N", "mbox: larger messages keep only their header (default 25 MiB)" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt run_opts[] = {
     { "until-idle", NULL, "exit 0 once no step is ready or running (waits and timers aside)" },
     { "timeout", "S", "with --until-idle: fail after S seconds" },
@@ -151,6 +163,11 @@ static const CliCommand commands[] = {
       "Create the data directory, its database and a bureau.yaml with every setting\n"
       "commented out. Safe to run again.",
       NULL, cmd_init, 0, 0 },
+    { "demo", NULL,
+      "Build a demo consultancy in the data directory (it must not hold one yet):\n"
+      "contacts, three months of mail, payments and a calendar through the real\n"
+      "importers and connectors, the built-in workflows run until idle. Sandbox.",
+      NULL, cmd_demo, 0, 0 },
     { "ingest", NULL,
       "Append one JSON event read from stdin (or --file), or with --bulk one event per\n"
       "line (NDJSON). With --json, prints {\"seq\",\"id\",\"duplicate\",\"line\"} per\n"
@@ -192,6 +209,9 @@ static const CliCommand commands[] = {
       "Validate a workflow file; problems are printed as FILE:LINE:COL: message. With\n"
       "--data DIR, also check its scripts (DATA/agents) and the workflows it starts.",
       NULL, cmd_workflows_validate, 1, 1 },
+    { "workflows run", "NAME",
+      "Fire a scheduled workflow now, as its schedule would (schedule.fired).", NULL,
+      cmd_workflows_run, 1, 1 },
     { "workflows enable", "NAME", "Enable a workflow (recorded as an event).", NULL,
       cmd_workflows_enable, 1, 1 },
     { "workflows disable", "NAME", "Disable a workflow (recorded as an event).", NULL,
@@ -289,6 +309,23 @@ static const CliCommand commands[] = {
       cmd_memory_unmerge, 1, 1 },
     { "batch run", NULL, "Wake the model calls waiting for the batch window: they run now.", NULL,
       cmd_batch_run, 0, 0 },
+    { "connectors replay", "NAME",
+      "Read a pull connector again from --from CURSOR at its next poll (in bureau serve);\n"
+      "what is already in the ledger is dropped by its idempotency key.",
+      replay_from_opts, cmd_connectors_replay, 1, 1 },
+    { "connectors", NULL,
+      "The pull connectors (imap, ics): last success, last error, cursor, events today\n"
+      "(with --json: one object per connector).",
+      NULL, cmd_connectors, 0, 0 },
+    { "import mbox", "FILE",
+      "Import every message of an mbox file as email.received (the IMAP parser). Running\n"
+      "it again adds nothing. Progress on a terminal; a summary at the end.",
+      import_opts, cmd_import_mbox, 1, 1 },
+    { "import contacts", "FILE.csv",
+      "Import contacts from CSV (the first row names the columns: email, name or first/last\n"
+      "name, company, phone, tags; others are kept as fields) as contact.imported.\n"
+      "Bad rows are reported as 'line N: reason' and skipped (exit 1).",
+      import_opts, cmd_import_contacts, 1, 1 },
     { "version", NULL, "Print the version.", NULL, cmd_version, 0, 0 },
 };
 

@@ -138,7 +138,18 @@ const char core_config_default_yaml[] =
     "#     honeypot: website         # bots fill it; such posts are dropped\n"
     "#     redirect: https://example.com/thanks\n"
     "#     consent_field: newsletter # a checked box means marketing consent\n"
-    "#     rate_limit: 10            # submissions per minute per client\n";
+    "#     rate_limit: 10            # submissions per minute per client\n"
+    "#   - name: mail                # pulled by bureau serve (docs/connectors.md)\n"
+    "#     kind: imap\n"
+    "#     url: imaps://imap.example.com:993   # or imap://HOST:143 (STARTTLS)\n"
+    "#     user: you@example.com\n"
+    "#     password_env: BUREAU_IMAP_PASSWORD   # or: password: \"...\"\n"
+    "#     folders: [INBOX]\n"
+    "#     sent_folder: Sent         # its messages settle uncertain sent mail\n"
+    "#     interval_s: 300           # jittered; failures back off\n"
+    "#     starttls: required        # imap:// only; off only for a loopback server\n"
+    "#     tls_verify: true\n"
+    "#     max_message_bytes: 26214400   # larger messages keep only their header\n";
 
 void core_config_defaults(Config *cfg)
 {
@@ -185,11 +196,18 @@ static void connector_free(ConnectorConfig *c)
 {
     char **strs[] = { &c->name, &c->secret, &c->secret_env, &c->source, &c->signature_header,
                       &c->timestamp_header, &c->type, &c->type_field, &c->key_header,
-                      &c->key_field, &c->form, &c->honeypot, &c->redirect, &c->consent_field };
+                      &c->key_field, &c->form, &c->honeypot, &c->redirect, &c->consent_field,
+                      &c->url, &c->path, &c->user, &c->password, &c->password_env,
+                      &c->sent_folder };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
     }
+    for (int i = 0; i < c->n_folders; i++) {
+        free(c->folders[i]);
+        c->folders[i] = NULL;
+    }
+    c->n_folders = 0;
 }
 
 void core_config_done(Config *cfg)
@@ -226,7 +244,9 @@ typedef struct KeyDef {
 static const char *const durability_values[] = { "full", "normal", NULL };
 static const char *const level_values[] = { "debug", "info", "warn", "error", "off", NULL };
 static const char *const consent_values[] = { "none", "transactional", "marketing", NULL };
-static const char *const kind_values[] = { "webhook", "stripe", "form", NULL };
+static const char *const kind_values[] = { "webhook", "stripe", "form", "imap", "ics", NULL };
+static const char *const imap_starttls_values[] = { "required", "off", NULL };
+static const char *const tls_verify_values[] = { "false", "true", NULL };
 static const char *const starttls_values[] = { "required", "try", "never", NULL };
 
 #define C(m) offsetof(Config, m)
@@ -294,6 +314,19 @@ static const KeyDef connector_keys[] = {
     { "form", "redirect", KEY_STR, 0, 1024, NULL, K(redirect) },
     { "form", "consent_field", KEY_STR, 0, 64, NULL, K(consent_field) },
     { "form", "rate_limit", KEY_INT, 1, 100000, NULL, K(rate_limit) },
+    { "imap", "url", KEY_STR, 0, 1024, NULL, K(url) },
+    { "imap", "user", KEY_STR, 0, 256, NULL, K(user) },
+    { "imap", "password", KEY_STR, 0, 1024, NULL, K(password) },
+    { "imap", "password_env", KEY_STR, 0, 128, NULL, K(password_env) },
+    { "imap", "interval_s", KEY_INT, 1, 86400, NULL, K(interval_s) },
+    { "imap", "starttls", KEY_BOOLENUM, 0, 0, imap_starttls_values, K(starttls_off) },
+    { "imap", "tls_verify", KEY_BOOLENUM, 0, 0, tls_verify_values, K(tls_verify) },
+    { "imap", "sent_folder", KEY_STR, 0, 255, NULL, K(sent_folder) },
+    { "imap", "max_message_bytes", KEY_SIZE, 4096, 256LL << 20, NULL, K(max_message_bytes) },
+    { "ics", "url", KEY_STR, 0, 1024, NULL, K(url) },
+    { "ics", "path", KEY_STR, 0, 1024, NULL, K(path) },
+    { "ics", "interval_s", KEY_INT, 1, 86400, NULL, K(interval_s) },
+    { "ics", "horizon_days", KEY_INT, 1, 3660, NULL, K(horizon_days) },
 };
 #undef K
 
@@ -424,6 +457,135 @@ static bool name_ok(const char *s)
     return *s != '\0';
 }
 
+static struct fy_node *lookup(struct fy_node *map, const char *key);
+
+/* A folder name: 1-255 printable ASCII characters (IMAP's modified UTF-7
+ * for other names is not spoken here). */
+static bool folder_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 255)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static int load_folders(ConnectorConfig *c, size_t idx, struct fy_node *key,
+                        struct fy_node *seq, const char *path, Err *err)
+{
+    if (!seq || !fy_node_is_sequence(seq) || fy_node_sequence_item_count(seq) < 1 ||
+        fy_node_sequence_item_count(seq) > CONFIG_MAX_FOLDERS)
+        return at(err, path, key, "connectors[%zu].folders: a list of 1-%d folder names", idx,
+                  CONFIG_MAX_FOLDERS);
+    for (int i = 0; i < c->n_folders; i++)
+        free(c->folders[i]);
+    c->n_folders = 0;
+    void *it = NULL;
+    struct fy_node *f;
+    while ((f = fy_node_sequence_iterate(seq, &it))) {
+        size_t len = 0;
+        const char *s = fy_node_is_scalar(f) ? fy_node_get_scalar(f, &len) : NULL;
+        if (!s || !folder_ok(s, len))
+            return at(err, path, f, "connectors[%zu].folders: a folder name is 1-255 printable "
+                                    "ASCII characters", idx);
+        for (int j = 0; j < c->n_folders; j++)
+            if (strlen(c->folders[j]) == len && !memcmp(c->folders[j], s, len))
+                return at(err, path, f, "connectors[%zu].folders: '%.*s' is listed twice", idx,
+                          (int)len, s);
+        c->folders[c->n_folders++] = xstrndup(s, len);
+    }
+    return 0;
+}
+
+/* The host of scheme://[user@]HOST[:port][/...] into host (bracketed IPv6
+ * without its brackets); false when there is none. */
+static bool url_host(const char *url, char *host, size_t size)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return false;
+    p += 3;
+    const char *end = p + strcspn(p, "/?#");
+    const char *at_ = memchr(p, '@', (size_t)(end - p));
+    if (at_)
+        p = at_ + 1;
+    const char *h = p, *he;
+    if (*p == '[') {
+        h = p + 1;
+        he = memchr(h, ']', (size_t)(end - h));
+        if (!he)
+            return false;
+    } else {
+        he = memchr(p, ':', (size_t)(end - p));
+        if (!he)
+            he = end;
+    }
+    if (he == h || (size_t)(he - h) >= size)
+        return false;
+    memcpy(host, h, (size_t)(he - h));
+    host[he - h] = '\0';
+    return true;
+}
+
+static bool host_loopback(const char *h)
+{
+    return !strcmp(h, "localhost") || !strcmp(h, "::1") || !strncmp(h, "127.", 4);
+}
+
+/* The rules of the pull kinds (docs/connectors.md) once their keys are read. */
+static int pull_connector_check(ConnectorConfig *c, size_t idx, struct fy_node *name_node,
+                                struct fy_node *item, const char *path, Err *err)
+{
+    if (!name_ok(c->name))
+        return at(err, path, name_node,
+                  "connectors[%zu].name: use lower-case letters, digits, - and _", idx);
+    if (!c->source)
+        c->source = xstrdup(c->name);
+    if (c->kind == CONNECTOR_ICS) {
+        if (!c->url == !c->path)
+            return at(err, path, name_node, "connectors[%zu] (%s): give exactly one of 'url' or "
+                                            "'path'", idx, c->name);
+        if (c->url && strncmp(c->url, "http://", 7) && strncmp(c->url, "https://", 8))
+            return at(err, path, lookup(item, "url"), "connectors[%zu].url: an http:// or "
+                                                      "https:// feed", idx);
+        return 0;
+    }
+    struct fy_node *url_node = lookup(item, "url");
+    if (!c->url)
+        return at(err, path, name_node, "connectors[%zu] (%s): 'url' is required "
+                                        "(imap://HOST:PORT or imaps://HOST:PORT)", idx, c->name);
+    bool plain = !strncmp(c->url, "imap://", 7);
+    char host[256];
+    if ((!plain && strncmp(c->url, "imaps://", 8)) || !url_host(c->url, host, sizeof host))
+        return at(err, path, url_node, "connectors[%zu].url: '%s' is not imap://HOST[:PORT] or "
+                                       "imaps://HOST[:PORT]", idx, c->url);
+    const char *rest = strstr(c->url, "://") + 3;
+    rest += strcspn(rest, "/?#");
+    if (*rest && strcmp(rest, "/"))
+        return at(err, path, url_node, "connectors[%zu].url: no path or query (name folders "
+                                       "in 'folders')", idx);
+    if (c->starttls_off && !plain)
+        return at(err, path, lookup(item, "starttls"), "connectors[%zu].starttls: 'off' is "
+                                                       "for imap:// only", idx);
+    if (c->starttls_off && !host_loopback(host))
+        return at(err, path, lookup(item, "starttls"),
+                  "connectors[%zu].starttls: 'off' sends the password in clear; it is allowed "
+                  "only for a server on loopback, not '%s'", idx, host);
+    if (!c->user)
+        return at(err, path, name_node, "connectors[%zu] (%s): 'user' is required", idx,
+                  c->name);
+    if (!c->password == !c->password_env)
+        return at(err, path, name_node, "connectors[%zu] (%s): give exactly one of 'password' "
+                                        "or 'password_env'", idx, c->name);
+    if (c->sent_folder && !folder_ok(c->sent_folder, strlen(c->sent_folder)))
+        return at(err, path, lookup(item, "sent_folder"), "connectors[%zu].sent_folder: 1-255 "
+                                                          "printable ASCII characters", idx);
+    if (c->n_folders == 0)
+        c->folders[c->n_folders++] = xstrdup("INBOX");
+    return 0;
+}
+
 static int load_connector(Config *cfg, struct fy_node *item, size_t idx, const char *path,
                           Err *err)
 {
@@ -439,6 +601,10 @@ static int load_connector(Config *cfg, struct fy_node *item, size_t idx, const c
     memset(c, 0, sizeof *c);
     c->tolerance_s = 300;
     c->rate_limit = 10;
+    c->interval_s = 300;
+    c->horizon_days = 365;
+    c->tls_verify = true;
+    c->max_message_bytes = 25 * 1024 * 1024;
     char full[160];
     snprintf(full, sizeof full, "connectors[%zu].kind", idx);
     int rc = load_value(c, &connector_keys[1], full, kind_node, kind_node, path, err);
@@ -450,6 +616,11 @@ static int load_connector(Config *cfg, struct fy_node *item, size_t idx, const c
     while ((p = fy_node_mapping_iterate(item, &iter))) {
         struct fy_node *k = fy_node_pair_key(p);
         const char *key = k ? fy_node_get_scalar0(k) : NULL;
+        if (key && c->kind == CONNECTOR_IMAP && !strcmp(key, "folders")) {
+            if ((rc = load_folders(c, idx, k, fy_node_pair_value(p), path, err)) < 0)
+                return rc;
+            continue;
+        }
         const KeyDef *def = NULL;
         for (size_t i = 0; key && i < sizeof connector_keys / sizeof connector_keys[0]; i++)
             if ((!strcmp(connector_keys[i].section, "*") ||
@@ -470,6 +641,8 @@ static int load_connector(Config *cfg, struct fy_node *item, size_t idx, const c
         if (!strcmp(cfg->connectors[i].name, c->name))
             return at(err, path, name_node, "connectors[%zu]: a connector named '%s' exists",
                       idx, c->name);
+    if (CONNECTOR_IS_PULL(c->kind))
+        return pull_connector_check(c, idx, name_node, item, path, err);
     if (c->kind != CONNECTOR_FORM && !c->secret == !c->secret_env)
         return at(err, path, name_node,
                   "connectors[%zu] (%s): give exactly one of 'secret' or 'secret_env'", idx,

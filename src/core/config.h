@@ -17,7 +17,15 @@
 #define CONFIG_MAX_BYTES (1024 * 1024)
 #define CONFIG_MAX_CONNECTORS 64
 
-typedef enum ConnectorKind { CONNECTOR_WEBHOOK, CONNECTOR_STRIPE, CONNECTOR_FORM } ConnectorKind;
+typedef enum ConnectorKind {
+    CONNECTOR_WEBHOOK, CONNECTOR_STRIPE, CONNECTOR_FORM, /* push: served at /hooks/NAME */
+    CONNECTOR_IMAP, CONNECTOR_ICS,                       /* pull: polled by bureau serve */
+} ConnectorKind;
+
+#define CONFIG_MAX_FOLDERS 16
+
+/* True for the kinds bureau serve polls (imap, ics) rather than serves. */
+#define CONNECTOR_IS_PULL(k) ((k) == CONNECTOR_IMAP || (k) == CONNECTOR_ICS)
 
 typedef struct ConnectorConfig {
     char *name;             /* [a-z0-9_-]+, served at /hooks/NAME */
@@ -40,6 +48,21 @@ typedef struct ConnectorConfig {
     char *redirect;         /* 303 to this URL after a submission */
     char *consent_field;    /* a field whose truthy value means marketing consent */
     int rate_limit;         /* submissions per minute per client address, default 10 */
+    /* pull (imap, ics) */
+    char *url;              /* imap://HOST[:PORT] or imaps://...; ics: http(s) feed */
+    char *path;             /* ics: a file instead of url */
+    int interval_s;         /* poll every interval_s (jittered), default 300 */
+    int horizon_days;       /* ics: recurrences expanded this far ahead, default 365 */
+    /* imap */
+    char *user;
+    char *password;         /* inline password, or NULL */
+    char *password_env;     /* environment variable holding it, or NULL */
+    char *folders[CONFIG_MAX_FOLDERS]; /* default [INBOX] */
+    int n_folders;
+    char *sent_folder;      /* the operator's Sent folder (polled too), or NULL */
+    bool starttls_off;      /* imap:// without STARTTLS (loopback servers only) */
+    bool tls_verify;        /* default true */
+    size_t max_message_bytes; /* larger messages keep only their header, default 25 MiB */
 } ConnectorConfig;
 
 /* models: (docs/models.md) */

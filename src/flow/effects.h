@@ -58,6 +58,14 @@ int flow_effects_list(Store *rd, const char *status, const char *task, int64_t l
 int flow_effect_action(Ledger *l, Store *rd, const char *id, const char *action,
                        const char *reason, const char *by, Err *err);
 
+/* A mail with Message-ID message_id (angle brackets optional) was seen in
+ * the operator's Sent folder: every uncertain email.send effect that would
+ * have carried that Message-ID (mail_message_id() of its delivery key and
+ * from, the smtp.from address) is settled as delivered, as `effects resolve
+ * ID --sent` does, by `by`. *ret_settled (may be NULL) counts them. */
+int flow_effect_sent_seen(Ledger *l, Store *rd, const char *from, const char *message_id,
+                          const char *by, int *ret_settled, Err *err);
+
 /* For /metrics: how many effects are in each state (FLOW_EFFECT_STATUSES,
  * in the order of flow_effect_statuses), and how many approvals wait. */
 #define FLOW_EFFECT_STATUSES 8

@@ -136,6 +136,27 @@ static json_t *payload_of(FlowStepRun *r, Err *err)
             if (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0))
                 json_object_del(p, optional[i]);
         }
+        /* a message id as the pull connectors keep it (no angle brackets)
+         * threads as well as one written <...> */
+        json_t *irt = json_object_get(p, "in_reply_to");
+        const char *id = json_string_value(irt);
+        if (id && id[0] != '<' && strchr(id, '@') && !strpbrk(id, " <>")) {
+            char *w = NULL;
+            if (asprintf(&w, "<%s>", id) > 0)
+                json_object_set_new(p, "in_reply_to", json_string(w));
+            free(w);
+        }
+        json_t *refs = json_object_get(p, "references");
+        size_t ri;
+        json_t *rv;
+        json_array_foreach(refs, ri, rv) {
+            const char *x = json_string_value(rv);
+            char *w = NULL;
+            if (x && x[0] != '<' && strchr(x, '@') && !strpbrk(x, " <>") &&
+                asprintf(&w, "<%s>", x) > 0)
+                json_array_set_new(refs, ri, json_string(w));
+            free(w);
+        }
         if (mail_payload_check(p, err) < 0) {
             json_decref(p);
             return NULL;

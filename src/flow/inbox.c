@@ -518,6 +518,52 @@ int flow_effect_action(Ledger *l, Store *rd, const char *id, const char *action,
     return append(l, type, d, NULL, NULL, err);
 }
 
+int flow_effect_sent_seen(Ledger *l, Store *rd, const char *from, const char *message_id,
+                          const char *by, int *ret_settled, Err *err)
+{
+    char want[MAIL_MESSAGE_ID_SIZE + 2];
+    size_t n = strlen(message_id);
+    if (n && message_id[0] == '<')
+        message_id++, n--;
+    if (n && message_id[n - 1] == '>')
+        n--;
+    if (n == 0 || n + 3 > sizeof want)
+        return 0; /* not one of ours: they have a fixed shape */
+    snprintf(want, sizeof want, "<%.*s>", (int)n, message_id);
+    StoreStmt *st;
+    int rc = store_prepare(rd,
+                           "SELECT id, delivery_key, message_id FROM effects"
+                           " WHERE status = 'uncertain' AND kind = 'email.send'",
+                           &st, err);
+    if (rc < 0)
+        return rc;
+    json_t *ids = json_array();
+    while ((rc = store_step(st, err)) == STORE_ROW) {
+        char mine[MAIL_MESSAGE_ID_SIZE];
+        const char *known = store_col_text(st, 2, NULL);
+        mail_message_id(store_col_text(st, 1, NULL), from, mine, sizeof mine);
+        if (!strcasecmp(mine, want) || (known && !strcasecmp(known, want)))
+            json_array_append_new(ids, json_string(store_col_text(st, 0, NULL)));
+    }
+    store_stmt_done(st);
+    int settled = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v) {
+        if (rc < 0)
+            break;
+        rc = flow_effect_action(l, rd, json_string_value(v), "sent", "seen in the Sent folder", by,
+                                err);
+        settled += rc == 0;
+    }
+    json_decref(ids);
+    if (rc < 0)
+        return rc;
+    if (ret_settled)
+        *ret_settled = settled;
+    return 0;
+}
+
 /* ---- trace ---- */
 
 static int approvals_of(Store *rd, const char *task, json_t **ret, Err *err)

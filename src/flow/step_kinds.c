@@ -412,6 +412,18 @@ static int check_search(const json_t *with, Err *err)
     return check_model(with, err, "query", keys, "query, subject, kinds, since, k");
 }
 
+static int check_themes(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "types", "since", "max", NULL };
+    return check_model(with, err, NULL, keys, "types, since, max");
+}
+
+static int check_renewals(const json_t *with, Err *err)
+{
+    static const char *const keys[] = { "within", NULL };
+    return check_model(with, err, NULL, keys, "within");
+}
+
 static int check_record_fact(const json_t *with, Err *err)
 {
     Err local;
@@ -446,6 +458,8 @@ static const FlowStepKind builtin_kinds[] = {
     { "memory.record_fact", check_record_fact },
     { "memory.context", check_context },
     { "memory.search", check_search },
+    { "memory.themes", check_themes },
+    { "memory.renewals", check_renewals },
 };
 
 static void register_builtins(void)

@@ -189,7 +189,8 @@ FlowStepHandler flow__step_handler(const char *kind)
     if (!strncmp(kind, "model.", 6))
         return flow__step_model;
     if (!strcmp(kind, "memory.resolve") || !strcmp(kind, "memory.record_fact") ||
-        !strcmp(kind, "memory.context") || !strcmp(kind, "memory.search"))
+        !strcmp(kind, "memory.context") || !strcmp(kind, "memory.search") ||
+        !strcmp(kind, "memory.themes") || !strcmp(kind, "memory.renewals"))
         return flow__step_memory;
     return NULL;
 }

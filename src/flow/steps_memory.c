@@ -8,7 +8,11 @@
 #include "flow/engine_int.h"
 #include "memory/context.h"
 #include "memory/identity.h"
+#include "core/buf.h"
+#include "core/clock.h"
 #include "memory/search.h"
+#include "memory/renewals.h"
+#include "memory/themes.h"
 
 /* memory.resolve: with {who: an email, phone, payment customer id or
  * contact id}. Output: the contact's profile with its current facts
@@ -183,11 +187,117 @@ static int step_search(FlowStepRun *r)
     return 0;
 }
 
+/* memory.themes: with {types? (default [feedback.received]), since? (a
+ * duration back from now, default 7d, or an RFC 3339 time), max? (themes,
+ * default 8)}: what memory_themes() answers, plus `text`, the digest as a
+ * person reads it. */
+static int step_themes(FlowStepRun *r)
+{
+    const json_t *types = json_object_get(r->inputs, "types");
+    const char *since = json_string_value(json_object_get(r->inputs, "since"));
+    const json_t *max = json_object_get(r->inputs, "max");
+    const char *list[MEMORY_THEMES_MAX_TYPES + 1] = { "feedback.received", NULL };
+    if (types && !json_is_null(types)) {
+        if (!json_is_array(types) || json_array_size(types) < 1 ||
+            json_array_size(types) > MEMORY_THEMES_MAX_TYPES)
+            return flow__step_fail(r, false, "with.types: a list of 1 to %d event types",
+                                   MEMORY_THEMES_MAX_TYPES);
+        size_t i;
+        const json_t *v;
+        json_array_foreach(types, i, v) {
+            if (!json_is_string(v))
+                return flow__step_fail(r, false, "with.types[%zu]: an event type", i);
+            list[i] = json_string_value(v);
+        }
+        list[json_array_size(types)] = NULL;
+    }
+    if (max && (!json_is_integer(max) || json_integer_value(max) < 1 ||
+                json_integer_value(max) > 50))
+        return flow__step_fail(r, false, "with.max: themes, from 1 to 50");
+    int64_t since_ms = r->now_ms - (int64_t)7 * 86400000, ms;
+    Err err = { 0 };
+    if (since && *since) {
+        if (core_time_parse(since, strlen(since), &ms) == 0)
+            since_ms = ms;
+        else if (flow_duration_parse(since, &ms, &err) == 0)
+            since_ms = r->now_ms - ms;
+        else
+            return flow__step_fail(r, false, "with.since: '%.40s': a duration (7d) or a time",
+                                   since);
+    }
+    json_t *out = NULL;
+    int rc = memory_themes(r->rd, list, since_ms, max ? (int)json_integer_value(max) : 0, &out,
+                           &err);
+    if (rc < 0)
+        return flow__step_fail(r, true, "%s", err.msg);
+    Buf b;
+    buf_init(&b, 0);
+    const json_t *themes = json_object_get(out, "themes");
+    buf_printf(&b, "%lld messages since %.10s, in %zu themes.\n",
+               (long long)json_integer_value(json_object_get(out, "total")),
+               json_string_value(json_object_get(out, "since")), json_array_size(themes));
+    size_t i, j;
+    const json_t *t, *q;
+    json_array_foreach(themes, i, t) {
+        buf_printf(&b, "\n%zu. %s (%lld)\n", i + 1, json_string_value(json_object_get(t, "label")),
+                   (long long)json_integer_value(json_object_get(t, "count")));
+        json_array_foreach(json_object_get(t, "quotes"), j, q) {
+            const char *who = json_string_value(json_object_get(q, "who"));
+            buf_printf(&b, "   \"%s\"%s%s [%lld]\n", json_string_value(json_object_get(q, "text")),
+                       who ? " - " : "", who ? who : "",
+                       (long long)json_integer_value(json_object_get(q, "seq")));
+        }
+    }
+    json_object_set_new(out, "text", json_string(buf_cstr(&b)));
+    buf_done(&b);
+    r->outcome = FLOW_DONE;
+    r->output = out;
+    return 0;
+}
+
+/* memory.renewals: with {within? (a duration, default 30d)}: {due: [...]}
+ * as memory_renewals() finds them, and one `renewal.due` event per renewal
+ * (keyed by contact, kind and end, so a daily run announces each once). */
+static int step_renewals(FlowStepRun *r)
+{
+    const char *within = json_string_value(json_object_get(r->inputs, "within"));
+    int64_t ms = (int64_t)30 * 86400000;
+    Err err = { 0 };
+    if (within && *within && flow_duration_parse(within, &ms, &err) < 0)
+        return flow__step_fail(r, false, "with.within: '%.40s': a duration (30d)", within);
+    json_t *due = NULL;
+    if (memory_renewals(r->rd, r->now_ms, ms, &due, &err) < 0)
+        return flow__step_fail(r, true, "%s", err.msg);
+    char source[FLOW_NAME_MAX + 16];
+    flow__source(r->wf->name, source);
+    size_t i;
+    json_t *d;
+    json_array_foreach(due, i, d) {
+        const char *contact = json_string_value(json_object_get(d, "contact"));
+        char key[256], subject[64];
+        snprintf(key, sizeof key, "renewal.due:%s:%s:%s", contact,
+                 json_string_value(json_object_get(d, "kind")),
+                 json_string_value(json_object_get(d, "ends_at")));
+        snprintf(subject, sizeof subject, "contact:%s", contact);
+        Event *ev = NULL;
+        if (ledger_event_new("renewal.due", source, subject, d, key, r->limits, &ev, &err) < 0) {
+            json_decref(due);
+            return flow__step_fail(r, false, "%s", err.msg);
+        }
+        flow__step_emit(r, ev);
+    }
+    r->outcome = FLOW_DONE;
+    r->output = json_pack("{s:o}", "due", due);
+    return 0;
+}
+
 int flow__step_memory(FlowStepRun *r)
 {
     const char *k = r->step->kind;
     return !strcmp(k, "memory.resolve")   ? step_resolve(r)
          : !strcmp(k, "memory.context")   ? step_context(r)
          : !strcmp(k, "memory.search")    ? step_search(r)
+         : !strcmp(k, "memory.themes")    ? step_themes(r)
+         : !strcmp(k, "memory.renewals")  ? step_renewals(r)
                                           : step_record_fact(r);
 }

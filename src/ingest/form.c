@@ -189,6 +189,7 @@ struct IngestFile {
     size_t max;
     int64_t size;
     int failed;     /* ERR_TOOBIG or ERR_IO once a write failed: only _abort remains */
+    bool nosync;    /* the caller syncs a whole batch with ingest_files_sync() */
 };
 
 static char *path_join(const char *a, const char *b)
@@ -267,7 +268,7 @@ int ingest_file_finish(IngestFile *f, char ret_sha256[CORE_SHA256_HEX + 1], int6
         rc = err_set(err, f->failed, "upload: an earlier write failed");
         goto out;
     }
-    if (fsync(f->fd) < 0) {
+    if (!f->nosync && fsync(f->fd) < 0) {
         rc = err_set(err, ERR_IO, "fsync %s: %s", f->tmp_path, strerror(errno));
         goto out;
     }
@@ -293,7 +294,8 @@ int ingest_file_finish(IngestFile *f, char ret_sha256[CORE_SHA256_HEX + 1], int6
         free(f->tmp_path);
         f->tmp_path = NULL;
         /* Make the new name durable too. */
-        if ((dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) < 0) {
+        if (!f->nosync &&
+            ((dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) < 0)) {
             rc = err_set(err, ERR_IO, "fsync %s: %s", f->dir, strerror(errno));
             goto out;
         }
@@ -305,6 +307,27 @@ out:
         close(dfd);
     free(target);
     ingest_file_abort(f);
+    return rc;
+}
+
+void ingest_file_nosync(IngestFile *f)
+{
+    f->nosync = true;
+}
+
+int ingest_files_sync(const char *data_dir, Err *err)
+{
+    char *dir = path_join(data_dir, "files");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = 0;
+    if (fd < 0 && errno == ENOENT)
+        goto out; /* nothing was stored */
+    if (fd < 0 || syncfs(fd) < 0)
+        rc = err_set(err, ERR_IO, "sync %s: %s", dir, strerror(errno));
+out:
+    if (fd >= 0)
+        close(fd);
+    free(dir);
     return rc;
 }
 

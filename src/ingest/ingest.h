@@ -106,6 +106,12 @@ int ingest_file_write(IngestFile *f, const void *data, size_t len, Err *err);
 /* Completes and frees f. */
 int ingest_file_finish(IngestFile *f, char ret_sha256[CORE_SHA256_HEX + 1], int64_t *ret_size,
                        Err *err);
+/* For many files in a row: f's content and name are not synced by
+ * ingest_file_finish(); the caller calls ingest_files_sync() once before it
+ * records anything that names them. */
+void ingest_file_nosync(IngestFile *f);
+/* Makes every file stored so far durable (syncfs of DATA/files). */
+int ingest_files_sync(const char *data_dir, Err *err);
 /* Removes the temporary file and frees f. NULL is accepted. */
 void ingest_file_abort(IngestFile *f);
 

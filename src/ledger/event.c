@@ -16,7 +16,7 @@ bool ledger_type_reserved(const char *type)
 {
     static const char *const prefixes[] = { "task.",     "step.",     "workflow.", "schedule.",
                                             "operator.", "approval.", "effect.",   "model.",
-                                            "memory.",   "ledger." };
+                                            "memory.",   "ledger.",  "connector." };
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (!strncmp(type, prefixes[i], strlen(prefixes[i])))
             return true;

@@ -84,7 +84,7 @@ int ledger_event_chain_hash_with(CoreSha256 *h, const Event *ev, const char *pre
 /* True when s names an event type: ^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$ */
 bool ledger_type_valid(const char *s, size_t len);
 /* Types only Bureau itself appends (task.*, step.*, workflow.*, schedule.*,
- * operator.*): refused from the HTTP API, webhooks and workflow steps. The
+ * operator.*, approval.*, effect.*, model.*, memory.*, ledger.*, connector.*): refused from the HTTP API, webhooks and workflow steps. The
  * operator's own `bureau ingest` may append them. */
 bool ledger_type_reserved(const char *type);
 

@@ -62,7 +62,7 @@ static int step_one(void *vctx, const Event *ev)
         return rc;
     s->last = ev->seq;
     s->handled++;
-    return 0;
+    return rc > 0 ? 1 : 0; /* > 0: this event ends the step (it commits) */
 }
 
 /* One transaction's worth of work. Returns events handled (>= 0) or <0. */

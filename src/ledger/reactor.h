@@ -19,7 +19,9 @@ typedef struct ReactorDef {
     const char *name;
     /* Handles one event; rd is the runner's read connection. Returning <0
      * stops the step: nothing it emitted is kept and the event is retried
-     * after a back-off. */
+     * after a back-off. Returning > 0 handles the event and ends the step
+     * there (it commits at once): for a reactor whose events are slow to
+     * handle, so that a step ends well within its lease. */
     int (*handle)(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *err);
     void *ctx;
     int lease_ms;  /* lease time to live; 0 = 15000 */

@@ -134,7 +134,7 @@ static void append_cut(Buf *b, const char *s, size_t len, size_t max)
 
 /* The model's input: the earlier summary, then each item, dated, until
  * MEMORY_CONSOLIDATE_INPUT_MAX; *last_at: when the last item occurred. */
-static int group_input(Store *rd, const Group *g, const char *previous, Buf *in,
+static int group_input(Store *rd, Group *g, const char *previous, Buf *in,
                        char last_at[CORE_TIME_LEN + 1], Err *err)
 {
     if (previous && *previous) {
@@ -155,12 +155,17 @@ static int group_input(Store *rd, const Group *g, const char *previous, Buf *in,
         const char *at = store_col_text(st, 1, NULL);
         size_t len;
         const char *text = store_col_text(st, 2, &len);
-        snprintf(last_at, CORE_TIME_LEN + 1, "%s", at ? at : "");
-        if (in->len < MEMORY_CONSOLIDATE_INPUT_MAX) {
-            buf_printf(in, "%.10s %s: ", at ? at : "", store_col_text(st, 0, NULL));
-            append_cut(in, text ? text : "", text ? len : 0, MEMORY_CONSOLIDATE_ITEM_CHARS);
-            buf_append(in, "\n", 1);
+        if (in->len >= MEMORY_CONSOLIDATE_INPUT_MAX) {
+            /* the model sees no more: the rest waits for the next run (and
+             * makes the next version), none is folded unseen */
+            store_stmt_done(st);
+            g->n = i;
+            break;
         }
+        snprintf(last_at, CORE_TIME_LEN + 1, "%s", at ? at : "");
+        buf_printf(in, "%.10s %s: ", at ? at : "", store_col_text(st, 0, NULL));
+        append_cut(in, text ? text : "", text ? len : 0, MEMORY_CONSOLIDATE_ITEM_CHARS);
+        buf_append(in, "\n", 1);
         store_stmt_done(st);
     }
     return rc < 0 ? rc : 0;
@@ -168,7 +173,7 @@ static int group_input(Store *rd, const Group *g, const char *previous, Buf *in,
 
 /* Summarises one group and appends its memory.consolidated. Fills out with
  * {version, seq} or {error}; <0 only for a store or ledger failure. */
-static int consolidate_group(Ledger *l, Store *rd, ModelRouter *router, const Group *g,
+static int consolidate_group(Ledger *l, Store *rd, ModelRouter *router, Group *g,
                              json_t *out, Err *err)
 {
     Buf prev, in;
@@ -251,7 +256,7 @@ int memory_consolidate(Ledger *l, Store *rd, ModelRouter *router, const Config *
     json_t *list = json_array();
     int64_t summaries = 0, failed = 0;
     for (size_t i = 0; rc == 0 && i < gs.n; i++) {
-        const Group *g = &gs.g[i];
+        Group *g = &gs.g[i];
         json_t *o = json_pack("{s:o, s:s, s:I}", "subject",
                               *g->subject ? json_string(g->subject) : json_null(), "period",
                               g->period, "items", (json_int_t)g->n);
@@ -259,6 +264,7 @@ int memory_consolidate(Ledger *l, Store *rd, ModelRouter *router, const Config *
         if (dry_run)
             continue;
         rc = consolidate_group(l, rd, router, g, o, err);
+        json_object_set_new(o, "items", json_integer((json_int_t)g->n)); /* those folded */
         if (json_object_get(o, "seq"))
             summaries++;
         else

@@ -28,15 +28,20 @@ static bool add_part(json_t *parts, json_t *sources, size_t *used, size_t budget
     json_array_append_new(parts, p);
     if (sources) { /* what an approval shows: the event and a snippet */
         char snippet[201];
-        snprintf(snippet, sizeof snippet, "%s", text);
+        size_t n = strlen(text);
+        if (n > sizeof snippet - 1) { /* cut at a character, not inside one */
+            n = sizeof snippet - 1;
+            while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+                n--;
+        }
+        memcpy(snippet, text, n);
+        snippet[n] = '\0';
         json_array_append_new(sources, json_pack("{s:I, s:s}", "seq", (json_int_t)seq, "snippet",
                                                  snippet));
     }
     return true;
 }
 
-/* Without a query: the contact's latest items (and those of the contacts
- * merged into it), newest first, as search hits. */
 /* Steps st to its end, appending row(st) for each row; frees the list on
  * failure. */
 static int rows_json(StoreStmt *st, json_t *(*row)(StoreStmt *st), json_t **ret, Err *err)
@@ -60,13 +65,16 @@ static json_t *recent_row(StoreStmt *st)
                      store_col_text(st, 1, NULL), "snippet", store_col_text(st, 2, NULL));
 }
 
+/* Without a query: the contact's latest items (and those of the contacts
+ * merged into it; not their summaries, which the pack has already), newest
+ * first, as search hits. */
 static int recent_items(Store *rd, const char *id, json_t **ret, Err *err)
 {
     StoreStmt *st;
     int rc = store_prepare(rd,
                            "SELECT i.id, i.event_id, substr(i.text, 1, 300) FROM items i"
-                           " WHERE i.contact_id = ?1 OR i.contact_id IN"
-                           "  (SELECT id FROM contacts WHERE merged_into = ?1)"
+                           " WHERE i.kind <> 'summary' AND (i.contact_id = ?1 OR i.contact_id IN"
+                           "  (SELECT id FROM contacts WHERE merged_into = ?1))"
                            " ORDER BY i.id DESC LIMIT 20",
                            &st, err);
     if (rc < 0)

@@ -10,6 +10,8 @@
 #include "model/router.h"
 
 #define MEMORY_EXTRACT_CONFIDENCE 0.6 /* a signature is the sender's word, parsed */
+#define MEMORY_EXTRACT_MAX_TEXT (16 * 1024) /* bytes of an email given to the route */
+#define MEMORY_EXTRACT_STEP 8 /* emails per reactor step (each a model call) */
 
 typedef struct MemoryExtractor MemoryExtractor;
 

@@ -85,6 +85,10 @@ static bool norm_email(const char *s, char out[VALUE_MAX + 1])
     }
     out[n] = '\0';
     const char *a = strchr(out, '@');
+    /* .invalid (RFC 2606) is never a person: it stands for a missing address
+     * (a mail whose From could not be read, see pull/email.c) */
+    if (n >= 8 && !strcmp(out + n - 8, ".invalid"))
+        return false;
     return at == 1 && a != out && a[1] && strchr(a, '.');
 }
 
@@ -1010,6 +1014,10 @@ static json_t *files_of(Store *rd, const json_t *seqs)
         if (ledger_event_get(rd, json_integer_value(v), NULL, &ev, &err) < 0)
             continue;
         json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+        /* an email's raw message (pull/email.c) goes with it */
+        const char *raw = json_string_value(json_object_get(d, "raw_sha256"));
+        if (raw && strlen(raw) == 64 && strspn(raw, "0123456789abcdef") == 64)
+            json_array_append_new(files, json_string(raw));
         const char *lists[] = { "files", "attachments" };
         for (int l = 0; l < 2; l++) {
             size_t j;

@@ -151,7 +151,7 @@ size_t mem_index_size(const MemIndex *ix)
 size_t mem_index_bytes(const MemIndex *ix)
 {
     size_t d = (size_t)ix->dim;
-    size_t b = sizeof *ix + ix->cap * (d * sizeof(float) + sizeof(int64_t)) +
+    size_t b = sizeof *ix + ix->cap * (d * sizeof(float) + sizeof(int64_t) + sizeof(uint32_t)) +
                ix->map_cap * (sizeof(int64_t) + sizeof(uint32_t));
     if (ix->q8)
         b += ix->cap * (d + 2 * sizeof(float));

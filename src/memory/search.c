@@ -78,13 +78,17 @@ typedef struct VecCache {
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static VecCache cache;
-static ModelRouter *default_router; /* the engine's, for a remote embed route */
+/* The engine's router, for a remote embed route's query vectors. Searches
+ * use it under the read lock, outside cache_lock (a call is slow); setting
+ * it takes the write lock, so the engine's stop waits for calls in flight. */
+static pthread_rwlock_t router_lock = PTHREAD_RWLOCK_INITIALIZER;
+static ModelRouter *default_router;
 
 void memory_search_use_router(ModelRouter *r)
 {
-    pthread_mutex_lock(&cache_lock);
+    pthread_rwlock_wrlock(&router_lock);
     default_router = r;
-    pthread_mutex_unlock(&cache_lock);
+    pthread_rwlock_unlock(&router_lock);
 }
 
 /* ---- the result cache: identical searches within a short window ---- */
@@ -117,7 +121,7 @@ static void cache_drop(void)
     free(cache.path);
     mem_index_free(cache.ix);
     local_idf_free(cache.idf);
-    for (size_t i = 0; i < cache.n_groups; i++)
+    for (size_t i = 1; i < cache.n_groups; i++) /* group 0 (no subject) has none */
         free(cache.groups[i].sum);
     free(cache.groups);
     free(cache.gmap);
@@ -197,18 +201,29 @@ static int cache_extend(Store *rd, int64_t head, const char *model, int64_t vcou
     if (cache.ix && !strcmp(cache.path, path ? path : "") && !strcmp(cache.model, model) &&
         cache.head == head && cache.vcount == vcount)
         return 0;
-    int64_t count = 0, merged = 0;
-    int rc = store_query_int(rd, "SELECT count(*) FROM items WHERE ?1 IS NOT NULL", "x", 0, &count,
-                             err);
-    if (rc == 0)
-        rc = store_query_int(rd,
-                             "SELECT count(*) FROM contacts WHERE merged_into IS NOT NULL"
-                             " AND ?1 IS NOT NULL",
-                             "x", 0, &merged, err);
+    /* rows gone from what was read (a forget, a consolidation, a rebuild),
+     * or a merge or unmerge since: read everything again */
+    int64_t kept = 0, merged = 0;
+    int rc = 0;
+    if (cache.ix && !strcmp(cache.path, path ? path : "") && !strcmp(cache.model, model)) {
+        StoreStmt *st;
+        if ((rc = store_prepare(rd, "SELECT count(*) FROM items WHERE id <= ?1", &st, err)) < 0)
+            return rc;
+        store_bind_int(st, 1, cache.max_id);
+        if ((rc = store_step(st, err)) == STORE_ROW)
+            kept = store_col_int(st, 0);
+        store_stmt_done(st);
+        if (rc < 0)
+            return rc;
+    }
+    rc = store_query_int(rd,
+                         "SELECT coalesce(max(seq), 0) FROM events WHERE type IN"
+                         " ('memory.merged', 'memory.unmerged') AND ?1 IS NOT NULL",
+                         "x", 0, &merged, err);
     if (rc < 0)
         return rc;
     if (cache.ix && (strcmp(cache.path, path ? path : "") || strcmp(cache.model, model) ||
-                     (size_t)count < mem_index_size(cache.ix) || merged != cache.merged ||
+                     (!*model && (size_t)kept != cache.n_items) || merged != cache.merged ||
                      (*model && vcount != cache.vcount)))
         cache_drop();
     bool fresh = !cache.ix, remote = *model;
@@ -234,8 +249,10 @@ static int cache_extend(Store *rd, int64_t head, const char *model, int64_t vcou
             local_idf_add(cache.idf, t, len);
         }
         store_stmt_done(st);
-        if (rc < 0)
+        if (rc < 0) {
+            cache_drop(); /* a half-learned IDF is not kept */
             return rc;
+        }
     }
     if ((rc = store_prepare(rd,
                             remote ? "SELECT i.id, v.vec, coalesce(c.merged_into, i.contact_id),"
@@ -246,8 +263,10 @@ static int cache_extend(Store *rd, int64_t head, const char *model, int64_t vcou
                                      " i.kind, i.at FROM items i LEFT JOIN contacts c"
                                      " ON c.id = i.contact_id WHERE i.id > ?1 AND ?2 = ''"
                                      " ORDER BY i.id",
-                            &st, err)) < 0)
+                            &st, err)) < 0) {
+        cache_drop();
         return rc;
+    }
     store_bind_int(st, 1, cache.max_id);
     store_bind_text(st, 2, model, strlen(model));
     float *v = xmalloc(sizeof(float) * (remote ? MEMORY_VECTOR_DIM_MAX : LOCAL_EMBED_DIM));
@@ -264,8 +283,15 @@ static int cache_extend(Store *rd, int64_t head, const char *model, int64_t vcou
                 mem_index_quantize(cache.ix);
             }
             have = cache.ix && dim == cache.dim && bytes == (size_t)dim * sizeof(float);
-            if (have)
+            if (have) { /* unit length, so that scores are cosines as with local vectors */
                 memcpy(v, blob, bytes);
+                double n2 = 0;
+                for (int d = 0; d < dim; d++)
+                    n2 += (double)v[d] * v[d];
+                if (n2 > 0)
+                    for (int d = 0; d < dim; d++)
+                        v[d] = (float)(v[d] / sqrt(n2));
+            }
         } else {
             size_t len;
             const char *t = store_col_text(st, 1, &len);
@@ -298,8 +324,10 @@ static int cache_extend(Store *rd, int64_t head, const char *model, int64_t vcou
     }
     store_stmt_done(st);
     free(v);
-    if (rc < 0)
+    if (rc < 0) {
+        cache_drop();
         return rc;
+    }
     if (!cache.ix) { /* a remote model without a vector yet */
         cache.dim = LOCAL_EMBED_DIM;
         cache.ix = mem_index_new(LOCAL_EMBED_DIM);
@@ -408,7 +436,7 @@ static int bm25_list(Store *rd, const char *query, const Filter *f, int64_t *ids
  * gains the similarity of the query to its subject's centroid. With
  * filters, the index is searched deeper and the ids the filters allow are
  * kept; expired items are dropped. Runs under cache_lock. */
-static int vector_list(Store *rd, ModelRouter *router, const Config *config, const char *query,
+static int vector_list(Store *rd, const float *remote_q, int remote_dim, const char *query,
                        const Filter *f, bool filtered, const int64_t *feedback, int n_feedback,
                        int64_t *ids, int *n, Err *err)
 {
@@ -418,13 +446,10 @@ static int vector_list(Store *rd, ModelRouter *router, const Config *config, con
     float *qv = NULL;
     int rc = 0;
     if (*cache.model) {
-        int dim = 0;
-        if (!router ||
-            memory_embed_query(rd, router, config, query, &qv, &dim, err) < 0 || dim != cache.dim) {
-            free(qv); /* no query vector: BM25 alone answers */
-            err->code = 0;
-            return 0;
-        }
+        if (!remote_q || remote_dim != cache.dim)
+            return 0; /* no query vector: BM25 alone answers */
+        qv = xmalloc(sizeof(float) * (size_t)remote_dim);
+        memcpy(qv, remote_q, sizeof(float) * (size_t)remote_dim);
     } else {
         qv = xmalloc(sizeof(float) * LOCAL_EMBED_DIM);
         if ((rc = local_embed(cache.idf, query, strlen(query), LOCAL_EMBED_DIM, qv, err)) < 0) {
@@ -488,10 +513,12 @@ static int vector_list(Store *rd, ModelRouter *router, const Config *config, con
     mem_index_search_biased(cache.ix, qv, k, bias, cache.n_groups, hits, &got);
     for (int i = 0; i < got && *n < MEMORY_SEARCH_DEPTH; i++) {
         if (filtered) {
-            if (!bsearch(&hits[i].id, allowed, n_allowed, sizeof *allowed, cmp_id))
-                continue;
+            if (!n_allowed || !bsearch(&hits[i].id, allowed, n_allowed, sizeof *allowed, cmp_id))
+                continue; /* (bsearch must not see a NULL array, even empty) */
         } else {
-            int64_t *p = bsearch(&hits[i].id, cache.ids, cache.n_items, sizeof *cache.ids, cmp_id);
+            int64_t *p = cache.n_items ? bsearch(&hits[i].id, cache.ids, cache.n_items,
+                                                 sizeof *cache.ids, cmp_id)
+                                       : NULL;
             if (!p || expired(f, (size_t)(p - cache.ids)))
                 continue;
         }
@@ -686,15 +713,27 @@ int memory_search(Store *rd, const MemorySearch *q, json_t **ret, Err *err)
     int n_bm = 0, n_vec = 0;
     json_t *list = NULL;
     rc = bm25_list(rd, q->query, &f, bm_ids, snips, &n_bm, err);
+    /* a remote model's query vector: a call, made before taking the cache */
+    float *remote_q = NULL;
+    int remote_dim = 0;
+    if (rc == 0 && q->mode != MEMORY_SEARCH_BM25 && *model) {
+        pthread_rwlock_rdlock(&router_lock);
+        ModelRouter *router = q->router ? q->router : default_router;
+        Err e2 = { 0 };
+        if (router && memory_embed_query(rd, router, q->config, q->query, &remote_q, &remote_dim,
+                                         &e2) < 0)
+            remote_q = NULL;
+        pthread_rwlock_unlock(&router_lock);
+    }
     if (rc == 0 && q->mode != MEMORY_SEARCH_BM25) {
         pthread_mutex_lock(&cache_lock);
         rc = cache_extend(rd, head, model, vcount, err);
         if (rc == 0)
-            rc = vector_list(rd, q->router ? q->router : default_router, q->config, q->query, &f,
-                             filtered, bm_ids,
+            rc = vector_list(rd, remote_q, remote_dim, q->query, &f, filtered, bm_ids,
                              q->mode == MEMORY_SEARCH_HYBRID ? n_bm : 0, vec_ids, &n_vec, err);
         pthread_mutex_unlock(&cache_lock);
     }
+    free(remote_q);
     if (rc == 0)
         rc = hits_json(rd, q, k, bm_ids, snips, q->mode == MEMORY_SEARCH_VECTOR ? 0 : n_bm, vec_ids,
                        n_vec, &list, err);

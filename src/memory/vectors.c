@@ -115,6 +115,7 @@ int memory_vectors_fill(Store *db, ModelRouter *router, const Config *cfg, int64
     if (max > 0 && total > max)
         total = max;
     int64_t after = 0;
+    int fails_in_row = 0;
     while (rc == 0 && *done < total) {
         /* one item at a time: the statement is not held across the model call */
         StoreStmt *st;
@@ -132,7 +133,14 @@ int memory_vectors_fill(Store *db, ModelRouter *router, const Config *cfg, int64
             break;
         }
         int64_t id = store_col_int(st, 0);
-        char *text = strdup(store_col_text(st, 1, NULL) ? store_col_text(st, 1, NULL) : "");
+        size_t len = 0;
+        const char *t = store_col_text(st, 1, &len);
+        if (len > MEMORY_VECTOR_TEXT_MAX) { /* the head of a long item, cut at a character */
+            len = MEMORY_VECTOR_TEXT_MAX;
+            while (len > 0 && ((unsigned char)t[len] & 0xC0) == 0x80)
+                len--;
+        }
+        char *text = strndup(t ? t : "", t ? len : 0);
         store_stmt_done(st);
         after = id;
         float *v = NULL;
@@ -140,19 +148,22 @@ int memory_vectors_fill(Store *db, ModelRouter *router, const Config *cfg, int64
         Err e = { 0 };
         int got = embed_one(db, router, cfg, text, &v, &dim, &e);
         free(text);
-        if (got < 0) { /* a text the route refuses: skip it */
-            continue;
-        }
-        if (got == 0) {
+        if (got <= 0) {
+            /* this item is skipped for this pass; several failing in a row
+             * is the route, not the items: the pass stops */
             *failed = true;
             err_set(err, e.code ? e.code : ERR_INTERNAL, "%s", e.msg);
             err->code = 0; /* reported, not an error of the pass */
-            break;
+            if (++fails_in_row >= 3)
+                break;
+            continue;
         }
+        fails_in_row = 0;
         StoreStmt *ins;
         if ((rc = store_prepare(db,
                                 "INSERT OR REPLACE INTO item_vectors(model, item_id, dim, vec)"
-                                " VALUES (?1, ?2, ?3, ?4)",
+                                " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM items"
+                                " WHERE id = ?2)",
                                 &ins, err)) == 0) {
             store_bind_text(ins, 1, model, strlen(model));
             store_bind_int(ins, 2, id);
@@ -224,7 +235,14 @@ static void *filler_main(void *arg)
             if (backoff_ms == 1000) /* once per failing spell */
                 log_warn("memory vectors: embedding failed, retrying with back-off",
                          json_pack("{s:s}", "error", err.msg));
-            ledger_wait_gen(f->l, INT64_MAX, gen, backoff_ms); /* wakes on stop */
+            /* the whole delay (other wake-ups do not cut it short), or a stop */
+            int64_t until = core_time_now_ms() + backoff_ms;
+            while (!atomic_load(&f->stop) && core_time_now_ms() < until) {
+                uint64_t g = ledger_wake_gen(f->l);
+                if (atomic_load(&f->stop))
+                    break;
+                ledger_wait_gen(f->l, INT64_MAX, g, (int)(until - core_time_now_ms()));
+            }
             backoff_ms = backoff_ms < 300000 ? backoff_ms * 2 : backoff_ms;
             continue;
         }

@@ -21,15 +21,18 @@
 #define MEMORY_EMBED_ROUTE "embed"
 #define MEMORY_VECTOR_MODEL_MAX 200 /* "PROVIDER/MODEL" */
 #define MEMORY_VECTOR_DIM_MAX 4096
+#define MEMORY_VECTOR_TEXT_MAX (8 * 1024) /* bytes of an item given to the route */
 
 /* The model the embed route stores vectors of, "PROVIDER/MODEL" in out;
  * false (out "") when the route starts with the local tier. */
 bool memory_embed_remote(const Config *cfg, char out[MEMORY_VECTOR_MODEL_MAX + 1]);
 
 /* Embeds up to max items (max <= 0: all) that have no vector of the
- * configured model, oldest first, through the router; *done: how many were
- * stored. A call that fails or that another candidate answered stores
- * nothing and stops the pass (0, *failed set). progress (may be NULL) is
+ * configured model, oldest first, through the router (the first
+ * MEMORY_VECTOR_TEXT_MAX bytes of each); *done: how many were stored. An
+ * item whose call fails, or that another candidate answered, is skipped
+ * (*failed set, why in err->msg with err->code 0); three in a row stop the
+ * pass. progress (may be NULL) is
  * called after each item. Vectors of items that no longer exist are
  * dropped. */
 int memory_vectors_fill(Store *db, ModelRouter *router, const Config *cfg, int64_t max,

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "pull/pull_int.h"
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1563,4 +1565,51 @@ int ics_fetch(const char *url_or_path, const char *etag, const char *last_modifi
         return err_set(err, ERR_INVAL, "ics: unsupported URL scheme '%.*s' (http, https or a path)",
                        (int)(sep - url_or_path), url_or_path);
     return fetch_file(url_or_path, etag, max, ret, err);
+}
+
+/* ---- the connector (kind: ics), run by the pull runtime ---- */
+
+#define ICS_REVALIDATE_MS ((int64_t)24 * 3600 * 1000)
+
+/* One poll: fetch the feed with the cursor's validators (a 304 or an
+ * unchanged file is nothing to do, except that once a day the feed is read
+ * again without them, since the window moves with time), diff it against
+ * the calendar projection, and append the changes with the new cursor
+ * {etag, last_modified, parsed_at} in one append. A feed that does not
+ * parse changes nothing: the cursor stays and the error is the poll's. */
+int pull__ics_poll(const PullCtx *x, int64_t *ret_appended, Err *err)
+{
+    const ConnectorConfig *c = x->c;
+    *ret_appended = 0;
+    json_t *cursor = NULL;
+    int64_t cursor_seq = 0;
+    int rc = pull__cursor_get(x->rd, c->name, &cursor, &cursor_seq, err);
+    if (rc < 0)
+        return rc;
+    int64_t now = core_time_now_ms();
+    int64_t parsed_at = json_integer_value(json_object_get(cursor, "parsed_at"));
+    bool revalidate = now - parsed_at >= ICS_REVALIDATE_MS;
+    const char *etag = revalidate ? NULL : json_string_value(json_object_get(cursor, "etag"));
+    const char *lm = revalidate ? NULL : json_string_value(json_object_get(cursor, "last_modified"));
+    IcsFetched fetched = { 0 };
+    rc = ics_fetch(c->url ? c->url : c->path, etag, lm, 0, ICS_FETCH_TIMEOUT_MS, &fetched, err);
+    if (rc < 0 || fetched.not_modified) {
+        ics_fetched_done(&fetched);
+        json_decref(cursor);
+        return rc < 0 ? rc : 0;
+    }
+    IcsChanges ch = { 0 };
+    rc = ics_poll_diff(x->rd, c->source, fetched.body, fetched.len, c->horizon_days, now, &ch, err);
+    if (rc == 0) {
+        json_t *next = json_pack("{s:s?, s:s?, s:I}", "etag", fetched.etag, "last_modified",
+                                 fetched.last_modified, "parsed_at", (json_int_t)now);
+        rc = pull__append_batch(x->opts->ledger, c, ch.events, ch.n, next, &cursor_seq,
+                                ret_appended, err);
+        ch.n = 0; /* the events went to the ledger */
+        json_decref(next);
+    }
+    ics_changes_done(&ch);
+    ics_fetched_done(&fetched);
+    json_decref(cursor);
+    return rc;
 }

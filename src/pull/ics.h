@@ -137,7 +137,8 @@ int ics_fetch(const char *url_or_path, const char *etag, const char *last_modifi
               size_t max_bytes, int timeout_ms, IcsFetched *ret, Err *err);
 void ics_fetched_done(IcsFetched *f);
 
-/* Registers the "calendar" projection (proj_calendar.c). Idempotent. */
-void pull_projections_register(void);
+/* Registers the "calendar" projection (proj_calendar.c); pull_projections_register()
+ * calls it. Idempotent. */
+void ics_projections_register(void);
 
 #endif

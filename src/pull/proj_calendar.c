@@ -90,7 +90,7 @@ static const Projection calendar_projection = {
     .apply = apply,
 };
 
-void pull_projections_register(void)
+void ics_projections_register(void)
 {
     ledger_projection_register(&calendar_projection);
 }

@@ -588,7 +588,8 @@ Test(step_kinds, registry_and_custom_kinds)
     char list[512];
     flow_step_kinds_list(list, sizeof list);
     cr_assert_str_eq(list, "approval, email.send, emit, lua, mail, memory.context, "
-                           "memory.record_fact, memory.resolve, memory.search, model.classify, model.complete, "
+                           "memory.record_fact, memory.renewals, memory.resolve, memory.search, memory.themes, "
+                      "model.classify, model.complete, "
                            "model.draft, model.extract, model.summarize, task.start, wait, "
                            "webhook.post");
     char *rep = parse_fail("name: m\non: {event: a.b}\nsteps:\n"

@@ -37,7 +37,7 @@ static void setup(void)
     log_set_level(LOG_ERROR);
     ledger_projections_builtin();
     memory_projections_register();
-    pull_projections_register();
+    ics_projections_register();
     Err e = { 0 };
     cr_assert_eq(ledger_db_prepare(dir, &cfg, true, &e), 0, "%s", e.msg);
     LedgerOptions o = { .config = &cfg };
