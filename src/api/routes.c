@@ -13,6 +13,7 @@
 #include "memory/identity.h"
 #include "memory/search.h"
 #include "model/router.h"
+#include "pull/pull.h"
 
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 1000
@@ -587,7 +588,11 @@ void api__memory_search_get(Req *r)
 
 static const char *connector_kind(int kind)
 {
-    return kind == CONNECTOR_STRIPE ? "stripe" : kind == CONNECTOR_FORM ? "form" : "webhook";
+    return kind == CONNECTOR_STRIPE ? "stripe"
+         : kind == CONNECTOR_FORM   ? "form"
+         : kind == CONNECTOR_IMAP   ? "imap"
+         : kind == CONNECTOR_ICS    ? "ics"
+                                    : "webhook";
 }
 
 void api__status_get(Req *r)
@@ -611,9 +616,16 @@ void api__status_get(Req *r)
     json_t *effects = json_object();
     for (int i = 0; i < FLOW_EFFECT_STATUSES; i++)
         json_object_set_new(effects, flow_effect_statuses[i], json_integer(counts[i]));
-    json_t *conns = json_array();
+    json_t *conns = json_array(), *pulls = NULL;
+    if (pull_status(rd, s->cfg, core_time_now_ms(), &pulls, &err) < 0) {
+        /* the pollers' state is a part of the page, not a reason to fail it */
+        log_warn("no pull connector status", json_pack("{s:s}", "error", err.msg));
+        pulls = json_array();
+    }
     for (size_t i = 0; i < s->cfg->n_connectors; i++) {
         const ConnectorConfig *c = &s->cfg->connectors[i];
+        if (c->kind == CONNECTOR_IMAP || c->kind == CONNECTOR_ICS)
+            continue; /* in "pull" */
         uint64_t acc = atomic_load(&s->m.accepted[1 + i]), rej = 0;
         for (int k = 0; k < API_REASONS; k++)
             rej += atomic_load(&s->m.rejected[1 + i][k]);
@@ -626,6 +638,7 @@ void api__status_get(Req *r)
     json_object_set_new(st, "effects", effects);
     json_object_set_new(st, "approvals_pending", json_integer(pending));
     json_object_set_new(st, "connectors", conns);
+    json_object_set_new(st, "pull", pulls);
     pthread_mutex_lock(&s->mu);
     ApiModelsHealth health = s->models_health;
     void *hctx = s->models_ctx;

@@ -266,6 +266,9 @@ async function undoPhase(page, ctx, problems) {
       assert(await page.locator('figure[data-chart=day] line.budget').count() === 1, 'no budget line');
       assert(await page.locator('figure[data-chart=customer] text:has-text("Ann")').count() === 1, 'the customer is not named');
       assert(await page.locator('#models td:has-text("closed")').count() >= 1, 'no breaker states');
+      const cal = page.locator('#pull tr:has-text("cal")');
+      assert(await cal.count() === 1 && (await cal.innerText()).includes('ics'), 'no calendar connector');
+      assert(await cal.locator('.badge.failing').count() === 0, 'the calendar connector is failing');
       await shot(page, 'spend');
     });
 

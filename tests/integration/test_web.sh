@@ -19,7 +19,12 @@ q() { sqlite3 "$D/bureau.db" "$1"; }
 ingest() { printf '%s' "$1" | bureau --data "$D" ingest >/dev/null 2>&1; }
 
 # ---- the seed ----
-cat >>"$D/bureau.yaml" <<'YAML'
+cat >>"$D/bureau.yaml" <<YAML
+connectors:
+  - name: cal
+    kind: ics
+    path: $ROOT/tests/data/ics/0001-recurring.ics
+    interval_s: 3600
 models:
   budgets:
     daily_usd: 0.05
