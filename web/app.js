@@ -717,10 +717,15 @@ async function renderSpend() {
     let rows = (s.rows || []).map((r) => ({ label: names.get(r.key) || r.key || (by[i] === 'customer' ? '(no customer)' : '(none)'), value: r.cost_usd || 0, calls: r.calls }));
     if (by[i] === 'day') rows.sort((a, b) => a.label.localeCompare(b.label)), rows = rows.slice(-30);
     else rows.sort((a, b) => b.value - a.value), rows = rows.slice(0, 12);
+    const title = { day: 'by day, last 30 days', route: 'by route', workflow: 'by workflow',
+      customer: 'by customer today' }[by[i]];
+    // all on the free local tier: the calls tell more than a row of zeros
+    if (rows.length && rows.every((r) => !r.value)) {
+      rows.forEach((r) => { r.value = r.calls || 0; });
+      return barChart('Model calls ' + title + ' (no spend)', rows, { id: by[i], budget: 0, fmt: (x) => String(Math.round(x)) });
+    }
     const budget = by[i] === 'day' ? budgets.daily_usd : by[i] === 'customer' ? (budgets.per_customer || {}).daily_usd : 0;
-    const title = { day: 'Spend by day, last 30 days', route: 'Spend by route', workflow: 'Spend by workflow',
-      customer: 'Spend by customer today' }[by[i]];
-    return barChart(title + (budget ? ' (budget dashed)' : ''), rows, { id: by[i], budget, fmt: fmtUsd });
+    return barChart('Spend ' + title + (budget ? ' (budget dashed)' : ''), rows, { id: by[i], budget, fmt: fmtUsd });
   });
   const recent = st.last_day || {};
   const rate = (bad, good) => { const n = (recent[bad] || 0) + (recent[good] || 0); return n ? ((recent[bad] || 0) / n * 100).toFixed(1) + '%' : '—'; };
@@ -732,8 +737,8 @@ async function renderSpend() {
       stat(st.mode, 'mode'), stat(fmtUsd(sp[0].total_usd), 'model spend, 30 days'),
       stat(budgets.daily_usd ? fmtUsd(budgets.daily_usd) : 'none', 'daily budget'),
       stat(st.approvals_pending, 'approvals waiting'), stat((st.tasks || {}).inbox || 0, 'tasks in the inbox'),
-      stat(((st.steps || {}).ready || 0) + ((st.steps || {}).pending || 0), 'steps queued'),
-      stat((st.steps || {}).waiting || 0, 'steps waiting'),
+      stat((st.steps || {}).ready || 0, 'steps ready to run'),
+      stat((st.steps || {}).waiting || 0, 'steps waiting (approvals, timers)'),
       stat(rate('step.failed', 'step.completed'), 'step error rate, 24 h'),
       stat(rate('effect.failed', 'effect.delivered'), 'effect failure rate, 24 h'),
       stat(calls ? (failures / calls * 100).toFixed(1) + '%' : '—', 'model call failures'),
