@@ -16,7 +16,7 @@
 #include "pull/pull_int.h"
 
 #define IMPORT_BATCH 256
-#define MBOX_MAX_LINE (1024 * 1024) /* longer lines are cut (kept whole in the raw cap) */
+#define MBOX_PIECE (64 * 1024) /* a longer line is read in pieces of this size */
 #define PROGRESS_NS 500000000LL
 
 typedef struct Batch {
@@ -84,6 +84,7 @@ typedef struct Mbox {
     size_t max;
     Buf msg;
     size_t full;   /* the message's size, counting what the cap dropped */
+    bool cut;      /* the cap was reached: the rest is counted, not kept */
 } Mbox;
 
 static int mbox_message(Mbox *x, Err *err)
@@ -106,12 +107,48 @@ static int mbox_message(Mbox *x, Err *err)
     int rc = pull_email_event(buf_cstr(&x->msg), x->msg.len, &eo, &ev, NULL, err);
     buf_clear(&x->msg);
     x->full = 0;
+    x->cut = false;
     if (rc < 0)
         return rc;
     x->b.st->seen++;
     if (strstr(ev->data, "\"warnings\":"))
         x->b.st->warnings++;
     return add(&x->b, ev, err);
+}
+
+/* A bounded line reader: each piece is a whole line (ending in '\n'), or
+ * MBOX_PIECE bytes of a longer one, or the end of the file. */
+typedef struct Pieces {
+    FILE *in;
+    char buf[MBOX_PIECE];
+    size_t pos, len;
+    bool eof;
+} Pieces;
+
+static int next_piece(Pieces *r, const char **ret, size_t *ret_len)
+{
+    for (;;) {
+        char *nl = memchr(r->buf + r->pos, '\n', r->len - r->pos);
+        if (nl || r->len - r->pos == sizeof r->buf || (r->eof && r->len > r->pos)) {
+            size_t n = nl ? (size_t)(nl - (r->buf + r->pos)) + 1 : r->len - r->pos;
+            *ret = r->buf + r->pos;
+            *ret_len = n;
+            r->pos += n;
+            return 1;
+        }
+        if (r->eof)
+            return 0;
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+        size_t got = fread(r->buf + r->len, 1, sizeof r->buf - r->len, r->in);
+        r->len += got;
+        if (got == 0) {
+            if (ferror(r->in))
+                return -1;
+            r->eof = true;
+        }
+    }
 }
 
 int pull_import_mbox(Ledger *l, const char *data_dir, FILE *in, int64_t total_bytes,
@@ -123,48 +160,59 @@ int pull_import_mbox(Ledger *l, const char *data_dir, FILE *in, int64_t total_by
                .source = source,
                .max = max_message_bytes ? max_message_bytes : 25u << 20 };
     buf_init(&x.msg, 0);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int rc = 0;
-    bool started = false, prev_blank = true;
+    Pieces *r = xcalloc(1, sizeof *r);
+    r->in = in;
+    const char *line;
+    size_t len;
+    int rc = 0, got;
+    bool started = false, prev_blank = true, bol = true;
     int64_t last_ns = core_time_mono_ns();
     int64_t lineno = 0;
-    while ((n = getline(&line, &cap, in)) > 0) {
-        lineno++;
-        st->bytes += n;
-        size_t len = (size_t)n;
-        if (from_line(line, len) && prev_blank) {
+    while ((got = next_piece(r, &line, &len)) > 0) {
+        bool at_bol = bol;
+        bol = line[len - 1] == '\n';
+        st->bytes += (int64_t)len;
+        if (at_bol)
+            lineno++;
+        if (at_bol && from_line(line, len) && prev_blank) {
             if ((rc = mbox_message(&x, err)) < 0)
                 break;
             started = true;
             prev_blank = false;
+            /* the rest of a very long From line is not part of the message */
+            while (!bol && (got = next_piece(r, &line, &len)) > 0) {
+                st->bytes += (int64_t)len;
+                bol = line[len - 1] == '\n';
+            }
             progress_maybe(progress, ctx, st, total_bytes, &last_ns, false);
             continue;
         }
         if (!started) {
-            if (len > 1 || (line[0] != '\n' && line[0] != '\r')) {
+            if (!at_bol || len > 2 || (line[0] != '\n' && line[0] != '\r')) {
                 rc = err_set(err, ERR_INVAL, "line %lld: not an mbox file (it must begin with a "
                                              "\"From \" line)", (long long)lineno);
                 break;
             }
             continue;
         }
-        prev_blank = len == 1 || (len == 2 && line[0] == '\r');
+        prev_blank = at_bol && bol && (len == 1 || (len == 2 && line[0] == '\r'));
         /* mboxrd: ">From " and ">>From " lose one '>' */
         const char *p = line;
         size_t k = 0;
-        while (k < len && p[k] == '>')
+        while (at_bol && k < len && p[k] == '>')
             k++;
         if (k > 0 && from_line(p + k, len - k)) {
             p++;
             len--;
         }
         x.full += len;
-        if (x.msg.len + len <= x.max)
+        /* over the cap, the message keeps its beginning (the header) only */
+        if (!x.cut && x.msg.len + len <= x.max)
             buf_append(&x.msg, p, len);
+        else
+            x.cut = true;
     }
-    if (rc == 0 && ferror(in))
+    if (rc == 0 && got < 0)
         rc = err_set(err, ERR_IO, "read: %s", strerror(errno));
     if (rc == 0)
         rc = mbox_message(&x, err);
@@ -174,7 +222,7 @@ int pull_import_mbox(Ledger *l, const char *data_dir, FILE *in, int64_t total_by
         for (size_t i = 0; i < x.b.n; i++)
             ledger_event_free(x.b.ev[i]);
     progress_maybe(progress, ctx, st, total_bytes, &last_ns, true);
-    free(line);
+    free(r);
     buf_done(&x.msg);
     return rc;
 }

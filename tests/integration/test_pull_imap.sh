@@ -3,7 +3,8 @@
 # (dovecot-imapd on loopback, lib_imap.sh), then the imports.
 #  1 every message lands once (the fixtures of tests/data/pull: quoted-
 #    printable, base64, ISO-8859-1 and UTF-8 headers, multipart/alternative,
-#    HTML only, attachments, no Message-ID, a malformed part; and 600 more),
+#    HTML only, attachments, no Message-ID, a malformed part, one over
+#    max_message_bytes; and 2,500 more),
 #    while the IMAP server is restarted in the middle of the poll
 #  2 a second poll adds nothing; new mail is picked up
 #  3 a message in the Sent folder settles the uncertain mail it is
@@ -70,9 +71,16 @@ for i in range(1, n + 1):
                 f"Subject: message {i}\r\nDate: Mon, 20 Nov 2023 10:00:00 +0000\r\n"
                 f"Message-ID: <gen-{i}@example.com>\r\n\r\nBody of message {i}.\r\n")
 PY
+# one message over the connector's max_message_bytes: only its header is read
+{
+  printf 'From: big@example.com\r\nTo: ops@example.com\r\nSubject: A big one\r\nMessage-ID: <big-1@example.com>\r\n\r\n'
+  for i in $(seq 1 3000); do printf 'line %05d of a long body that goes on and on and on and on\r\n' "$i"; done
+} >"$TMP/big.eml"
+BIG_SIZE=$(stat -c %s "$TMP/big.eml")
+imap_drop "$TMP/big.eml"
 mkdir -p "$IMAP_MAIL/.Sent"/{cur,new,tmp}
 chown -R 5000:5000 "$IMAP_MAIL"
-TOTAL=$((GEN + 7))
+TOTAL=$((GEN + 8))
 
 bureau --data "$D" init >/dev/null
 cat >>"$D/bureau.yaml" <<EOF
@@ -88,6 +96,7 @@ connectors:
     sent_folder: Sent
     starttls: off
     interval_s: 1
+    max_message_bytes: 65536
 EOF
 
 # an uncertain mail (as a crash mid-delivery leaves it), whose Message-ID is
@@ -131,6 +140,9 @@ expect_contains "the malformed message is kept, with a warning" \
   "$(mail_q '$.warnings' mal-7@example.com)" "truncated message"
 expect_eq "no Message-ID: keyed by the raw hash" \
   "$(q "SELECT count(*) FROM events WHERE type = 'email.received' AND json_extract(data, '$.message_id_missing')")" 1
+expect_eq "a message over max_message_bytes: its header" "$(mail_q '$.subject' big-1@example.com)" "A big one"
+expect_eq "... and its full size" "$(mail_q '$.raw_size' big-1@example.com)" "$BIG_SIZE"
+expect_contains "... with a warning" "$(mail_q '$.warnings' big-1@example.com)" "larger than the limit"
 expect_eq "the Date is occurred_at" \
   "$(q "SELECT occurred_at FROM events WHERE json_extract(data, '$.message_id') = 'b64-2@example.de'")" \
   "2023-11-15T08:30:00.000Z"

@@ -349,6 +349,63 @@ Test(import, mbox_twice, .init = setup, .fini = teardown)
     buf_done(&b);
 }
 
+Test(import, mbox_long_lines_and_the_cap, .init = setup, .fini = teardown)
+{
+    Buf b;
+    buf_init(&b, 0);
+    /* a 150 KB line (read in 64 KiB pieces), then a second message */
+    buf_puts(&b, "From a@example.com Mon Jan  1 00:00:00 2024\nFrom: a@example.com\n"
+                 "To: b@example.com\nSubject: long\nMessage-ID: <long@example.com>\n\n");
+    for (int i = 0; i < 15000; i++)
+        buf_puts(&b, "0123456789");
+    buf_puts(&b, "\nFrom the middle of a line is no separator\n\n");
+    buf_puts(&b, "From a@example.com Mon Jan  1 00:00:00 2024\nFrom: a@example.com\n"
+                 "To: b@example.com\nSubject: capped\nMessage-ID: <cap@example.com>\n\n");
+    for (int i = 0; i < 1000; i++)
+        buf_puts(&b, "a body line that is longer than it needs to be, again and again\n");
+    buf_puts(&b, "short tail\n");
+    PullImportStats st;
+    Err e = { 0 };
+    FILE *f = fmemopen(b.ptr, b.len, "r");
+    cr_assert_eq(pull_import_mbox(led, dir, f, (int64_t)b.len, "import", 300000, NULL, NULL, &st,
+                                  &e),
+                 0, "%s", e.msg);
+    fclose(f);
+    cr_assert_eq(st.seen, 2);
+    cr_assert_eq(st.bytes, (int64_t)b.len);
+    Store *rd = NULL;
+    cr_assert_eq(ledger_reader_open(led, &rd, &e), 0);
+    Event *ev = NULL;
+    cr_assert_eq(ledger_event_get(rd, 1, NULL, &ev, &e), 0);
+    json_t *d = json_loads(ev->data, 0, NULL);
+    const char *t = s(d, "text");
+    cr_assert_eq(strspn(t, "0123456789"), 150000);
+    cr_assert(strstr(t, "From the middle of a line"));
+    json_decref(d);
+    ledger_event_free(ev);
+    /* a message over a cap of 4 KiB keeps its beginning only */
+    Buf c;
+    buf_init(&c, 0);
+    buf_puts(&c, "From a@example.com Mon Jan  1 00:00:00 2024\nFrom: a@example.com\n"
+                 "To: b@example.com\nSubject: capped\nMessage-ID: <cap2@example.com>\n\n");
+    for (int i = 0; i < 1000; i++)
+        buf_puts(&c, "a body line that is longer than it needs to be, again and again\n");
+    buf_puts(&c, "short tail\n");
+    f = fmemopen(c.ptr, c.len, "r");
+    cr_assert_eq(pull_import_mbox(led, dir, f, 0, "import", 4096, NULL, NULL, &st, &e), 0);
+    fclose(f);
+    buf_done(&c);
+    cr_assert_eq(st.seen, 1);
+    cr_assert_eq(st.added, 1);
+    cr_assert_eq(ledger_event_get(rd, 3, NULL, &ev, &e), 0);
+    cr_assert_str_eq(ev->type, "email.received");
+    cr_assert(strstr(ev->data, "larger than the limit"), "%.300s", ev->data);
+    cr_assert_null(strstr(ev->data, "short tail"));
+    ledger_event_free(ev);
+    store_close(rd);
+    buf_done(&b);
+}
+
 Test(import, not_an_mbox, .init = setup, .fini = teardown)
 {
     PullImportStats st;
