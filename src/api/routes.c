@@ -551,15 +551,13 @@ void api__memory_search_get(Req *r)
         api__problem(r, 400, "Bad request", "q: required");
         return;
     }
-    char kbuf[64];
-    const char *kinds[5] = { NULL };
+    char kbuf[MEMORY_SEARCH_KINDS_BUF];
+    const char *kinds[MEMORY_SEARCH_KINDS_MAX + 1] = { NULL };
     const char *kind = arg(r, "kind");
-    if (kind) {
-        snprintf(kbuf, sizeof kbuf, "%s", kind);
-        int n = 0;
-        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 4;
-             t = strtok_r(NULL, ",", &save))
-            kinds[n++] = t;
+    Err kerr = { 0 };
+    if (kind && memory_search_kinds(kind, kbuf, kinds, &kerr) < 0) {
+        api__problem(r, 400, "Bad request", "%s", kerr.msg);
+        return;
     }
     const char *mode = arg(r, "mode");
     int m = mode ? memory_search_mode(mode) : MEMORY_SEARCH_HYBRID;

@@ -211,15 +211,13 @@ int cmd_memory_search(Cli *cli)
     if (ks && cli_int("k", ks, 1, MEMORY_SEARCH_K_MAX, &k))
         return EXIT_USAGE;
     /* --kind email,note */
-    char kbuf[64];
-    const char *kinds[5] = { NULL };
+    char kbuf[MEMORY_SEARCH_KINDS_BUF];
+    const char *kinds[MEMORY_SEARCH_KINDS_MAX + 1] = { NULL };
     const char *kind = cli_opt(cli, "kind");
-    if (kind) {
-        snprintf(kbuf, sizeof kbuf, "%s", kind);
-        int n = 0;
-        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 4;
-             t = strtok_r(NULL, ",", &save))
-            kinds[n++] = t;
+    Err kerr = { 0 };
+    if (kind && memory_search_kinds(kind, kbuf, kinds, &kerr) < 0) {
+        fprintf(stderr, "bureau: --%s\n", kerr.msg);
+        return EXIT_USAGE;
     }
     const char *mode = cli_opt(cli, "mode");
     int m = mode ? memory_search_mode(mode) : MEMORY_SEARCH_HYBRID;

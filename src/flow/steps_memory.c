@@ -148,22 +148,24 @@ static int step_search(FlowStepRun *r)
               json_integer_value(k) > MEMORY_SEARCH_K_MAX))
         return flow__step_fail(r, false, "with.k: a number of hits, from 1 to %d",
                                MEMORY_SEARCH_K_MAX);
-    const char *kinds[5] = { NULL };
-    char kbuf[64] = "";
+    const char *kinds[MEMORY_SEARCH_KINDS_MAX + 1] = { NULL };
+    char kbuf[MEMORY_SEARCH_KINDS_BUF] = "";
     int n = 0;
+    Err kerr = { 0 };
     if (json_is_array(kj)) {
         size_t i;
         const json_t *v;
         json_array_foreach(kj, i, v) {
-            if (n == 4 || !json_is_string(v))
-                return flow__step_fail(r, false, "with.kinds: at most 4 of email, form, note, summary");
+            if (n == MEMORY_SEARCH_KINDS_MAX || !json_is_string(v))
+                return flow__step_fail(r, false, "with.kinds: at most %d of email, form, note, summary",
+                                       MEMORY_SEARCH_KINDS_MAX);
             kinds[n++] = json_string_value(v);
         }
     } else if (json_is_string(kj)) {
-        snprintf(kbuf, sizeof kbuf, "%s", json_string_value(kj));
-        for (char *save = NULL, *t = strtok_r(kbuf, ",", &save); t && n < 4;
-             t = strtok_r(NULL, ",", &save))
-            kinds[n++] = t;
+        if (memory_search_kinds(json_string_value(kj), kbuf, kinds, &kerr) < 0)
+            return flow__step_fail(r, false, "with.%s", kerr.msg);
+        while (kinds[n])
+            n++;
     } else if (kj && !json_is_null(kj)) {
         return flow__step_fail(r, false, "with.kinds: a list or a comma-separated string");
     }

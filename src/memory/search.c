@@ -556,6 +556,24 @@ static json_t *head_of(const char *text)
     return j ? j : json_string("");
 }
 
+int memory_search_kinds(const char *list, char buf[MEMORY_SEARCH_KINDS_BUF],
+                        const char *out[MEMORY_SEARCH_KINDS_MAX + 1], Err *err)
+{
+    out[0] = NULL;
+    if (strlen(list) >= MEMORY_SEARCH_KINDS_BUF)
+        return err_set(err, ERR_INVAL, "kind: longer than %d bytes", MEMORY_SEARCH_KINDS_BUF - 1);
+    snprintf(buf, MEMORY_SEARCH_KINDS_BUF, "%s", list);
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == MEMORY_SEARCH_KINDS_MAX)
+            return err_set(err, ERR_INVAL, "kind: at most %d of email, form, note, summary",
+                           MEMORY_SEARCH_KINDS_MAX);
+        out[n++] = t;
+    }
+    out[n] = NULL;
+    return 0;
+}
+
 static const char *const mode_names[] = { "hybrid", "bm25", "vector", NULL };
 
 int memory_search_mode(const char *name)

@@ -47,6 +47,15 @@ typedef struct MemorySearch {
     struct ModelRouter *router;     /* a remote embed route's query vectors; NULL: BM25 alone then */
 } MemorySearch;
 
+/* A comma-separated list of kinds ("email,note") split into out[0..n),
+ * NULL-terminated; buf keeps the words. ERR_INVAL naming `kind` when the
+ * list is longer than MEMORY_SEARCH_KINDS_BUF - 1 bytes or holds more than
+ * MEMORY_SEARCH_KINDS_MAX kinds (the names are checked by memory_search). */
+#define MEMORY_SEARCH_KINDS_MAX 4
+#define MEMORY_SEARCH_KINDS_BUF 64
+int memory_search_kinds(const char *list, char buf[MEMORY_SEARCH_KINDS_BUF],
+                        const char *out[MEMORY_SEARCH_KINDS_MAX + 1], Err *err);
+
 /* The mode named "hybrid", "bm25" or "vector", or -1. */
 int memory_search_mode(const char *name);
 

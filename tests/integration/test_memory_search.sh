@@ -192,6 +192,8 @@ expect_eq "a memory.search step's hits: some, all that contact's emails and form
   "1 0"
 expect_eq "a subject not known yet finds nothing, and is no error" \
   "$(q "SELECT status || ' ' || json_array_length(output, '\$.hits') FROM task_steps WHERE step_id = 'find' ORDER BY task_id DESC LIMIT 1")" "succeeded 0"
+run bureau --data "$D" memory search invoice --kind email,form,note,summary,email
+expect_contains "more than four kinds is refused, not cut short" "$RC $ERR" "2 bureau: --kind: at most 4"
 # ---- expiry: the TTL per kind ----
 rm "$D/bureau.yaml"
 search "hero banner" --k 5
