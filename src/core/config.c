@@ -246,7 +246,7 @@ static const char *const level_values[] = { "debug", "info", "warn", "error", "o
 static const char *const consent_values[] = { "none", "transactional", "marketing", NULL };
 static const char *const kind_values[] = { "webhook", "stripe", "form", "imap", "ics", NULL };
 static const char *const imap_starttls_values[] = { "required", "off", NULL };
-static const char *const tls_verify_values[] = { "false", "true", NULL };
+static const char *const bool_values[] = { "false", "true", NULL };
 static const char *const starttls_values[] = { "required", "try", "never", NULL };
 
 #define C(m) offsetof(Config, m)
@@ -320,13 +320,14 @@ static const KeyDef connector_keys[] = {
     { "imap", "password_env", KEY_STR, 0, 128, NULL, K(password_env) },
     { "imap", "interval_s", KEY_INT, 1, 86400, NULL, K(interval_s) },
     { "imap", "starttls", KEY_BOOLENUM, 0, 0, imap_starttls_values, K(starttls_off) },
-    { "imap", "tls_verify", KEY_BOOLENUM, 0, 0, tls_verify_values, K(tls_verify) },
+    { "imap", "tls_verify", KEY_BOOLENUM, 0, 0, bool_values, K(tls_verify) },
     { "imap", "sent_folder", KEY_STR, 0, 255, NULL, K(sent_folder) },
     { "imap", "max_message_bytes", KEY_SIZE, 4096, 256LL << 20, NULL, K(max_message_bytes) },
     { "ics", "url", KEY_STR, 0, 1024, NULL, K(url) },
     { "ics", "path", KEY_STR, 0, 1024, NULL, K(path) },
     { "ics", "interval_s", KEY_INT, 1, 86400, NULL, K(interval_s) },
     { "ics", "horizon_days", KEY_INT, 1, 3660, NULL, K(horizon_days) },
+    { "ics", "allow_empty", KEY_BOOLENUM, 0, 0, bool_values, K(allow_empty) },
 };
 #undef K
 
@@ -670,7 +671,6 @@ static int load_connector(Config *cfg, struct fy_node *item, size_t idx, const c
 /* ---- models: ---- */
 
 static const char *const provider_kinds[] = { "local", "openai", "anthropic", NULL };
-static const char *const bool_values[] = { "false", "true", NULL };
 static const char *const defer_values[] = { "none", "batch", NULL };
 static const char *const on_budget_values[] = { "degrade", "park", NULL };
 

@@ -53,6 +53,7 @@ typedef struct ConnectorConfig {
     char *path;             /* ics: a file instead of url */
     int interval_s;         /* poll every interval_s (jittered), default 300 */
     int horizon_days;       /* ics: recurrences expanded this far ahead, default 365 */
+    bool allow_empty;       /* ics: an empty feed may cancel every known event */
     /* imap */
     char *user;
     char *password;         /* inline password, or NULL */

@@ -1275,6 +1275,14 @@ int ics_poll_diff_opts(Store *rd, const char *source, const char *ics_text, size
         rc = diff_item(rd, source, &p.items.v[i], &w, now_ms, &c, err);
     if (rc == 0)
         rc = diff_removed(rd, source, &p.items, &w, now_ms, &c, err);
+    /* A feed without a single VEVENT whose diff would cancel everything
+     * known is far more often a broken export or a server glitch than an
+     * emptied calendar: refused, unless the connector allows it. */
+    if (rc == 0 && p.vevents == 0 && c.n > 0 && !o.allow_empty)
+        rc = err_set(err, ERR_INVAL,
+                     "the feed has no VEVENT, which would cancel all %zu known events in the"
+                     " window; nothing changed (allow_empty: true accepts an empty calendar)",
+                     c.n);
     if (tx) {
         Err ignored = { 0 };
         if (store_commit(rd, &ignored) < 0)
@@ -1599,7 +1607,8 @@ int pull__ics_poll(const PullCtx *x, int64_t *ret_appended, Err *err)
         return rc < 0 ? rc : 0;
     }
     IcsChanges ch = { 0 };
-    rc = ics_poll_diff(x->rd, c->source, fetched.body, fetched.len, c->horizon_days, now, &ch, err);
+    IcsOptions o = { .horizon_days = c->horizon_days, .allow_empty = c->allow_empty };
+    rc = ics_poll_diff_opts(x->rd, c->source, fetched.body, fetched.len, &o, now, &ch, err);
     if (rc == 0) {
         json_t *next = json_pack("{s:s?, s:s?, s:I}", "etag", fetched.etag, "last_modified",
                                  fetched.last_modified, "parsed_at", (json_int_t)now);

@@ -58,6 +58,9 @@ typedef struct IcsOptions {
     size_t max_bytes;       /* 0 = ICS_MAX_BYTES */
     size_t max_events;      /* 0 = ICS_MAX_EVENTS */
     size_t max_occurrences; /* 0 = ICS_MAX_OCCURRENCES */
+    bool allow_empty;       /* a feed without any VEVENT may cancel every known
+                             * instance; else such a feed is refused (ERR_INPUT)
+                             * while live instances are known in the window */
 } IcsOptions;
 
 /* The events one poll produced, in a stable order (by uid, then recurrence
@@ -92,7 +95,8 @@ void ics_changes_done(IcsChanges *c);
  * The events have no subject: the memory layer resolves the organizer's and
  * attendees' addresses (data.organizer.email, data.attendees[].email).
  * Errors: ERR_TOOBIG (a limit), ERR_INVAL naming the feed's line ("line 12:
- * ..."), ERR_STORE. On error *out is left empty. horizon_days <= 0 means 90. */
+ * ..."), or for a feed without any VEVENT that would cancel known instances
+ * (unless opts->allow_empty), ERR_STORE. On error *out is left empty. horizon_days <= 0 means 90. */
 int ics_poll_diff(Store *rd, const char *source, const char *ics_text, size_t len,
                   int horizon_days, int64_t now_ms, IcsChanges *out, Err *err);
 /* The same with every option (opts may be NULL: defaults). */

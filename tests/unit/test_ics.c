@@ -315,6 +315,38 @@ Test(ics, cancelled_status_and_removal_from_the_feed)
                         SRC), 2);
 }
 
+Test(ics, an_empty_feed_cancels_nothing_unless_allowed)
+{
+    cr_assert_eq(poll_append(V1, 90, NOW), 2);
+    int64_t head = ledger_head_seq(led);
+    const char *empty = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n"
+                        "END:VCALENDAR\r\n";
+    IcsChanges c = { 0 };
+    Err e = { 0 };
+    cr_assert_eq(ics_poll_diff(rd, SRC, empty, strlen(empty), 90, NOW, &c, &e), ERR_INVAL);
+    cr_assert(strstr(e.msg, "no VEVENT, which would cancel all 2 known events"), "%s", e.msg);
+    cr_assert_eq(c.n, 0);
+    cr_assert_eq(ledger_head_seq(led), head);
+    /* one event left in the feed is an ordinary removal of the other */
+    const char *one = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n"
+                      "BEGIN:VEVENT\r\nUID:u1\r\nDTSTART:20261210T100000Z\r\n"
+                      "DTEND:20261210T110000Z\r\nSUMMARY:Kickoff\r\nLOCATION:Office A\r\n"
+                      "ATTENDEE;CN=Ann:mailto:ann@acme.io\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    IcsChanges r = poll_at(one, 90, NOW);
+    cr_assert_eq(r.canceled, 1);
+    cr_assert_eq(append(&r), 1);
+    /* the operator says an empty calendar is real */
+    IcsOptions allow = { .horizon_days = 90, .allow_empty = true };
+    cr_assert_eq(ics_poll_diff_opts(rd, SRC, empty, strlen(empty), &allow, NOW, &c, &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(c.canceled, 1);
+    cr_assert_eq(append(&c), 1);
+    cr_assert_eq(scalar("SELECT count(*) FROM calendar_events WHERE canceled = 0 AND source = ?1",
+                        SRC), 0);
+    /* and with nothing left to cancel, an empty feed is no error */
+    cr_assert_eq(poll_at(empty, 90, NOW).n, 0);
+}
+
 /* Polls a bad feed: the error names the line, nothing is returned. */
 static void bad(const char *text, const char *want)
 {
