@@ -1,8 +1,8 @@
 /* The nightly consolidation of memory (memory/consolidate.h), run by the
  * engine on its own thread: once at start when expired items wait (a night
  * missed while the server was down is made up), then at every firing of
- * memory.consolidate_schedule, under the lease "memory.consolidate" so one
- * process at a time does it. */
+ * memory.consolidate_schedule. memory_consolidate() holds the lease
+ * "memory.consolidate", so one process at a time does it. */
 #include "flow/consolidator.h"
 
 #include <pthread.h>
@@ -16,8 +16,6 @@
 #include "flow/flow_cron.h"
 #include "memory/consolidate.h"
 
-#define LEASE "memory.consolidate"
-#define LEASE_MS (30 * 60 * 1000)
 
 struct FlowConsolidator {
     Ledger *l;
@@ -34,26 +32,23 @@ struct FlowConsolidator {
 static void run_once(FlowConsolidator *c)
 {
     Err err = { 0 };
-    const char *me = ledger_instance(c->l);
-    int held = ledger_lease_acquire(c->rd, LEASE, me, LEASE_MS, &err);
-    if (held <= 0) {
-        if (held < 0)
-            log_warn("memory consolidation: the lease", json_pack("{s:s}", "error", err.msg));
+    json_t *rep = NULL;
+    int rc = memory_consolidate(c->l, c->rd, c->router, c->cfg, core_time_now_ms(), false, &rep,
+                                &err);
+    if (rc == ERR_BUSY)
+        return; /* another process runs it */
+    if (rc < 0) {
+        log_error("memory consolidation failed", json_pack("{s:s}", "error", err.msg));
         return;
     }
-    json_t *rep = NULL;
-    if (memory_consolidate(c->l, c->rd, c->router, c->cfg, core_time_now_ms(), false, &rep, &err) <
-        0) {
-        log_error("memory consolidation failed", json_pack("{s:s}", "error", err.msg));
-    } else {
-        if (json_integer_value(json_object_get(rep, "items")))
-            log_info("memory consolidation",
-                     json_pack("{s:O, s:O, s:O}", "items", json_object_get(rep, "items"),
-                               "summaries", json_object_get(rep, "summaries"), "failed",
-                               json_object_get(rep, "failed")));
-        json_decref(rep);
-    }
-    ledger_lease_release(c->rd, LEASE, me, &err);
+    if (json_is_true(json_object_get(rep, "lease_lost")))
+        log_warn("memory consolidation: the lease was lost, the run stopped", NULL);
+    if (json_integer_value(json_object_get(rep, "items")))
+        log_info("memory consolidation",
+                 json_pack("{s:O, s:O, s:O}", "items", json_object_get(rep, "items"), "summaries",
+                           json_object_get(rep, "summaries"), "failed",
+                           json_object_get(rep, "failed")));
+    json_decref(rep);
 }
 
 static bool expired_waiting(FlowConsolidator *c)

@@ -248,15 +248,44 @@ done:
     return rc;
 }
 
+/* Takes or renews the run's lease: 1 held, 0 another process holds it. */
+static int hold_lease(Ledger *l, Store *rd, Err *err)
+{
+    return ledger_lease_acquire(rd, MEMORY_CONSOLIDATE_LEASE, ledger_instance(l),
+                                MEMORY_CONSOLIDATE_LEASE_MS, err);
+}
+
 int memory_consolidate(Ledger *l, Store *rd, ModelRouter *router, const Config *cfg,
                        int64_t now_ms, bool dry_run, json_t **ret, Err *err)
 {
+    if (!dry_run) {
+        int held = hold_lease(l, rd, err);
+        if (held < 0)
+            return held;
+        if (!held)
+            return err_set(err, ERR_BUSY, "another process is consolidating memory (lease %s)",
+                           MEMORY_CONSOLIDATE_LEASE);
+    }
     Groups gs = { 0 };
     int rc = expired_groups(rd, cfg, now_ms, &gs, err);
     json_t *list = json_array();
     int64_t summaries = 0, failed = 0;
+    bool lost = false;
     for (size_t i = 0; rc == 0 && i < gs.n; i++) {
         Group *g = &gs.g[i];
+        /* Each group may wait on a slow model: the lease is renewed before
+         * it, and a run that lost its lease stops before writing more. */
+        if (!dry_run && i > 0) {
+            int held = hold_lease(l, rd, err);
+            if (held < 0) {
+                rc = held;
+                break;
+            }
+            if (!held) {
+                lost = true;
+                break;
+            }
+        }
         json_t *o = json_pack("{s:o, s:s, s:I}", "subject",
                               *g->subject ? json_string(g->subject) : json_null(), "period",
                               g->period, "items", (json_int_t)g->n);
@@ -271,12 +300,16 @@ int memory_consolidate(Ledger *l, Store *rd, ModelRouter *router, const Config *
             failed++;
     }
     groups_done(&gs);
+    if (!dry_run && !lost) {
+        Err ignored = { 0 };
+        ledger_lease_release(rd, MEMORY_CONSOLIDATE_LEASE, ledger_instance(l), &ignored);
+    }
     if (rc < 0) {
         json_decref(list);
         return rc;
     }
-    *ret = json_pack("{s:I, s:I, s:I, s:b, s:o}", "items", (json_int_t)gs.items, "summaries",
-                     (json_int_t)summaries, "failed", (json_int_t)(rc < 0 ? 0 : failed), "dry_run",
-                     dry_run, "groups", list);
+    *ret = json_pack("{s:I, s:I, s:I, s:b, s:b, s:o}", "items", (json_int_t)gs.items, "summaries",
+                     (json_int_t)summaries, "failed", (json_int_t)failed, "dry_run", dry_run,
+                     "lease_lost", lost, "groups", list);
     return 0;
 }

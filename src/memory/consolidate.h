@@ -23,11 +23,17 @@
 #define MEMORY_CONSOLIDATE_INPUT_MAX  (48 * 1024) /* bytes of text given to the model */
 #define MEMORY_CONSOLIDATE_ITEM_CHARS 1200    /* bytes of one item in that text */
 
-/* One run at now_ms. dry_run: nothing is called or written, the groups are
- * only listed. *ret: {items, summaries, failed, groups: [{subject, period,
- * items, version, seq | error}]}. A group whose model call fails is left
- * for the next run (listed with its error). Returns <0 only when the store
- * or the ledger fails. */
+#define MEMORY_CONSOLIDATE_LEASE "memory.consolidate" /* one process runs at a time */
+#define MEMORY_CONSOLIDATE_LEASE_MS (30 * 60 * 1000)   /* renewed before each group */
+
+/* One run at now_ms, under the lease MEMORY_CONSOLIDATE_LEASE (ERR_BUSY when
+ * another process holds it; renewed before each group; a run that loses it
+ * stops before the next group, lease_lost true). dry_run: no lease, nothing
+ * is called or written, the groups are only listed. *ret: {items,
+ * summaries, failed, dry_run, lease_lost, groups: [{subject, period, items,
+ * version, seq | error}]}. A group whose model call fails is left for the
+ * next run (listed with its error). Returns <0 otherwise only when the
+ * store or the ledger fails. */
 int memory_consolidate(Ledger *l, Store *rd, ModelRouter *router, const Config *cfg,
                        int64_t now_ms, bool dry_run, json_t **ret, Err *err);
 

@@ -29,7 +29,17 @@ expect_eq "a dry run lists each contact's months with expired items, and changes
   "$RC $(jget "$OUT" '$.items') $(jget "$OUT" '$.summaries') $(jget "$OUT" '$.dry_run') $(jq '.groups | length' <<<"$OUT") $(q "SELECT max(seq) FROM events")" \
   "0 5 0 1 4 $HEAD0"
 
+# another process (a serve elsewhere) holds the run's lease: nothing is done
+q "INSERT INTO leases(name, holder, expires_ms) VALUES ('memory.consolidate', 'elsewhere', $(( $(date +%s) * 1000 + 600000 )))"
 run bureau --data "$D" --json memory consolidate
+expect_eq "while another process holds the lease, consolidate refuses and writes nothing" \
+  "$RC $(q "SELECT max(seq) FROM events")" "1 $HEAD0"
+expect_contains "... saying another process is at it" "$ERR" "another process is consolidating memory"
+q "DELETE FROM leases WHERE name = 'memory.consolidate'"
+
+run bureau --data "$D" --json memory consolidate
+expect_eq "the lease is released after a run" \
+  "$(q "SELECT count(*) FROM leases WHERE name = 'memory.consolidate'")" 0
 expect_eq "consolidate: four summaries (Dana March and April, Priya March, the note about no one)" \
   "$RC $(jget "$OUT" '$.summaries') $(jget "$OUT" '$.failed')" "0 4 0"
 expect_eq "the expired items left short-term memory; the recent note stays" \
