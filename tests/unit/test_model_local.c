@@ -317,6 +317,35 @@ Test(model_local, classifier_errors_and_seeds)
     local_nb_free(NULL);
 }
 
+/* Rules of different sizes: a long text full of words no rule names is
+ * decided by the words a rule does name, not by which rule is shortest
+ * (unseen words once favoured the label with the fewest seed words). */
+Test(model_local, long_text_follows_the_rule_words_not_the_shortest_rule)
+{
+    LocalNB *m = local_nb_new(16);
+    Err err = { 0 };
+    char label[LOCAL_LABEL_MAX + 1];
+    double p = -1;
+    static const char *const billing[] = { "invoice", "refund", "receipt", "payment",
+                                            "charge",  "card",   "billing", "vat" };
+    static const char *const lead[] = { "quote" };
+    local_nb_seed(m, "billing", billing, 8);
+    local_nb_seed(m, "lead", lead, 1);
+    Buf b;
+    buf_init(&b, 1 << 20);
+    buf_puts(&b, "Hello, ");
+    for (int i = 0; i < 40; i++)
+        buf_printf(&b, "we spent week %d travelling along coastal towns, notebooks filled with "
+                        "sketches of harbours and lighthouses. ", i);
+    buf_puts(&b, "By the way, the invoice from last month shows a double charge, could you "
+                 "send a refund?");
+    cr_assert_eq(local_nb_classify(m, b.ptr, b.len, label, sizeof label, &p, NULL, &err), 0,
+                 "%s", err.msg);
+    cr_assert_str_eq(label, "billing", "p = %f", p);
+    buf_done(&b);
+    local_nb_free(m);
+}
+
 Test(model_local, classifier_temperature_refits)
 {
     LocalNB *m = local_nb_new(14);

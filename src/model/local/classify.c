@@ -267,7 +267,10 @@ size_t local_nb_examples(const LocalNB *m)
 
 /* Log-scores of every label for document (idx, w, n); when out_label >= 0
  * the document is one of that label's examples and is taken out of it
- * first (leave-one-out). */
+ * first (leave-one-out). A feature no label has seen says nothing about
+ * the label and is left out: its smoothed likelihood differs between labels
+ * only through their totals, so a long text of unseen words would go to the
+ * label with the least training (the shortest seed rule). */
 static void scores_raw(const LocalNB *m, const uint32_t *idx, const float *w, size_t n,
                        int out_label, double out_sum, double *z)
 {
@@ -283,6 +286,8 @@ static void scores_raw(const LocalNB *m, const uint32_t *idx, const float *w, si
         double s = log((ldocs + 1.0) / (docs + m->nlabels));
         double denom = log(total + ALPHA * vocab);
         for (size_t i = 0; i < n; i++) {
+            if ((double)m->any[idx[i]] - (out_label >= 0 ? w[i] : 0.0f) <= 1e-6)
+                continue;
             double cnt = l->counts[idx[i]] - (loo ? w[i] : 0.0f);
             if (cnt < 0)
                 cnt = 0;
