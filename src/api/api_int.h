@@ -10,6 +10,7 @@
 #include "api/server.h"
 #include "core/buf.h"
 #include "core/embedded.h"
+#include "flow/content.h"
 #include "ingest/ingest.h"
 
 #define API_SESSION_COOKIE "bureau_session"
@@ -72,6 +73,8 @@ typedef enum Route {
     ROUTE_MODE_GET,
     ROUTE_MODE_POST,
     ROUTE_SPEND,
+    ROUTE_CONTENT,
+    ROUTE_CONTENT_PIECE,
     ROUTE_CONTACTS,
     ROUTE_CONTACT,
     ROUTE_MEMORY_SEARCH,
@@ -101,6 +104,7 @@ typedef struct Req {
     char action[16];
     char token_id[32];          /* the bearer token's id, once authorized */
     char contact[321];          /* /v1/contacts/{contact} */
+    char piece[CONTENT_PIECE_MAX + 1]; /* /v1/content/{piece} */
     bool via_session;           /* authorized by the session cookie, not a bearer token */
     char session_csrf[API_CSRF_HEX + 1];
     const EmbeddedFile *file;   /* ROUTE_WEB */
@@ -187,6 +191,8 @@ void api__effect_action(Req *r);
 void api__mode_get(Req *r);
 void api__mode_post(Req *r);
 void api__spend_get(Req *r);
+void api__content_get(Req *r);
+void api__content_piece_get(Req *r);
 void api__contacts_get(Req *r);
 void api__memory_search_get(Req *r);
 void api__contact_get(Req *r);

@@ -497,6 +497,33 @@ void api__spend_get(Req *r)
     api__json(r, 200, json_pack("{s:s, s:o, s:f}", "by", by, "rows", rows, "total_usd", total));
 }
 
+void api__content_get(Req *r)
+{
+    long long limit = PAGE_DEFAULT;
+    if (!int_arg(r, "limit", 1, PAGE_MAX, &limit))
+        return;
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *list = NULL;
+    int rc = rd ? content_list(rd, (int)limit, &list, &err) : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, json_pack("{s:o}", "pieces", list));
+}
+
+void api__content_piece_get(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *p = NULL;
+    int rc = rd ? content_get(rd, r->piece, &p, &err) : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, p);
+}
+
 void api__contacts_get(Req *r)
 {
     long long limit = PAGE_DEFAULT;

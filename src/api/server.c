@@ -411,6 +411,25 @@ static void route(Req *r, const char *url, const char *method)
             reject(r, API_REASON_UNAUTHORIZED);
             return;
         }
+    } else if (!strcmp(url, "/v1/content") || !strncmp(url, "/v1/content/", 12)) {
+        /* /v1/content?limit=, /v1/content/{piece} */
+        const char *rest = url[11] == '/' ? url + 12 : NULL;
+        if (rest && (!*rest || strlen(rest) > CONTENT_PIECE_MAX || strchr(rest, '/'))) {
+            api__problem(r, 404, "Not found", "no route for %s %.100s", method, url);
+            return;
+        }
+        if (!get) {
+            r->allow = "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use GET %.100s", url);
+            return;
+        }
+        if (rest)
+            snprintf(r->piece, sizeof r->piece, "%s", rest);
+        r->route = rest ? ROUTE_CONTENT_PIECE : ROUTE_CONTENT;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
     } else if (!strcmp(url, "/v1/inbox") || !strcmp(url, "/v1/effects") ||
                !strcmp(url, "/v1/mode")) {
         bool mode = !strcmp(url, "/v1/mode");
@@ -531,6 +550,8 @@ static void dispatch(Req *r)
     case ROUTE_MODE_GET: api__mode_get(r); break;
     case ROUTE_MODE_POST: api__mode_post(r); break;
     case ROUTE_SPEND: api__spend_get(r); break;
+    case ROUTE_CONTENT: api__content_get(r); break;
+    case ROUTE_CONTENT_PIECE: api__content_piece_get(r); break;
     case ROUTE_CONTACTS: api__contacts_get(r); break;
     case ROUTE_CONTACT: api__contact_get(r); break;
     case ROUTE_MEMORY_SEARCH: api__memory_search_get(r); break;

@@ -131,6 +131,8 @@ int cmd_memory_context(Cli *cli);
 int cmd_memory_consolidate(Cli *cli);
 int cmd_memory_reembed(Cli *cli);
 int cmd_memory_search(Cli *cli);
+int cmd_content(Cli *cli);
+int cmd_content_show(Cli *cli);
 int cmd_connectors(Cli *cli);
 int cmd_connectors_replay(Cli *cli);
 int cmd_import_mbox(Cli *cli);

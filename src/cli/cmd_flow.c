@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "flow/content.h"
 #include "flow/engine.h"
 #include "flow/workflow.h"
 
@@ -403,4 +404,93 @@ int cmd_run(Cli *cli)
     flow_engine_stop(e);
     ledger_close(l);
     return rc;
+}
+
+/* ---- published content ---- */
+
+/* "views 120, replies 3" from an engagement object; "" when empty. */
+static void engagement_text(const json_t *eng, char *buf, size_t cap)
+{
+    size_t used = 0;
+    const char *k;
+    json_t *v;
+    buf[0] = '\0';
+    json_object_foreach((json_t *)eng, k, v) {
+        int n = json_is_integer(v)
+                    ? snprintf(buf + used, cap - used, "%s%s %lld", used ? ", " : "", k,
+                               (long long)json_integer_value(v))
+                    : snprintf(buf + used, cap - used, "%s%s %.2f", used ? ", " : "", k,
+                               json_number_value(v));
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+int cmd_content(Cli *cli)
+{
+    long long limit = 100;
+    const char *lim = cli_opt(cli, "limit");
+    if (lim && cli_int("limit", lim, 1, 1000, &limit))
+        return EXIT_USAGE;
+    int rc = cli_load_config(cli);
+    Store *s = NULL;
+    if (rc || (rc = cli_open_reader(cli, &s)))
+        return rc;
+    json_t *arr = NULL;
+    Err err = { 0 };
+    rc = content_list(s, (int)limit, &arr, &err);
+    store_close(s);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    if (!cli->json && json_array_size(arr))
+        printf("%-26s %-20s %-36s %s\n", "PIECE", "PUBLISHED_AT", "TITLE", "ENGAGEMENT");
+    size_t i;
+    json_t *p;
+    json_array_foreach(arr, i, p) {
+        if (cli->json) {
+            cli_print_json(json_incref(p));
+            continue;
+        }
+        char eng[256];
+        engagement_text(json_object_get(p, "engagement"), eng, sizeof eng);
+        printf("%-26s %-20.20s %-36.36s %s\n", text(p, "piece"), text(p, "published_at"),
+               text(p, "title"), *eng ? eng : "-");
+    }
+    if (!cli->json && !json_array_size(arr))
+        printf("nothing published yet (the content-pipeline workflow publishes pieces)\n");
+    json_decref(arr);
+    return EXIT_OK;
+}
+
+int cmd_content_show(Cli *cli)
+{
+    int rc = cli_load_config(cli);
+    Store *s = NULL;
+    if (rc || (rc = cli_open_reader(cli, &s)))
+        return rc;
+    json_t *p = NULL;
+    Err err = { 0 };
+    rc = content_get(s, cli->pos[0], &p, &err);
+    store_close(s);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    if (cli->json) {
+        cli_print_json(p);
+        return EXIT_OK;
+    }
+    char eng[256];
+    engagement_text(json_object_get(p, "engagement"), eng, sizeof eng);
+    printf("piece      %s\ntitle      %s\npublished  %s (event %lld)\nengagement %s\n",
+           text(p, "piece"), text(p, "title"), text(p, "published_at"),
+           (long long)json_integer_value(json_object_get(p, "seq")), *eng ? eng : "none yet");
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(p, "recent"), i, e) {
+        const json_t *v = json_object_get(e, "value");
+        printf("  %8lld  %-20.20s %-24s %g\n", (long long)json_integer_value(json_object_get(e, "seq")),
+               text(e, "occurred_at"), text(e, "metric"), json_number_value(v));
+    }
+    json_decref(p);
+    return EXIT_OK;
 }

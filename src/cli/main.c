@@ -58,6 +58,11 @@ static const CliOpt tasks_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt content_opts[] = {
+    { "limit", "N", "at most N pieces, newest first (default 100, at most 1000)" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt approve_opts[] = {
     { "edit", "FILE", "approve FILE instead: the whole edited payload as JSON" },
     { NULL, NULL, NULL },
@@ -307,6 +312,13 @@ static const CliCommand commands[] = {
       NULL, cmd_memory_merge, 2, 2 },
     { "memory unmerge", "ID", "Undo a merge: the merged-away contact stands again.", NULL,
       cmd_memory_unmerge, 1, 1 },
+    { "content show", "PIECE",
+      "A published piece with its engagement totals and its last 50 engagement events.",
+      NULL, cmd_content_show, 1, 1 },
+    { "content", NULL,
+      "Pieces the content pipeline published, newest first, with their engagement\n"
+      "(with --json: one object per piece).",
+      content_opts, cmd_content, 0, 0 },
     { "batch run", NULL, "Wake the model calls waiting for the batch window: they run now.", NULL,
       cmd_batch_run, 0, 0 },
     { "connectors replay", "NAME",

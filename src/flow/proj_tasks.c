@@ -7,6 +7,7 @@
  * Readiness is derived here too: a pending step becomes ready when every step
  * it needs has settled; it is skipped instead when one of them was skipped or
  * canceled and it has no `if` of its own. */
+#include "flow/content.h"
 #include "flow/engine_int.h"
 
 #include <stdarg.h>
@@ -665,4 +666,5 @@ void flow_projections_register(void)
     ledger_projection_register(&tasks_projection);
     flow__effects_projection_register();
     model_projections_register(); /* model steps: spend, cache, examples */
+    content_projection_register();
 }

@@ -3,7 +3,8 @@
 # on by email-triage) or given on the command line becomes an outline and a
 # draft that wait for review; what the operator edits and approves is what
 # the publishing webhook carries (captured in sandbox), and
-# content.published records the piece.
+# content.published records the piece. Engagement reported later through a
+# signed webhook attaches to the piece (bureau content, /v1/content).
 . "$(dirname "$0")/lib.sh"
 
 D=$TMP/data
@@ -14,6 +15,13 @@ models:
     rules:
       lead: [quote, proposal, pricing]
       other: [idea, article, newsletter]
+connectors:
+  - name: stats
+    kind: webhook
+    secret: engagement-secret
+    signature_header: X-Signature
+    type: content.engagement
+    key_header: X-Delivery
 YAML
 b() { bureau --data "$D" "$@"; }
 q() { sqlite3 "$D/bureau.db" "$1"; }
@@ -43,4 +51,42 @@ ingest '{"type":"content.idea","source":"cli","data":{"idea":"A checklist for mo
 idle
 expect_eq "an idea from the command line takes the same path" \
   "$(q "SELECT count(*) FROM approvals a JOIN tasks t ON t.id = a.task_id WHERE t.workflow = 'content-pipeline' AND a.status = 'pending'")" 1
+
+# ---- engagement reported later, through a signed webhook ----
+serve_start "$D" --listen 127.0.0.1:0
+check "serve starts" test -n "$SRV_ADDR"
+hmac_hex() { printf '%s' "$2" | openssl dgst -sha256 -hmac "$1" | awk '{print $NF}'; }
+stat() { # stat DELIVERY BODY
+  printf '%s' "$2" >"$TMP/hook.body"
+  http POST /hooks/stats -H 'Content-Type: application/json' -H "X-Delivery: $1" \
+    -H "X-Signature: $(hmac_hex engagement-secret "$2")" --data-binary "@$TMP/hook.body"
+}
+stat d1 "{\"piece\":\"$T\",\"metric\":\"views\",\"value\":120}"
+expect_eq "an engagement report is accepted" "$CODE" 201
+stat d2 "{\"piece\":\"$T\",\"metric\":\"views\",\"value\":30}"
+stat d3 "{\"piece\":\"$T\",\"metric\":\"replies\"}"
+stat d3 "{\"piece\":\"$T\",\"metric\":\"replies\"}" # a redelivery
+stat d4 '{"piece":"01NOSUCHPIECE0000000000000","metric":"views","value":5}'
+stat d5 "{\"piece\":\"$T\",\"metric\":\"Bad Metric!\",\"count\":2}"
+TOKEN=$(bureau --data "$D" token create --name content 2>/dev/null)
+http GET /v1/content -H "Authorization: Bearer $TOKEN"
+expect_eq "GET /v1/content: the published piece with its engagement summed per metric (a redelivery once; a bad metric name counts under the event's type)" \
+  "$CODE $(jq -c '[.pieces[] | {piece, title, engagement, events}]' <<<"$BODY")" \
+  "200 [{\"piece\":\"$T\",\"title\":\"Skip the app\",\"engagement\":{\"content.engagement\":2,\"replies\":1,\"views\":150},\"events\":4}]"
+http GET "/v1/content/$T" -H "Authorization: Bearer $TOKEN"
+expect_eq "GET /v1/content/{piece}: its recent engagement, newest first" \
+  "$CODE $(jq -c '[.recent[] | .metric + "=" + (.value | tostring)]' <<<"$BODY") $(jq -r '.idea_seq | type' <<<"$BODY")" \
+  '200 ["content.engagement=2","replies=1","views=30","views=120"] number'
+http GET /v1/content/01NOSUCHPIECE0000000000000 -H "Authorization: Bearer $TOKEN"
+expect_eq "a piece never published is 404, though engagement named it" "$CODE" 404
+http GET /v1/content
+expect_eq "/v1/content needs a token" "$CODE" 401
+serve_stop
+run b content
+expect_contains "bureau content lists the piece with its engagement" "$OUT" "views 150"
+run b --json content show "$T"
+expect_eq "bureau content show --json" "$RC $(jq -c .engagement <<<"$OUT")" \
+  '0 {"content.engagement":2,"replies":1,"views":150}'
+run b replay --check
+expect_eq "replay rebuilds the same content tables" "$RC" 0
 sanitizer_check "no sanitizer report"
