@@ -149,6 +149,7 @@ const char core_config_default_yaml[] =
     "#     interval_s: 300           # jittered; failures back off\n"
     "#     starttls: required        # imap:// only; off only for a loopback server\n"
     "#     tls_verify: true\n"
+    "#     ca_file: /etc/bureau/imap-ca.pem   # a private CA or self-signed certificate\n"
     "#     max_message_bytes: 26214400   # larger messages keep only their header\n";
 
 void core_config_defaults(Config *cfg)
@@ -198,7 +199,7 @@ static void connector_free(ConnectorConfig *c)
                       &c->timestamp_header, &c->type, &c->type_field, &c->key_header,
                       &c->key_field, &c->form, &c->honeypot, &c->redirect, &c->consent_field,
                       &c->url, &c->path, &c->user, &c->password, &c->password_env,
-                      &c->sent_folder };
+                      &c->sent_folder, &c->ca_file };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -321,6 +322,7 @@ static const KeyDef connector_keys[] = {
     { "imap", "interval_s", KEY_INT, 1, 86400, NULL, K(interval_s) },
     { "imap", "starttls", KEY_BOOLENUM, 0, 0, imap_starttls_values, K(starttls_off) },
     { "imap", "tls_verify", KEY_BOOLENUM, 0, 0, bool_values, K(tls_verify) },
+    { "imap", "ca_file", KEY_STR, 0, 1024, NULL, K(ca_file) },
     { "imap", "sent_folder", KEY_STR, 0, 255, NULL, K(sent_folder) },
     { "imap", "max_message_bytes", KEY_SIZE, 4096, 256LL << 20, NULL, K(max_message_bytes) },
     { "ics", "url", KEY_STR, 0, 1024, NULL, K(url) },

@@ -63,6 +63,7 @@ typedef struct ConnectorConfig {
     char *sent_folder;      /* the operator's Sent folder (polled too), or NULL */
     bool starttls_off;      /* imap:// without STARTTLS (loopback servers only) */
     bool tls_verify;        /* default true */
+    char *ca_file;          /* PEM file of the CA(s) to trust instead of the system store */
     size_t max_message_bytes; /* larger messages keep only their header, default 25 MiB */
 } ConnectorConfig;
 

@@ -233,6 +233,8 @@ static int imap_open(Imap *m, const ConnectorConfig *c, const char *password, Er
                                                          : (long)CURLUSESSL_ALL);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->tls_verify ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->tls_verify ? 2L : 0L);
+    if (c->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK)
         return err_set(err, ERR_IO, "imap: connect or login to %.200s: %s", c->url,

@@ -84,6 +84,10 @@ sanitizer_check() {
 #   http METHOD PATH [CURL-ARGS...]  one request to $SRV_URL (loopback, no
 #                         proxy, bounded); sets CODE, BODY, CTYPE and HDRS
 #   jget JSON PATH        json_extract(JSON, PATH), e.g. jget "$BODY" '$.seq'
+#   log_open              follows the server's log (SRV_LOG) from its start
+#   log_wait PATTERN [S]  reads that log from where the last wait stopped until
+#                         a line matches the regex (it is then in LOG_LINE);
+#                         1 after S seconds (default 60). No sleeps.
 SRV_N=0
 serve_start() {
   local data=$1 fifo
@@ -128,4 +132,17 @@ http() {
 }
 jget() {
   sqlite3 :memory: "SELECT json_extract('${1//\'/\'\'}', '${2//\'/\'\'}')" 2>/dev/null
+}
+log_open() {
+  exec {LOGFD}< <(tail -n +1 -F "$SRV_LOG" 2>/dev/null)
+  bg_track $!
+}
+log_wait() {
+  local pat=$1 deadline=$((SECONDS + ${2:-60})) left
+  while :; do
+    left=$((deadline - SECONDS))
+    [ "$left" -gt 0 ] || return 1
+    IFS= read -r -t "$left" LOG_LINE <&"$LOGFD" || return 1
+    [[ $LOG_LINE =~ $pat ]] && return 0
+  done
 }

@@ -4,6 +4,10 @@
 #   imap_start        starts it on a free port (again on the same port and
 #                     Maildir after imap_stop); sets IMAP_PORT, IMAP_URL,
 #                     IMAP_MAIL (the user's Maildir). User test, password secret.
+#                     With IMAP_TLS=1 it also speaks TLS: a self-signed
+#                     certificate for 127.0.0.1 (IMAP_CA, PEM), implicit TLS
+#                     on IMAPS_PORT (IMAPS_URL) and STARTTLS on IMAP_PORT,
+#                     and no login before TLS.
 #   imap_stop         stops it and cuts every connection
 #   imap_drop FILE [FOLDER]  delivers FILE into the Maildir (FOLDER: a
 #                     subfolder such as Sent; default INBOX)
@@ -17,6 +21,22 @@ imap_start() {
   if [ -z "$IMAP_PORT" ]; then
     IMAP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   fi
+  local ssl="ssl = no" imaps="port = 0"
+  if [ "${IMAP_TLS:-0}" = 1 ]; then
+    if [ -z "${IMAPS_PORT:-}" ]; then
+      IMAPS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    fi
+    IMAP_CA=$d/cert.pem
+    [ -f "$IMAP_CA" ] || openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+      -keyout "$d/key.pem" -out "$IMAP_CA" >/dev/null 2>&1 || return 1
+    ssl="ssl = required
+ssl_cert = <$IMAP_CA
+ssl_key = <$d/key.pem"
+    imaps="address = 127.0.0.1
+    port = $IMAPS_PORT"
+    IMAPS_URL=imaps://127.0.0.1:$IMAPS_PORT
+  fi
   printf 'test:{PLAIN}secret:5000:5000::%s/mail/test\n' "$d" >"$d/passwd"
   cat >"$d/dovecot.conf" <<CONF
 protocols = imap
@@ -24,7 +44,7 @@ listen = 127.0.0.1
 base_dir = $d/run
 state_dir = $d/state
 log_path = $d/dovecot.log
-ssl = no
+$ssl
 disable_plaintext_auth = no
 first_valid_uid = 5000
 mail_location = maildir:~/Maildir
@@ -42,7 +62,7 @@ service imap-login {
     port = $IMAP_PORT
   }
   inet_listener imaps {
-    port = 0
+    $imaps
   }
 }
 CONF

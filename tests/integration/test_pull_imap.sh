@@ -28,21 +28,6 @@ q() { sqlite3 "$D/bureau.db" "$1"; }
 n_mail() { q "SELECT count(*) FROM events WHERE type = 'email.received'"; }
 n_ids() { q "SELECT count(DISTINCT json_extract(data, '$.message_id')) FROM events WHERE type = 'email.received'"; }
 
-# log_wait PATTERN [SECONDS]: reads the server's log from where the last wait
-# stopped until a line matches (it is then in LOG_LINE); 1 on timeout.
-log_open() {
-  exec {LOGFD}< <(tail -n +1 -F "$SRV_LOG" 2>/dev/null)
-  bg_track $!
-}
-log_wait() {
-  local pat=$1 deadline=$((SECONDS + ${2:-60})) left
-  while :; do
-    left=$((deadline - SECONDS))
-    [ "$left" -gt 0 ] || return 1
-    IFS= read -r -t "$left" LOG_LINE <&"$LOGFD" || return 1
-    [[ $LOG_LINE =~ $pat ]] && return 0
-  done
-}
 # wait_count N: until the ledger holds N email.received (checked after
 # every poll the server reports)
 wait_count() {
