@@ -176,7 +176,7 @@ function openStream() {
 function onLedgerEvent(ev) {
   if (S.view === 'events') addLiveEvent(ev);
   const t = ev.type;
-  const relevant = /^(task|step|approval|effect|operator|model|memory)\./.test(t);
+  const relevant = /^(task|step|approval|effect|operator|model|memory|content)\./.test(t);
   if (!relevant) return;
   clearTimeout(S.refreshTimer);
   S.refreshTimer = setTimeout(async () => {
@@ -184,6 +184,8 @@ function onLedgerEvent(ev) {
     if (S.view === 'inbox' && !editing()) renderInbox(true);
     else if (S.view === 'tasks') renderTasks(true);
     else if (S.view === 'task') renderTask(S.param, true);
+    else if (S.view === 'content') renderContent();
+    else if (S.view === 'piece') renderPiece(S.param);
   }, 300);
 }
 
@@ -212,10 +214,12 @@ function route() {
     tasks: () => (S.param ? renderTask(S.param) : renderTasks()),
     events: () => renderEvents(),
     customers: () => (S.param ? renderCustomer(S.param) : renderCustomers()),
+    content: () => (S.param ? renderPiece(S.param) : renderContent()),
     spend: () => renderSpend(),
   };
   const v = views[parts[0]] ? parts[0] : 'inbox';
-  S.view = v === 'tasks' && S.param ? 'task' : v === 'customers' && S.param ? 'customer' : v;
+  S.view = v === 'tasks' && S.param ? 'task' : v === 'customers' && S.param ? 'customer'
+    : v === 'content' && S.param ? 'piece' : v;
   show(h('p', { cls: 'muted', text: 'Loading…' }));
   views[v]().catch((e) => {
     if (e.status !== 401) show(h('p', { cls: 'error', role: 'alert', text: e.message }));
@@ -669,6 +673,46 @@ async function renderCustomer(id) {
     h('h2', { text: 'Timeline' }),
     h('ol', { id: 'timeline', cls: 'mono' }, (c.timeline || []).map((e) => h('li', {},
       eventLink(e.seq, '#' + e.seq), ' ', h('b', { text: e.type }), ' ', h('span', { cls: 'muted', text: `${e.source} · ${fmtTime(e.at)}` })))));
+}
+
+/* ---- published content ---- */
+
+function engagementText(eng) {
+  const parts = Object.entries(eng || {}).map(([k, v]) => `${k} ${v}`);
+  return parts.length ? parts.join(' · ') : '—';
+}
+
+async function renderContent() {
+  const list = await api('GET', '/v1/content?limit=100');
+  if (S.view !== 'content') return;
+  show(h('h1', { text: 'Content' }),
+    h('p', { cls: 'muted', text: 'What the content pipeline published, with the engagement reported since (docs/builtin-workflows.md).' }),
+    list.pieces.length ? h('div', { cls: 'table-wrap' }, h('table', { id: 'pieces' },
+      h('thead', {}, h('tr', {}, ['Title', 'Published', 'Engagement', 'Task'].map((x) => h('th', { text: x })))),
+      h('tbody', {}, list.pieces.map((p) => h('tr', { 'data-piece': p.piece },
+        h('td', {}, h('a', { href: '#/content/' + enc(p.piece), text: p.title || p.piece })),
+        h('td', { text: fmtTime(p.published_at) }), h('td', { cls: 'engagement', text: engagementText(p.engagement) }),
+        h('td', {}, h('a', { href: '#/tasks/' + enc(p.piece), cls: 'mono', text: p.piece.slice(-8) })))))))
+      : h('p', { cls: 'muted', text: 'Nothing published yet.' }));
+}
+
+async function renderPiece(piece) {
+  const p = await api('GET', '/v1/content/' + enc(piece));
+  if (S.view !== 'piece') return;
+  show(h('p', {}, h('a', { href: '#/content', text: '← Content' })),
+    h('h1', { id: 'piece-title', text: p.title || p.piece }),
+    h('div', { cls: 'meta' }, h('span', { text: 'Published ' + fmtTime(p.published_at) }), eventLink(p.seq),
+      p.idea_seq ? eventLink(p.idea_seq, 'the idea') : null, h('a', { href: '#/tasks/' + enc(p.piece), text: 'task' })),
+    h('h2', { text: 'Engagement' }),
+    Object.keys(p.engagement || {}).length ? h('div', { cls: 'grid', id: 'piece-engagement' },
+      Object.entries(p.engagement).map(([k, v]) => h('div', { cls: 'stat', 'data-metric': k },
+        h('div', { cls: 'n', text: String(v) }), h('div', { cls: 'l', text: k }))))
+      : h('p', { cls: 'muted', text: 'No engagement reported yet.' }),
+    (p.recent || []).length ? h('div', { cls: 'table-wrap' }, h('table', { id: 'piece-recent' },
+      h('thead', {}, h('tr', {}, ['Event', 'When', 'Metric', 'Value'].map((x) => h('th', { text: x })))),
+      h('tbody', {}, p.recent.map((e) => h('tr', {},
+        h('td', {}, eventLink(e.seq, '#' + e.seq)), h('td', { text: fmtTime(e.occurred_at) }),
+        h('td', { text: e.metric }), h('td', { text: String(e.value) })))))) : null);
 }
 
 /* ---- spend and health ---- */

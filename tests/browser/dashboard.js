@@ -234,6 +234,19 @@ async function undoPhase(page, ctx, problems) {
       await shot(page, 'customer');
     });
 
+    await step('the content page lists a published piece with its engagement, and the piece its reports', async () => {
+      await page.goto(URL + '/#/content');
+      await page.waitForSelector('#pieces tr[data-piece="01JPIECE00000000000000WEB1"]');
+      const eng = await page.locator('#pieces tr[data-piece="01JPIECE00000000000000WEB1"] td.engagement').innerText();
+      assert(eng === 'views 150', 'engagement: ' + eng);
+      await page.click('#pieces a:has-text("Skip the app")');
+      await page.waitForSelector('#piece-engagement .stat[data-metric=views] .n');
+      const n = await page.locator('#piece-engagement .stat[data-metric=views] .n').innerText();
+      assert(n === '150', 'views: ' + n);
+      assert(await page.locator('#piece-recent tbody tr').count() === 2, 'two reports');
+      await shot(page, 'content');
+    });
+
     await step('the events page lists the ledger with the chain verified', async () => {
       await page.goto(URL + '/#/events');
       await page.waitForSelector('#chain[data-ok=true]');

@@ -76,6 +76,10 @@ ingest '{"type":"lead.created","source":"site","data":{"email":"ann@acme.example
 ingest '{"type":"lead.created","source":"site","data":{"email":"bob@example.com","name":"Bob","topic":"pricing"}}'
 ingest '{"type":"lead.created","source":"site","data":{"email":"cid@example.com","name":"Cid","topic":"a retainer"}}'
 ingest '{"type":"job.invoice","source":"t","data":{}}'
+# a published piece and the engagement reported for it (the Content page)
+ingest '{"type":"content.published","source":"workflow:content-pipeline","data":{"piece":"01JPIECE00000000000000WEB1","title":"Skip the app","idea_seq":1}}'
+ingest '{"type":"content.engagement","source":"stats","data":{"piece":"01JPIECE00000000000000WEB1","metric":"views","value":120}}'
+ingest '{"type":"content.engagement","source":"stats","data":{"piece":"01JPIECE00000000000000WEB1","metric":"views","value":30}}'
 for c in 0.012 0.021 0.004; do
   ingest "{\"type\":\"model.called\",\"source\":\"test\",\"data\":{\"route\":\"draft\",\"provider\":\"big\",\"model\":\"m1\",\"workflow\":\"reply\",\"customer\":\"contact:$CID\",\"tokens_in\":900,\"tokens_out\":200,\"cost_usd\":$c,\"latency_ms\":800,\"outcome\":\"ok\"}}"
 done
