@@ -72,6 +72,8 @@ typedef enum Route {
     ROUTE_MODE_GET,
     ROUTE_MODE_POST,
     ROUTE_SPEND,
+    ROUTE_MODELS_STATS,
+    ROUTE_MODELS_CANARY,
     ROUTE_CONTACTS,
     ROUTE_CONTACT,
     ROUTE_MEMORY_SEARCH,
@@ -187,6 +189,8 @@ void api__effect_action(Req *r);
 void api__mode_get(Req *r);
 void api__mode_post(Req *r);
 void api__spend_get(Req *r);
+void api__models_stats_get(Req *r);
+void api__models_canary_post(Req *r);
 void api__contacts_get(Req *r);
 void api__memory_search_get(Req *r);
 void api__contact_get(Req *r);
