@@ -870,7 +870,7 @@ static json_t *route_entry(json_t *routes, const char *name, const Config *cfg, 
     size_t i;
     json_t *r;
     json_array_foreach(routes, i, r) if (!strcmp(str(r, "route"), name)) return r;
-    r = json_pack("{s:s, s:[], s:[], s:[], s:n, s:n}", "route", name, "candidates", "models",
+    r = json_pack("{s:s, s:[], s:[], s:[], s:[], s:n, s:n}", "route", name, "candidates", "models",
                   "shadows", "marginal", "canary", "shadow");
     const ModelRouteConfig *rc = route_of(cfg, name);
     if (rc) {

@@ -255,6 +255,180 @@ expect_eq "hand: the event says who and why" \
 run bureau --data "$D" models canary nope --promote
 if [ "$RC" -ne 0 ] && [[ $ERR == *"no route 'nope'"* ]]; then ok "hand: an unknown route is refused"; else not_ok "hand: an unknown route is refused" "$RC $ERR"; fi
 
+# ---- shadows: run on approved drafts, never used, inside the budget --------
+
+# the shadow's worst case is 8 output tokens at $1000/Mtok ($0.008); the fake
+# answers 7 ($0.007): with $0.02 a day, two shadow runs fit and the third
+# would exceed it ($0.014 + $0.008)
+mkdata shadow <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov cheap cheap-m 0 1000)
+  routes:
+    draft:
+      candidates: [inc]
+      max_output_tokens: 8
+      shadow: {candidate: cheap}
+  budgets: {daily_usd: 0.02}
+EOF
+workflow "$D"
+inquiries "$D" 1 4
+check "shadow: run --until-idle exits 0" idle "$D"
+expect_eq "shadow: nothing reaches the shadow while drafting" "$(nreq cheap-m)" 0
+expect_eq "shadow: the drafts keep their request for the shadow" \
+  "$(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.prompt') LIKE 'Hi Person%'")" 4
+n=0
+SENT=()
+while IFS=$'\t' read -r id text; do
+  n=$((n + 1))
+  case $n in
+  1) run bureau --data "$D" approve "$id"; SENT+=("$MID") ;;
+  2) edit_file "$D" "$id" "$GOOD"; run bureau --data "$D" approve "$id" --edit "$TMP/edit.json"; SENT+=("$GOOD") ;;
+  3) run bureau --data "$D" approve "$id"; SENT+=("$MID") ;;
+  4) run bureau --data "$D" reject "$id" --reason "not now" ;;
+  esac
+  [ "$RC" -eq 0 ] || not_ok "shadow: decision $n" "$ERR"
+done < <(pending "$D")
+check "shadow: the approved drafts are sent" idle "$D"
+appr=$(q "$D" "SELECT count(*) FROM approvals"); effs=$(q "$D" "SELECT count(*) FROM effects")
+bseq=$(q "$D" "SELECT max(seq) FROM events")
+run bureau --data "$D" batch run
+expect_contains "shadow: batch run runs two shadows and stops at the budget" "$OUT" \
+  "shadow runs: 2 (2 answered, 0 failed); stopped: parked: a budget would be exceeded"
+expect_eq "shadow: two requests reached the shadow model" "$(nreq cheap-m)" 2
+expect_eq "shadow: recorded as model.called role shadow, with the draft's task and step" \
+  "$(q "$D" "SELECT count(*) || ' ' || group_concat(DISTINCT json_extract(data, '\$.step')) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'")" "2 draft"
+check "shadow: run after the batch run" idle "$D"
+expect_eq "shadow: no approval, no effect, no task from a shadow" \
+  "$(q "$D" "SELECT count(*) FROM approvals") $(q "$D" "SELECT count(*) FROM effects") $(q "$D" "SELECT count(*) FROM events WHERE seq > $bseq AND (type LIKE 'approval.%' OR type LIKE 'effect.%' OR type LIKE 'task.%' OR type LIKE 'step.%')")" \
+  "$appr $effs 0"
+expect_eq "shadow: its answer is in no approval and no effect" \
+  "$(q "$D" "SELECT count(*) FROM approvals WHERE preview LIKE '%we can start in May%'") $(q "$D" "SELECT count(*) FROM effects WHERE payload LIKE '%we can start in May%'")" "0 0"
+spend=$(q "$D" "SELECT printf('%.6f', sum(cost_usd)) FROM model_spend")
+expect_eq "shadow: the spend stays inside the budget (2 x \$0.007)" "$spend" "0.014000"
+run bureau --data "$D" batch run
+expect_contains "shadow: a second batch run is still held by the budget" "$OUT" "shadow runs: 0 (0 answered"
+expect_eq "shadow: and nothing more reached the model" "$(nreq cheap-m)" 2
+# the disagreement: Levenshtein distance to the sent text / the longer text
+lev() {
+  awk -v a="$1" -v b="$2" 'BEGIN { m = length(a); n = length(b)
+    for (j = 0; j <= n; j++) p[j] = j
+    for (i = 1; i <= m; i++) { c[0] = i
+      for (j = 1; j <= n; j++) { x = p[j - 1] + (substr(a, i, 1) != substr(b, j, 1))
+        if (p[j] + 1 < x) x = p[j] + 1; if (c[j - 1] + 1 < x) x = c[j - 1] + 1; c[j] = x }
+      for (j = 0; j <= n; j++) p[j] = c[j] }
+    l = m > n ? m : n; printf "%.10f\n", l ? p[n] / l : 0 }'
+}
+want=$(awk -v x="$(lev "$CHEAP" "${SENT[0]}")" -v y="$(lev "$CHEAP" "${SENT[1]}")" 'BEGIN { printf "%.6f", (x + y) / 2 }')
+run bureau --data "$D" models stats --json
+expect_eq "shadow: stats show 2 runs, their mean disagreement and cost" \
+  "$(jget "$OUT" '$.routes[0].shadows[0].provider') $(jget "$OUT" '$.routes[0].shadows[0].n') $(jget "$OUT" '$.routes[0].shadows[0].compared') $(printf '%.6f' "$(jget "$OUT" '$.routes[0].shadows[0].mean_disagreement')") $(printf '%.6f' "$(jget "$OUT" '$.routes[0].shadows[0].cost_usd')")" \
+  "cheap 2 2 $want 0.014000"
+
+# ---- stats against a hand-computed table (a seeded ledger) ----------------
+
+mkdata seeded <<EOF
+models:
+  providers:
+$(prov small s-m 1 1)
+$(prov large l-m 4 4)
+  routes:
+    draft: {candidates: [small, large]}
+EOF
+# provider cost latency decision drafted sent (| separated; the first draft
+# also had a failed attempt costing 0.0005)
+SEED=(
+  "small|0.001|100|approve|Thanks, see you Monday.|"
+  "small|0.001|300|approve|Our price is 40 USD.|"
+  "small|0.001|200|edit|Our price is 40 USD.|Our price is 45 USD per seat."
+  "small|0.001|500|edit|Hello there|Hello there, Ann"
+  "small|0.001|400|reject|Nonsense, really.|"
+  "small|0.001|600|approve|Fine.|"
+  "large|0.004|900|approve|We would be glad to help.|"
+  "large|0.004|700|approve|Here is the quote you asked for.|"
+  "large|0.004|800|approve|See the attached schedule.|"
+  "large|0.004|1000|edit|Kind regards, Bob|Best regards, Bob"
+)
+: >"$TMP/seed.ndjson"
+ev() { printf '{"type":"%s","source":"test","data":%s}\n' "$1" "$2" >>"$TMP/seed.ndjson"; }
+called() { # TASK PROVIDER MODEL COST LATENCY OUTCOME
+  ev model.called "{\"route\":\"draft\",\"provider\":\"$2\",\"model\":\"$3\",\"outcome\":\"$6\",\"cost_usd\":$4,\"latency_ms\":$5,\"task\":\"$1\",\"step\":\"draft\",\"template\":\"reply@abc\",\"workflow\":\"reply\",\"role\":\"incumbent\",\"request\":\"k$1\"}"
+}
+i=0
+for row in "${SEED[@]}"; do
+  i=$((i + 1))
+  IFS='|' read -r p c l dec dr se <<<"$row"
+  t=T$i
+  [ "$i" -eq 1 ] && called "$t" "$p" "${p:0:1}-m" 0.0005 50 failed
+  called "$t" "$p" "${p:0:1}-m" "$c" "$l" ok
+  ev approval.requested "{\"approval\":\"A$i\",\"task\":\"$t\",\"step\":\"send\",\"attempt\":1,\"kind\":\"email.send\",\"preview\":{\"to\":\"a@example.com\",\"subject\":\"Re\",\"text\":\"$dr\"}}"
+  case $dec in
+  approve) ev approval.decided "{\"approval\":\"A$i\",\"task\":\"$t\",\"step\":\"send\",\"attempt\":1,\"decision\":\"approve\",\"by\":\"cli\"}" ;;
+  edit) ev approval.decided "{\"approval\":\"A$i\",\"task\":\"$t\",\"step\":\"send\",\"attempt\":1,\"decision\":\"edit\",\"by\":\"cli\",\"payload\":{\"to\":\"a@example.com\",\"subject\":\"Re\",\"text\":\"$se\"}}" ;;
+  reject) ev approval.decided "{\"approval\":\"A$i\",\"task\":\"$t\",\"step\":\"send\",\"attempt\":1,\"decision\":\"reject\",\"by\":\"cli\",\"reason\":\"wrong facts\"}" ;;
+  esac
+done
+# neither counts: a decision by policy (auto) and one still pending
+called T11 large l-m 0.004 100 ok
+ev approval.requested '{"approval":"A11","task":"T11","step":"send","attempt":1,"kind":"email.send","preview":{"text":"auto"}}'
+ev approval.decided '{"approval":"A11","task":"T11","step":"send","attempt":1,"decision":"approve","by":"auto"}'
+called T12 small s-m 0.001 100 ok
+ev approval.requested '{"approval":"A12","task":"T12","step":"send","attempt":1,"kind":"email.send","preview":{"text":"pending"}}'
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/seed.ndjson"
+expect_eq "seeded: the ledger is seeded" "$RC" 0
+# the table, computed here from SEED
+expected() { # PROVIDER -> one line of the figures compared below
+  local p=$1 n=0 a=0 e=0 r=0 cost=0 dsum=0 dn=0 lats=() row c l dec dr se
+  for row in "${SEED[@]}"; do
+    IFS='|' read -r pp c l dec dr se <<<"$row"
+    [ "$pp" = "$p" ] || continue
+    n=$((n + 1)); lats+=("$l")
+    cost=$(awk -v x="$cost" -v y="$c" 'BEGIN { printf "%.10f", x + y }')
+    case $dec in
+    approve) a=$((a + 1)); dn=$((dn + 1)) ;;
+    edit) e=$((e + 1)); dn=$((dn + 1)); dsum=$(awk -v x="$dsum" -v y="$(lev "$dr" "$se")" 'BEGIN { printf "%.10f", x + y }') ;;
+    reject) r=$((r + 1)) ;;
+    esac
+  done
+  [ "$p" = small ] && cost=$(awk -v x="$cost" 'BEGIN { printf "%.10f", x + 0.0005 }')
+  sorted=$(printf '%s\n' "${lats[@]}" | sort -n | paste -sd' ')
+  awk -v n="$n" -v a="$a" -v e="$e" -v r="$r" -v cost="$cost" -v dsum="$dsum" -v dn="$dn" -v lats="$sorted" '
+    function wilson(k, n,   p, z, d, c, h) { z = 1.959963984540054; p = k / n; d = 1 + z * z / n
+      c = (p + z * z / (2 * n)) / d; h = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+      lo = c - h; hi = c + h; if (lo < 0) lo = 0; if (hi > 1) hi = 1
+      return sprintf("%.6f %.6f %.6f", p, lo, hi) }
+    BEGIN { k = split(lats, L, " "); s = 0; for (i = 1; i <= k; i++) s += L[i]
+      med = k % 2 ? L[(k + 1) / 2] : (L[k / 2] + L[k / 2 + 1]) / 2
+      printf "%d %d %d %d %s %s %s %.6f %.6f %.6f %.6f %.1f %.1f\n", n, a, e, r, wilson(a, n), wilson(e, n), wilson(r, n),
+        dsum / dn, cost / n, cost / a, cost / (a + e), med, s / k }'
+}
+run bureau --data "$D" models stats --route draft --json
+STATS=$OUT
+got() { # PROVIDER
+  local m="(SELECT value FROM json_each(json_extract('${STATS//\'/\'\'}', '\$.routes[0].models')) WHERE json_extract(value, '\$.provider') = '$1')"
+  sqlite3 :memory: "SELECT json_extract(v, '\$.n') || ' ' || json_extract(v, '\$.approved.count') || ' ' || json_extract(v, '\$.edited.count') || ' ' || json_extract(v, '\$.rejected.count')
+    || ' ' || printf('%.6f %.6f %.6f', json_extract(v, '\$.approved.rate'), json_extract(v, '\$.approved.low'), json_extract(v, '\$.approved.high'))
+    || ' ' || printf('%.6f %.6f %.6f', json_extract(v, '\$.edited.rate'), json_extract(v, '\$.edited.low'), json_extract(v, '\$.edited.high'))
+    || ' ' || printf('%.6f %.6f %.6f', json_extract(v, '\$.rejected.rate'), json_extract(v, '\$.rejected.low'), json_extract(v, '\$.rejected.high'))
+    || ' ' || printf('%.6f %.6f %.6f %.6f %.1f %.1f', json_extract(v, '\$.mean_edit_distance'), json_extract(v, '\$.cost_per_draft_usd'), json_extract(v, '\$.cost_per_approved_usd'), json_extract(v, '\$.cost_per_accepted_usd'), json_extract(v, '\$.latency_ms_p50'), json_extract(v, '\$.latency_ms_mean'))
+    FROM (SELECT $m AS v)"
+}
+expect_eq "seeded: small's row matches the table computed by hand" "$(got small)" "$(expected small)"
+expect_eq "seeded: large's row matches the table computed by hand" "$(got large)" "$(expected large)"
+expect_eq "seeded: only operator decisions count (10 of 12 approvals)" \
+  "$(sqlite3 :memory: "SELECT sum(json_extract(value, '\$.n')) FROM json_each(json_extract('${STATS//\'/\'\'}', '\$.routes[0].models'))")" 10
+mv_want=$(awk 'BEGIN { cs = 0.0065 / 6; cl = 0.016 / 4; printf "small large %.6f %.6f %.6f", cl - cs, 3 / 4 - 3 / 6, (3 / 4 - 3 / 6) / (cl - cs) }')
+expect_eq "seeded: the marginal value of large over small" \
+  "$(jget "$STATS" '$.routes[0].marginal[0].from') $(jget "$STATS" '$.routes[0].marginal[0].to') $(printf '%.6f %.6f %.6f' "$(jget "$STATS" '$.routes[0].marginal[0].delta_cost_per_draft_usd')" "$(jget "$STATS" '$.routes[0].marginal[0].delta_approve_rate')" "$(jget "$STATS" '$.routes[0].marginal[0].approve_rate_per_usd')")" \
+  "$mv_want"
+run bureau --data "$D" models stats --since 2999-01-01 --json
+expect_eq "seeded: --since after every decision: no rows" "$(jget "$OUT" '$.routes')" "[]"
+run bureau --data "$D" models stats --since yesterday
+if [ "$RC" -ne 0 ] && [[ $ERR == *"since: 'yesterday' is not a day"* ]]; then ok "seeded: a bad --since is refused"; else not_ok "seeded: bad --since" "$RC $ERR"; fi
+run bureau --data "$D" models stats
+expect_contains "seeded: the table prints" "$OUT" "small        s-m                  incumbent     6  50.0% ["
+
 # ---- config validation -------------------------------------------------------
 
 mkdata badcfg <<EOF
@@ -276,3 +450,15 @@ sed -i 's/candidate: mid, percent: 101/candidate: mid/' "$D/bureau.yaml"
 run bureau --data "$D" models
 if [ "$RC" -ne 0 ] && [[ $ERR == *"is the route's first candidate already"* ]]; then ok "config: the incumbent cannot be its own canary"; else not_ok "config: own canary" "$RC $ERR"; fi
 DIRS=("${DIRS[@]:0:${#DIRS[@]}-1}")
+
+# ---- replay, the chain, the fake server, sanitizers ------------------------
+
+for d in "${DIRS[@]}"; do
+  run bureau --data "$d" replay --check
+  [ "$RC" -eq 0 ] || not_ok "replay --check $(basename "$d")" "$OUT $ERR"
+done
+ok "replay --check rebuilds the quality projection equal in every data directory"
+kill -TERM "$FAKE_PID"
+wait "$FAKE_PID"
+expect_eq "fake_llm exits 0" "$?" 0
+sanitizer_check "no sanitizer reports"
