@@ -326,6 +326,51 @@ expect_eq "shadow: stats show 2 runs, their mean disagreement and cost" \
   "$(jget "$OUT" '$.routes[0].shadows[0].provider') $(jget "$OUT" '$.routes[0].shadows[0].n') $(jget "$OUT" '$.routes[0].shadows[0].compared') $(printf '%.6f' "$(jget "$OUT" '$.routes[0].shadows[0].mean_disagreement')") $(printf '%.6f' "$(jget "$OUT" '$.routes[0].shadows[0].cost_usd')")" \
   "cheap 2 2 $want 0.014000"
 
+# ---- shadows in serve, while the batch window is open ----------------------
+
+h=$((10#$(date -u +%H)))
+WIN=$(printf '%02d:00-%02d:00' $(((h + 23) % 24)) $(((h + 2) % 24)))
+mkdata shadowsrv <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov cheap cheap-m 0 1000)
+  routes:
+    draft:
+      candidates: [inc]
+      shadow: {candidate: cheap}
+  batch: {window: "$WIN", timezone: UTC}
+EOF
+workflow "$D"
+inquiries "$D" 1 2
+check "shadowsrv: run --until-idle exits 0" idle "$D"
+before_cheap=$(nreq cheap-m)
+TOKEN=$(bureau --data "$D" token create --name shadow 2>/dev/null)
+if serve_start "$D" --listen 127.0.0.1:0; then ok "shadowsrv: serve starts (batch window $WIN)"; else not_ok "shadowsrv: serve starts" "$(cat "$SRV_LOG")"; fi
+AUTH=(-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json')
+head=$(q "$D" "SELECT max(seq) FROM events")
+sfifo=$TMP/stream.out
+mkfifo "$sfifo"
+curl -sS -N --noproxy '*' --max-time 120 -H "Authorization: Bearer $TOKEN" "$SRV_URL/v1/stream?since=$head" >"$sfifo" 2>/dev/null &
+bg_track $!
+exec {SFD}<"$sfifo"
+while IFS=$'\t' read -r id text; do
+  http POST "/v1/approvals/$id/decision" "${AUTH[@]}" -d '{"decision":"approve"}'
+  [ "$CODE" = 200 ] || not_ok "shadowsrv: approve" "$CODE $BODY"
+done < <(pending "$D")
+# the server's shadow runner answers both approved drafts: wait on the stream
+seen=0
+while [ "$seen" -lt 2 ] && IFS= read -r -t 60 sl <&"$SFD"; do
+  [[ $sl == data:*'"type":"model.called"'* ]] && seen=$((seen + 1))
+done
+exec {SFD}<&-
+expect_eq "shadowsrv: serve ran the shadow on both approved drafts in the window" \
+  "$seen $(($(nreq cheap-m) - before_cheap)) $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'")" "2 2 2"
+serve_stop
+expect_eq "shadowsrv: serve stops cleanly" "$SRV_RC" 0
+expect_eq "shadowsrv: the shadows are compared with what was sent" \
+  "$(q "$D" "SELECT count(*) FROM model_shadows WHERE disagreement IS NOT NULL")" 2
+
 # ---- stats against a hand-computed table (a seeded ledger) ----------------
 
 mkdata seeded <<EOF
