@@ -512,8 +512,8 @@ void api__models_stats_get(Req *r)
     Err err = { 0 };
     Store *rd = api__reader(r->srv, &err);
     json_t *out = NULL;
-    int rc = rd ? model_quality_stats(rd, r->srv->cfg, arg(r, "route"), arg(r, "since"), &out,
-                                      &err)
+    int rc = rd ? model_quality_stats(rd, r->srv->cfg, arg(r, "route"), arg(r, "since"),
+                                      arg(r, "by"), &out, &err)
                 : ERR_STORE;
     if (rc < 0)
         flow_problem(r, rc, &err);

@@ -364,8 +364,9 @@ int cmd_models_stats(Cli *cli)
         return rc;
     json_t *out = NULL;
     Err err = { 0 };
-    rc = model_quality_stats(rd, &cli->config, cli_opt(cli, "route"), cli_opt(cli, "since"), &out,
-                             &err);
+    const char *by = cli_opt(cli, "by");
+    rc = model_quality_stats(rd, &cli->config, cli_opt(cli, "route"), cli_opt(cli, "since"), by,
+                             &out, &err);
     store_close(rd);
     if (rc < 0)
         return cli_fail_err(cli, &err);
@@ -390,6 +391,8 @@ int cmd_models_stats(Cli *cli)
         json_array_foreach(json_object_get(r, "models"), k, m) {
             printf("  %-12.12s %-20.20s %-9s %5lld", text_of(m, "provider"), text_of(m, "model"),
                    text_of(m, "role"), (long long)json_integer_value(json_object_get(m, "n")));
+            if (by)
+                printf("  %s %s:", by, *text_of(m, by) ? text_of(m, by) : "(none)");
             print_rate(json_object_get(m, "approved"));
             print_rate(json_object_get(m, "edited"));
             print_rate(json_object_get(m, "rejected"));

@@ -101,6 +101,7 @@ static const CliOpt call_opts[] = {
 static const CliOpt stats_opts[] = {
     { "route", "R", "only route R" },
     { "since", "DAY", "only decisions from this UTC day on (YYYY-MM-DD)" },
+    { "by", "K", "also per template (NAME@VERSION) or workflow" },
     { NULL, NULL, NULL },
 };
 

@@ -815,7 +815,7 @@ void model_shadow_runner_stop(ModelShadowRunner *s)
 /* ---- statistics ---- */
 
 typedef struct Group {
-    char route[33], provider[65], model[128], role[16];
+    char route[33], provider[65], model[128], role[16], extra[200];
     int64_t n, approved, edited, rejected;
     double cost, dist_sum;
     int64_t dist_n;
@@ -836,7 +836,7 @@ static json_t *nullable(bool has, double v)
     return has ? json_real(v) : json_null();
 }
 
-static json_t *group_json(const Group *g)
+static json_t *group_json(const Group *g, const char *by)
 {
     int64_t accepted = g->approved + g->edited;
     double p50 = 0, mean = 0;
@@ -853,6 +853,8 @@ static json_t *group_json(const Group *g)
                           rate(g->approved, g->n), "edited", rate(g->edited, g->n), "rejected",
                           rate(g->rejected, g->n), "accepted", rate(accepted, g->n), "cost_usd",
                           g->cost);
+    if (by)
+        json_object_set_new(o, by, json_string(g->extra));
     json_object_set_new(o, "mean_edit_distance",
                         nullable(g->dist_n > 0, g->dist_n ? g->dist_sum / (double)g->dist_n : 0));
     json_object_set_new(o, "cost_per_draft_usd", nullable(g->n > 0, g->n ? g->cost / (double)g->n : 0));
@@ -978,19 +980,24 @@ static int day_ok(const char *s)
 }
 
 int model_quality_stats(Store *rd, const Config *cfg, const char *route, const char *since,
-                        json_t **ret, Err *err)
+                        const char *by, json_t **ret, Err *err)
 {
+    if (by && strcmp(by, "template") && strcmp(by, "workflow"))
+        return err_set(err, ERR_INVAL, "by: '%.32s' is not template or workflow", by);
     if (since && !day_ok(since))
         return err_set(err, ERR_INVAL, "since: '%.32s' is not a day (YYYY-MM-DD)", since);
     if (route && strlen(route) > 32)
         return err_set(err, ERR_INVAL, "route: longer than 32 bytes");
     StoreStmt *st;
-    int rc = store_prepare(rd,
-                           "SELECT route, provider, model, role, decision, edit_distance, cost_usd,"
-                           " latency_ms FROM model_outcomes WHERE decision IS NOT NULL"
-                           " AND decided_at >= ?1 AND (?2 = '' OR route = ?2)"
-                           " ORDER BY route, provider, model, role, latency_ms",
-                           &st, err);
+    char sql[512];
+    /* by: one of two column names, never outside text */
+    snprintf(sql, sizeof sql,
+             "SELECT route, provider, model, role, decision, edit_distance, cost_usd,"
+             " latency_ms, %s FROM model_outcomes WHERE decision IS NOT NULL"
+             " AND decided_at >= ?1 AND (?2 = '' OR route = ?2)"
+             " ORDER BY route, provider, model, role, 9, latency_ms",
+             by && !strcmp(by, "template") ? "template" : by ? "workflow" : "''");
+    int rc = store_prepare(rd, sql, &st, err);
     if (rc < 0)
         return rc;
     store_bind_text(st, 1, since ? since : "", since ? strlen(since) : 0);
@@ -1002,13 +1009,14 @@ int model_quality_stats(Store *rd, const Config *cfg, const char *route, const c
     for (;;) {
         rc = store_step(st, err);
         bool row = rc == STORE_ROW;
-        const char *c[4] = { NULL };
+        const char *c[4] = { NULL }, *x = row ? or_empty(store_col_text(st, 8, NULL)) : "";
         for (int i = 0; row && i < 4; i++)
             c[i] = or_empty(store_col_text(st, i, NULL));
         if (open && (!row || strcmp(c[0], g.route) || strcmp(c[1], g.provider) ||
-                     strcmp(c[2], g.model) || strcmp(c[3], g.role))) {
+                     strcmp(c[2], g.model) || strcmp(c[3], g.role) ||
+                     strncmp(x, g.extra, sizeof g.extra - 1))) {
             json_array_append_new(json_object_get(route_entry(routes, g.route, cfg, rd), "models"),
-                                  group_json(&g));
+                                  group_json(&g, by));
             open = false;
         }
         if (!row)
@@ -1021,6 +1029,7 @@ int model_quality_stats(Store *rd, const Config *cfg, const char *route, const c
             snprintf(g.provider, sizeof g.provider, "%s", c[1]);
             snprintf(g.model, sizeof g.model, "%s", c[2]);
             snprintf(g.role, sizeof g.role, "%s", c[3]);
+            snprintf(g.extra, sizeof g.extra, "%s", x);
             open = true;
         }
         const char *dec = or_empty(store_col_text(st, 4, NULL));
@@ -1084,7 +1093,7 @@ int model_quality_stats(Store *rd, const Config *cfg, const char *route, const c
     size_t i;
     json_t *r;
     json_array_foreach(routes, i, r) marginal(r);
-    *ret = json_pack("{s:o, s:o}", "since", since ? json_string(since) : json_null(), "routes",
-                     routes);
+    *ret = json_pack("{s:o, s:o, s:o}", "since", since ? json_string(since) : json_null(), "by",
+                     by ? json_string(by) : json_null(), "routes", routes);
     return 0;
 }

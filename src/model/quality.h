@@ -82,12 +82,13 @@ int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, in
                      json_t **ret, Err *err);
 
 /* The quality table (docs/models.md): per route, per provider, model and
- * role, the outcomes with rates and Wilson intervals, edit distance, cost
- * and latency; the shadows; the canary; the marginal value between
- * candidates. route and since (a UTC day YYYY-MM-DD, on decided_at) may be
- * NULL. */
+ * role (and, with by "template" or "workflow", per template version or
+ * workflow), the outcomes with rates and Wilson intervals, edit distance,
+ * cost and latency; the shadows; the canary; the marginal value between
+ * candidates. route, since (a UTC day YYYY-MM-DD, on decided_at) and by may
+ * be NULL. */
 int model_quality_stats(Store *rd, const Config *cfg, const char *route, const char *since,
-                        json_t **ret, Err *err);
+                        const char *by, json_t **ret, Err *err);
 
 /* Starts a thread that runs shadow passes while the batch window is open
  * (woken by new events); NULL-safe stop. */

@@ -397,8 +397,8 @@ SEED=(
 )
 : >"$TMP/seed.ndjson"
 ev() { printf '{"type":"%s","source":"test","data":%s}\n' "$1" "$2" >>"$TMP/seed.ndjson"; }
-called() { # TASK PROVIDER MODEL COST LATENCY OUTCOME
-  ev model.called "{\"route\":\"draft\",\"provider\":\"$2\",\"model\":\"$3\",\"outcome\":\"$6\",\"cost_usd\":$4,\"latency_ms\":$5,\"task\":\"$1\",\"step\":\"draft\",\"template\":\"reply@abc\",\"workflow\":\"reply\",\"role\":\"incumbent\",\"request\":\"k$1\"}"
+called() { # TASK PROVIDER MODEL COST LATENCY OUTCOME [TEMPLATE]
+  ev model.called "{\"route\":\"draft\",\"provider\":\"$2\",\"model\":\"$3\",\"outcome\":\"$6\",\"cost_usd\":$4,\"latency_ms\":$5,\"task\":\"$1\",\"step\":\"draft\",\"template\":\"${7:-reply@abc}\",\"workflow\":\"reply\",\"role\":\"incumbent\",\"request\":\"k$1\"}"
 }
 i=0
 for row in "${SEED[@]}"; do
@@ -406,7 +406,9 @@ for row in "${SEED[@]}"; do
   IFS='|' read -r p c l dec dr se <<<"$row"
   t=T$i
   [ "$i" -eq 1 ] && called "$t" "$p" "${p:0:1}-m" 0.0005 50 failed
-  called "$t" "$p" "${p:0:1}-m" "$c" "$l" ok
+  tpl=reply@abc
+  [ "$i" -ge 5 ] && [ "$i" -le 6 ] && tpl=reply@v2 # a second template version
+  called "$t" "$p" "${p:0:1}-m" "$c" "$l" ok "$tpl"
   ev approval.requested "{\"approval\":\"A$i\",\"task\":\"$t\",\"step\":\"send\",\"attempt\":1,\"kind\":\"email.send\",\"preview\":{\"to\":\"a@example.com\",\"subject\":\"Re\",\"text\":\"$dr\"}}"
   case $dec in
   approve) ev approval.decided "{\"approval\":\"A$i\",\"task\":\"$t\",\"step\":\"send\",\"attempt\":1,\"decision\":\"approve\",\"by\":\"cli\"}" ;;
@@ -467,6 +469,12 @@ mv_want=$(awk 'BEGIN { cs = 0.0065 / 6; cl = 0.016 / 4; printf "small large %.6f
 expect_eq "seeded: the marginal value of large over small" \
   "$(jget "$STATS" '$.routes[0].marginal[0].from') $(jget "$STATS" '$.routes[0].marginal[0].to') $(printf '%.6f %.6f %.6f' "$(jget "$STATS" '$.routes[0].marginal[0].delta_cost_per_draft_usd')" "$(jget "$STATS" '$.routes[0].marginal[0].delta_approve_rate')" "$(jget "$STATS" '$.routes[0].marginal[0].approve_rate_per_usd')")" \
   "$mv_want"
+run bureau --data "$D" models stats --route draft --by template --json
+expect_eq "seeded: --by template splits small's drafts by template version" \
+  "$(sqlite3 :memory: "SELECT group_concat(json_extract(value, '\$.provider') || ' ' || json_extract(value, '\$.template') || ' ' || json_extract(value, '\$.n') || ' ' || json_extract(value, '\$.approved.count') || ' ' || json_extract(value, '\$.rejected.count'), ', ') FROM json_each(json_extract('${OUT//\'/\'\'}', '\$.routes[0].models'))")" \
+  "large reply@abc 4 3 0, small reply@abc 4 2 0, small reply@v2 2 1 1"
+run bureau --data "$D" models stats --by day
+if [ "$RC" -ne 0 ] && [[ $ERR == *"by: 'day' is not template or workflow"* ]]; then ok "seeded: a bad --by is refused"; else not_ok "seeded: bad --by" "$RC $ERR"; fi
 run bureau --data "$D" models stats --since 2999-01-01 --json
 expect_eq "seeded: --since after every decision: no rows" "$(jget "$OUT" '$.routes')" "[]"
 run bureau --data "$D" models stats --since yesterday
