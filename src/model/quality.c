@@ -606,74 +606,65 @@ static bool shadow_share(const ModelRouteConfig *route, const char *task, const 
     return (int)(strtoul(h, NULL, 16) % 100) < route->shadow_percent;
 }
 
-/* Up to max jobs: approved drafts of routes with a shadow it has not
- * answered. */
-static size_t shadow_jobs(Store *rd, const Config *cfg, int max, ShadowJob **ret, Err *err)
+static void job_free(ShadowJob *j)
 {
-    StoreStmt *st;
-    *ret = NULL;
-    if (store_prepare(rd,
-                      "SELECT o.task_id, o.draft_step, o.route, o.workflow, d.system, d.prompt,"
-                      " d.max_output_tokens, d.template FROM model_outcomes o"
-                      " JOIN model_drafts d ON d.task_id = o.task_id AND d.step_id = o.draft_step"
-                      " WHERE o.decision IN ('approve', 'edit') AND d.prompt IS NOT NULL"
-                      " ORDER BY o.decided_seq",
-                      &st, err) < 0)
-        return 0;
+    free(j->task);
+    free(j->step);
+    free(j->workflow);
+    free(j->system);
+    free(j->prompt);
+    free(j->template_name);
+}
+
+/* Up to max jobs: approved drafts of routes with a shadow that the shadow
+ * has not answered, oldest decision first. The rows are streamed, so drafts
+ * outside the shadow's share never crowd the others out. */
+static size_t shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **ret, Err *err)
+{
     ShadowJob *jobs = NULL;
     size_t n = 0;
-    while (n < (size_t)max && store_step(st, err) == STORE_ROW) {
-        const ModelRouteConfig *route = route_of(cfg, store_col_text(st, 2, NULL));
-        const char *task = store_col_text(st, 0, NULL), *step = store_col_text(st, 1, NULL);
-        if (!route || !route->shadow[0] || !task || !step || !shadow_share(route, task, step))
+    for (size_t k = 0; k < cfg->n_model_routes && n < max; k++) {
+        const ModelRouteConfig *route = &cfg->model_routes[k];
+        if (!route->shadow[0])
             continue;
-        jobs = xrealloc(jobs, (n + 1) * sizeof *jobs);
-        ShadowJob *j = &jobs[n++];
-        j->task = xstrdup(task);
-        j->step = xstrdup(step);
-        j->workflow = xstrdup(or_empty(store_col_text(st, 3, NULL)));
-        j->system = store_col_text(st, 4, NULL) ? xstrdup(store_col_text(st, 4, NULL)) : NULL;
-        j->prompt = xstrdup(or_empty(store_col_text(st, 5, NULL)));
-        j->max_output_tokens = (int)store_col_int(st, 6);
-        j->template_name = xstrdup(or_empty(store_col_text(st, 7, NULL)));
-        j->route = route;
-    }
-    store_stmt_done(st);
-    /* drop those answered already */
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t have = 0;
-        Err e2 = { 0 };
-        StoreStmt *q;
+        StoreStmt *st;
         if (store_prepare(rd,
-                          "SELECT count(*) FROM model_shadows WHERE task_id = ?1 AND step_id = ?2"
-                          " AND provider = ?3",
-                          &q, &e2) == 0) {
-            store_bind_text(q, 1, jobs[i].task, strlen(jobs[i].task));
-            store_bind_text(q, 2, jobs[i].step, strlen(jobs[i].step));
-            store_bind_text(q, 3, jobs[i].route->shadow, strlen(jobs[i].route->shadow));
-            if (store_step(q, &e2) == STORE_ROW)
-                have = store_col_int(q, 0);
-            store_stmt_done(q);
+                          "SELECT o.task_id, o.draft_step, o.workflow, d.system, d.prompt,"
+                          " d.max_output_tokens, d.template FROM model_outcomes o"
+                          " JOIN model_drafts d ON d.task_id = o.task_id"
+                          " AND d.step_id = o.draft_step"
+                          " WHERE o.route = ?1 AND o.decision IN ('approve', 'edit')"
+                          " AND d.prompt IS NOT NULL AND NOT EXISTS (SELECT 1 FROM model_shadows s"
+                          " WHERE s.task_id = o.task_id AND s.step_id = o.draft_step"
+                          " AND s.provider = ?2)"
+                          " ORDER BY o.decided_seq",
+                          &st, err) < 0)
+            break;
+        store_bind_text(st, 1, route->name, strlen(route->name));
+        store_bind_text(st, 2, route->shadow, strlen(route->shadow));
+        while (n < max && store_step(st, err) == STORE_ROW) {
+            const char *task = store_col_text(st, 0, NULL), *step = store_col_text(st, 1, NULL);
+            if (!task || !step || !shadow_share(route, task, step))
+                continue;
+            jobs = xrealloc(jobs, (n + 1) * sizeof *jobs);
+            ShadowJob *j = &jobs[n++];
+            j->task = xstrdup(task);
+            j->step = xstrdup(step);
+            j->workflow = xstrdup(or_empty(store_col_text(st, 2, NULL)));
+            j->system = store_col_text(st, 3, NULL) ? xstrdup(store_col_text(st, 3, NULL)) : NULL;
+            j->prompt = xstrdup(or_empty(store_col_text(st, 4, NULL)));
+            j->max_output_tokens = (int)store_col_int(st, 5);
+            j->template_name = xstrdup(or_empty(store_col_text(st, 6, NULL)));
+            j->route = route;
         }
-        if (have) {
-            free(jobs[i].task);
-            free(jobs[i].step);
-            free(jobs[i].workflow);
-            free(jobs[i].system);
-            free(jobs[i].prompt);
-            free(jobs[i].template_name);
-        } else {
-            jobs[kept++] = jobs[i];
-        }
+        store_stmt_done(st);
     }
     *ret = jobs;
-    return kept;
+    return n;
 }
 
 #define SHADOW_LEASE "model.shadows"
 #define SHADOW_LEASE_MS (10 * 60 * 1000)
-#define SHADOW_SCAN_MAX 4096
 
 int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, int max,
                      json_t **ret, Err *err)
@@ -688,11 +679,11 @@ int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, in
         goto done;
     }
     ShadowJob *jobs;
-    size_t n = shadow_jobs(rd, cfg, SHADOW_SCAN_MAX, &jobs, err);
+    size_t n = shadow_jobs(rd, cfg, max > 0 ? (size_t)max : 0, &jobs, err);
     int ran = 0, ok = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
         ShadowJob *j = &jobs[i];
-        if (ran < max && !json_is_string(json_object_get(rep, "stopped"))) {
+        if (!json_is_string(json_object_get(rep, "stopped"))) {
             ModelCall call = {
                 .route = j->route->name, .workflow = *j->workflow ? j->workflow : NULL,
                 .task_id = j->task, .step_id = j->step, .template_name = j->template_name,
@@ -716,12 +707,7 @@ int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, in
             }
             model_result_done(&res);
         }
-        free(j->task);
-        free(j->step);
-        free(j->workflow);
-        free(j->system);
-        free(j->prompt);
-        free(j->template_name);
+        job_free(j);
     }
     free(jobs);
     json_object_set_new(rep, "ran", json_integer(ran));
