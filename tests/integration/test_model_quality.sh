@@ -4,7 +4,8 @@
 # quality by the request's "model": a good one, a middling one and a bad
 # one. A scripted operator judges each draft by what it says (never by who
 # wrote it) through the real CLI and HTTP decision paths:
-#  - a good canary is promoted, a bad one rolled back, each by the rule as
+#  - a good canary is promoted, a bad one (and one above its cost ceiling)
+#    rolled back, each by the rule as
 #    soon as both sides have the minimum sample; later drafts follow the
 #    ledger's route order; a decision by hand (CLI, API) and its refusals;
 #  - a shadow answers approved drafts in a batch run, never reaches an
@@ -232,6 +233,33 @@ before_bad=$(nreq bad-m)
 inquiries "$D" 17 22
 check "bad: run after the rollback" idle "$D"
 expect_eq "bad: no call reaches the rolled-back canary" "$(($(nreq bad-m) - before_bad))" 0
+
+# ---- a canary as good but dearer than its cost ceiling is rolled back ------
+
+# pricey answers as well as mid, at $1000/Mtok: 18 tokens, $0.018 a draft,
+# above max_cost_usd $0.01
+mkdata pricey <<EOF
+models:
+  providers:
+$(prov mid mid-m 1 1)
+$(prov pricey good-m 1000 1000)
+  routes:
+    draft:
+      candidates: [mid]
+      canary: {candidate: pricey, percent: 50, min_sample: 2, max_cost_usd: 0.01}
+EOF
+workflow "$D"
+inquiries "$D" 1 10
+check "pricey: run --until-idle exits 0" idle "$D"
+while IFS=$'\t' read -r id text; do
+  run bureau --data "$D" approve "$id"
+  [ "$RC" -eq 0 ] || not_ok "pricey: approve" "$ERR"
+done < <(pending "$D")
+ev=$(q "$D" "SELECT data FROM events WHERE type LIKE 'model.canary.%'")
+expect_eq "pricey: every draft approved, yet rolled back for its cost" \
+  "$(q "$D" "SELECT group_concat(type) FROM events WHERE type LIKE 'model.canary.%'") $(jget "$ev" '$.canary.edit_rate') $(jget "$ev" '$.canary.reject_rate') $(printf '%.3f' "$(jget "$ev" '$.canary.cost_per_draft_usd')")" \
+  "model.canary.rolled_back 0.0 0.0 0.018"
+expect_contains "pricey: the reason names the ceiling" "$(jget "$ev" '$.reason')" "cost per draft \$0.018000 > max_cost_usd \$0.010000"
 
 # ---- by hand -----------------------------------------------------------------
 
