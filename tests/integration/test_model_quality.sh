@@ -5,15 +5,17 @@
 # one. A scripted operator judges each draft by what it says (never by who
 # wrote it) through the real CLI and HTTP decision paths:
 #  - a good canary is promoted, a bad one (and one above its cost ceiling)
-#    rolled back, each by the rule as
-#    soon as both sides have the minimum sample; later drafts follow the
-#    ledger's route order; a decision by hand (CLI, API) and its refusals;
-#  - a shadow answers approved drafts in a batch run, never reaches an
-#    approval or an effect, and stops at the budget;
+#    rolled back, each by the rule as soon as both sides have the minimum
+#    sample; later drafts follow the ledger's route order; decisions by
+#    hand (CLI, API) and their refusals; the config's checks;
+#  - a shadow answers approved drafts in `batch run` (and in `serve` while
+#    the batch window is open), never reaches an approval or an effect, and
+#    stops at the budget;
 #  - `models stats` (and GET /v1/models/stats) against a table computed here
 #    from a seeded ledger: Wilson intervals, Levenshtein distances, cost per
-#    approved draft, latency median and mean, the marginal value.
-# No sleeps: every wait is `run --until-idle` or a bounded poll.
+#    approved draft, latency median and mean, the marginal value, --by.
+# No sleeps: every wait is `run --until-idle` or a read bounded by -t on the
+# server's event stream.
 . "$(dirname "$0")/lib.sh"
 
 BUILD=${BUILD:-$(dirname "$BUREAU")}
