@@ -613,6 +613,7 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
     request_key(&c, req.task, key);
     ModelRouteConfig eff; /* the route as the ledger's canary decisions make it */
     const char *canary = NULL, *shadow = call->shadow_provider;
+    ModelCanaryState cs = MODEL_CANARY_NONE;
     if (shadow) {
         eff = *route;
         snprintf(eff.candidates[0], sizeof eff.candidates[0], "%s", shadow);
@@ -620,7 +621,7 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
         eff.on_budget_park = true; /* a shadow never degrades to another model */
         route = &eff;
     } else if (route->canary[0]) {
-        ModelCanaryState cs = model_canary_state(rd, route, NULL);
+        cs = model_canary_state(rd, route, NULL);
         /* the same request always lands on the same side: a replay agrees */
         bool pick = cs == MODEL_CANARY_ACTIVE && bucket(key) < route->canary_percent;
         if (cs == MODEL_CANARY_PROMOTED || pick) {
@@ -637,10 +638,24 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
         }
     }
     bool cacheable = !route->no_cache && r->cfg.model_cache_ttl_s > 0 && !shadow;
-    if (cacheable && cache_get(rd, key, res)) {
+    bool hit = cacheable && cache_get(rd, key, res);
+    if (hit && cs == MODEL_CANARY_ROLLED_BACK && !strcmp(res->provider, route->canary)) {
+        /* a rolled-back canary's answers are not served again: the fresh
+         * answer replaces it in the cache */
+        json_decref(res->output);
+        res->output = NULL;
+        res->provider[0] = res->model[0] = '\0';
+        res->saved_usd = 0;
+        hit = false;
+    }
+    if (hit) {
         res->status = MODEL_CALL_OK;
         res->cached = true;
-        json_t *d = call_data(call, res->provider, res->model, "ok", 0, key, NULL);
+        /* the cached answer's side: the same request always takes the same one */
+        const char *role = canary && !strcmp(res->provider, canary) ? "canary"
+                         : call->template_name || route->canary[0] ? "incumbent"
+                                                                   : NULL;
+        json_t *d = call_data(call, res->provider, res->model, "ok", 0, key, role);
         json_object_set_new(d, "cache_hit", json_true());
         json_object_set_new(d, "cost_usd", json_real(0));
         json_object_set_new(d, "saved_usd", json_real(res->saved_usd));

@@ -235,6 +235,17 @@ before_bad=$(nreq bad-m)
 inquiries "$D" 17 22
 check "bad: run after the rollback" idle "$D"
 expect_eq "bad: no call reaches the rolled-back canary" "$(($(nreq bad-m) - before_bad))" 0
+# the first 16 inquiries again: the incumbent's answers come from the cache,
+# the rolled-back canary's are never served again (mid answers afresh)
+ni=$(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'incumbent' AND seq < (SELECT seq FROM events WHERE type = 'model.canary.rolled_back')")
+nb=$(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'canary'")
+mark=$(q "$D" "SELECT max(seq) FROM events")
+before_mid=$(nreq mid-m)
+inquiries "$D" 1 16
+check "bad: the same inquiries again" idle "$D"
+expect_eq "bad: cached answers of the incumbent reused, the canary's replaced by fresh ones from mid" \
+  "$(q "$D" "SELECT sum(json_extract(data, '\$.cache_hit')) || ' ' || group_concat(DISTINCT json_extract(data, '\$.provider')) FROM events WHERE type = 'model.called' AND seq > $mark") $(($(nreq mid-m) - before_mid)) $(q "$D" "SELECT count(*) FROM approvals WHERE status = 'pending' AND json_extract(preview, '\$.text') = '$BAD'")" \
+  "$ni mid $nb 0"
 
 # ---- a canary as good but dearer than its cost ceiling is rolled back ------
 
