@@ -23,28 +23,35 @@
 
 /* ---- edit distance ---- */
 
-/* Decodes UTF-8 into code points (a byte that is not UTF-8: itself). */
+/* Decodes UTF-8 into code points. A byte that does not start a valid
+ * sequence (overlong, a surrogate, beyond U+10FFFF, cut short) becomes a
+ * unit of its own above the Unicode range, so that it never equals a
+ * character. */
 static uint32_t *decode(const char *s, size_t len, size_t *n)
 {
+    static const uint32_t min[] = { 0, 0x80, 0x800, 0x10000 };
     uint32_t *out = xmalloc((len + 1) * sizeof *out);
     size_t k = 0;
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
         unsigned c = p[i];
-        int extra = c >= 0xF0 && c < 0xF8 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
-        if (c >= 0x80 && c < 0xC0)
-            extra = 0;
-        bool ok = i + (size_t)extra < len;
-        for (int j = 1; ok && j <= extra; j++)
+        int extra = c >= 0xF0 && c < 0xF8   ? 3
+                  : c >= 0xE0 && c < 0xF0 ? 2
+                  : c >= 0xC0 && c < 0xE0 ? 1
+                                          : 0;
+        bool ok = c < 0x80 || (extra > 0 && i + (size_t)extra < len);
+        uint32_t v = extra ? c & (0x3Fu >> extra) : c;
+        for (int j = 1; ok && j <= extra; j++) {
             ok = (p[i + (size_t)j] & 0xC0) == 0x80;
-        if (!extra || !ok) {
-            out[k++] = c;
+            v = (v << 6) | (p[i + (size_t)j] & 0x3F);
+        }
+        if (ok && extra && (v < min[extra] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)))
+            ok = false;
+        if (!ok) {
+            out[k++] = 0x110000u + c;
             i++;
             continue;
         }
-        uint32_t v = c & (0x3F >> extra);
-        for (int j = 1; j <= extra; j++)
-            v = (v << 6) | (p[i + (size_t)j] & 0x3F);
         out[k++] = v;
         i += (size_t)extra + 1;
     }

@@ -39,6 +39,11 @@ Test(model_quality, edit_distance_counts_code_points)
     /* bytes that are not UTF-8 count one each */
     near(ed("\xFF\xFE", ""), 1);
     near(ed("a\xC3", "a"), 1.0 / 2); /* a truncated sequence: one byte */
+    /* a stray byte never equals the character of the same number, nor an
+     * overlong form the character it spells */
+    near(ed("\xE9", "\xC3\xA9"), 1);
+    near(ed("\xC1\x81", "A"), 1);
+    near(ed("\xED\xA0\x80", "x"), 1); /* a surrogate: three stray bytes against x */
 }
 
 Test(model_quality, edit_distance_long_texts)
