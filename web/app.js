@@ -290,9 +290,12 @@ function approvalCard(item, i) {
   const setActions = (...b) => actions.replaceChildren(...b);
   const decide = async (decision, extra) => {
     try {
-      await api('POST', `/v1/approvals/${enc(item.id)}/decision`, Object.assign({ decision }, extra || {}));
+      const res = await api('POST', `/v1/approvals/${enc(item.id)}/decision`, Object.assign({ decision }, extra || {}));
       card.remove();
-      toast(decision === 'reject' ? 'Rejected.' : decision === 'edit' ? 'Edited and approved.' : 'Approved.');
+      // a canary the decision settled (docs/models.md, "Quality") is news too
+      const canary = ((res && res.canary) || []).map((c) => ` Canary ${c.candidate} on ${c.route} ${c.type === 'model.canary.promoted' ? 'promoted' : 'rolled back'}: ${c.reason}.`).join('');
+      toast((decision === 'reject' ? 'Rejected.' : decision === 'edit' ? 'Edited and approved.' : 'Approved.') + canary,
+        canary ? h('a', { href: '#/models', text: 'Models' }) : undefined);
       S.items = S.items.filter((x) => x.id !== item.id);
       select(Math.min(S.sel, S.items.length - 1));
       setTimeout(() => renderInbox(true), 200);
