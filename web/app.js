@@ -186,6 +186,7 @@ function onLedgerEvent(ev) {
     else if (S.view === 'task') renderTask(S.param, true);
     else if (S.view === 'content') renderContent();
     else if (S.view === 'piece') renderPiece(S.param);
+    else if (S.view === 'models' && /^(approval|model)\./.test(t)) renderModels(true);
   }, 300);
 }
 
@@ -216,6 +217,7 @@ function route() {
     customers: () => (S.param ? renderCustomer(S.param) : renderCustomers()),
     content: () => (S.param ? renderPiece(S.param) : renderContent()),
     spend: () => renderSpend(),
+    models: () => renderModels(),
   };
   const v = views[parts[0]] ? parts[0] : 'inbox';
   S.view = v === 'tasks' && S.param ? 'task' : v === 'customers' && S.param ? 'customer'
@@ -292,9 +294,12 @@ function approvalCard(item, i) {
   const setActions = (...b) => actions.replaceChildren(...b);
   const decide = async (decision, extra) => {
     try {
-      await api('POST', `/v1/approvals/${enc(item.id)}/decision`, Object.assign({ decision }, extra || {}));
+      const res = await api('POST', `/v1/approvals/${enc(item.id)}/decision`, Object.assign({ decision }, extra || {}));
       card.remove();
-      toast(decision === 'reject' ? 'Rejected.' : decision === 'edit' ? 'Edited and approved.' : 'Approved.');
+      // a canary the decision settled (docs/models.md, "Quality") is news too
+      const canary = ((res && res.canary) || []).map((c) => ` Canary ${c.candidate} on ${c.route} ${c.type === 'model.canary.promoted' ? 'promoted' : 'rolled back'}: ${c.reason}.`).join('');
+      toast((decision === 'reject' ? 'Rejected.' : decision === 'edit' ? 'Edited and approved.' : 'Approved.') + canary,
+        canary ? h('a', { href: '#/models', text: 'Models' }) : undefined);
       S.items = S.items.filter((x) => x.id !== item.id);
       select(Math.min(S.sel, S.items.length - 1));
       setTimeout(() => renderInbox(true), 200);
@@ -809,6 +814,79 @@ async function renderSpend() {
     h('h2', { text: 'Queues' }),
     h('div', { cls: 'grid' }, Object.entries(st.workflows || {}).map(([k, v]) => stat(v, k)),
       Object.entries(st.effects || {}).filter(([, v]) => v).map(([k, v]) => stat(v, 'effects ' + k))));
+}
+
+/* ---- model quality ---- */
+
+const pct = (x) => (Number(x) * 100).toFixed(1) + '%';
+
+/* A rate with its 95% interval: the figure and a bar from low to high. */
+function rateCell(r, cls) {
+  const W = 80, x = (v) => 1 + v * (W - 2);
+  const svg = h('svg', { cls: 'ci', viewBox: `0 0 ${W} 10`, width: W, height: 10, 'aria-hidden': 'true' },
+    h('line', { cls: 'axis', x1: 1, x2: W - 1, y1: 5, y2: 5 }),
+    h('rect', { cls: 'ci-' + cls, x: x(r.low), y: 2, width: Math.max(1, x(r.high) - x(r.low)), height: 6 }),
+    h('line', { cls: 'mark', x1: x(r.rate), x2: x(r.rate), y1: 0, y2: 10 }));
+  return h('td', { cls: 'rate', title: `${r.count} · 95% interval ${pct(r.low)}–${pct(r.high)}` },
+    h('span', { text: `${pct(r.rate)} ` }), h('small', { cls: 'muted', text: `(${pct(r.low)}–${pct(r.high)})` }), h('br'), svg);
+}
+
+const num = (v, f) => (v === null || v === undefined ? '—' : f(v));
+
+async function canaryAct(route, action) {
+  try {
+    await api('POST', '/v1/models/canary/' + enc(route), { action });
+    toast(`Canary on ${route}: ${action === 'promote' ? 'promoted' : 'rolled back'}`);
+  } catch (e) {
+    toast(e.message);
+  }
+  renderModels(true);
+}
+
+function canaryView(r) {
+  const c = r.canary;
+  if (!c) return null;
+  const d = c.decision;
+  return h('div', { cls: 'canary', 'data-canary': r.route },
+    h('span', {}, 'Canary ', h('b', { text: c.candidate }), ' ', badge(c.state)),
+    c.state === 'active' ? h('span', { cls: 'muted', text: ` ${c.percent}% of the calls; decided after ${c.min_sample} outcomes each (edit rate +${pct(c.max_edit_rate_delta)}, reject rate +${pct(c.max_reject_rate_delta)} at most${c.max_cost_usd ? ', ' + fmtUsd(c.max_cost_usd) + ' a draft' : ''})` }) : null,
+    d ? h('span', { cls: 'muted', text: ` — by ${d.by}, ${fmtAge(d.at)}: ${d.reason}` }) : null,
+    c.state === 'active' ? h('span', { cls: 'actions' },
+      h('button', { type: 'button', onclick: () => canaryAct(r.route, 'promote'), text: 'Promote' }),
+      h('button', { type: 'button', cls: 'secondary', onclick: () => canaryAct(r.route, 'rollback'), text: 'Roll back' })) : null);
+}
+
+async function renderModels(quiet) {
+  const st = await api('GET', '/v1/models/stats');
+  if (S.view !== 'models') return;
+  if (quiet && editing()) return;
+  const routes = st.routes || [];
+  const section = (r) => h('section', { cls: 'quality', id: 'quality-' + r.route },
+    h('h2', {}, 'Route ', h('b', { text: r.route }), h('span', { cls: 'muted', text: ' — ' + (r.candidates || []).join(' › ') }),
+      r.shadow ? h('span', { cls: 'muted', text: ` · shadow ${r.shadow.candidate}` }) : null),
+    canaryView(r),
+    r.models.length ? h('div', { cls: 'table-wrap' }, h('table', { cls: 'quality-table' },
+      h('thead', {}, h('tr', {}, ['Provider', 'Model', 'Role', 'Drafts', 'Approved as is', 'Edited', 'Rejected', 'Edit distance', 'Cost / draft', 'Cost / approved', 'Latency p50', 'Latency mean'].map((x) => h('th', { text: x })))),
+      h('tbody', {}, r.models.map((m) => h('tr', { 'data-provider': m.provider, 'data-role': m.role },
+        h('td', { text: m.provider }), h('td', { text: m.model }), h('td', {}, badge(m.role)), h('td', { cls: 'n', text: m.n }),
+        rateCell(m.approved, 'ok'), rateCell(m.edited, 'warn'), rateCell(m.rejected, 'bad'),
+        h('td', { text: num(m.mean_edit_distance, (x) => x.toFixed(3)) }),
+        h('td', { text: num(m.cost_per_draft_usd, fmtUsd) }), h('td', { text: num(m.cost_per_approved_usd, fmtUsd) }),
+        h('td', { text: num(m.latency_ms_p50, (x) => Math.round(x) + ' ms') }), h('td', { text: num(m.latency_ms_mean, (x) => Math.round(x) + ' ms') })))))) :
+      h('p', { cls: 'muted', text: 'No decided drafts on this route yet.' }),
+    r.shadows.length ? h('div', { cls: 'table-wrap' }, h('table', { cls: 'shadow-table' },
+      h('caption', { text: 'Shadow runs (answers never used): how far they are from what you approved' }),
+      h('thead', {}, h('tr', {}, ['Shadow', 'Model', 'Runs', 'Answered', 'Compared', 'Disagreement', 'Cost'].map((x) => h('th', { text: x })))),
+      h('tbody', {}, r.shadows.map((s) => h('tr', {}, h('td', { text: s.provider }), h('td', { text: s.model }), h('td', { text: s.n }),
+        h('td', { text: s.ok }), h('td', { text: s.compared }), h('td', { text: num(s.mean_disagreement, (x) => x.toFixed(3)) }),
+        h('td', { text: fmtUsd(s.cost_usd) })))))) : null,
+    r.marginal.length ? h('ul', { cls: 'marginal' }, r.marginal.map((m) => h('li', {},
+      h('b', { text: `${m.from} → ${m.to}` }),
+      `: ${m.delta_cost_per_draft_usd >= 0 ? '+' : '−'}${fmtUsd(Math.abs(m.delta_cost_per_draft_usd))} a draft, approved as is ${m.delta_approve_rate >= 0 ? '+' : ''}${(m.delta_approve_rate * 100).toFixed(1)} pts, sent ${m.delta_accept_rate >= 0 ? '+' : ''}${(m.delta_accept_rate * 100).toFixed(1)} pts`,
+      m.approve_rate_per_usd === null ? '' : ` (${m.approve_rate_per_usd >= 0 ? '+' : ''}${m.approve_rate_per_usd.toFixed(1)} pts approved per extra cent a draft)`))) : null);
+  show(h('h1', { text: 'Model quality' }),
+    h('p', { cls: 'muted', text: 'From your own decisions on drafts: approved as is, edited (with the share of the text you changed) or rejected. Intervals are 95% (Wilson).' }),
+    routes.length ? routes.map(section) : h('p', { cls: 'empty', text: 'No decided drafts yet.' }));
 }
 
 document.addEventListener('DOMContentLoaded', start);

@@ -75,6 +75,8 @@ typedef enum Route {
     ROUTE_SPEND,
     ROUTE_CONTENT,
     ROUTE_CONTENT_PIECE,
+    ROUTE_MODELS_STATS,
+    ROUTE_MODELS_CANARY,
     ROUTE_CONTACTS,
     ROUTE_CONTACT,
     ROUTE_MEMORY_SEARCH,
@@ -193,6 +195,8 @@ void api__mode_post(Req *r);
 void api__spend_get(Req *r);
 void api__content_get(Req *r);
 void api__content_piece_get(Req *r);
+void api__models_stats_get(Req *r);
+void api__models_canary_post(Req *r);
 void api__contacts_get(Req *r);
 void api__memory_search_get(Req *r);
 void api__contact_get(Req *r);

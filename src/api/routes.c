@@ -12,6 +12,7 @@
 #include "memory/context.h"
 #include "memory/identity.h"
 #include "memory/search.h"
+#include "model/quality.h"
 #include "model/router.h"
 #include "pull/pull.h"
 
@@ -401,10 +402,19 @@ void api__decision_post(Req *r)
                                        json_string_value(reason), by, &out, &err)
                 : ERR_STORE;
     json_decref(b);
-    if (rc < 0)
+    if (rc < 0) {
         flow_problem(r, rc, &err);
-    else
-        api__json(r, 200, out);
+        return;
+    }
+    /* the canary rule sees every decision (docs/models.md, "Quality") */
+    json_t *canary = NULL;
+    Err cerr = { 0 };
+    if (model_canary_evaluate(r->srv->ledger, rd, r->srv->cfg, &canary, &cerr) < 0)
+        log_warn("canary rule", json_pack("{s:s}", "error", cerr.msg));
+    else if (json_array_size(canary))
+        json_object_set(out, "canary", canary);
+    json_decref(canary);
+    api__json(r, 200, out);
 }
 
 void api__effects_get(Req *r)
@@ -522,6 +532,60 @@ void api__content_piece_get(Req *r)
         flow_problem(r, rc, &err);
     else
         api__json(r, 200, p);
+}
+
+void api__models_stats_get(Req *r)
+{
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *out = NULL;
+    int rc = rd ? model_quality_stats(rd, r->srv->cfg, arg(r, "route"), arg(r, "since"),
+                                      arg(r, "by"), &out, &err)
+                : ERR_STORE;
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, out);
+}
+
+void api__models_canary_post(Req *r)
+{
+    json_t *b = body_object(r);
+    if (!b)
+        return;
+    const json_t *action = json_object_get(b, "action"), *reason = json_object_get(b, "reason");
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) if (strcmp(k, "action") && strcmp(k, "reason")) {
+        api__problem(r, 400, "Bad request", "%.64s: unknown field (action, reason)", k);
+        json_decref(b);
+        return;
+    }
+    const char *a = json_string_value(action);
+    if (!a || (strcmp(a, "promote") && strcmp(a, "rollback")) ||
+        (reason && !json_is_null(reason) && !json_is_string(reason)) ||
+        (json_is_string(reason) && json_string_length(reason) > 2000)) {
+        api__problem(r, 400, "Bad request", "%s",
+                     !a || (strcmp(a, "promote") && strcmp(a, "rollback"))
+                         ? "action: required: promote or rollback"
+                         : "reason: a string of at most 2000 bytes");
+        json_decref(b);
+        return;
+    }
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    char by[64];
+    by_token(r, by);
+    json_t *out = NULL;
+    int rc = rd ? model_canary_decide(r->srv->ledger, rd, r->srv->cfg, r->target,
+                                      !strcmp(a, "promote"), by, json_string_value(reason), &out,
+                                      &err)
+                : ERR_STORE;
+    json_decref(b);
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, out);
 }
 
 void api__contacts_get(Req *r)

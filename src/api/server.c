@@ -400,6 +400,35 @@ static void route(Req *r, const char *url, const char *method)
             reject(r, API_REASON_UNAUTHORIZED);
             return;
         }
+    } else if (!strcmp(url, "/v1/models/stats")) {
+        if (!get) {
+            r->allow = "GET, HEAD";
+            api__problem(r, 405, "Method not allowed", "use GET %s", url);
+            return;
+        }
+        r->route = ROUTE_MODELS_STATS;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
+    } else if (!strncmp(url, "/v1/models/canary/", 18)) {
+        /* POST /v1/models/canary/{route} {action: promote|rollback, reason?} */
+        const char *rest = url + 18;
+        if (!*rest || strlen(rest) >= sizeof r->target || strchr(rest, '/')) {
+            api__problem(r, 404, "Not found", "no route for %s %.100s", method, url);
+            return;
+        }
+        if (!post) {
+            r->allow = "POST";
+            api__problem(r, 405, "Method not allowed", "use POST %.100s", url);
+            return;
+        }
+        snprintf(r->target, sizeof r->target, "%s", rest);
+        r->route = ROUTE_MODELS_CANARY;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
     } else if (!strcmp(url, "/v1/spend")) {
         if (!get) {
             r->allow = "GET, HEAD";
@@ -552,6 +581,8 @@ static void dispatch(Req *r)
     case ROUTE_SPEND: api__spend_get(r); break;
     case ROUTE_CONTENT: api__content_get(r); break;
     case ROUTE_CONTENT_PIECE: api__content_piece_get(r); break;
+    case ROUTE_MODELS_STATS: api__models_stats_get(r); break;
+    case ROUTE_MODELS_CANARY: api__models_canary_post(r); break;
     case ROUTE_CONTACTS: api__contacts_get(r); break;
     case ROUTE_CONTACT: api__contact_get(r); break;
     case ROUTE_MEMORY_SEARCH: api__memory_search_get(r); break;

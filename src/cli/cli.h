@@ -116,6 +116,8 @@ int cmd_effects_cancel(Cli *cli);
 int cmd_effects_resolve(Cli *cli);
 int cmd_models(Cli *cli);
 int cmd_models_call(Cli *cli);
+int cmd_models_stats(Cli *cli);
+int cmd_models_canary(Cli *cli);
 int cmd_spend(Cli *cli);
 int cmd_label(Cli *cli);
 int cmd_batch_run(Cli *cli);

@@ -8,6 +8,7 @@
 #include "core/json.h"
 #include "flow/effects.h"
 #include "flow/engine.h"
+#include "model/quality.h"
 
 #define EDIT_MAX_BYTES (1024 * 1024)
 
@@ -188,6 +189,14 @@ static int decide(Cli *cli, const char *decision, json_t *payload, const char *r
              ? cli_fail_err(cli, &err)
              : EXIT_OK;
     json_decref(payload);
+    json_t *canary = NULL;
+    if (rc == EXIT_OK) { /* the canary rule sees every decision (docs/models.md, "Quality") */
+        Err cerr = { 0 };
+        if (model_canary_evaluate(l, rd, &cli->config, &canary, &cerr) < 0)
+            fprintf(stderr, "bureau: the canary rule: %s\n", cerr.msg);
+        else if (json_array_size(canary))
+            json_object_set(out, "canary", canary);
+    }
     store_close(rd);
     ledger_close(l);
     if (rc == EXIT_OK) {
@@ -199,7 +208,15 @@ static int decide(Cli *cli, const char *decision, json_t *payload, const char *r
                    : !strcmp(decision, "edit")  ? "edit and approval"
                                                 : "rejection",
                    text(out, "task"), text(out, "step"));
+        size_t i;
+        json_t *c;
+        json_array_foreach(cli->json ? NULL : canary, i, c)
+            printf("route %s: canary %s %s: %s\n", text(c, "route"), text(c, "candidate"),
+                   !strcmp(text(c, "type"), "model.canary.promoted") ? "promoted"
+                                                                     : "rolled back",
+                   text(c, "reason"));
     }
+    json_decref(canary);
     json_decref(out);
     return rc;
 }

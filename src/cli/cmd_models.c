@@ -6,9 +6,11 @@
 
 #include "cli/cli.h"
 #include "core/json.h"
+#include "model/quality.h"
 #include "model/router.h"
 
 #define CALL_TEXT_MAX (1024 * 1024)
+#define SHADOW_RUN_MAX 256 /* shadow calls one bureau batch run makes at most */
 
 static const char *text_of(const json_t *o, const char *k)
 {
@@ -27,6 +29,9 @@ int cmd_models(Cli *cli)
         return cli_fail_err(cli, &err);
     json_t *health = model_router_health(r);
     model_router_free(r);
+    Store *rd = NULL; /* the canaries' state, when there is a database */
+    if (!cli->json)
+        ledger_reader_open_dir(cli->data_dir, &cli->config, &rd, &err);
     size_t i;
     json_t *p;
     if (cli->json) {
@@ -53,8 +58,18 @@ int cmd_models(Cli *cli)
                 printf("  (SLA %d ms)", rt->max_latency_ms);
             if (rt->defer_batch)
                 printf("  (batch window %s)", cli->config.batch_window);
+            if (rt->canary[0]) {
+                ModelCanaryState cs = model_canary_state(rd, rt, NULL);
+                printf("  (canary %s: %s%s)", rt->canary, model_canary_state_name(cs),
+                       cs == MODEL_CANARY_ACTIVE ? "" : " by the ledger");
+                if (cs == MODEL_CANARY_ACTIVE)
+                    printf(" %d%%", rt->canary_percent);
+            }
+            if (rt->shadow[0])
+                printf("  (shadow %s)", rt->shadow);
             printf("\n");
         }
+        store_close(rd);
         printf("%-12s %s\n", "(others)", "local");
         printf("\nbreakers and latencies are per process: `bureau serve` keeps them live\n");
     }
@@ -285,13 +300,166 @@ int cmd_batch_run(Cli *cli)
     json_decref(d);
     if (rc == 0)
         rc = ledger_append(l, &ev, 1, &r, &err);
+    /* the shadows of approved drafts run now, here (docs/models.md, "Quality") */
+    json_t *shadows = NULL;
+    bool any = false;
+    for (size_t i = 0; i < cli->config.n_model_routes; i++)
+        any |= cli->config.model_routes[i].shadow[0] != '\0';
+    if (rc == 0 && any) {
+        ModelRouter *router = NULL;
+        Store *rd = NULL;
+        if ((rc = model_router_new(l, &cli->config, &router, &err)) == 0 &&
+            (rc = ledger_reader_open(l, &rd, &err)) == 0)
+            rc = model_shadow_run(router, l, rd, &cli->config, SHADOW_RUN_MAX, &shadows, &err);
+        Err e2 = { 0 };
+        ledger_sync(l, &e2);
+        store_close(rd);
+        model_router_free(router);
+    }
+    ledger_close(l);
+    if (rc < 0) {
+        json_decref(shadows);
+        return cli_fail_err(cli, &err);
+    }
+    if (cli->json) {
+        cli_print_json(json_pack("{s:I, s:o}", "seq", (json_int_t)r.seq, "shadows",
+                                 shadows ? shadows : json_null()));
+        return EXIT_OK;
+    }
+    printf("batch run recorded (seq %lld): waiting model calls run with the next runner pass\n",
+           (long long)r.seq);
+    if (shadows) {
+        const char *stopped = json_string_value(json_object_get(shadows, "stopped"));
+        printf("shadow runs: %lld (%lld answered, %lld failed)%s%s\n",
+               (long long)json_integer_value(json_object_get(shadows, "ran")),
+               (long long)json_integer_value(json_object_get(shadows, "ok")),
+               (long long)json_integer_value(json_object_get(shadows, "failed")),
+               stopped ? "; stopped: " : "", stopped ? stopped : "");
+        json_decref(shadows);
+    }
+    return EXIT_OK;
+}
+
+static void print_rate(const json_t *r)
+{
+    printf(" %5.1f%% [%5.1f-%5.1f]", 100 * json_number_value(json_object_get(r, "rate")),
+           100 * json_number_value(json_object_get(r, "low")),
+           100 * json_number_value(json_object_get(r, "high")));
+}
+
+/* A number of the table, " -" when it is null. */
+static void print_num(int width, int prec, const json_t *v)
+{
+    if (json_is_number(v))
+        printf(" %*.*f", width, prec, json_number_value(v));
+    else
+        printf(" %*s", width, "-");
+}
+
+int cmd_models_stats(Cli *cli)
+{
+    Store *rd = NULL;
+    int rc;
+    if ((rc = cli_load_config(cli)) || (rc = cli_open_reader(cli, &rd)))
+        return rc;
+    json_t *out = NULL;
+    Err err = { 0 };
+    const char *by = cli_opt(cli, "by");
+    rc = model_quality_stats(rd, &cli->config, cli_opt(cli, "route"), cli_opt(cli, "since"), by,
+                             &out, &err);
+    store_close(rd);
+    if (rc < 0)
+        return cli_fail_err(cli, &err);
+    if (cli->json) {
+        cli_print_json(out);
+        return EXIT_OK;
+    }
+    size_t i, k;
+    json_t *r, *m;
+    json_array_foreach(json_object_get(out, "routes"), i, r) {
+        printf("%sroute %s:", i ? "\n" : "", text_of(r, "route"));
+        json_array_foreach(json_object_get(r, "candidates"), k, m)
+            printf("%s%s", k ? " > " : " ", json_string_value(m));
+        const json_t *c = json_object_get(r, "canary"), *sh = json_object_get(r, "shadow");
+        if (c)
+            printf("  canary %s (%s)", text_of(c, "candidate"), text_of(c, "state"));
+        if (sh)
+            printf("  shadow %s", text_of(sh, "candidate"));
+        printf("\n  %-12s %-20s %-9s %5s %-22s %-22s %-22s %6s %10s %10s %8s\n", "PROVIDER",
+               "MODEL", "ROLE", "N", "APPROVED [95%]", "EDITED [95%]", "REJECTED [95%]", "EDIT",
+               "$/DRAFT", "$/APPROVED", "P50 MS");
+        json_array_foreach(json_object_get(r, "models"), k, m) {
+            printf("  %-12.12s %-20.20s %-9s %5lld", text_of(m, "provider"), text_of(m, "model"),
+                   text_of(m, "role"), (long long)json_integer_value(json_object_get(m, "n")));
+            if (by)
+                printf("  %s %s:", by, *text_of(m, by) ? text_of(m, by) : "(none)");
+            print_rate(json_object_get(m, "approved"));
+            print_rate(json_object_get(m, "edited"));
+            print_rate(json_object_get(m, "rejected"));
+            print_num(6, 3, json_object_get(m, "mean_edit_distance"));
+            print_num(10, 6, json_object_get(m, "cost_per_draft_usd"));
+            print_num(10, 6, json_object_get(m, "cost_per_approved_usd"));
+            print_num(8, 0, json_object_get(m, "latency_ms_p50"));
+            printf("\n");
+        }
+        json_array_foreach(json_object_get(r, "shadows"), k, m) {
+            printf("  shadow %s (%s): %lld runs, %lld compared, disagreement", text_of(m, "provider"),
+                   text_of(m, "model"), (long long)json_integer_value(json_object_get(m, "n")),
+                   (long long)json_integer_value(json_object_get(m, "compared")));
+            print_num(1, 3, json_object_get(m, "mean_disagreement"));
+            printf(", $%.6f\n", json_number_value(json_object_get(m, "cost_usd")));
+        }
+        json_array_foreach(json_object_get(r, "marginal"), k, m) {
+            printf("  %s -> %s: %+.6f $/draft, approved %+.1f pts, accepted %+.1f pts",
+                   text_of(m, "from"), text_of(m, "to"),
+                   json_number_value(json_object_get(m, "delta_cost_per_draft_usd")),
+                   100 * json_number_value(json_object_get(m, "delta_approve_rate")),
+                   100 * json_number_value(json_object_get(m, "delta_accept_rate")));
+            const json_t *pu = json_object_get(m, "approve_rate_per_usd");
+            if (json_is_number(pu))
+                printf(" (%+.1f pts approved per extra $0.01 a draft)",
+                       json_number_value(pu));
+            printf("\n");
+        }
+        if (c && json_object_get(c, "decision"))
+            printf("  canary decided (seq %lld, by %s): %s\n",
+                   (long long)json_integer_value(json_object_get(json_object_get(c, "decision"), "seq")),
+                   text_of(json_object_get(c, "decision"), "by"),
+                   text_of(json_object_get(c, "decision"), "reason"));
+    }
+    if (!json_array_size(json_object_get(out, "routes")))
+        printf("no decided drafts yet\n");
+    json_decref(out);
+    return EXIT_OK;
+}
+
+int cmd_models_canary(Cli *cli)
+{
+    bool promote = cli_opt(cli, "promote") != NULL, rollback = cli_opt(cli, "rollback") != NULL;
+    if (promote == rollback)
+        return cli_usage_error(cli, "give exactly one of --promote or --rollback");
+    const char *reason = cli_opt(cli, "reason");
+    if (reason && strlen(reason) > 2000)
+        return cli_usage_error(cli, "--reason: longer than 2000 bytes");
+    Ledger *l = NULL;
+    Store *rd = NULL;
+    int rc;
+    if ((rc = cli_open_both(cli, &l, &rd)))
+        return rc;
+    json_t *out = NULL;
+    Err err = { 0 };
+    rc = model_canary_decide(l, rd, &cli->config, cli->pos[0], promote, "cli", reason, &out, &err);
+    store_close(rd);
     ledger_close(l);
     if (rc < 0)
         return cli_fail_err(cli, &err);
     if (cli->json)
-        cli_print_json(json_pack("{s:I}", "seq", (json_int_t)r.seq));
-    else
-        printf("batch run recorded (seq %lld): waiting model calls run with the next runner pass\n",
-               (long long)r.seq);
+        cli_print_json(out);
+    else {
+        printf("route %s: canary %s %s (seq %lld)\n", text_of(out, "route"),
+               text_of(out, "candidate"), promote ? "promoted" : "rolled back",
+               (long long)json_integer_value(json_object_get(out, "seq")));
+        json_decref(out);
+    }
     return EXIT_OK;
 }

@@ -103,6 +103,20 @@ static const CliOpt call_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt stats_opts[] = {
+    { "route", "R", "only route R" },
+    { "since", "DAY", "only decisions from this UTC day on (YYYY-MM-DD)" },
+    { "by", "K", "also per template (NAME@VERSION) or workflow" },
+    { NULL, NULL, NULL },
+};
+
+static const CliOpt canary_opts[] = {
+    { "promote", NULL, "make the canary the route's first candidate now" },
+    { "rollback", NULL, "send the canary no more calls" },
+    { "reason", "R", "a note kept with the decision" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt spend_opts[] = {
     { "by", "K", "group by route (default), provider, workflow, customer or day" },
     { "since", "DAY", "only spend from this UTC day on (YYYY-MM-DD)" },
@@ -266,6 +280,14 @@ static const CliCommand commands[] = {
       "Run one call through the model router, as a step would; prints the output\n"
       "(--json: with provider, model, cost_usd, latency_ms, cached, label, confidence).",
       call_opts, cmd_models_call, 1, 1 },
+    { "models stats", NULL,
+      "Model quality from your decisions: per route and model, approved / edited /\n"
+      "rejected rates with 95% intervals, edit distance, cost per approved draft,\n"
+      "latency; shadows, the canary and the marginal value of a dearer model.",
+      stats_opts, cmd_models_stats, 0, 0 },
+    { "models canary", "ROUTE",
+      "Decide a route's canary by hand: --promote or --rollback.", canary_opts,
+      cmd_models_canary, 1, 1 },
     { "models", NULL, "The model providers (kind, model, breaker, price) and the routes.", NULL,
       cmd_models, 0, 0 },
     { "spend", NULL, "Model spend from the ledger, grouped by route, provider, workflow,\n"

@@ -101,6 +101,10 @@ const char core_config_default_yaml[] =
     "#       cache: true\n"
     "#       daily_usd: 0.5          # this route's budgets\n"
     "#       monthly_usd: 10\n"
+    "#       canary: {candidate: small, percent: 10, min_sample: 20}   # a challenger, judged\n"
+    "#                               # by your decisions (max_edit_rate_delta: 0.1,\n"
+    "#                               # max_reject_rate_delta: 0.05, max_cost_usd: 0)\n"
+    "#       shadow: {candidate: tiny}   # answers approved drafts in the batch window, unused\n"
     "#   budgets:                    # USD; 0: none\n"
     "#     daily_usd: 1.0\n"
     "#     monthly_usd: 20.0\n"
@@ -790,6 +794,65 @@ static int load_provider(Config *cfg, struct fy_node *item, size_t idx, const ch
     return 0;
 }
 
+static bool provider_known(const Config *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->n_model_providers; i++)
+        if (!strcmp(cfg->model_providers[i].name, name))
+            return true;
+    return name && !strcmp(name, "local");
+}
+
+/* A route's canary: or shadow: mapping (docs/models.md, "Quality"). */
+static int load_trial(const Config *cfg, ModelRouteConfig *r, const char *kn, const char *what,
+                      struct fy_node *k, struct fy_node *v, const char *path, Err *err)
+{
+#define R(m) offsetof(ModelRouteConfig, m)
+    static const KeyDef canary_keys[] = {
+        { "", "candidate", KEY_BUF, 0, 64, NULL, R(canary) },
+        { "", "percent", KEY_INT, 1, 100, NULL, R(canary_percent) },
+        { "", "min_sample", KEY_INT, 1, 100000, NULL, R(canary_min_sample) },
+        { "", "max_edit_rate_delta", KEY_REAL, 0, 1, NULL, R(canary_max_edit_delta) },
+        { "", "max_reject_rate_delta", KEY_REAL, 0, 1, NULL, R(canary_max_reject_delta) },
+        { "", "max_cost_usd", KEY_REAL, 0, 1000, NULL, R(canary_max_cost_usd) },
+    };
+    static const KeyDef shadow_keys[] = {
+        { "", "candidate", KEY_BUF, 0, 64, NULL, R(shadow) },
+        { "", "percent", KEY_INT, 1, 100, NULL, R(shadow_percent) },
+    };
+#undef R
+    bool canary = !strcmp(kn, "canary");
+    char full[96];
+    snprintf(full, sizeof full, "%s.%s", what, kn);
+    if (!v || !fy_node_is_mapping(v))
+        return at(err, path, k, "%s must be a mapping {candidate, ...}", full);
+    if (canary) {
+        r->canary_percent = 10;
+        r->canary_min_sample = 20;
+        r->canary_max_edit_delta = 0.1;
+        r->canary_max_reject_delta = 0.05;
+    } else {
+        r->shadow_percent = 100;
+    }
+    int rc = canary ? load_map(r, canary_keys, sizeof canary_keys / sizeof canary_keys[0], v, full,
+                               path, NULL, err)
+                    : load_map(r, shadow_keys, sizeof shadow_keys / sizeof shadow_keys[0], v, full,
+                               path, NULL, err);
+    if (rc < 0)
+        return rc;
+    const char *cand = canary ? r->canary : r->shadow;
+    struct fy_node *cn = lookup(v, "candidate");
+    if (!cand[0])
+        return at(err, path, k, "%s.candidate: required (a provider of models.providers)", full);
+    if (!provider_known(cfg, cand))
+        return at(err, path, cn, "%s.candidate: '%s' is not a provider of models.providers", full,
+                  cand);
+    if (canary && r->shadow[0] && !strcmp(r->shadow, cand))
+        return at(err, path, cn, "%s.candidate: '%s' is the route's shadow too", full, cand);
+    if (!canary && r->canary[0] && !strcmp(r->canary, cand))
+        return at(err, path, cn, "%s.candidate: '%s' is the route's canary too", full, cand);
+    return 0;
+}
+
 static int load_route(Config *cfg, struct fy_node *key, struct fy_node *map, const char *path,
                       Err *err)
 {
@@ -834,6 +897,11 @@ static int load_route(Config *cfg, struct fy_node *key, struct fy_node *map, con
             }
             continue;
         }
+        if (kn && (!strcmp(kn, "canary") || !strcmp(kn, "shadow"))) {
+            if ((rc = load_trial(cfg, r, kn, what, k, v, path, err)) < 0)
+                return rc;
+            continue;
+        }
         if (kn && !strcmp(kn, "cache")) {
             static const KeyDef ck = { "", "cache", KEY_BOOLENUM, 0, 0, bool_values, 0 };
             bool on = true;
@@ -858,6 +926,13 @@ static int load_route(Config *cfg, struct fy_node *key, struct fy_node *map, con
     }
     if (r->n_candidates == 0)
         return at(err, path, key, "%s: 'candidates' is required", what);
+    /* a canary or a shadow is a challenger: not the model it is judged against */
+    if (r->canary[0] && !strcmp(r->canary, r->candidates[0]))
+        return at(err, path, lookup(map, "canary"), "%s.canary.candidate: '%s' is the route's "
+                  "first candidate already", what, r->canary);
+    if (r->shadow[0] && !strcmp(r->shadow, r->candidates[0]))
+        return at(err, path, lookup(map, "shadow"), "%s.shadow.candidate: '%s' is the route's "
+                  "first candidate already", what, r->shadow);
     return 0;
 }
 

@@ -100,6 +100,17 @@ typedef struct ModelRouteConfig {
     bool on_budget_park;       /* on_budget: park (else degrade to the next candidate) */
     bool no_cache;             /* cache: false */
     double daily_usd, monthly_usd; /* this route's budgets, 0: none */
+    /* canary: {candidate, percent, min_sample, max_edit_rate_delta,
+     * max_reject_rate_delta, max_cost_usd} (docs/models.md, "Quality") */
+    char canary[65];           /* '' when none */
+    int canary_percent;        /* 1..100 of the calls, default 10 */
+    int canary_min_sample;     /* outcomes of each side before the rule decides, default 20 */
+    double canary_max_edit_delta;   /* canary edit rate - incumbent's, at most; default 0.1 */
+    double canary_max_reject_delta; /* the same for rejections; default 0.05 */
+    double canary_max_cost_usd;     /* mean cost per draft of the canary, at most; 0: none */
+    /* shadow: {candidate, percent} */
+    char shadow[65];           /* '' when none */
+    int shadow_percent;        /* 1..100 of the approved drafts, default 100 */
 } ModelRouteConfig;
 
 typedef struct ModelBudgetConfig {

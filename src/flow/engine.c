@@ -23,6 +23,7 @@
 #include "memory/extract_facts.h"
 #include "memory/search.h"
 #include "memory/vectors.h"
+#include "model/quality.h"
 #include "flow/outbox.h"
 #include "ledger/reactor.h"
 
@@ -91,6 +92,7 @@ struct FlowEngine {
     FlowOutbox *outbox;
     FlowConsolidator *consolidator;
     MemoryExtractor *extractor;
+    ModelShadowRunner *shadows; /* shadow runs in the batch window (model/quality.h) */
     MemoryVectorFiller *vectors;
     ModelRouter *router;
     bool interrupted;
@@ -1653,6 +1655,10 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
         flow_engine_stop(e);
         return rc;
     }
+    if ((rc = model_shadow_runner_start(l, &e->cfg, e->router, &e->shadows, err)) < 0) {
+        flow_engine_stop(e);
+        return rc;
+    }
     if (pthread_create(&e->runner, NULL, runner_main, e) != 0) {
         flow_engine_stop(e);
         return err_set(err, ERR_INTERNAL, "cannot start the runner");
@@ -1673,6 +1679,8 @@ void flow_engine_stop(FlowEngine *e)
     e->consolidator = NULL;
     memory_extractor_stop(e->extractor);
     e->extractor = NULL;
+    model_shadow_runner_stop(e->shadows); /* a call under way finishes and is recorded */
+    e->shadows = NULL;
     memory_vector_filler_stop(e->vectors);
     e->vectors = NULL;
     atomic_store(&e->stop, true);

@@ -9,6 +9,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "ledger/projection.h"
+#include "model/quality.h"
 #include "model/router.h"
 
 static const char *const tables[] = { "model_spend", "model_cache", "model_examples", NULL };
@@ -129,6 +130,7 @@ static const Projection models_projection = {
 void model_projections_register(void)
 {
     ledger_projection_register(&models_projection);
+    model_quality_register();
 }
 
 int model_spend(Store *rd, const char *by, const char *since, json_t **ret, Err *err)

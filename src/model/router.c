@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "flow/flow_cron.h"
 #include "model/model_int.h"
+#include "model/quality.h"
 #include "model/router.h"
 
 #define BREAKER_FAILURES 3          /* consecutive failures that open it */
@@ -384,6 +385,8 @@ static void record(ModelRouter *r, json_t *data, Reservation *res)
                               &err);
     if (rc < 0) { /* too large with its output: keep the record without it */
         json_object_del(data, "output");
+        json_object_del(data, "prompt");
+        json_object_del(data, "system");
         rc = ledger_event_new("model.called", "router", NULL, data, NULL, ledger_limits(r->l), &ev,
                               &err);
     }
@@ -403,11 +406,14 @@ static void record(ModelRouter *r, json_t *data, Reservation *res)
 }
 
 static json_t *call_data(const ModelCall *call, const char *provider, const char *model,
-                         const char *outcome, int64_t latency_ms, const char *key)
+                         const char *outcome, int64_t latency_ms, const char *key,
+                         const char *role)
 {
     json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "route", call->route, "provider",
                           provider, "model", model, "outcome", outcome, "latency_ms",
                           (json_int_t)latency_ms, "request", key);
+    if (role)
+        json_object_set_new(d, "role", json_string(role));
     if (call->workflow)
         json_object_set_new(d, "workflow", json_string(call->workflow));
     if (call->customer)
@@ -556,6 +562,15 @@ static void worst_tokens(const ModelRequest *req, int64_t *in, int64_t *out)
     json_decref(owned);
 }
 
+/* A request key's share bucket, 0..99: its first 32 bits modulo 100. */
+static int bucket(const char *key)
+{
+    char h[9];
+    memcpy(h, key, 8);
+    h[8] = '\0';
+    return (int)(strtoul(h, NULL, 16) % 100);
+}
+
 int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelResult *res,
                       Err *err)
 {
@@ -596,11 +611,51 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
     ModelCall c = *call;
     c.req = req;
     request_key(&c, req.task, key);
-    bool cacheable = !route->no_cache && r->cfg.model_cache_ttl_s > 0;
-    if (cacheable && cache_get(rd, key, res)) {
+    ModelRouteConfig eff; /* the route as the ledger's canary decisions make it */
+    const char *canary = NULL, *shadow = call->shadow_provider;
+    ModelCanaryState cs = MODEL_CANARY_NONE;
+    if (shadow) {
+        eff = *route;
+        snprintf(eff.candidates[0], sizeof eff.candidates[0], "%s", shadow);
+        eff.n_candidates = 1;
+        eff.on_budget_park = true; /* a shadow never degrades to another model */
+        route = &eff;
+    } else if (route->canary[0]) {
+        cs = model_canary_state(rd, route, NULL);
+        /* the same request always lands on the same side: a replay agrees */
+        bool pick = cs == MODEL_CANARY_ACTIVE && bucket(key) < route->canary_percent;
+        if (cs == MODEL_CANARY_PROMOTED || pick) {
+            eff = *route;
+            snprintf(eff.candidates[0], sizeof eff.candidates[0], "%s", route->canary);
+            eff.n_candidates = 1;
+            for (int i = 0; i < route->n_candidates && eff.n_candidates <
+                                                           CONFIG_MAX_ROUTE_CANDIDATES; i++)
+                if (strcmp(route->candidates[i], route->canary))
+                    snprintf(eff.candidates[eff.n_candidates++], sizeof eff.candidates[0], "%s",
+                             route->candidates[i]);
+            route = &eff;
+            canary = pick ? eff.candidates[0] : NULL;
+        }
+    }
+    bool cacheable = !route->no_cache && r->cfg.model_cache_ttl_s > 0 && !shadow;
+    bool hit = cacheable && cache_get(rd, key, res);
+    if (hit && cs == MODEL_CANARY_ROLLED_BACK && !strcmp(res->provider, route->canary)) {
+        /* a rolled-back canary's answers are not served again: the fresh
+         * answer replaces it in the cache */
+        json_decref(res->output);
+        res->output = NULL;
+        res->provider[0] = res->model[0] = '\0';
+        res->saved_usd = 0;
+        hit = false;
+    }
+    if (hit) {
         res->status = MODEL_CALL_OK;
         res->cached = true;
-        json_t *d = call_data(call, res->provider, res->model, "ok", 0, key);
+        /* the cached answer's side: the same request always takes the same one */
+        const char *role = canary && !strcmp(res->provider, canary) ? "canary"
+                         : call->template_name || route->canary[0] ? "incumbent"
+                                                                   : NULL;
+        json_t *d = call_data(call, res->provider, res->model, "ok", 0, key, role);
         json_object_set_new(d, "cache_hit", json_true());
         json_object_set_new(d, "cost_usd", json_real(0));
         json_object_set_new(d, "saved_usd", json_real(res->saved_usd));
@@ -656,7 +711,18 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
         prov_settle(p, &resp, latency, core_time_now_ms());
         double cost = price(pc, resp.tokens_in, resp.tokens_out);
         const char *model = resp.model[0] ? resp.model : pc->model[0] ? pc->model : pc->kind;
-        json_t *d = call_data(call, pc->name, model, outcome_name(resp.status), latency, key);
+        const char *role = shadow ? "shadow"
+                         : canary && !strcmp(pc->name, canary) ? "canary"
+                         : call->template_name || route->canary[0] ? "incumbent"
+                                                                   : NULL;
+        json_t *d = call_data(call, pc->name, model, outcome_name(resp.status), latency, key, role);
+        if (!shadow && route->shadow[0] && call->template_name && call->task_id) {
+            /* the request, for the route's shadow to answer later */
+            json_object_set_new(d, "prompt", json_string(req.prompt));
+            if (req.system)
+                json_object_set_new(d, "system", json_string(req.system));
+            json_object_set_new(d, "max_output_tokens", json_integer(req.max_output_tokens));
+        }
         json_object_set_new(d, "kind", json_string(pc->kind));
         json_object_set_new(d, "tokens_in", json_integer(resp.tokens_in));
         json_object_set_new(d, "tokens_out", json_integer(resp.tokens_out));
@@ -675,6 +741,8 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
         if (resp.status == MODEL_OK && cacheable && strcmp(pc->kind, "local")) {
             json_object_set(d, "output", resp.output);
             json_object_set_new(d, "cache_ttl_s", json_integer(r->cfg.model_cache_ttl_s));
+        } else if (resp.status == MODEL_OK && shadow) {
+            json_object_set(d, "output", resp.output); /* what the shadow said, never used */
         }
         json_array_append_new(res->attempts,
                               json_pack("{s:s, s:s, s:I, s:s}", "provider", pc->name, "outcome",

@@ -38,6 +38,10 @@ typedef struct ModelCall {
     bool force;             /* run now even when the route defers to the batch window */
     const char *cache_scope; /* part of the cache key when set: answers are reused only
                               * within it (an embedding only from the same model) */
+    /* A shadow run (model/quality.c): only this provider is tried, with no
+     * cache and no fallback; a budget that would be exceeded parks the call;
+     * the answer is recorded in model.called (role shadow). NULL: a call. */
+    const char *shadow_provider;
 } ModelCall;
 
 typedef enum ModelCallStatus {

@@ -285,6 +285,21 @@ async function undoPhase(page, ctx, problems) {
       await shot(page, 'spend');
     });
 
+    await step('model quality: rates with intervals per model, the canary rolled back by hand', async () => {
+      await page.goto(URL + '/#/models');
+      await page.waitForSelector('#quality-draft table.quality-table tbody tr');
+      assert(await page.locator('#quality-draft tbody tr').count() === 2, 'two models');
+      const canary = await page.locator('#quality-draft tr[data-role=canary]').innerText();
+      assert(canary.includes('big') && canary.includes('33.3%'), 'canary row: ' + canary);
+      const inc = await page.locator('#quality-draft tr[data-role=incumbent]').innerText();
+      assert(inc.includes('66.7%') && inc.includes('(20.8%–93.9%)'), 'incumbent row: ' + inc);
+      assert(await page.locator('#quality-draft svg.ci').count() === 6, 'interval bars');
+      assert(await page.locator('#quality-draft .marginal li').count() === 1, 'marginal value');
+      await page.click('[data-canary=draft] button:has-text("Roll back")');
+      await page.waitForSelector('[data-canary=draft] .badge.rolled_back');
+      await shot(page, 'models');
+    });
+
     await step('a cookie-only POST without the CSRF token is refused (403)', async () => {
       const r = await page.evaluate(async () => {
         const a = await fetch('/v1/mode', { method: 'POST', credentials: 'same-origin',

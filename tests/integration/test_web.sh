@@ -26,6 +26,12 @@ connectors:
     path: $ROOT/tests/data/ics/0001-recurring.ics
     interval_s: 3600
 models:
+  providers:
+    - {name: big, kind: openai, base_url: "http://127.0.0.1:9/v1", model: m1}
+  routes:
+    draft:
+      candidates: [local]
+      canary: {candidate: big, percent: 10, min_sample: 50}
   budgets:
     daily_usd: 0.05
     per_customer: {daily_usd: 0.03}
@@ -177,6 +183,20 @@ expect_eq "logout: 303 to /, the cookie cleared" \
   "$CODE $(printf '%s\n' "$HDRS" | grep -c '^Set-Cookie: bureau_session=;.*Max-Age=0')" "303 1"
 http GET /v1/inbox -b "bureau_session=$SID"
 expect_eq "the ended session no longer reads: 401" "$CODE" 401
+
+# outcomes of drafts for the model quality page (approvals decided at
+# once, so the inbox is as above): local (incumbent) has 2 of 3 approved as
+# drafted, big (the canary) 1 of 3
+i=0
+for row in local:approve local:approve local:edit big:approve big:edit big:edit; do
+  i=$((i + 1)); p=${row%%:*}; dec=${row#*:}
+  role=incumbent; [ "$p" = big ] && role=canary
+  ingest "$(printf '{"type":"model.called","source":"test","data":{"route":"draft","provider":"%s","model":"m-%s","outcome":"ok","cost_usd":0.002,"latency_ms":%d,"task":"Q%d","step":"draft","template":"reply@1","role":"%s"}}' "$p" "$p" $((i * 100)) "$i" "$role")"
+  ingest "$(printf '{"type":"approval.requested","source":"test","data":{"approval":"QA%d","task":"Q%d","step":"send","attempt":1,"kind":"approval","preview":{"text":"Hello there"}}}' "$i" "$i")"
+  payload=''; [ "$dec" = edit ] && payload=',"payload":{"text":"Hello there, Ann"}'
+  ingest "$(printf '{"type":"approval.decided","source":"test","data":{"approval":"QA%d","task":"Q%d","step":"send","attempt":1,"decision":"%s","by":"cli"%s}}' "$i" "$i" "$dec" "$payload")"
+done
+expect_eq "the quality seed: six outcomes" "$(q "SELECT count(*) FROM model_outcomes WHERE decision IS NOT NULL")" 6
 
 # ---- the browser ----
 if ! setup_err=$("$ROOT/tests/browser/setup.sh" 2>&1); then
