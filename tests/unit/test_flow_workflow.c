@@ -580,8 +580,8 @@ Test(step_kinds, registry_and_custom_kinds)
     cr_assert_not_null(flow_step_kind_find("wait"));
     cr_assert_not_null(flow_step_kind_find("task.start"));
     cr_assert_null(flow_step_kind_find("mail"));
-    static const FlowStepKind mail = { "mail", check_custom };
-    static const FlowStepKind mail2 = { "mail", NULL };
+    static const FlowStepKind mail = { "mail", check_custom, NULL };
+    static const FlowStepKind mail2 = { "mail", NULL, NULL };
     flow_step_kind_register(&mail);
     flow_step_kind_register(&mail2);
     cr_assert_eq(flow_step_kind_find("mail"), &mail);
