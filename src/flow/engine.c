@@ -1827,6 +1827,11 @@ void flow_engine_interrupt(FlowEngine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+ModelRouter *flow_engine_router(FlowEngine *e)
+{
+    return e ? e->router : NULL;
+}
+
 json_t *flow_engine_models_health(void *engine)
 {
     FlowEngine *e = engine;
