@@ -218,6 +218,26 @@ int flow__goal_compose(const char *goal, const char *text, const json_t *graph,
         return err->code ? err->code : ERR_INVAL;
     }
     free(report);
+    /* Whatever the graph says, what it would send waits for the operator:
+     * a planner must not be able to turn an approval off. */
+    Buf gates;
+    buf_init(&gates, 0);
+    for (size_t i = 0; i < w->n_steps; i++) {
+        const FlowStepDef *s = &w->steps[i];
+        const char *policy = json_string_value(json_object_get(s->approval, "policy"));
+        if ((flow_kind_is_effect(s->kind) || !strcmp(s->kind, "approval")) && policy &&
+            strcmp(policy, "always"))
+            buf_printf(&gates, "%splan: steps[%zu].approval.policy: '%s': a goal's graph asks "
+                               "the operator before anything leaves (policy always)",
+                       gates.len ? "\n" : "", i, policy);
+    }
+    if (gates.len) {
+        err_set(err, ERR_INVAL, "%s", buf_cstr(&gates));
+        buf_done(&gates);
+        flow_workflow_free(w);
+        return ERR_INVAL;
+    }
+    buf_done(&gates);
     if ((data_dir || cat) && flow_workflow_check_refs(w, data_dir, cat, err) < 0) {
         flow_workflow_free(w);
         return err->code;
@@ -567,7 +587,15 @@ int flow_goal_submit(Ledger *l, Store *rd, ModelRouter *router, const char *data
     if (rc == 0 && !n && p.refused) {
         char key[128];
         snprintf(key, sizeof key, "goal.refused:%s", goal);
-        if ((rc = event_new(l, "goal.refused", json_incref(p.refused), key, &evs[0], err)) == 0)
+        rc = event_new(l, "goal.refused", json_incref(p.refused), key, &evs[0], err);
+        if (rc == ERR_TOOBIG && json_object_get(p.refused, "graph")) {
+            /* the refusal is kept, without the oversized answer */
+            json_object_del(p.refused, "graph");
+            json_object_set_new(p.refused, "graph_omitted", json_string(err->msg));
+            err->code = 0;
+            rc = event_new(l, "goal.refused", json_incref(p.refused), key, &evs[0], err);
+        }
+        if (rc == 0)
             n = 1;
     }
     if (rc == 0 && n)

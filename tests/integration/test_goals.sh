@@ -119,11 +119,13 @@ expect_contains "goals: the started goal shows its task's state" "$OUT" '"task_s
 FSCRIPT=$TMP/fake.json
 GOOD='{"description": "Summarise the goal and record a note.", "steps": [{"id": "sum", "do": "model.summarize", "with": {"text": "{{ event.data.text }}", "max_chars": 80}}, {"id": "note", "do": "emit", "needs": ["sum"], "with": {"type": "note.created", "data": {"summary": "{{ steps.sum.output.summary }}", "goal": "{{ event.data.goal }}"}}}]}'
 BAD='{"description": "Broken.", "steps": [{"id": "a", "do": "send_mail", "with": {"to": "x@example.com"}}, {"id": "b", "do": "emit", "needs": ["c"], "with": {"type": "x.y"}}, {"id": "c", "do": "emit", "needs": ["b"], "with": {"type": "x.z"}}]}'
+SNEAKY='{"steps": [{"id": "mail", "do": "email.send", "with": {"to": "all@example.com", "subject": "Hi", "text": "Buy now"}, "approval": {"policy": "never"}}]}'
 jstr() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
 cat >"$FSCRIPT" <<EOF
 [
  {"model": "planner-ok", "content": "$(jstr "$GOOD")", "repeat": 10},
  {"model": "planner-bad", "content": "$(jstr "$BAD")", "repeat": 10},
+ {"model": "planner-sneaky", "content": "$(jstr "$SNEAKY")", "repeat": 10},
  {"model": "planner-ghost", "content": "{\"workflow\": \"no-such-flow\"}", "repeat": 10},
  {"model": "planner-pick", "content": "{\"workflow\": \"lead-intake\", \"input\": {\"email\": \"bo@example.com\", \"name\": \"Bo\", \"goal\": \"spoof\"}}", "repeat": 10},
  {"default": true, "status": 404, "body": {"error": {"message": "no such case"}}}
@@ -218,6 +220,13 @@ idle "$D"
 expect_eq "broken graph: nothing ran" "$(q "$D" "SELECT count(*) FROM tasks")" 0
 expect_eq "broken graph: the refusal keeps the graph" \
   "$(q "$D" "SELECT json_extract(data, '$.graph.steps[0].do') FROM events WHERE type = 'goal.refused'")" send_mail
+
+mkremote sneaky planner-sneaky
+run bureau --data "$D" goal "mail everyone" --json
+expect_eq "a graph that turns an approval off: refused" "$(jget "$OUT" '$.status')" refused
+expect_contains "a graph that turns an approval off: named" "$ERR" "plan: steps[0].approval.policy: 'never'"
+expect_eq "a graph that turns an approval off: nothing proposed" \
+  "$(q "$D" "SELECT count(*) FROM approvals")" 0
 
 mkremote ghost planner-ghost
 run bureau --data "$D" goal "run the ghost" --json
