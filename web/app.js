@@ -281,6 +281,7 @@ function goalView(p) {
     h('p', {}, graph ? 'Run a new task graph ' : 'Start the workflow ', h('b', { cls: 'goal-workflow', text: p.workflow || '' }),
       p.trigger ? h('span', { cls: 'muted', text: ` (${p.trigger})` }) : null),
     p.description ? h('p', { cls: 'muted', text: p.description }) : null,
+    p.warning ? h('p', { cls: 'error goal-warning', text: p.warning }) : null,
     h('ol', { cls: 'goal-steps', 'aria-label': 'Steps' }, steps.map((s) => h('li', { text: s }))),
     graph ? h('details', {}, h('summary', { text: 'The graph (JSON)' }), h('pre', { text: JSON.stringify(p.steps, null, 2) }))
       : h('details', {}, h('summary', { text: 'Its trigger data' }), h('pre', { text: JSON.stringify(p.input || {}, null, 2) })));

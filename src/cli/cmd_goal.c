@@ -58,6 +58,8 @@ int cmd_goal(Cli *cli)
                 printf(" (similarity %.3f)", json_number_value(score));
             printf("\n  %s\n", text_of(p, "description"));
             print_json_short("  input: ", json_object_get(p, "input"), 300);
+            if (json_is_string(json_object_get(p, "warning")))
+                printf("  warning: %s\n", text_of(p, "warning"));
         } else {
             printf("  a new task graph, %s: %s\n", text_of(g, "workflow"),
                    text_of(p, "description"));

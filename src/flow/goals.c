@@ -379,6 +379,26 @@ static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
         json_object_set(p->preview, "score", (json_t *)score);
         json_object_set(p->proposed, "score", (json_t *)score);
     }
+    /* The task will start without asking the workflow's `where` (the
+     * operator chose it); say when the goal's data would not pass it. */
+    if (w->on_where) {
+        FlowLua *L = NULL;
+        Err le = { 0 };
+        bool yes = false;
+        json_t *env = json_pack("{s:{s:s, s:O}}", "event", "type", "goal.approved", "data",
+                                input);
+        if (flow_lua_new(NULL, &L, &le) == 0 &&
+            (flow_lua_test(L, w->on_where, "on.where", env, &yes, &le) < 0 || !yes)) {
+            char warn[600];
+            snprintf(warn, sizeof warn,
+                     "the workflow's trigger condition does not hold for this input (%.300s): "
+                     "edit the input, or its steps run without what they expect",
+                     w->on_where);
+            json_object_set_new(p->preview, "warning", json_string(warn));
+        }
+        flow_lua_free(L);
+        json_decref(env);
+    }
     if (json_object_get(out, "ranking")) {
         json_object_set(p->preview, "ranking", json_object_get(out, "ranking"));
         json_object_set(p->proposed, "ranking", json_object_get(out, "ranking"));

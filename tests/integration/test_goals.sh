@@ -58,6 +58,10 @@ expect_contains "empty goal: named" "$ERR" "text: empty"
 run bureau --data "$L" goal "$(head -c 2500 /dev/zero | tr '\0' x)"
 expect_contains "oversize goal: refused with the limit" "$ERR" "more than 2000"
 
+expect_eq "a match whose trigger condition fails on the goal's data says so" \
+  "$(q "$L" "SELECT json_extract(a.preview, '$.warning') IS NOT NULL FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'reply to support%'")" 1
+expect_eq "a match whose condition holds (the goal gives the address) has no warning" \
+  "$(q "$L" "SELECT json_extract(a.preview, '$.warning') IS NULL FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'answer the lead%'")" 1
 expect_eq "ten proposals wait in the inbox" \
   "$(bureau --data "$L" inbox --json | grep -c '"effect_kind":"goal"')" 10
 expect_eq "no task.created before an approval" \
