@@ -748,7 +748,8 @@ void api__goals_post(Req *r)
         return;
     }
     /* a refusal is an answer too: the goal with its error */
-    bool refused = !strcmp(json_string_value(json_object_get(g, "status")) ? json_string_value(json_object_get(g, "status")) : "", "refused");
+    const char *status = json_string_value(json_object_get(g, "status"));
+    bool refused = status && !strcmp(status, "refused");
     api__json(r, refused ? 422 : 201, g);
 }
 
