@@ -55,6 +55,8 @@ expect_contains "no match: says so" "$ERR" "no workflow matches this goal"
 run bureau --data "$L" goal "   "
 expect_eq "empty goal: exit 1" "$RC" 1
 expect_contains "empty goal: named" "$ERR" "text: empty"
+run bureau --data "$L" goal $'caf\xe9 \xff'
+expect_contains "a goal that is not UTF-8: refused, named" "$ERR" "text: not valid UTF-8"
 run bureau --data "$L" goal "$(head -c 2500 /dev/zero | tr '\0' x)"
 expect_contains "oversize goal: refused with the limit" "$ERR" "more than 2000"
 
