@@ -145,7 +145,7 @@ double local_cosine(const float *a, const float *b, int dim);
 /* ---- goals (plan.c) -------------------------------------------------------- */
 
 #define LOCAL_PLAN_MAX_DOCS 1000
-#define LOCAL_PLAN_THRESHOLD 0.12 /* below this cosine, no workflow matches */
+#define LOCAL_PLAN_THRESHOLD 0.15 /* below this cosine, no workflow matches */
 
 /* The cosine of goal against each of docs[0..n) (texts describing
  * workflows), in scores[0..n): embeddings weighted by an IDF learned from

@@ -52,6 +52,10 @@ run bureau --data "$L" goal "bake a chocolate cake" --json
 expect_eq "no match: exit 1" "$RC" 1
 expect_eq "no match: refused" "$(jget "$OUT" '$.status')" refused
 expect_contains "no match: says so" "$ERR" "no workflow matches this goal"
+for g in "what is the weather in Paris" "book a flight to Berlin"; do
+  run bureau --data "$L" goal "$g" --json
+  expect_eq "no match: '$g' refused" "$RC $(jget "$OUT" '$.status')" "1 refused"
+done
 run bureau --data "$L" goal "   "
 expect_eq "empty goal: exit 1" "$RC" 1
 expect_contains "empty goal: named" "$ERR" "text: empty"
@@ -72,7 +76,7 @@ idle "$L"
 expect_eq "no task after the engine ran either" \
   "$(q "$L" "SELECT count(*) FROM tasks")" 0
 expect_eq "every plan call is a model.called on the plan route" \
-  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '$.route') = 'plan'")" 11
+  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '$.route') = 'plan'")" 13
 
 # goal -> approval id, by the text's prefix
 goal_of() { q "$1" "SELECT id FROM goals WHERE text LIKE '$2%' ORDER BY submitted_seq DESC LIMIT 1"; }
@@ -117,7 +121,7 @@ expect_eq "lead goal: its reply waits for approval, to the address in the goal" 
   "ann@example.com"
 run bureau --data "$L" goals --json
 expect_eq "goals --json: one line per recorded goal (not the empty or oversize ones)" \
-  "$(printf '%s\n' "$OUT" | grep -c '"id"')" 11
+  "$(printf '%s\n' "$OUT" | grep -c '"id"')" 13
 expect_contains "goals: the started goal shows its task's state" "$OUT" '"task_status":"running"'
 
 # ---- a remote model composes graphs ----------------------------------------------

@@ -18,8 +18,8 @@ static bool alpha(char c)
 
 /* A light suffix stripper for English words of ASCII letters, so that
  * "renewals", "renewal", "customers" and "customer's", "ends" and
- * "ending", "welcome" and "welcomes" meet: -'s, -ies > -y, -es, -s, -ing,
- * -ed, and a final -e, on words that keep at least 3 letters. Other words
+ * "ending", "weekly" and "week", "welcome" and "welcomes" meet: -'s,
+ * -ies > -y, -sses > -ss, -ing, -ly, -ed, -es, -s, and a final -e, on words that keep at least 3 letters. Other words
  * (and other scripts) pass as they are. Caller frees. */
 static char *stem_text(const char *text, size_t len)
 {
@@ -47,8 +47,8 @@ static char *stem_text(const char *text, size_t len)
             w[k] = (char)(text[i + k] | 0x20);
         w[n] = '\0';
         static const struct { const char *suf; const char *rep; } rules[] = {
-            { "ies", "y" }, { "sses", "ss" }, { "ing", "" }, { "ed", "" }, { "es", "" },
-            { "s", "" },
+            { "ies", "y" }, { "sses", "ss" }, { "ing", "" }, { "ly", "" }, { "ed", "" },
+            { "es", "" }, { "s", "" },
         };
         for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
             size_t sl = strlen(rules[r].suf), rl = strlen(rules[r].rep);
