@@ -458,6 +458,10 @@ static void plan_outcome(Plan *p, const char *data_dir, const FlowCatalog *cat)
     }
     /* the local tier's "nothing is close enough" */
     const json_t *rank = json_object_get(out, "ranking");
+    if (!json_is_array(rank)) {
+        refuse(p, "invalid", "the plan names neither a workflow nor steps");
+        return;
+    }
     const json_t *best = json_array_get(rank, 0);
     if (best)
         refuse(p, "no_match",
@@ -468,8 +472,7 @@ static void plan_outcome(Plan *p, const char *data_dir, const FlowCatalog *cat)
                json_number_value(json_object_get(out, "threshold")));
     else
         refuse(p, "no_match", "no workflow matches this goal (the catalog is empty)");
-    if (rank)
-        json_object_set(p->refused, "ranking", (json_t *)rank);
+    json_object_set(p->refused, "ranking", (json_t *)rank);
     json_object_set_new(p->refused, "score",
                         json_real(json_number_value(json_object_get(best, "score"))));
 }

@@ -136,6 +136,7 @@ cat >"$FSCRIPT" <<EOF
  {"model": "planner-ok", "content": "$(jstr "$GOOD")", "repeat": 10},
  {"model": "planner-bad", "content": "$(jstr "$BAD")", "repeat": 10},
  {"model": "planner-sneaky", "content": "$(jstr "$SNEAKY")", "repeat": 10},
+ {"model": "planner-empty", "content": "{}", "repeat": 10},
  {"model": "planner-ghost", "content": "{\"workflow\": \"no-such-flow\"}", "repeat": 10},
  {"model": "planner-pick", "content": "{\"workflow\": \"lead-intake\", \"input\": {\"email\": \"bo@example.com\", \"name\": \"Bo\", \"goal\": \"spoof\"}}", "repeat": 10},
  {"default": true, "status": 404, "body": {"error": {"message": "no such case"}}}
@@ -242,6 +243,11 @@ mkremote ghost planner-ghost
 run bureau --data "$D" goal "run the ghost" --json
 expect_eq "unknown workflow named by the model: refused" "$(jget "$OUT" '$.status')" refused
 expect_contains "unknown workflow: named" "$ERR" "no-such-flow"
+
+mkremote empty planner-empty
+run bureau --data "$D" goal "anything" --json
+expect_eq "a plan with neither a workflow nor steps: refused" "$RC $(jget "$OUT" '$.status')" "1 refused"
+expect_contains "a plan with neither: says so" "$ERR" "names neither a workflow nor steps"
 
 mkremote pick planner-pick
 run bureau --data "$D" goal "get back to Bo" --json
