@@ -35,9 +35,14 @@ int cmd_goal(Cli *cli)
     Err err = { 0 };
     ModelRouter *router = NULL;
     json_t *g = NULL;
+    Buf text; /* the words, as one text: `bureau goal reply to Ann` works unquoted */
+    buf_init(&text, 0);
+    for (int i = 0; i < cli->npos; i++)
+        buf_printf(&text, "%s%s", i ? " " : "", cli->pos[i]);
     rc = model_router_new(l, &cli->config, &router, &err);
     if (rc == 0)
-        rc = flow_goal_submit(l, rd, router, cli->data_dir, cli->pos[0], "cli", &g, &err);
+        rc = flow_goal_submit(l, rd, router, cli->data_dir, buf_cstr(&text), "cli", &g, &err);
+    buf_done(&text);
     Err serr = { 0 };
     ledger_sync(l, &serr); /* model.called is durable before we report */
     model_router_free(router);

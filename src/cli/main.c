@@ -245,8 +245,9 @@ static const CliCommand commands[] = {
     { "goal", "TEXT",
       "State a goal in words; the planner (the plan route) proposes a workflow or a\n"
       "new task graph for it, which waits in the inbox for your approval. Nothing\n"
-      "runs before you approve it (bureau approve ID).",
-      NULL, cmd_goal, 1, 1 },
+      "runs before you approve it (bureau approve ID). Words given apart are joined\n"
+      "by spaces.",
+      NULL, cmd_goal, 1, CLI_MAX_POS },
     { "goals", NULL, "List goals and what became of them (with --json: one object per line).",
       goals_opts, cmd_goals, 0, 0 },
     { "inbox", NULL,
