@@ -70,7 +70,7 @@ async function api(method, path, body) {
   const ct = res.headers.get('Content-Type') || '';
   if (ct.includes('json')) data = await res.json();
   if (res.status === 401) { showLogin(); throw new ApiError(401, 'log in again'); }
-  if (!res.ok) throw new ApiError(res.status, (data && (data.detail || data.title)) || res.statusText);
+  if (!res.ok) throw new ApiError(res.status, (data && (data.detail || data.error || data.title)) || res.statusText);
   return data;
 }
 
@@ -276,11 +276,33 @@ function sourcesView(srcs) {
   }));
 }
 
+/* A goal's proposal: the goal, and the workflow it would start or the
+ * graph it would run. */
+function goalView(p) {
+  const graph = p.kind === 'composed';
+  const steps = (p.steps || []).map((s) => typeof s === 'string' ? s
+    : `${s.id}: ${s.do}` + (s.needs && s.needs.length ? ` (after ${[].concat(s.needs).join(', ')})` : ''));
+  return h('div', { cls: 'goal-view', 'aria-label': 'Proposal' },
+    h('p', { cls: 'goal-text' }, h('b', { text: 'Goal: ' }), p.text || ''),
+    h('p', {}, graph ? 'Run a new task graph ' : 'Start the workflow ', h('b', { cls: 'goal-workflow', text: p.workflow || '' }),
+      p.trigger ? h('span', { cls: 'muted', text: ` (${p.trigger})` }) : null),
+    p.description ? h('p', { cls: 'muted', text: p.description }) : null,
+    p.warning ? h('p', { cls: 'error goal-warning', text: p.warning }) : null,
+    h('ol', { cls: 'goal-steps', 'aria-label': 'Steps' }, steps.map((s) => h('li', { text: s }))),
+    graph ? h('details', {}, h('summary', { text: 'The graph (JSON)' }), h('pre', { text: JSON.stringify(p.steps, null, 2) }))
+      : h('details', {}, h('summary', { text: 'Its trigger data' }), h('pre', { text: JSON.stringify(p.input || {}, null, 2) })));
+}
+
+function payloadView(item, p) {
+  if (item.effect_kind === 'goal') return goalView(p);
+  return isEmail(item) ? emailView(p) : h('pre', { text: JSON.stringify(p, null, 2) });
+}
+
 function approvalCard(item, i) {
   const p = item.preview || {};
   const card = h('article', { cls: 'card approval', 'data-id': item.id, 'data-kind': 'approval', tabindex: -1,
-    'aria-label': `Approval: ${item.workflow || ''} ${item.effect_kind || ''}` });
-  const body = h('div', { cls: 'payload' }, isEmail(item) ? emailView(p) : h('pre', { text: JSON.stringify(p, null, 2) }));
+    'data-goal': item.goal || null, 'aria-label': `Approval: ${item.workflow || ''} ${item.effect_kind || ''}` });
+  const body = h('div', { cls: 'payload' }, payloadView(item, p));
   const conf = item.confidence === null || item.confidence === undefined ? 'unknown'
     : (item.confidence * 100).toFixed(0) + '%';
   const meta = h('div', { cls: 'meta' },
@@ -289,7 +311,8 @@ function approvalCard(item, i) {
     h('span', {}, 'Model ', h('b', { text: item.model || '—' })),
     h('span', {}, 'Cost ', h('b', { text: item.cost === null || item.cost === undefined ? '—' : fmtUsd(item.cost) })),
     item.deadline ? h('span', {}, 'Deadline ', h('b', { text: fmtTime(item.deadline) }), ` (${fmtAge(item.deadline)})`) : null,
-    h('span', {}, 'Task ', h('a', { href: '#/tasks/' + enc(item.task), text: item.task.slice(-8) })));
+    item.task ? h('span', {}, 'Task ', h('a', { href: '#/tasks/' + enc(item.task), text: item.task.slice(-8) }))
+      : h('span', {}, 'Goal ', h('b', { text: (item.goal || '').slice(-8) }), ' (no task before you approve)'));
   const actions = h('div', { cls: 'actions' });
   const setActions = (...b) => actions.replaceChildren(...b);
   const decide = async (decision, extra) => {
@@ -329,7 +352,7 @@ function approvalCard(item, i) {
       await decide('edit', { payload });
     };
     setActions(h('button', { cls: 'primary', type: 'button', 'data-action': 'save', onclick: save }, 'Approve edited'),
-      h('button', { type: 'button', onclick: () => { body.replaceChildren(isEmail(item) ? emailView(p) : h('pre', { text: JSON.stringify(p, null, 2) })); normal(); } }, 'Cancel'));
+      h('button', { type: 'button', onclick: () => { body.replaceChildren(payloadView(item, p)); normal(); } }, 'Cancel'));
     form.querySelector('input, textarea').focus();
   }
   function startReject() {
@@ -350,13 +373,55 @@ function approvalCard(item, i) {
   card._reject = startReject;
   normal();
   card.append(
-    h('header', {}, badge('approval'), h('span', { cls: 'title', text: item.workflow || '' }),
+    h('header', {}, badge(item.goal ? 'goal' : 'approval'), h('span', { cls: 'title', text: item.workflow || '' }),
       h('span', { cls: 'muted', text: (item.effect_kind || '') + (item.compensates ? ' (compensation)' : '') }),
       item.escalated ? badge('escalated') : null,
       h('span', { cls: 'muted', text: fmtAge(item.created_at) })),
-    body, meta, h('h3', { text: 'Sources' }), sourcesView(item.sources), actions);
+    body, meta, ...(item.goal ? [] : [h('h3', { text: 'Sources' }), sourcesView(item.sources)]), actions);
   card.addEventListener('click', () => select(i, false));
   return card;
+}
+
+/* The goal box: a goal in words, planned by the server (the plan route)
+ * into a proposal that lands in the inbox; and the latest goals. */
+function goalBox() {
+  const input = h('input', { id: 'goal-text', name: 'goal', maxlength: 2000, autocomplete: 'off',
+    placeholder: 'e.g. send renewal reminders to customers whose retainer ends soon' });
+  const btn = h('button', { id: 'goal-submit', cls: 'primary', type: 'submit' }, 'Plan');
+  const out = h('p', { id: 'goal-result', cls: 'muted', role: 'status' });
+  const form = h('form', { id: 'goal-form', cls: 'panel goal-box', 'aria-label': 'State a goal',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (!text) { input.focus(); return; }
+      btn.disabled = true;
+      out.className = 'muted';
+      out.textContent = 'Planning…';
+      try {
+        const g = await api('POST', '/v1/goals', { text });
+        out.textContent = g.kind === 'composed' ? `Proposed a new task graph (${g.workflow}): approve it below.`
+          : `Proposed: start ${g.workflow}. Approve it below.`;
+        input.value = '';
+        await renderInbox(true);
+      } catch (x) {
+        out.textContent = 'Not planned: ' + x.message;
+        out.className = 'error';
+      } finally { btn.disabled = false; }
+    } },
+    h('label', { for: 'goal-text', text: 'What do you want done?' }),
+    h('div', { cls: 'row' }, input, btn), out);
+  return form;
+}
+
+function goalsTable(goals) {
+  if (!goals.length) return null;
+  return h('div', { cls: 'table-wrap' }, h('table', { id: 'goals' },
+    h('thead', {}, h('tr', {}, h('th', { text: 'Goal' }), h('th', { text: 'Status' }), h('th', { text: 'Plan' }), h('th', { text: 'Task' }))),
+    h('tbody', {}, goals.map((g) => h('tr', { cls: 'goal', 'data-id': g.id, 'data-status': g.status },
+      h('td', { cls: 'what', text: g.text }),
+      h('td', {}, badge(g.status), g.error ? h('span', { cls: 'muted', text: ' ' + g.error.slice(0, 120) }) : null),
+      h('td', { text: g.workflow || '—' }),
+      h('td', {}, g.task ? h('a', { href: '#/tasks/' + enc(g.task), text: g.task_status || 'task' }) : '—'))))));
 }
 
 function failureCard(item, i) {
@@ -405,8 +470,11 @@ function effectRow(e) {
 }
 
 async function renderInbox(quiet) {
-  const [inbox, effects] = await Promise.all([api('GET', '/v1/inbox'), api('GET', '/v1/effects?limit=10')]);
+  const [inbox, effects, goals] = await Promise.all([api('GET', '/v1/inbox'), api('GET', '/v1/effects?limit=10'),
+    api('GET', '/v1/goals?limit=5')]);
   if (S.view !== 'inbox') return;
+  // the goal box keeps what is being typed across live refreshes
+  const box = $('#goal-form') || goalBox();
   S.items = inbox.items;
   $('#inbox-count').textContent = inbox.items.length ? String(inbox.items.length) : '';
   // a long inbox shows its first cards; the rest on demand
@@ -420,6 +488,7 @@ async function renderInbox(quiet) {
     h('div', { cls: 'row' }, h('h1', { text: `Inbox (${inbox.items.length})` }),
       h('span', { cls: 'keys hide-sm' }, h('kbd', { text: 'j' }), '/', h('kbd', { text: 'k' }), ' move · ',
         h('kbd', { text: 'a' }), ' approve · ', h('kbd', { text: 'e' }), ' edit · ', h('kbd', { text: 'r' }), ' reject')),
+    box, goalsTable(goals.items),
     inbox.items.length ? list : h('p', { cls: 'muted empty', text: 'Nothing waits for you.' }),
     h('h2', { text: 'Recent effects' }),
     effects.effects.length ? h('div', { cls: 'table-wrap' }, h('table', { id: 'effects' },

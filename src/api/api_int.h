@@ -21,6 +21,7 @@
 #define API_STREAMS_MAX 16
 #define API_STREAM_HEARTBEAT_MS 15000
 #define API_LOGIN_MAX_BODY 4096
+#define API_GOAL_MAX_BODY 16384   /* POST /v1/goals: {text} of at most FLOW_GOAL_TEXT_MAX bytes */
 #define API_LOGIN_PER_MINUTE 30
 #define API_AUDIT_EVERY_MS 60000
 
@@ -87,6 +88,8 @@ typedef enum Route {
     ROUTE_STREAM,
     ROUTE_STATUS,
     ROUTE_AUDIT,
+    ROUTE_GOALS_GET,
+    ROUTE_GOALS_POST,
 } Route;
 
 typedef struct FormState FormState;
@@ -162,6 +165,7 @@ struct ApiServer {
     struct ApiSessions *sessions;
     struct ApiStreams *streams;
     ApiModelsHealth models_health; /* may be NULL */
+    ModelRouter *router;        /* goals: the engine's router, or NULL */
     void *models_ctx;
     pthread_mutex_t audit_mu;   /* the chain check, cached per head */
     int64_t audit_head;
@@ -207,6 +211,8 @@ void api__session_get(Req *r);
 void api__stream(Req *r);
 void api__status_get(Req *r);
 void api__audit_get(Req *r);
+void api__goals_get(Req *r);
+void api__goals_post(Req *r);
 
 /* The dashboard's files (web.c): the one at path ("/" is index.html), NULL
  * when none. Its ETag is computed once. */

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "flow/effects.h"
 #include "flow/engine.h"
+#include "flow/goals.h"
 #include "memory/context.h"
 #include "memory/identity.h"
 #include "memory/search.h"
@@ -794,4 +795,69 @@ void api__audit_get(Req *r)
     pthread_mutex_unlock(&s->audit_mu);
     json_object_set_new(j, "head", json_integer(head));
     api__json(r, 200, j);
+}
+
+/* ---- goals ---- */
+
+void api__goals_post(Req *r)
+{
+    json_t *b = body_object(r);
+    if (!b)
+        return;
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) if (strcmp(k, "text")) {
+        api__problem(r, 400, "Bad request", "%.64s: unknown field (text)", k);
+        json_decref(b);
+        return;
+    }
+    const json_t *text = json_object_get(b, "text");
+    if (!json_is_string(text)) {
+        api__problem(r, 400, "Bad request", "text: required: the goal, in words");
+        json_decref(b);
+        return;
+    }
+    pthread_mutex_lock(&r->srv->mu);
+    ModelRouter *router = r->srv->router;
+    pthread_mutex_unlock(&r->srv->mu);
+    if (!router) {
+        json_decref(b);
+        api__problem(r, 503, "Service unavailable", "no planner runs in this process");
+        return;
+    }
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    char by[64];
+    by_token(r, by);
+    json_t *g = NULL;
+    int rc = rd ? flow_goal_submit(r->srv->ledger, rd, router, r->srv->data_dir,
+                                   json_string_value(text), by, &g, &err)
+                : ERR_STORE;
+    json_decref(b);
+    if (rc < 0) {
+        flow_problem(r, rc, &err);
+        return;
+    }
+    /* a refusal is an answer too: the goal with its error */
+    const char *status = json_string_value(json_object_get(g, "status"));
+    bool refused = status && !strcmp(status, "refused");
+    api__json(r, refused ? 422 : 201, g);
+}
+
+void api__goals_get(Req *r)
+{
+    long long limit = PAGE_DEFAULT;
+    if (!int_arg(r, "limit", 1, PAGE_MAX, &limit))
+        return;
+    Err err = { 0 };
+    Store *rd = api__reader(r->srv, &err);
+    json_t *list = NULL;
+    const char *id = arg(r, "id");
+    int rc = !rd ? ERR_STORE
+           : id  ? flow_goal_get(rd, id, &list, &err)
+                 : flow_goals_list(rd, limit, &list, &err);
+    if (rc < 0)
+        flow_problem(r, rc, &err);
+    else
+        api__json(r, 200, id ? list : json_pack("{s:o}", "items", list));
 }

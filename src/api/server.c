@@ -429,6 +429,18 @@ static void route(Req *r, const char *url, const char *method)
             reject(r, API_REASON_UNAUTHORIZED);
             return;
         }
+    } else if (!strcmp(url, "/v1/goals")) {
+        if (!get && !post) {
+            r->allow = "GET, HEAD, POST";
+            api__problem(r, 405, "Method not allowed", "use GET or POST %s", url);
+            return;
+        }
+        r->route = post ? ROUTE_GOALS_POST : ROUTE_GOALS_GET;
+        limit = API_GOAL_MAX_BODY;
+        if (!authorized(r)) {
+            reject(r, API_REASON_UNAUTHORIZED);
+            return;
+        }
     } else if (!strcmp(url, "/v1/spend")) {
         if (!get) {
             r->allow = "GET, HEAD";
@@ -593,6 +605,8 @@ static void dispatch(Req *r)
     case ROUTE_STREAM: api__stream(r); break;
     case ROUTE_STATUS: api__status_get(r); break;
     case ROUTE_AUDIT: api__audit_get(r); break;
+    case ROUTE_GOALS_GET: api__goals_get(r); break;
+    case ROUTE_GOALS_POST: api__goals_post(r); break;
     case ROUTE_HOOK:
         if (r->form)
             api__form_finish(r);
@@ -848,6 +862,13 @@ int api_server_start(const ApiOptions *opts, ApiServer **ret, Err *err)
              host, info ? (unsigned)info->port : 0u);
     *ret = s;
     return 0;
+}
+
+void api_server_set_router(ApiServer *s, ModelRouter *router)
+{
+    pthread_mutex_lock(&s->mu);
+    s->router = router;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void api_server_set_models_health(ApiServer *s, ApiModelsHealth fn, void *ctx)

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "ledger/ledger.h"
+#include "model/router.h"
 
 typedef struct ApiServer ApiServer;
 
@@ -39,6 +40,10 @@ const char *api_server_address(const ApiServer *s);
  * GET /v1/status; called on a server thread. Returns a new reference. */
 typedef json_t *(*ApiModelsHealth)(void *ctx);
 void api_server_set_models_health(ApiServer *s, ApiModelsHealth fn, void *ctx);
+
+/* The model router POST /v1/goals plans with (the engine's, borrowed;
+ * stop the server before freeing it). Without one, goals answer 503. */
+void api_server_set_router(ApiServer *s, ModelRouter *router);
 
 /* Stops accepting connections, lets in-flight requests finish (at most
  * grace_ms), then stops the threads and frees the server. The ledger stays

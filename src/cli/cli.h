@@ -108,6 +108,8 @@ int cmd_run(Cli *cli);
 int cmd_task_compensate(Cli *cli);
 int cmd_trace(Cli *cli);
 int cmd_mode(Cli *cli);
+int cmd_goal(Cli *cli);
+int cmd_goals(Cli *cli);
 int cmd_inbox(Cli *cli);
 int cmd_approve(Cli *cli);
 int cmd_reject(Cli *cli);

@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/crypto.h"
 #include "flow/engine.h"
+#include "flow/goals.h"
 #include "ingest/ingest.h"
 #include "memory/identity.h"
 #include "pull/pull.h"
@@ -216,6 +217,15 @@ int cmd_demo(Cli *cli)
     }
     if (rc == 0)
         rc = flow_engine_wait_idle(e, 600000, 0, &err);
+    /* a goal in words, as the operator would state one: its proposal waits
+     * in the inbox beside the drafts (docs/goals.md) */
+    if (rc == 0 && (rc = ledger_reader_open(l, &rd, &err)) == 0) {
+        json_t *g = NULL;
+        rc = flow_goal_submit(l, rd, flow_engine_router(e), dir,
+                              "a digest of this week's customer feedback", "demo", &g, &err);
+        json_decref(g);
+        store_close(rd);
+    }
     flow_engine_stop(e);
     ledger_close(l);
     if (rc < 0)

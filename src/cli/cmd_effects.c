@@ -80,9 +80,13 @@ int cmd_mode(Cli *cli)
 static void print_item(const json_t *it)
 {
     const char *kind = text(it, "kind");
-    printf("%s  %-8s task %s  step %s  (%s)%s\n", text(it, "id"), kind, text(it, "task"),
-           text(it, "step"), text(it, "workflow"),
-           json_is_true(json_object_get(it, "escalated")) ? "  ESCALATED" : "");
+    if (json_is_string(json_object_get(it, "goal")))
+        printf("%s  goal     %s  (%s)\n    Goal: %s\n", text(it, "id"), text(it, "goal"),
+               text(it, "workflow"), text(it, "title"));
+    else
+        printf("%s  %-8s task %s  step %s  (%s)%s\n", text(it, "id"), kind, text(it, "task"),
+               text(it, "step"), text(it, "workflow"),
+               json_is_true(json_object_get(it, "escalated")) ? "  ESCALATED" : "");
     if (!strcmp(kind, "approval")) {
         const json_t *p = json_object_get(it, "preview");
         const char *ek = text(it, "effect_kind");
@@ -202,6 +206,13 @@ static int decide(Cli *cli, const char *decision, json_t *payload, const char *r
     if (rc == EXIT_OK) {
         if (cli->json)
             cli_print_json(json_incref(out));
+        else if (json_is_string(json_object_get(out, "goal")))
+            printf("%s: %s recorded (goal %s)%s\n", cli->pos[0],
+                   !strcmp(decision, "approve") ? "approval"
+                   : !strcmp(decision, "edit")  ? "edit and approval"
+                                                : "rejection",
+                   text(out, "goal"),
+                   strcmp(decision, "reject") ? ": the planner starts its task" : "");
         else
             printf("%s: %s recorded (task %s, step %s)\n", cli->pos[0],
                    !strcmp(decision, "approve") ? "approval"

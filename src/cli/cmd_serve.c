@@ -54,6 +54,7 @@ int cmd_serve(Cli *cli)
         return cli_fail_err(cli, &err);
     }
     api_server_set_models_health(srv, flow_engine_models_health, engine);
+    api_server_set_router(srv, flow_engine_router(engine));
     PullOptions po = { .data_dir = cli->data_dir, .config = &cli->config, .ledger = l,
                        .sent = sent_seen, .sent_ctx = &cli->config };
     PullRuntime *pull = NULL;

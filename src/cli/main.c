@@ -63,6 +63,11 @@ static const CliOpt content_opts[] = {
     { NULL, NULL, NULL },
 };
 
+static const CliOpt goals_opts[] = {
+    { "limit", "N", "at most N goals, newest first (default 100)" },
+    { NULL, NULL, NULL },
+};
+
 static const CliOpt approve_opts[] = {
     { "edit", "FILE", "approve FILE instead: the whole edited payload as JSON" },
     { NULL, NULL, NULL },
@@ -256,6 +261,14 @@ static const CliCommand commands[] = {
       "Show the mode, or switch it (an audited event). In sandbox, effects are\n"
       "captured and never sent; in production they are delivered.",
       NULL, cmd_mode, 0, 1 },
+    { "goal", "TEXT",
+      "State a goal in words; the planner (the plan route) proposes a workflow or a\n"
+      "new task graph for it, which waits in the inbox for your approval. Nothing\n"
+      "runs before you approve it (bureau approve ID). Words given apart are joined\n"
+      "by spaces.",
+      NULL, cmd_goal, 1, CLI_MAX_POS },
+    { "goals", NULL, "List goals and what became of them (with --json: one object per line).",
+      goals_opts, cmd_goals, 0, 0 },
     { "inbox", NULL,
       "Pending approvals and failures waiting for you (with --json: one object per line).",
       NULL, cmd_inbox, 0, 0 },

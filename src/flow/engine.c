@@ -173,13 +173,16 @@ int flow_workflow_enabled(Store *rd, const char *name, bool file_enabled, bool b
 
 /* ---- the planner ---- */
 
+/* A task of w for ev. ikey NULL: the trigger's key "task:WORKFLOW:SEQ"
+ * and the workflow's `where` must hold; else ikey is the key, `where` is
+ * not asked (the operator chose the workflow) and input is task.input. */
 static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event *ev, json_t *evj,
-                    int depth, ReactorEmit *out)
+                    int depth, const char *ikey_given, const json_t *input, ReactorEmit *out)
 {
     Err err = { 0 };
     json_t *env = json_pack("{s:O}", "event", evj);
     char chunk[FLOW_NAME_MAX + 32];
-    if (w->on_where) {
+    if (w->on_where && !ikey_given) {
         bool yes = false;
         snprintf(chunk, sizeof chunk, "%s:on.where", w->name);
         if (flow_lua_test(e->planner_lua, w->on_where, chunk, env, &yes, &err) < 0) {
@@ -225,7 +228,10 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
     }
     char id[CORE_ULID_LEN + 1], ikey[160];
     core_ulid_new(id);
-    snprintf(ikey, sizeof ikey, "task:%s:%lld", w->name, (long long)ev->seq);
+    if (ikey_given)
+        snprintf(ikey, sizeof ikey, "%s", ikey_given);
+    else
+        snprintf(ikey, sizeof ikey, "task:%s:%lld", w->name, (long long)ev->seq);
     Event *te = NULL;
     /* The definition rides along until the planner sees its version stored
      * (a cache of what is confirmed, so a batch that failed cannot lose it). */
@@ -234,7 +240,7 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
         json_object_set_new(e->stored_versions, w->version, json_true());
         stored = true;
     }
-    int rc = flow__task_event(w, id, ev->seq, depth, key, NULL, ev->subject, ikey, !stored,
+    int rc = flow__task_event(w, id, ev->seq, depth, key, input, ev->subject, ikey, !stored,
                               ledger_limits(e->l), &te, &err);
     free(key);
     if (rc < 0) {
@@ -256,7 +262,7 @@ static int plan(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *er
     FlowEngine *e = ctx;
     const char *t = ev->type;
     bool want = !strcmp(t, "workflow.enabled") || !strcmp(t, "workflow.disabled") ||
-                !strcmp(t, "schedule.fired");
+                !strcmp(t, "schedule.fired") || !strcmp(t, "goal.approved");
     for (size_t i = 0; !want && !internal_type(t) && i < e->cat.n; i++) {
         const FlowWorkflow *w = e->cat.items[i];
         want = w->on_event && type_matches(w->on_event, t) && wf_enabled(e->enabled, w);
@@ -273,8 +279,68 @@ static int plan(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *er
     return rc;
 }
 
+/* An approved goal: its task, of the workflow it matched (from the
+ * catalog, enabled or not: the operator chose it) or of the graph it
+ * composed (the definition in the event, validated again here). When
+ * neither can be had, goal.failed says why. */
+static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out)
+{
+    json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
+    const char *goal = json_string_value(json_object_get(d, "goal"));
+    const char *kind = json_string_value(json_object_get(d, "kind"));
+    const char *name = json_string_value(json_object_get(d, "workflow"));
+    char why[ERR_MSG_MAX + 64] = "";
+    FlowWorkflow *own = NULL;
+    const FlowWorkflow *w = NULL;
+    if (!goal || !kind || !name) {
+        json_decref(d);
+        return;
+    }
+    if (!strcmp(kind, "composed")) {
+        Err err = { 0 };
+        char want[FLOW_NAME_MAX + 1];
+        flow__goal_workflow_name(goal, want);
+        if (flow_workflow_from_json(json_object_get(d, "definition"), &own, &err) < 0)
+            snprintf(why, sizeof why, "the approved graph does not validate: %s", err.msg);
+        else if (strcmp(own->name, want))
+            snprintf(why, sizeof why, "the approved graph is named '%s', not '%s'", own->name,
+                     want);
+        else
+            w = own;
+    } else if (!(w = flow_catalog_find(&e->cat, name))) {
+        snprintf(why, sizeof why, "no workflow named '%s' in the catalog", name);
+    }
+    if (w && 1 > e->cfg.flow_depth_max) {
+        snprintf(why, sizeof why, "causal depth limit %d", e->cfg.flow_depth_max);
+        w = NULL;
+    }
+    if (w) {
+        char key[CORE_ULID_LEN + 16];
+        snprintf(key, sizeof key, "task:goal:%s", goal);
+        json_t *evj = ledger_event_to_json(ev);
+        const json_t *input = json_object_get(d, "input");
+        plan_one(e, rd, w, ev, evj, 1, key, input ? input : NULL, out);
+        json_decref(evj);
+    } else {
+        log_warn("goal not started", json_pack("{s:s, s:s}", "goal", goal, "error", why));
+        Event *fe = NULL;
+        Err err = { 0 };
+        char key[CORE_ULID_LEN + 16];
+        snprintf(key, sizeof key, "goal.failed:%s", goal);
+        json_t *fd = json_pack("{s:s, s:s}", "goal", goal, "error", why);
+        if (ledger_event_new("goal.failed", "planner", NULL, fd, key, ledger_limits(e->l), &fe,
+                             &err) == 0)
+            ledger_reactor_emit(out, fe);
+        json_decref(fd);
+    }
+    flow_workflow_free(own);
+    json_decref(d);
+}
+
 static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out, Err *err)
 {
+    if (!strcmp(ev->type, "goal.approved"))
+        plan_goal(e, rd, ev, out);
     if (!strcmp(ev->type, "workflow.enabled") || !strcmp(ev->type, "workflow.disabled")) {
         json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
         const char *name = json_string_value(json_object_get(d, "workflow"));
@@ -306,7 +372,7 @@ static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out
         }
         if (!evj)
             evj = ledger_event_to_json(ev);
-        plan_one(e, rd, w, ev, evj, depth + 1, out);
+        plan_one(e, rd, w, ev, evj, depth + 1, NULL, NULL, out);
     }
     json_decref(evj);
     json_decref(d);
@@ -1767,6 +1833,11 @@ void flow_engine_interrupt(FlowEngine *e)
     e->interrupted = true;
     pthread_cond_broadcast(&e->idle_cond);
     pthread_mutex_unlock(&e->mu);
+}
+
+ModelRouter *flow_engine_router(FlowEngine *e)
+{
+    return e ? e->router : NULL;
 }
 
 json_t *flow_engine_models_health(void *engine)

@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "ledger/ledger.h"
+#include "model/router.h"
 
 /* Registers the "tasks" projection (call before ledger_open). */
 void flow_projections_register(void);
@@ -62,6 +63,9 @@ int flow_task_get(Store *rd, const char *id, json_t **ret, Err *err);
  * last_day: {event type: n} (step/task/effect outcomes and model calls in
  * the 24 hours before now_ms), since}. */
 int flow_status(Store *rd, int64_t now_ms, json_t **ret, Err *err);
+/* The engine's model router (borrowed; it lives until flow_engine_stop):
+ * for the HTTP API's goals, so that breakers and budgets are shared. */
+ModelRouter *flow_engine_router(FlowEngine *e);
 /* The model router's view of its providers (model_router_health), or an
  * empty list when the engine runs none. Returns a new reference. */
 json_t *flow_engine_models_health(void *engine);

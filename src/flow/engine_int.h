@@ -106,6 +106,23 @@ bool flow__version_stored(Store *rd, const char *version);
 json_t *flow__col_text(StoreStmt *st, int col);
 json_t *flow__col_json(StoreStmt *st, int col);
 
+/* Goals (flow/goals.c). The name of a goal's composed workflow:
+ * "goal-" + the goal's id in lower case. */
+void flow__goal_workflow_name(const char *goal, char out[FLOW_NAME_MAX + 1]);
+/* A composed graph ({description?, steps}) as a workflow named for the goal,
+ * triggered by goal.approved, through the workflow validator; with data_dir
+ * or cat also its references. ERR_INVAL with every problem, one a line,
+ * "plan: steps[N].KEY: message". */
+int flow__goal_compose(const char *goal, const char *text, const json_t *graph,
+                       const char *data_dir, const FlowCatalog *cat, FlowWorkflow **ret,
+                       Err *err);
+/* The goal.approved event of an approved (payload: the preview) or edited
+ * proposal; ERR_INVAL naming the payload's field when it does not hold. */
+int flow__goal_approved_event(const char *goal, const char *approval, const json_t *payload,
+                              const char *by, const EventLimits *lim, Event **ret, Err *err);
+/* Registers the "goals" projection. */
+void flow__goals_projection_register(void);
+
 /* The source of events a workflow appends: "workflow:NAME". */
 void flow__source(const char *workflow, char out[FLOW_NAME_MAX + 16]);
 

@@ -137,9 +137,11 @@ static int inbox_approvals(Store *rd, Buf *out, bool *first, Err *err)
         rd,
         "SELECT a.id, a.task_id, a.step_id, a.kind, a.preview, a.sources, a.confidence,"
         " a.confidence_source, a.model, a.cost, a.deadline, a.escalated, a.requested_at,"
-        " t.workflow, a.compensates, a.policy, a.reminders"
-        " FROM approvals a JOIN tasks t ON t.id = a.task_id"
-        " WHERE a.status = 'pending' AND ((a.compensates IS NULL AND t.status IN ('running', 'inbox'))"
+        " coalesce(t.workflow, json_extract(a.preview, '$.workflow')), a.compensates, a.policy,"
+        " a.reminders, a.kind = 'goal', json_extract(a.preview, '$.text')"
+        " FROM approvals a LEFT JOIN tasks t ON t.id = a.task_id"
+        " WHERE a.status = 'pending' AND (a.kind = 'goal'"
+        "  OR (a.compensates IS NULL AND t.status IN ('running', 'inbox'))"
         "  OR (a.compensates IS NOT NULL AND t.compensation = 'running'))"
         " ORDER BY a.escalated DESC, a.requested_seq",
         &st, err);
@@ -150,7 +152,12 @@ static int inbox_approvals(Store *rd, Buf *out, bool *first, Err *err)
         *first = false;
         put_str(out, store_col_text(st, 0, NULL));
         buf_puts(out, ",\"kind\":\"approval\"");
-        put_key(out, "task"), put_str(out, store_col_text(st, 1, NULL));
+        bool goal = store_col_int(st, 17) != 0; /* a goal's proposal: no task yet */
+        put_key(out, "task"), put_str(out, goal ? NULL : store_col_text(st, 1, NULL));
+        if (goal) {
+            put_key(out, "goal"), put_str(out, store_col_text(st, 1, NULL));
+            put_key(out, "title"), put_str(out, store_col_text(st, 18, NULL));
+        }
         put_key(out, "step"), put_str(out, store_col_text(st, 2, NULL));
         put_key(out, "effect_kind"), put_str(out, store_col_text(st, 3, NULL));
         put_key(out, "workflow"), put_str(out, store_col_text(st, 13, NULL));
@@ -315,7 +322,7 @@ int flow_approval_decide(Ledger *l, Store *rd, const char *id, const char *decis
     int rc = store_prepare(rd,
                            "SELECT a.status, a.task_id, a.step_id, a.kind, a.preview, a.attempt,"
                            " t.status, a.compensates, t.compensation"
-                           " FROM approvals a JOIN tasks t ON t.id = a.task_id WHERE a.id = ?1",
+                           " FROM approvals a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.id = ?1",
                            &st, err);
     if (rc < 0)
         return rc;
@@ -332,7 +339,8 @@ int flow_approval_decide(Ledger *l, Store *rd, const char *id, const char *decis
     snprintf(kind, sizeof kind, "%s", store_col_text(st, 3, NULL));
     json_t *preview = flow__col_json(st, 4);
     int64_t attempt = store_col_int(st, 5);
-    snprintf(tstatus, sizeof tstatus, "%s", store_col_text(st, 6, NULL));
+    const char *ts = store_col_text(st, 6, NULL);
+    snprintf(tstatus, sizeof tstatus, "%s", ts ? ts : "");
     bool compensation = store_col_text(st, 7, NULL) != NULL;
     const char *tc = store_col_text(st, 8, NULL);
     snprintf(tcomp, sizeof tcomp, "%s", tc ? tc : "");
@@ -341,7 +349,9 @@ int flow_approval_decide(Ledger *l, Store *rd, const char *id, const char *decis
         json_decref(preview);
         return err_set(err, ERR_EXISTS, "approval %s was decided already (%s)", id, status);
     }
-    bool live = compensation ? !strcmp(tcomp, "running")
+    bool goal = !strcmp(kind, "goal"); /* a goal's proposal: no task before it is approved */
+    bool live = goal ? true
+              : compensation ? !strcmp(tcomp, "running")
                              : !strcmp(tstatus, "running") || !strcmp(tstatus, "inbox");
     if (!live) {
         json_decref(preview);
@@ -351,7 +361,8 @@ int flow_approval_decide(Ledger *l, Store *rd, const char *id, const char *decis
     json_t *diff = NULL;
     if (!strcmp(decision, "edit")) {
         Err pe = { 0 };
-        rc = !strcmp(kind, "email.send")     ? mail_payload_check(payload, &pe)
+        rc = goal && !json_is_object(payload) ? err_set(&pe, ERR_INVAL, "must be an object")
+           : !strcmp(kind, "email.send")     ? mail_payload_check(payload, &pe)
            : !strcmp(kind, "webhook.post")   ? http_post_check(payload, &pe)
                                              : 0;
         if (rc < 0) {
@@ -372,6 +383,48 @@ int flow_approval_decide(Ledger *l, Store *rd, const char *id, const char *decis
     char key[128];
     snprintf(key, sizeof key, "approval.decided:%s", id);
     int64_t seq = 0;
+    if (goal) {
+        /* the decision and, unless rejected, goal.approved (what the
+         * planner starts the task on) in one request: both or neither */
+        json_object_set_new(d, "goal", json_string(task));
+        Event *evs[2] = { 0 };
+        size_t n = 0;
+        rc = ledger_event_new("approval.decided", "operator", NULL, d, key, ledger_limits(l),
+                              &evs[0], err);
+        json_decref(d);
+        if (rc == 0)
+            n = 1;
+        if (rc == 0 && strcmp(decision, "reject")) {
+            json_t *pv = NULL;
+            if (!payload) {
+                StoreStmt *ps;
+                if ((rc = store_prepare(rd, "SELECT preview FROM approvals WHERE id = ?1", &ps,
+                                        err)) == 0) {
+                    store_bind_text(ps, 1, id, strlen(id));
+                    if (store_step(ps, err) == STORE_ROW)
+                        pv = flow__col_json(ps, 0);
+                    store_stmt_done(ps);
+                }
+            }
+            if (rc == 0 && (rc = flow__goal_approved_event(task, id, payload ? payload : pv, by,
+                                                           ledger_limits(l), &evs[1], err)) == 0)
+                n = 2;
+            json_decref(pv);
+        }
+        LedgerAppendResult res[2];
+        if (rc == 0)
+            rc = ledger_append(l, evs, n, res, err);
+        else
+            for (size_t i = 0; i < n; i++)
+                ledger_event_free(evs[i]);
+        if (rc < 0)
+            return rc;
+        seq = res[0].seq;
+        if (ret)
+            *ret = json_pack("{s:s, s:s, s:s, s:n, s:s, s:I}", "approval", id, "decision", decision,
+                             "goal", task, "task", "step", step, "seq", (json_int_t)seq);
+        return 0;
+    }
     if ((rc = append(l, "approval.decided", d, key, &seq, err)) < 0)
         return rc;
     if (ret)

@@ -665,6 +665,7 @@ void flow_projections_register(void)
 {
     ledger_projection_register(&tasks_projection);
     flow__effects_projection_register();
+    flow__goals_projection_register();
     model_projections_register(); /* model steps: spend, cache, examples */
     content_projection_register();
 }

@@ -51,6 +51,17 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+json_t *flow_step_kinds_describe(void)
+{
+    json_t *list = json_array();
+    pthread_mutex_lock(&kinds_lock);
+    for (size_t i = 0; i < n_kinds; i++)
+        json_array_append_new(list, json_pack("{s:s, s:s?}", "kind", kinds[i]->name, "inputs",
+                                              kinds[i]->inputs));
+    pthread_mutex_unlock(&kinds_lock);
+    return list;
+}
+
 void flow_step_kinds_list(char *out, size_t size)
 {
     const char *names[KINDS_MAX];
@@ -442,24 +453,32 @@ static int check_record_fact(const json_t *with, Err *err)
 }
 
 static const FlowStepKind builtin_kinds[] = {
-    { "emit", check_emit },
-    { "lua", check_lua },
-    { "wait", check_wait },
-    { "task.start", check_task_start },
-    { "approval", check_approval_step },
-    { "email.send", check_email_send },
-    { "webhook.post", check_webhook_post },
-    { "model.classify", check_classify },
-    { "model.extract", check_extract },
-    { "model.summarize", check_summarize },
-    { "model.complete", check_complete },
-    { "model.draft", check_draft },
-    { "memory.resolve", check_resolve },
-    { "memory.record_fact", check_record_fact },
-    { "memory.context", check_context },
-    { "memory.search", check_search },
-    { "memory.themes", check_themes },
-    { "memory.renewals", check_renewals },
+    { "emit", check_emit, "append an event: type (lower-case segments joined by '.'), data?, subject?" },
+    { "lua", check_lua, "run DATA/agents/SCRIPT.lua: script, args?" },
+    { "wait", check_wait,
+      "pause: duration (3d), or event (a type), where? (Lua over e), timeout?" },
+    { "task.start", check_task_start, "start a workflow of the catalog: workflow, input?" },
+    { "approval", check_approval_step,
+      "wait for the operator to approve a payload: title?, payload; output: the approved payload" },
+    { "email.send", check_email_send,
+      "send a mail after approval: to, subject, text, cc?, html?, in_reply_to?, references?" },
+    { "webhook.post", check_webhook_post, "POST JSON after approval: url, body, secret_env?" },
+    { "model.classify", check_classify, "label a text: text, labels?, route?; output {label, confidence}" },
+    { "model.extract", check_extract,
+      "find emails, phones, money, dates, urls, name, company in text: text, route?" },
+    { "model.summarize", check_summarize, "summarise: text, max_chars?, route?; output {summary}" },
+    { "model.complete", check_complete, "free text or JSON: prompt, system?, schema?, route?; output {text}" },
+    { "model.draft", check_draft,
+      "draft a message from a template: template?, args?, sources?, prompt?, route?; output {subject, text}" },
+    { "memory.resolve", check_resolve, "the contact profile of who (an email or contact id): who" },
+    { "memory.record_fact", check_record_fact, "record a fact on a contact: who, key, value, confidence?" },
+    { "memory.context", check_context,
+      "what memory holds on a contact, with sources: who, query?, budget?" },
+    { "memory.search", check_search, "search memory: query, subject?, kinds?, since?, k?" },
+    { "memory.themes", check_themes,
+      "group recent events by theme: types (event types), since?, max?; output {themes, total, text}" },
+    { "memory.renewals", check_renewals,
+      "announce retainers and subscriptions ending soon as renewal.due: within (30d)" },
 };
 
 static void register_builtins(void)

@@ -91,6 +91,8 @@ bool flow_kind_is_effect(const char *kind);
 typedef struct FlowStepKind {
     const char *name;
     int (*check)(const json_t *with, Err *err);
+    const char *inputs; /* what it does and its `with` inputs, in words (the planner's
+                         * catalog for a model composing a graph); may be NULL */
 } FlowStepKind;
 
 /* Registers k (static storage). The same name twice keeps the first.
@@ -102,6 +104,8 @@ const FlowStepKind *flow_step_kind_find(const char *name);
  * call it themselves, so the built-ins' checks win over a later
  * registration of the same name. */
 void flow_step_kinds_builtin(void);
+/* The registered kinds as [{kind, inputs}] (a new reference). */
+json_t *flow_step_kinds_describe(void);
 /* Writes the registered kinds' names, sorted, joined by ", " (truncated to
  * size). */
 void flow_step_kinds_list(char *out, size_t size);

@@ -14,7 +14,7 @@
 
 bool ledger_type_reserved(const char *type)
 {
-    static const char *const prefixes[] = { "task.",     "step.",     "workflow.", "schedule.",
+    static const char *const prefixes[] = { "task.",     "step.",     "workflow.", "schedule.", "goal.",
                                             "operator.", "approval.", "effect.",   "model.",
                                             "memory.",   "ledger.",  "connector." };
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)

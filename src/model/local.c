@@ -61,6 +61,87 @@ static int64_t estimate_tokens(size_t bytes)
     return (int64_t)(bytes + 3) / 4;
 }
 
+typedef struct Ranked {
+    const char *name;
+    double score;
+} Ranked;
+
+static int ranked_cmp(const void *a, const void *b)
+{
+    const Ranked *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+/* plan: the goal matched to the workflows of req->context ({goal,
+ * workflows: [{name, text, summary?}], threshold?}) by similarity, the
+ * better of the whole text's and the summary's (the local tier composes
+ * nothing): {workflow (null below the threshold),
+ * score, confidence, threshold, ranking: [{workflow, score}] (the best 5)}. */
+static int local_plan(const ModelRequest *req, json_t **ret, Err *err)
+{
+    const json_t *ctx = req->context;
+    const char *goal = json_string_value(json_object_get(ctx, "goal"));
+    const json_t *wfs = json_object_get(ctx, "workflows");
+    if (!goal || !json_is_array(wfs))
+        return err_set(err, ERR_INVAL, "plan: the local tier needs the goal and the workflows "
+                                       "(context {goal, workflows})");
+    double threshold = LOCAL_PLAN_THRESHOLD;
+    if (json_is_number(json_object_get(ctx, "threshold")))
+        threshold = json_number_value(json_object_get(ctx, "threshold"));
+    size_t n = json_array_size(wfs);
+    const char **docs = xcalloc(n ? n : 1, sizeof *docs), **sums = xcalloc(n ? n : 1, sizeof *sums);
+    size_t *lens = xcalloc(n ? n : 1, sizeof *lens), *slens = xcalloc(n ? n : 1, sizeof *slens);
+    double *scores = xcalloc(n ? n : 1, sizeof *scores), *sscores = xcalloc(n ? n : 1, sizeof *sscores);
+    Ranked *rank = xcalloc(n ? n : 1, sizeof *rank);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *w = json_array_get(wfs, i);
+        const char *name = json_string_value(json_object_get(w, "name"));
+        const char *text = json_string_value(json_object_get(w, "text"));
+        if (!name || !text)
+            continue;
+        const char *sum = json_string_value(json_object_get(w, "summary"));
+        rank[m].name = name;
+        docs[m] = text;
+        lens[m] = strlen(text);
+        sums[m] = sum ? sum : text;
+        slens[m] = strlen(sums[m]);
+        m++;
+    }
+    /* the whole text, and the summary alone (name and description: a
+     * short goal said in their words is not drowned by a long file) */
+    int rc = local_plan_match(goal, strlen(goal), docs, lens, m, scores, err);
+    if (rc == 0)
+        rc = local_plan_match(goal, strlen(goal), sums, slens, m, sscores, err);
+    if (rc == 0) {
+        for (size_t i = 0; i < m; i++)
+            rank[i].score = scores[i] > sscores[i] ? scores[i] : sscores[i];
+        if (m)
+            qsort(rank, m, sizeof *rank, ranked_cmp);
+        json_t *list = json_array();
+        for (size_t i = 0; i < m && i < 5; i++)
+            json_array_append_new(list, json_pack("{s:s, s:f}", "workflow", rank[i].name,
+                                                  "score", rank[i].score));
+        bool match = m > 0 && rank[0].score >= threshold;
+        double best = m ? rank[0].score : 0;
+        *ret = json_pack("{s:s?, s:f, s:f, s:f, s:o}", "workflow", match ? rank[0].name : NULL,
+                         "score", best, "confidence", best > 0 ? best : 0.0, "threshold",
+                         threshold, "ranking", list);
+        if (!match)
+            json_object_set_new(*ret, "workflow", json_null());
+    }
+    free(docs);
+    free(sums);
+    free(lens);
+    free(slens);
+    free(scores);
+    free(sscores);
+    free(rank);
+    return rc;
+}
+
 static void local_call(ModelProvider *p, const ModelRequest *req, ModelResponse *resp)
 {
     Local *x = p->impl;
@@ -124,6 +205,8 @@ static void local_call(ModelProvider *p, const ModelRequest *req, ModelResponse 
                 json_array_append_new(resp->output, json_real(v[i]));
         }
         free(v);
+    } else if (!strcmp(task, "plan")) {
+        rc = local_plan(req, &resp->output, &err);
     } else if (!strcmp(task, "draft")) {
         /* the draft is the template the step filled: the local tier keeps it */
         resp->output = json_string(text);

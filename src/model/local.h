@@ -142,4 +142,16 @@ int local_embed(const LocalIdf *idf, const char *text, size_t len, int dim, floa
 /* The cosine of two vectors (0 when either is zero). */
 double local_cosine(const float *a, const float *b, int dim);
 
+/* ---- goals (plan.c) -------------------------------------------------------- */
+
+#define LOCAL_PLAN_MAX_DOCS 1000
+#define LOCAL_PLAN_THRESHOLD 0.15 /* below this cosine, no workflow matches */
+
+/* The cosine of goal against each of docs[0..n) (texts describing
+ * workflows), in scores[0..n): embeddings weighted by an IDF learned from
+ * the docs, so that what tells the workflows apart counts. Written only on
+ * success; ERR_TOOBIG above LOCAL_PLAN_MAX_DOCS. */
+int local_plan_match(const char *goal, size_t goal_len, const char *const *docs,
+                     const size_t *lens, size_t n, double *scores, Err *err);
+
 #endif

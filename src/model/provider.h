@@ -21,6 +21,10 @@ typedef struct ModelRequest {
     const char *prompt;        /* the text / the rendered prompt (UTF-8) */
     const json_t *schema;      /* JSON schema the output must follow (structured output), or NULL */
     const json_t *labels;      /* classify: the allowed labels (array of strings), or NULL */
+    /* structured inputs for the local tier, which reads no free text: plan
+     * gets {goal, workflows: [{name, text}], threshold?}. Remote providers
+     * ignore it (the prompt says the same in words). NULL when none. */
+    const json_t *context;
     int max_output_tokens;     /* 0: the provider's default */
     int timeout_ms;            /* the whole call, > 0 */
     size_t max_response_bytes; /* the answer's body is cut (and the call fails) above this */

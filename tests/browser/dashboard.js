@@ -195,6 +195,38 @@ async function undoPhase(page, ctx, problems) {
       await page.waitForSelector(card, { state: 'detached' });
     });
 
+    await step('states a goal in the goal box; the proposal waits in the inbox; approving it runs the workflow', async () => {
+      await page.fill('#goal-text', 'send renewal reminders to customers whose retainer ends soon');
+      await page.click('#goal-submit');
+      const card = '#inbox-list .card.approval[data-goal]';
+      await page.waitForSelector(card);
+      const text = await page.locator(card).innerText();
+      for (const want of ['Goal: send renewal reminders', 'renewal-watch', 'due: memory.renewals', 'no task before you approve', 'similarity'])
+        assert(text.includes(want), `'${want}' not on the goal's card`);
+      assert((await page.locator('#goal-result').innerText()).includes('renewal-watch'), 'no proposal shown under the box');
+      assert(await page.locator('#goals tr.goal[data-status=proposed]').count() === 1, 'the goal is not listed as proposed');
+      await shot(page, 'goal-proposed');
+      await page.locator(card + ' [data-action=approve]').click();
+      await page.waitForSelector(card, { state: 'detached' });
+      // the server's engine starts and runs the task: asked of the API, bounded
+      await page.waitForFunction(async () => {
+        const r = await fetch('/v1/goals?limit=1', { credentials: 'same-origin' });
+        const j = await r.json();
+        return j.items.length > 0 && j.items[0].task_status === 'succeeded';
+      }, null, { timeout: WAIT, polling: 200 });
+      await page.evaluate(() => renderInbox(true));
+      await page.waitForSelector('#goals tr.goal[data-status=started]:has-text("succeeded")');
+    });
+
+    await step('a goal that matches nothing is refused under the box, and nothing is proposed', async () => {
+      const before = await page.locator('#inbox-list .card').count();
+      await page.fill('#goal-text', 'bake a chocolate cake');
+      await page.click('#goal-submit');
+      await page.waitForSelector('#goal-result.error:has-text("no workflow matches")');
+      await page.waitForSelector('#goals tr.goal[data-status=refused]');
+      assert(await page.locator('#inbox-list .card').count() === before, 'the inbox changed');
+    });
+
     let taskId = null;
     await step('a failed task shows its error; retry runs the step again; the task shows its step graph and trace', async () => {
       const card = page.locator('#inbox-list .card.failure:has-text("the invoice service is down")');
@@ -274,7 +306,8 @@ async function undoPhase(page, ctx, problems) {
     await step('spend charts render as SVG with the daily budget', async () => {
       await page.goto(URL + '/#/spend');
       await page.waitForSelector('figure[data-chart=route] svg rect.bar');
-      assert(await page.locator('figure[data-chart=route] rect.bar').count() === 2, 'route bars');
+      // the two seeded routes, and plan (the goals above, on the local tier)
+      assert(await page.locator('figure[data-chart=route] rect.bar').count() === 3, 'route bars');
       assert(await page.locator('figure[data-chart=day] rect.bar').count() >= 1, 'day bars');
       assert(await page.locator('figure[data-chart=day] line.budget').count() === 1, 'no budget line');
       assert(await page.locator('figure[data-chart=customer] text:has-text("Ann")').count() === 1, 'the customer is not named');
@@ -343,8 +376,8 @@ async function undoPhase(page, ctx, problems) {
 
     await step('no console errors, CSP violations or outside requests', async () => {
       // expected: the 401s of the login form's session probe and the wrong
-      // token, the 403 of the CSRF check above
-      const real = problems.filter((p) => !/status of 40[13]/.test(p));
+      // token, the 403 of the CSRF check above, the 422 of the refused goal
+      const real = problems.filter((p) => !/status of (40[13]|422)/.test(p));
       assert(real.length === 0, real.join(' | '));
     });
   } catch (e) {

@@ -1,6 +1,7 @@
 /* libFuzzer driver: the local model tier on arbitrary bytes (the extractor,
- * the summariser, the classifier and the embedder), and the email.send
- * payload check and message builder on whatever JSON the bytes parse to.
+ * the summariser, the classifier, the embedder and the goal matcher), and
+ * the email.send payload check and message builder on whatever JSON the
+ * bytes parse to.
  * The first byte picks the summary budget. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,6 +42,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     float v[32];
     local_embed(NULL, text, len, 32, v, &err);
+    /* goals: the bytes as the goal, and as the text of one of the
+     * workflows (the suffix stripper reads both); a score is a cosine */
+    const char *docs[2] = { "renewal watch. retainers ending within 30 days", text };
+    size_t lens[2] = { strlen(docs[0]), len };
+    double sc[2];
+    if (local_plan_match(text, len, docs, lens, 2, sc, &err) == 0 &&
+        !(sc[0] >= -1.0001 && sc[0] <= 1.0001 && sc[1] >= -1.0001 && sc[1] <= 1.0001))
+        abort();
     json_t *payload = json_loadb(text, len, 0, NULL);
     if (payload && mail_payload_check(payload, &err) == 0) {
         Buf msg;

@@ -22,6 +22,9 @@ expect_eq "payments and subscriptions came through the Stripe connector (its map
 expect_eq "the inbox holds drafts of lead-intake, support-reply, onboarding, renewal-draft and the digest" \
   "$(q "SELECT group_concat(DISTINCT t.workflow) FROM approvals a JOIN tasks t ON t.id = a.task_id WHERE a.status = 'pending' ORDER BY 1" | tr ',' '\n' | sort | paste -sd,)" \
   "feedback-digest,lead-intake,onboarding,renewal-draft,support-reply"
+expect_eq "a goal in words waits as a proposal: feedback-digest, no task yet" \
+  "$(q "SELECT g.status || ' ' || g.workflow || ' ' || a.status || ' ' || (g.task_id IS NULL) FROM goals g JOIN approvals a ON a.id = g.approval_id")" \
+  "proposed feedback-digest pending 1"
 expect_eq "no task failed; nothing left (sandbox)" \
   "$(q "SELECT count(*) FROM tasks WHERE status = 'failed'") $(q "SELECT count(*) FROM effects WHERE status = 'delivered'")" "0 0"
 expect_eq "the mail older than 30 days is in monthly summaries" \

@@ -57,7 +57,7 @@ check_ok() { # check_ok LABEL
   expect_eq "$1: replay --check exits 0" "$RC" 0
   expect_contains "$1: replay --check says ok" "$OUT" "counts               ok"
   expect_eq "$1: replay --check lists every projection, all ok" \
-    "$(awk '{ print $1, $2 }' <<<"$OUT" | paste -sd,)" "counts ok,tokens ok,tasks ok,effects ok,models ok,quality ok,content ok,identity ok,items ok,connectors ok,calendar ok"
+    "$(awk '{ print $1, $2 }' <<<"$OUT" | paste -sd,)" "counts ok,tokens ok,tasks ok,effects ok,goals ok,models ok,quality ok,content ok,identity ok,items ok,connectors ok,calendar ok"
 }
 check_ok "after 100,000 events"
 
@@ -103,7 +103,7 @@ run bureau --data "$D" --json replay --check
 expect_contains "replay --check --json says ok" "$OUT" '{"ok":true,"projections":[{"projection":"counts","equal":true'
 expect_eq "replay --check --json: every projection, all equal" \
   "$(sqlite3 :memory: "SELECT group_concat(json_extract(value, '\$.projection')||'='||json_extract(value, '\$.equal')) FROM json_each(json_extract('${OUT//\'/\'\'}', '\$.projections'))")" \
-  "counts=1,tokens=1,tasks=1,effects=1,models=1,quality=1,content=1,identity=1,items=1,connectors=1,calendar=1"
+  "counts=1,tokens=1,tasks=1,effects=1,goals=1,models=1,quality=1,content=1,identity=1,items=1,connectors=1,calendar=1"
 tampered "one row deleted" \
   "DELETE FROM event_counts WHERE (day, type, source) IN (SELECT day, type, source FROM event_counts LIMIT 1 OFFSET 3)"
 tampered "a row added" "INSERT INTO event_counts VALUES ('1999-01-01', 'x.y', 'nowhere', 1)"

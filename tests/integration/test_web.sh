@@ -214,6 +214,10 @@ else
   expect_eq "the rejection is recorded with its reason" \
     "$(q "SELECT status || ' ' || reason FROM approvals a WHERE status = 'rejected'" 2>/dev/null || q "SELECT status FROM approvals WHERE status = 'rejected'")" \
     "rejected not a fit"
+  expect_eq "the goal approved in the browser ran its workflow" \
+    "$(q "SELECT t.workflow || ' ' || t.status FROM goals g JOIN tasks t ON t.id = g.task_id")" \
+    "renewal-watch succeeded"
+  expect_eq "the cake goal was refused" "$(q "SELECT status FROM goals WHERE text LIKE 'bake%'")" refused
   expect_eq "the retried task tried again" "$(q "SELECT max(attempts) FROM task_steps s JOIN tasks t ON t.id = s.task_id WHERE t.workflow = 'invoice'")" 2
 fi
 

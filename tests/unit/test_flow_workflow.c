@@ -14,6 +14,7 @@
 
 #include "core/buf.h"
 #include "core/json.h"
+#include "flow/engine_int.h" /* flow__goal_compose */
 #include "flow/workflow.h"
 #include "helpers.h"
 
@@ -580,8 +581,8 @@ Test(step_kinds, registry_and_custom_kinds)
     cr_assert_not_null(flow_step_kind_find("wait"));
     cr_assert_not_null(flow_step_kind_find("task.start"));
     cr_assert_null(flow_step_kind_find("mail"));
-    static const FlowStepKind mail = { "mail", check_custom };
-    static const FlowStepKind mail2 = { "mail", NULL };
+    static const FlowStepKind mail = { "mail", check_custom, NULL };
+    static const FlowStepKind mail2 = { "mail", NULL, NULL };
     flow_step_kind_register(&mail);
     flow_step_kind_register(&mail2);
     cr_assert_eq(flow_step_kind_find("mail"), &mail);
@@ -788,4 +789,60 @@ Test(gates, approval_purpose_and_compensate_are_canonical)
         buf_done(&y);
     }
     flow_workflow_free(w);
+}
+
+/* A goal's composed graph goes through the workflow validator: a good one
+ * becomes the workflow goal-ID on goal.approved; a bad one is refused with
+ * every problem, by path, without positions in a document the operator
+ * never saw; no effect may turn its approval off. */
+Test(flow_workflow, goal_graph_composed_and_refused)
+{
+    json_t *g = NULL;
+    Err err = { 0 };
+    const char *good = "{\"description\": \"Note it.\", \"steps\": ["
+                       "{\"id\": \"a\", \"do\": \"emit\", \"with\": {\"type\": \"note.made\"}},"
+                       "{\"id\": \"b\", \"do\": \"wait\", \"needs\": [\"a\"],"
+                       " \"with\": {\"duration\": \"1h\"}}]}";
+    cr_assert_eq(core_json_parse(good, strlen(good), &g, &err), 0, "%s", err.msg);
+    FlowWorkflow *w = NULL;
+    cr_assert_eq(flow__goal_compose("01ABCDEFGHJKMNPQRSTVWXYZ00", "note it", g, NULL, NULL, &w, &err),
+                 0, "%s", err.msg);
+    cr_assert_str_eq(w->name, "goal-01abcdefghjkmnpqrstvwxyz00");
+    cr_assert_str_eq(w->on_event, "goal.approved");
+    cr_assert_str_eq(w->description, "Note it.");
+    cr_assert_eq(w->n_steps, 2);
+    /* the stored definition validates again, to the same version */
+    FlowWorkflow *again = NULL;
+    cr_assert_eq(flow_workflow_from_json(w->definition, &again, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(again->version, w->version);
+    flow_workflow_free(again);
+    flow_workflow_free(w);
+    json_decref(g);
+
+    static const struct {
+        const char *graph, *want;
+    } bad[] = {
+        { "[]", "plan: the graph must be an object with 'steps'" },
+        { "{\"description\": \"x\"}", "plan: steps: required" },
+        { "{\"steps\": [{\"id\": \"a\", \"do\": \"send_mail\"}]}",
+          "plan: steps[0].do: unknown step kind 'send_mail'" },
+        { "{\"steps\": [{\"id\": \"a\", \"do\": \"emit\", \"needs\": [\"b\"], \"with\": {\"type\": \"x.y\"}},"
+          " {\"id\": \"b\", \"do\": \"emit\", \"needs\": [\"a\"], \"with\": {\"type\": \"x.z\"}}]}",
+          "needs form a cycle" },
+        { "{\"steps\": [{\"id\": \"m\", \"do\": \"email.send\", \"with\": {\"to\": \"a@b.example\","
+          " \"subject\": \"s\", \"text\": \"t\"}, \"approval\": {\"policy\": \"auto\", \"min_confidence\": 0.5}}]}",
+          "plan: steps[0].approval.policy: 'auto'" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        g = NULL;
+        cr_assert_eq(core_json_parse(bad[i].graph, strlen(bad[i].graph), &g, &err), 0);
+        w = NULL;
+        Err e = { 0 };
+        cr_assert_eq(flow__goal_compose("01ABCDEFGHJKMNPQRSTVWXYZ00", "x", g, NULL, NULL, &w, &e),
+                     ERR_INVAL, "case %zu was accepted", i);
+        cr_assert_null(w);
+        cr_assert(strstr(e.msg, bad[i].want), "case %zu: '%s' not in: %s", i, bad[i].want, e.msg);
+        cr_assert_null(strstr(e.msg, "plan:1"), "case %zu: a position: %s", i, e.msg);
+        json_decref(g);
+    }
 }

@@ -804,3 +804,38 @@ Test(model_local, random_input_is_safe, .timeout = 120)
     free(buf);
     local_nb_free(m);
 }
+
+/* Goals to workflows: the goal's own words in another form ("renewals",
+ * "customers", "ends") find the workflow they describe, words every
+ * workflow shares weigh little, and an unrelated goal scores low. */
+Test(model_local, plan_match_ranks_by_meaning)
+{
+    const char *docs[] = {
+        "renewal watch. Daily, finds the retainers and subscriptions ending within 30 days.",
+        "support reply. Drafts a cited reply to a support request from the customer's history.",
+        "feedback digest. A weekly digest of feedback, grouped by theme, for the customer.",
+    };
+    size_t lens[3];
+    for (int i = 0; i < 3; i++)
+        lens[i] = strlen(docs[i]);
+    double s[3];
+    Err err = { 0 };
+    const char *goal = "remind customers whose retainer ends soon about renewals";
+    cr_assert_eq(local_plan_match(goal, strlen(goal), docs, lens, 3, s, &err), 0, "%s", err.msg);
+    cr_assert(s[0] > s[1] && s[0] > s[2], "renewal watch first: %f %f %f", s[0], s[1], s[2]);
+    cr_assert(s[0] >= LOCAL_PLAN_THRESHOLD, "above the threshold: %f", s[0]);
+    goal = "answer support requests";
+    cr_assert_eq(local_plan_match(goal, strlen(goal), docs, lens, 3, s, &err), 0);
+    cr_assert(s[1] > s[0] && s[1] > s[2], "support reply first: %f %f %f", s[0], s[1], s[2]);
+    goal = "bake a chocolate cake";
+    cr_assert_eq(local_plan_match(goal, strlen(goal), docs, lens, 3, s, &err), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert(s[i] < LOCAL_PLAN_THRESHOLD, "unrelated goal scores %f on %d", s[i], i);
+    /* no documents, an empty goal: no scores, no error */
+    cr_assert_eq(local_plan_match("", 0, docs, lens, 3, s, &err), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_float_eq(s[i], 0.0, 1e-12);
+    cr_assert_eq(local_plan_match(goal, strlen(goal), NULL, NULL, 0, s, &err), 0);
+    cr_assert_eq(local_plan_match(goal, strlen(goal), docs, lens, LOCAL_PLAN_MAX_DOCS + 1, s, &err),
+                 ERR_TOOBIG);
+}

@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# Goals end to end (docs/goals.md): `bureau goal` and POST /v1/goals plan
+# through the plan route. The local tier matches phrasings to the built-in
+# workflows by similarity (and refuses what matches nothing); a remote
+# model (fake_llm, an OpenAI-compatible server on loopback) composes a new
+# graph, which is validated, proposed, approved and run to completion; a
+# broken graph is refused with the validator's problems and nothing runs;
+# no task.created exists before the approval; a rejected goal starts
+# nothing; an approved match starts its workflow with the goal as trigger
+# data; goal.* events cannot be posted from outside; replay --check and
+# audit verify pass on every data directory. No sleeps: the engine runs
+# with `run --until-idle`, the server is polled with a bound.
+. "$(dirname "$0")/lib.sh"
+
+BUILD=${BUILD:-$(dirname "$BUREAU")}
+FAKE=$BUILD/fake_llm
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
+export NO_PROXY='*' no_proxy='*'
+export LC_ALL=C
+
+q() { sqlite3 "$1/bureau.db" "$2"; }
+idle() { bureau --data "$1" run --until-idle --timeout 60 >/dev/null 2>"$TMP/idle.err"; }
+DIRS=()
+
+# ---- the local tier: phrasings to built-in workflows ---------------------------
+
+L=$TMP/local
+bureau --data "$L" init >/dev/null 2>&1
+DIRS+=("$L")
+while IFS='|' read -r want goal; do
+  run bureau --data "$L" goal "$goal" --json
+  got=$(jget "$OUT" '$.workflow')
+  if [ "$RC" = 0 ] && [ "$got" = "$want" ] && [ "$(jget "$OUT" '$.status')" = proposed ]; then
+    ok "local match: '$goal' -> $want"
+  else
+    not_ok "local match: '$goal' -> $want" "rc $RC, got '$got': $OUT $ERR"
+  fi
+done <<'CASES_END'
+renewal-watch|send renewal reminders to customers whose retainer ends soon
+renewal-watch|which retainers end this month
+renewal-draft|draft a renewal note for Acme
+support-reply|reply to support requests from customers
+onboarding|welcome new paying customers
+feedback-digest|give me a weekly summary of what customers say
+lead-intake|answer the lead ann@example.com who asked for a proposal
+lead-from-form|turn website form submissions into leads
+email-triage|sort my incoming email
+content-pipeline|publish an article from my idea
+CASES_END
+
+run bureau --data "$L" goal "bake a chocolate cake" --json
+expect_eq "no match: exit 1" "$RC" 1
+expect_eq "no match: refused" "$(jget "$OUT" '$.status')" refused
+expect_contains "no match: says so" "$ERR" "no workflow matches this goal"
+for g in "what is the weather in Paris" "book a flight to Berlin"; do
+  run bureau --data "$L" goal "$g" --json
+  expect_eq "no match: '$g' refused" "$RC $(jget "$OUT" '$.status')" "1 refused"
+done
+run bureau --data "$L" goal "   "
+expect_eq "empty goal: exit 1" "$RC" 1
+expect_contains "empty goal: named" "$ERR" "text: empty"
+run bureau --data "$L" goal $'caf\xe9 \xff'
+expect_contains "a goal that is not UTF-8: refused, named" "$ERR" "text: not valid UTF-8"
+run bureau --data "$L" goal "$(head -c 2500 /dev/zero | tr '\0' x)"
+expect_contains "oversize goal: refused with the limit" "$ERR" "more than 2000"
+
+expect_eq "a match whose trigger condition fails on the goal's data says so" \
+  "$(q "$L" "SELECT json_extract(a.preview, '$.warning') IS NOT NULL FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'reply to support%'")" 1
+expect_eq "a match whose condition holds (the goal gives the address) has no warning" \
+  "$(q "$L" "SELECT json_extract(a.preview, '$.warning') IS NULL FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'answer the lead%'")" 1
+expect_eq "ten proposals wait in the inbox" \
+  "$(bureau --data "$L" inbox --json | grep -c '"effect_kind":"goal"')" 10
+expect_eq "no task.created before an approval" \
+  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'task.created'")" 0
+idle "$L"
+expect_eq "no task after the engine ran either" \
+  "$(q "$L" "SELECT count(*) FROM tasks")" 0
+expect_eq "every plan call is a model.called on the plan route" \
+  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '$.route') = 'plan'")" 13
+
+# goal -> approval id, by the text's prefix
+goal_of() { q "$1" "SELECT id FROM goals WHERE text LIKE '$2%' ORDER BY submitted_seq DESC LIMIT 1"; }
+approval_of() { q "$1" "SELECT approval_id FROM goals WHERE id = '$2'"; }
+
+# reject: nothing runs
+G=$(goal_of "$L" "draft a renewal note")
+run bureau --data "$L" reject "$(approval_of "$L" "$G")"
+expect_eq "reject without a reason: a usage error" "$RC" 2
+run bureau --data "$L" reject "$(approval_of "$L" "$G")" --reason "not now"
+expect_eq "reject: exit 0" "$RC" 0
+idle "$L"
+expect_eq "rejected goal: status" "$(q "$L" "SELECT status FROM goals WHERE id = '$G'")" rejected
+expect_eq "rejected goal: no task, no goal.approved" \
+  "$(q "$L" "SELECT count(*) FROM events WHERE type IN ('task.created', 'goal.approved')")" 0
+run bureau --data "$L" approve "$(approval_of "$L" "$G")"
+expect_eq "a rejected goal cannot be approved after" "$RC" 1
+
+# approve a scheduled workflow: it runs now, not enabled, as the operator chose
+G=$(goal_of "$L" "send renewal reminders")
+run bureau --data "$L" approve "$(approval_of "$L" "$G")"
+expect_eq "approve renewal-watch goal: exit 0" "$RC" 0
+idle "$L"
+expect_eq "approved goal: started" "$(q "$L" "SELECT status FROM goals WHERE id = '$G'")" started
+T=$(q "$L" "SELECT task_id FROM goals WHERE id = '$G'")
+expect_eq "its task: renewal-watch, succeeded" \
+  "$(q "$L" "SELECT workflow || ' ' || status FROM tasks WHERE id = '$T'")" "renewal-watch succeeded"
+expect_eq "its trigger is the goal.approved event" \
+  "$(q "$L" "SELECT e.type || ' ' || json_extract(e.data, '$.goal') FROM tasks t JOIN events e ON e.seq = t.trigger_seq WHERE t.id = '$T'")" \
+  "goal.approved $G"
+expect_eq "renewal-watch stays disabled" \
+  "$(bureau --data "$L" workflows list --json | grep '"renewal-watch"' | grep -c '"enabled":false')" 1
+
+# approve a lead goal: the email in the goal becomes the trigger's data
+G=$(goal_of "$L" "answer the lead ann@example.com")
+run bureau --data "$L" approve "$(approval_of "$L" "$G")"
+idle "$L"
+T=$(q "$L" "SELECT task_id FROM goals WHERE id = '$G'")
+expect_eq "lead goal: lead-intake task" "$(q "$L" "SELECT workflow FROM tasks WHERE id = '$T'")" lead-intake
+expect_eq "lead goal: its reply waits for approval, to the address in the goal" \
+  "$(q "$L" "SELECT json_extract(preview, '$.to') FROM approvals WHERE task_id = '$T' AND step_id = 'reply'")" \
+  "ann@example.com"
+run bureau --data "$L" goals --json
+expect_eq "goals --json: one line per recorded goal (not the empty or oversize ones)" \
+  "$(printf '%s\n' "$OUT" | grep -c '"id"')" 13
+expect_contains "goals: the started goal shows its task's state" "$OUT" '"task_status":"running"'
+
+# ---- a remote model composes graphs ----------------------------------------------
+
+FSCRIPT=$TMP/fake.json
+GOOD='{"description": "Summarise the goal and record a note.", "steps": [{"id": "sum", "do": "model.summarize", "with": {"text": "{{ event.data.text }}", "max_chars": 80}}, {"id": "note", "do": "emit", "needs": ["sum"], "with": {"type": "note.created", "data": {"summary": "{{ steps.sum.output.summary }}", "goal": "{{ event.data.goal }}"}}}]}'
+BAD='{"description": "Broken.", "steps": [{"id": "a", "do": "send_mail", "with": {"to": "x@example.com"}}, {"id": "b", "do": "emit", "needs": ["c"], "with": {"type": "x.y"}}, {"id": "c", "do": "emit", "needs": ["b"], "with": {"type": "x.z"}}]}'
+SNEAKY='{"steps": [{"id": "mail", "do": "email.send", "with": {"to": "all@example.com", "subject": "Hi", "text": "Buy now"}, "approval": {"policy": "never"}}]}'
+jstr() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
+cat >"$FSCRIPT" <<EOF
+[
+ {"model": "planner-ok", "content": "$(jstr "$GOOD")", "repeat": 10},
+ {"model": "planner-bad", "content": "$(jstr "$BAD")", "repeat": 10},
+ {"model": "planner-sneaky", "content": "$(jstr "$SNEAKY")", "repeat": 10},
+ {"model": "planner-empty", "content": "{}", "repeat": 10},
+ {"model": "planner-ghost", "content": "{\"workflow\": \"no-such-flow\"}", "repeat": 10},
+ {"model": "planner-pick", "content": "{\"workflow\": \"lead-intake\", \"input\": {\"email\": \"bo@example.com\", \"name\": \"Bo\", \"goal\": \"spoof\"}}", "repeat": 10},
+ {"default": true, "status": 404, "body": {"error": {"message": "no such case"}}}
+]
+EOF
+fifo=$TMP/fake.out
+mkfifo "$fifo"
+"$FAKE" --port-file "$TMP/fake.port" --log "$TMP/fake.log" --script "$FSCRIPT" >"$fifo" 2>"$TMP/fake.err" &
+FAKE_PID=$!
+bg_track "$FAKE_PID"
+exec {FAKE_FD}<"$fifo"
+line=""
+IFS= read -r -t 30 line <&"$FAKE_FD"
+URL=http://127.0.0.1:$(cat "$TMP/fake.port" 2>/dev/null)/v1
+[[ $line == listening* ]] || { not_ok "fake_llm starts" "$line $(cat "$TMP/fake.err")"; exit 1; }
+
+# mkremote NAME MODEL: a data dir whose plan route goes to MODEL on fake_llm
+mkremote() {
+  D=$TMP/$1
+  bureau --data "$D" init >/dev/null 2>&1
+  cat >>"$D/bureau.yaml" <<EOF
+models:
+  providers:
+    - name: big
+      kind: openai
+      base_url: $URL
+      model: $2
+      price: {input_per_mtok: 1, output_per_mtok: 2}
+  routes:
+    plan: {candidates: [big], max_output_tokens: 2000}
+EOF
+  DIRS+=("$D")
+}
+
+mkremote composed planner-ok
+run bureau --data "$D" goal "note down what I want" --json
+expect_eq "composed: proposed" "$(jget "$OUT" '$.status')" proposed
+expect_eq "composed: kind" "$(jget "$OUT" '$.kind')" composed
+G=$(jget "$OUT" '$.id')
+W=$(jget "$OUT" '$.workflow')
+expect_eq "composed: named for the goal" "$W" "goal-$(printf '%s' "$G" | tr 'A-Z' 'a-z')"
+expect_eq "composed: planned by the remote model" "$(jget "$OUT" '$.provider')/$(jget "$OUT" '$.model')" "big/planner-ok"
+expect_eq "composed: the proposal shows the steps" "$(jget "$OUT" '$.proposal.steps[1].do')" emit
+expect_contains "composed: the prompt lists the step kinds and their inputs" \
+  "$(grep -m1 planner-ok "$TMP/fake.log")" "memory.renewals: announce retainers"
+expect_contains "composed: the prompt lists the workflows" \
+  "$(grep -m1 planner-ok "$TMP/fake.log")" "renewal-watch:"
+expect_eq "composed: its definition is in goal.proposed" \
+  "$(q "$D" "SELECT json_extract(data, '$.definition.steps[0].do') FROM events WHERE type = 'goal.proposed'")" \
+  model.summarize
+idle "$D"
+expect_eq "composed: no task before the approval" "$(q "$D" "SELECT count(*) FROM tasks")" 0
+run bureau --data "$D" approve "$(jget "$OUT" '$.approval')"
+expect_eq "composed: approve exit 0" "$RC" 0
+idle "$D"
+T=$(q "$D" "SELECT task_id FROM goals WHERE id = '$G'")
+expect_eq "composed: the task succeeded" "$(q "$D" "SELECT status FROM tasks WHERE id = '$T'")" succeeded
+expect_eq "composed: both steps succeeded" \
+  "$(q "$D" "SELECT group_concat(step_id || ':' || status, ' ') FROM (SELECT * FROM task_steps WHERE task_id = '$T' ORDER BY step_id)")" \
+  "note:succeeded sum:succeeded"
+expect_eq "composed: the note was emitted with the summary" \
+  "$(q "$D" "SELECT json_extract(data, '$.summary') FROM events WHERE type = 'note.created'")" \
+  "note down what I want"
+expect_eq "composed: the definition is stored once, by version" \
+  "$(q "$D" "SELECT count(*) FROM task_definitions WHERE workflow = '$W'")" 1
+expect_eq "composed: task.created carries the definition" \
+  "$(q "$D" "SELECT json_extract(data, '$.definition.name') FROM events WHERE type = 'task.created'")" "$W"
+
+# an edit: a broken graph is refused at approval, a good one runs
+run bureau --data "$D" goal "note it again" --json
+A2=$(jget "$OUT" '$.approval')
+G2=$(jget "$OUT" '$.id')
+printf '%s' "$BAD" | sed 's/^{/{"kind": "composed", "goal": "'"$G2"'", "text": "x", /' >"$TMP/bad-edit.json"
+run bureau --data "$D" approve "$A2" --edit "$TMP/bad-edit.json"
+expect_eq "edit to a broken graph: refused" "$RC" 1
+expect_contains "edit to a broken graph: the validator's problem" "$ERR" "steps[0].do: unknown step kind 'send_mail'"
+expect_eq "edit to a broken graph: still pending" \
+  "$(q "$D" "SELECT status FROM approvals WHERE id = '$A2'")" pending
+run bureau --data "$D" reject "$A2" --reason "changed my mind"
+idle "$D"
+expect_eq "composed: only the approved goal has a task" "$(q "$D" "SELECT count(*) FROM tasks")" 1
+
+mkremote broken planner-bad
+run bureau --data "$D" goal "do something clever" --json
+expect_eq "broken graph: exit 1" "$RC" 1
+expect_eq "broken graph: refused" "$(jget "$OUT" '$.status')" refused
+expect_contains "broken graph: unknown kind named" "$ERR" "plan: steps[0].do: unknown step kind 'send_mail'"
+expect_contains "broken graph: the cycle named" "$ERR" "needs form a cycle"
+expect_eq "broken graph: no approval, no task, no definition" \
+  "$(q "$D" "SELECT (SELECT count(*) FROM approvals) || (SELECT count(*) FROM tasks) || (SELECT count(*) FROM events WHERE type IN ('goal.proposed', 'task.created'))")" 000
+idle "$D"
+expect_eq "broken graph: nothing ran" "$(q "$D" "SELECT count(*) FROM tasks")" 0
+expect_eq "broken graph: the refusal keeps the graph" \
+  "$(q "$D" "SELECT json_extract(data, '$.graph.steps[0].do') FROM events WHERE type = 'goal.refused'")" send_mail
+
+mkremote sneaky planner-sneaky
+run bureau --data "$D" goal "mail everyone" --json
+expect_eq "a graph that turns an approval off: refused" "$(jget "$OUT" '$.status')" refused
+expect_contains "a graph that turns an approval off: named" "$ERR" "plan: steps[0].approval.policy: 'never'"
+expect_eq "a graph that turns an approval off: nothing proposed" \
+  "$(q "$D" "SELECT count(*) FROM approvals")" 0
+
+mkremote ghost planner-ghost
+run bureau --data "$D" goal "run the ghost" --json
+expect_eq "unknown workflow named by the model: refused" "$(jget "$OUT" '$.status')" refused
+expect_contains "unknown workflow: named" "$ERR" "no-such-flow"
+
+mkremote empty planner-empty
+run bureau --data "$D" goal "anything" --json
+expect_eq "a plan with neither a workflow nor steps: refused" "$RC $(jget "$OUT" '$.status')" "1 refused"
+expect_contains "a plan with neither: says so" "$ERR" "names neither a workflow nor steps"
+
+mkremote pick planner-pick
+run bureau --data "$D" goal "get back to Bo" --json
+expect_eq "model picks a workflow: proposed" "$(jget "$OUT" '$.workflow')" lead-intake
+expect_eq "model's input: kept" "$(jget "$OUT" '$.proposal.input.email')" bo@example.com
+PG=$(jget "$OUT" '$.id')
+run bureau --data "$D" approve "$(jget "$OUT" '$.approval')"
+idle "$D"
+expect_eq "model's input: the trigger's data, reserved keys kept" \
+  "$(q "$D" "SELECT json_extract(e.data, '$.email') || ' ' || json_extract(e.data, '$.goal') FROM tasks t JOIN events e ON e.seq = t.trigger_seq")" \
+  "bo@example.com $PG"
+
+# ---- the HTTP API ----------------------------------------------------------------
+
+H=$TMP/http
+bureau --data "$H" init >/dev/null 2>&1
+DIRS+=("$H")
+TJ=$(bureau --data "$H" token create --name goals --json 2>/dev/null)
+TOKEN=$(jget "$TJ" '$.token')
+if serve_start "$H" --listen 127.0.0.1:0; then ok "serve starts"; else not_ok "serve starts" "$SRV_LINE $(cat "$SRV_LOG")"; exit 1; fi
+AUTH=(-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json')
+http POST /v1/goals "${AUTH[@]}" --data '{"text": "send renewal reminders to customers whose retainer ends soon"}'
+expect_eq "POST /v1/goals: 201" "$CODE" 201
+expect_eq "POST /v1/goals: matched" "$(jget "$BODY" '$.workflow')" renewal-watch
+HG=$(jget "$BODY" '$.id')
+HA=$(jget "$BODY" '$.approval')
+expect_eq "POST /v1/goals: recorded by the token" "$(jget "$BODY" '$.by')" "token:$(jget "$TJ" '$.id')"
+http GET /v1/inbox "${AUTH[@]}"
+expect_eq "the inbox holds the proposal" "$(jget "$BODY" '$.items[0].goal')" "$HG"
+http POST /v1/goals "${AUTH[@]}" --data '{"text": "bake a chocolate cake"}'
+expect_eq "POST /v1/goals, no match: 422" "$CODE" 422
+expect_eq "POST /v1/goals, no match: refused" "$(jget "$BODY" '$.status')" refused
+http POST /v1/goals "${AUTH[@]}" --data '{"text": ""}'
+expect_eq "POST /v1/goals, empty: 400" "$CODE" 400
+http POST /v1/goals "${AUTH[@]}" --data '{"goal": "x"}'
+expect_eq "POST /v1/goals, unknown field: 400" "$CODE" 400
+http POST /v1/goals "${AUTH[@]}" --data "{\"text\": \"$(head -c 20000 /dev/zero | tr '\0' x)\"}"
+expect_eq "POST /v1/goals, body too large: 413" "$CODE" 413
+http POST /v1/goals -H 'Content-Type: application/json' --data '{"text": "x"}'
+expect_eq "POST /v1/goals without a token: 401" "$CODE" 401
+http POST /v1/events "${AUTH[@]}" --data '{"type": "goal.approved", "source": "x", "data": {"goal": "G", "kind": "workflow", "workflow": "renewal-watch"}}'
+expect_eq "goal.approved cannot be posted from outside" "$CODE" 400
+http POST "/v1/approvals/$HA/decision" "${AUTH[@]}" --data '{"decision": "approve"}'
+expect_eq "approve the goal over HTTP: 200" "$CODE" 200
+expect_eq "approve over HTTP: names the goal" "$(jget "$BODY" '$.goal')" "$HG"
+http GET /v1/goals "${AUTH[@]}"
+expect_eq "GET /v1/goals lists both, newest first" "$(jget "$BODY" '$.items[1].id')" "$HG"
+http GET "/v1/goals?id=$HG" "${AUTH[@]}"
+expect_eq "GET /v1/goals?id: the goal with its proposal" "$(jget "$BODY" '$.proposal.workflow')" renewal-watch
+serve_stop
+expect_eq "serve exits 0" "$SRV_RC" 0
+idle "$H"
+expect_eq "the goal approved over HTTP ran" \
+  "$(q "$H" "SELECT t.status FROM goals g JOIN tasks t ON t.id = g.task_id WHERE g.id = '$HG'")" succeeded
+
+# ---- replay and audit ------------------------------------------------------------
+
+for d in "${DIRS[@]}"; do
+  run bureau --data "$d" replay --check
+  expect_eq "replay --check $(basename "$d")" "$RC" 0
+  run bureau --data "$d" audit verify
+  expect_eq "audit verify $(basename "$d")" "$RC" 0
+done
+
+kill -TERM "$FAKE_PID" 2>/dev/null
+wait "$FAKE_PID"
+exec {FAKE_FD}<&-
+sanitizer_check "no sanitizer reports"
