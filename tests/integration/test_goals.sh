@@ -46,6 +46,7 @@ lead-intake|answer the lead ann@example.com who asked for a proposal
 lead-from-form|turn website form submissions into leads
 email-triage|sort my incoming email
 content-pipeline|publish an article from my idea
+content-pipeline|write a blog post about our new pricing
 CASES_END
 
 run bureau --data "$L" goal "bake a chocolate cake" --json
