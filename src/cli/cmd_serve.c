@@ -59,8 +59,9 @@ int cmd_serve(Cli *cli)
                        .sent = sent_seen, .sent_ctx = &cli->config };
     PullRuntime *pull = NULL;
     if (pull_runtime_start(&po, &pull, &err) < 0) {
-        flow_engine_stop(engine);
+        /* the API borrows the engine's router: it stops first */
         api_server_stop(srv, 0);
+        flow_engine_stop(engine);
         ledger_close(l);
         return cli_fail_err(cli, &err);
     }
