@@ -130,11 +130,12 @@ static bool type_matches(const char *pattern, const char *type)
 }
 
 /* Orchestration events never trigger workflows (schedule.fired does, but
- * only the workflow it names). */
+ * only the workflow it names; goal.approved only the goal's own task, so a
+ * goal starts nothing before the operator approved it). */
 static bool internal_type(const char *t)
 {
     return !strncmp(t, "task.", 5) || !strncmp(t, "step.", 5) || !strncmp(t, "workflow.", 9) ||
-           !strncmp(t, "schedule.", 9);
+           !strncmp(t, "schedule.", 9) || !strncmp(t, "goal.", 5);
 }
 
 static void enabled_load(FlowEngine *e, Store *rd)
@@ -296,7 +297,26 @@ static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *ou
         json_decref(d);
         return;
     }
-    if (!strcmp(kind, "composed")) {
+    /* Only the goal.approved that moved the goal to approved starts it: a
+     * rejection that won a race against this approval leaves the goal
+     * rejected (the projection ignores a later goal.approved). */
+    char gstatus[16] = "";
+    int64_t approved_seq = -1;
+    StoreStmt *gs;
+    Err gerr = { 0 };
+    if (store_prepare(rd, "SELECT status, coalesce(approved_seq, -1) FROM goals WHERE id = ?1",
+                      &gs, &gerr) == 0) {
+        store_bind_text(gs, 1, goal, strlen(goal));
+        if (store_step(gs, &gerr) == STORE_ROW) {
+            snprintf(gstatus, sizeof gstatus, "%s", store_col_text(gs, 0, NULL));
+            approved_seq = store_col_int(gs, 1);
+        }
+        store_stmt_done(gs);
+    }
+    if (approved_seq != ev->seq) {
+        snprintf(why, sizeof why, "the goal is %s, not approved by this decision",
+                 gerr.code ? gerr.msg : gstatus[0] ? gstatus : "unknown");
+    } else if (!strcmp(kind, "composed")) {
         Err err = { 0 };
         char want[FLOW_NAME_MAX + 1];
         flow__goal_workflow_name(goal, want);
@@ -305,6 +325,8 @@ static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *ou
         else if (strcmp(own->name, want))
             snprintf(why, sizeof why, "the approved graph is named '%s', not '%s'", own->name,
                      want);
+        else if (flow__goal_graph_check(own, &err) < 0)
+            snprintf(why, sizeof why, "the approved graph is refused: %s", err.msg);
         else
             w = own;
     } else if (!(w = flow_catalog_find(&e->cat, name))) {

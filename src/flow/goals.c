@@ -175,6 +175,47 @@ static char *strip_positions(const char *report)
     return buf_steal(&b);
 }
 
+/* Kinds a goal's graph may not use: they start workflows (task.start
+ * directly, emit through an event some workflow is triggered by) whose own
+ * gates may be auto or never, out of the operator's sight. */
+static bool kind_refused(const char *kind)
+{
+    return !strcmp(kind, "task.start") || !strcmp(kind, "emit");
+}
+
+int flow__goal_graph_check(const FlowWorkflow *w, Err *err)
+{
+    /* Whatever the graph says, what it would send waits for the operator:
+     * a planner must not be able to turn an approval off or get around it. */
+    Buf b;
+    buf_init(&b, 0);
+    for (size_t i = 0; i < w->n_steps; i++) {
+        const FlowStepDef *s = &w->steps[i];
+        const char *policy = json_string_value(json_object_get(s->approval, "policy"));
+        if ((flow_kind_is_effect(s->kind) || !strcmp(s->kind, "approval")) && policy &&
+            strcmp(policy, "always"))
+            buf_printf(&b, "%splan: steps[%zu].approval.policy: '%s': a goal's graph asks "
+                           "the operator before anything leaves (policy always)",
+                       b.len ? "\n" : "", i, policy);
+        if (kind_refused(s->kind))
+            buf_printf(&b, "%splan: steps[%zu].do: '%s' (step '%s'): a goal's graph may not "
+                           "start workflows or append events (what they start would not wait "
+                           "for this approval); name a workflow of the catalog instead",
+                       b.len ? "\n" : "", i, s->kind, s->id);
+        if (s->compensate)
+            buf_printf(&b, "%splan: steps[%zu].compensate (step '%s'): a goal's graph may not "
+                           "set a compensation (it would be sent without asking again)",
+                       b.len ? "\n" : "", i, s->id);
+    }
+    if (b.len) {
+        err_set(err, ERR_INVAL, "%s", buf_cstr(&b));
+        buf_done(&b);
+        return ERR_INVAL;
+    }
+    buf_done(&b);
+    return 0;
+}
+
 int flow__goal_compose(const char *goal, const char *text, const json_t *graph,
                        const char *data_dir, const FlowCatalog *cat, FlowWorkflow **ret,
                        Err *err)
@@ -218,26 +259,10 @@ int flow__goal_compose(const char *goal, const char *text, const json_t *graph,
         return err->code ? err->code : ERR_INVAL;
     }
     free(report);
-    /* Whatever the graph says, what it would send waits for the operator:
-     * a planner must not be able to turn an approval off. */
-    Buf gates;
-    buf_init(&gates, 0);
-    for (size_t i = 0; i < w->n_steps; i++) {
-        const FlowStepDef *s = &w->steps[i];
-        const char *policy = json_string_value(json_object_get(s->approval, "policy"));
-        if ((flow_kind_is_effect(s->kind) || !strcmp(s->kind, "approval")) && policy &&
-            strcmp(policy, "always"))
-            buf_printf(&gates, "%splan: steps[%zu].approval.policy: '%s': a goal's graph asks "
-                               "the operator before anything leaves (policy always)",
-                       gates.len ? "\n" : "", i, policy);
-    }
-    if (gates.len) {
-        err_set(err, ERR_INVAL, "%s", buf_cstr(&gates));
-        buf_done(&gates);
+    if (flow__goal_graph_check(w, err) < 0) {
         flow_workflow_free(w);
         return ERR_INVAL;
     }
-    buf_done(&gates);
     if ((data_dir || cat) && flow_workflow_check_refs(w, data_dir, cat, err) < 0) {
         flow_workflow_free(w);
         return err->code;
@@ -262,7 +287,7 @@ static char *plan_prompt(const char *text, const FlowCatalog *cat, const json_t 
     buf_puts(&b, "\nStep kinds for a new graph (kind: what it does and its `with` inputs):\n");
     size_t i;
     const json_t *k;
-    json_array_foreach(kinds, i, k)
+    json_array_foreach(kinds, i, k) if (!kind_refused(str(k, "kind")))
         buf_printf(&b, "- %s: %s\n", str(k, "kind"), str(k, "inputs") ? str(k, "inputs") : "");
     buf_puts(&b,
              "\nAnswer with one JSON object, either\n"
@@ -274,7 +299,9 @@ static char *plan_prompt(const char *text, const FlowCatalog *cat, const json_t 
              "Step ids are 1-64 of a-z, 0-9, - and _. A step without needs runs after the step"
              " before it. Strings in with may hold {{ lua }}: event.data.text is the goal,"
              " steps.ID.output the output of an earlier step. Every mail and webhook waits for"
-             " the operator's approval by itself.\n");
+             " the operator's approval by itself; a new graph keeps every approval policy always and sets no"
+             " compensate."
+             " To start a workflow, name it (the first form).\n");
     return buf_steal(&b);
 }
 
@@ -399,6 +426,36 @@ static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
         flow_lua_free(L);
         json_decref(env);
     }
+    /* The operator approves the workflow, not each of its effects: say
+     * which of them would not wait for a decision of their own. */
+    Buf gates;
+    buf_init(&gates, 0);
+    json_t *policies = json_array();
+    for (size_t i = 0; i < w->n_steps; i++) {
+        const FlowStepDef *s = &w->steps[i];
+        if (!flow_kind_is_effect(s->kind) && strcmp(s->kind, "approval"))
+            continue;
+        const char *policy = json_string_value(json_object_get(s->approval, "policy"));
+        policy = policy ? policy : "always";
+        json_array_append_new(policies, json_pack("{s:s, s:s, s:s}", "step", s->id, "kind",
+                                                  s->kind, "policy", policy));
+        if (strcmp(policy, "always"))
+            buf_printf(&gates, "%s%s (%s, policy %s)", gates.len ? ", " : "", s->id, s->kind,
+                       policy);
+    }
+    if (json_array_size(policies))
+        json_object_set_new(p->preview, "approvals", policies);
+    else
+        json_decref(policies);
+    if (gates.len) {
+        const char *prev = json_string_value(json_object_get(p->preview, "warning"));
+        char warn[1400];
+        snprintf(warn, sizeof warn,
+                 "%s%sthese steps of the workflow do not always ask before they act: %.900s",
+                 prev ? prev : "", prev ? "; " : "", buf_cstr(&gates));
+        json_object_set_new(p->preview, "warning", json_string(warn));
+    }
+    buf_done(&gates);
     if (json_object_get(out, "ranking")) {
         json_object_set(p->preview, "ranking", json_object_get(out, "ranking"));
         json_object_set(p->proposed, "ranking", json_object_get(out, "ranking"));

@@ -69,15 +69,21 @@ expect_eq "a match whose trigger condition fails on the goal's data says so" \
   "$(q "$L" "SELECT json_extract(a.preview, '$.warning') IS NOT NULL FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'reply to support%'")" 1
 expect_eq "a match whose condition holds (the goal gives the address) has no warning" \
   "$(q "$L" "SELECT json_extract(a.preview, '$.warning') IS NULL FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'answer the lead%'")" 1
-expect_eq "ten proposals wait in the inbox" \
-  "$(bureau --data "$L" inbox --json | grep -c '"effect_kind":"goal"')" 10
+expect_contains "a match with an effect that does not ask (content-pipeline's publish): the preview warns" \
+  "$(q "$L" "SELECT json_extract(a.preview, '$.warning') FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'publish an article%'")" \
+  "publish (webhook.post, policy never)"
+expect_eq "a match shows its effect steps' policies" \
+  "$(q "$L" "SELECT json_extract(a.preview, '$.approvals[0].step') || ' ' || json_extract(a.preview, '$.approvals[0].policy') FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'answer the lead%'")" \
+  "reply always"
+expect_eq "eleven proposals wait in the inbox" \
+  "$(bureau --data "$L" inbox --json | grep -c '"effect_kind":"goal"')" 11
 expect_eq "no task.created before an approval" \
   "$(q "$L" "SELECT count(*) FROM events WHERE type = 'task.created'")" 0
 idle "$L"
 expect_eq "no task after the engine ran either" \
   "$(q "$L" "SELECT count(*) FROM tasks")" 0
 expect_eq "every plan call is a model.called on the plan route" \
-  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '$.route') = 'plan'")" 13
+  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '$.route') = 'plan'")" 14
 
 # goal -> approval id, by the text's prefix
 goal_of() { q "$1" "SELECT id FROM goals WHERE text LIKE '$2%' ORDER BY submitted_seq DESC LIMIT 1"; }
@@ -95,6 +101,23 @@ expect_eq "rejected goal: no task, no goal.approved" \
   "$(q "$L" "SELECT count(*) FROM events WHERE type IN ('task.created', 'goal.approved')")" 0
 run bureau --data "$L" approve "$(approval_of "$L" "$G")"
 expect_eq "a rejected goal cannot be approved after" "$RC" 1
+
+# a rejection and an approval racing: both read the approval pending, the
+# rejection is appended first. Its approval.decided (with no approval id, so
+# the inbox still reads pending: what the approving request saw) takes the
+# key; the approval must answer an error and start nothing.
+G=$(goal_of "$L" "welcome new paying customers")
+A=$(approval_of "$L" "$G")
+printf '{"type":"approval.decided","source":"race","idempotency_key":"approval.decided:%s","data":{"goal":"%s","decision":"reject","by":"racer","reason":"race"}}' "$A" "$G" |
+  bureau --data "$L" ingest >/dev/null 2>&1
+expect_eq "race: the goal is rejected" "$(q "$L" "SELECT status FROM goals WHERE id = '$G'")" rejected
+run bureau --data "$L" approve "$A"
+expect_eq "race: the losing approval is an error, not a success" "$RC" 1
+expect_contains "race: says it was decided already" "$ERR" "decided already"
+idle "$L"
+expect_eq "race: no task for the rejected goal" \
+  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'task.created' AND json_extract(data, '$.trigger_seq') IN (SELECT seq FROM events WHERE type = 'goal.approved' AND json_extract(data, '$.goal') = '$G')")" 0
+expect_eq "race: the goal stays rejected" "$(q "$L" "SELECT status FROM goals WHERE id = '$G'")" rejected
 
 # approve a scheduled workflow: it runs now, not enabled, as the operator chose
 G=$(goal_of "$L" "send renewal reminders")
@@ -122,13 +145,37 @@ expect_eq "lead goal: its reply waits for approval, to the address in the goal" 
   "ann@example.com"
 run bureau --data "$L" goals --json
 expect_eq "goals --json: one line per recorded goal (not the empty or oversize ones)" \
-  "$(printf '%s\n' "$OUT" | grep -c '"id"')" 13
+  "$(printf '%s\n' "$OUT" | grep -c '"id"')" 14
 expect_contains "goals: the started goal shows its task's state" "$OUT" '"task_status":"running"'
+
+# a workflow of the operator's on goal events starts nothing: not before
+# the approval (goal.submitted, goal.proposed), nor beside the goal's task
+W2=$TMP/ontrig
+bureau --data "$W2" init >/dev/null 2>&1
+mkdir -p "$W2/workflows"
+DIRS+=("$W2")
+for pat in goal.submitted 'goal.*'; do
+  n=$(printf '%s' "$pat" | tr -c 'a-z\n' x)
+  printf 'name: echo-%s\non:\n  event: "%s"\nsteps:\n  - id: e\n    do: emit\n    with: {type: echo.seen}\n' "$n" "$pat" >"$W2/workflows/echo-$n.yaml"
+done
+run bureau --data "$W2" goal "send renewal reminders to customers whose retainer ends soon" --json
+expect_eq "goal events: proposed" "$(jget "$OUT" '$.status')" proposed
+idle "$W2"
+expect_eq "a workflow on goal.submitted / goal.*: no task before the approval" \
+  "$(q "$W2" "SELECT count(*) FROM tasks")" 0
+run bureau --data "$W2" approve "$(jget "$OUT" '$.approval')"
+idle "$W2"
+expect_eq "after the approval: only the goal's task" \
+  "$(q "$W2" "SELECT group_concat(workflow) FROM tasks")" renewal-watch
 
 # ---- a remote model composes graphs ----------------------------------------------
 
 FSCRIPT=$TMP/fake.json
-GOOD='{"description": "Summarise the goal and record a note.", "steps": [{"id": "sum", "do": "model.summarize", "with": {"text": "{{ event.data.text }}", "max_chars": 80}}, {"id": "note", "do": "emit", "needs": ["sum"], "with": {"type": "note.created", "data": {"summary": "{{ steps.sum.output.summary }}", "goal": "{{ event.data.goal }}"}}}]}'
+GOOD='{"description": "Summarise the goal and record a note.", "steps": [{"id": "sum", "do": "model.summarize", "with": {"text": "{{ event.data.text }}", "max_chars": 80}}, {"id": "note", "do": "lua", "needs": ["sum"], "with": {"script": "note", "args": {"summary": "{{ steps.sum.output.summary }}", "goal": "{{ event.data.goal }}"}}}]}'
+# graphs that would get around the operator's approval of each effect
+EMIT='{"steps": [{"id": "sum", "do": "model.summarize", "with": {"text": "{{ event.data.text }}"}}, {"id": "fake", "do": "emit", "with": {"type": "form.submitted", "data": {"email": "x@example.com"}}}]}'
+START='{"steps": [{"id": "go", "do": "task.start", "with": {"workflow": "content-pipeline"}}]}'
+COMP='{"steps": [{"id": "hook", "do": "webhook.post", "with": {"url": "https://example.com/a", "body": {}}, "compensate": {"do": "webhook.post", "with": {"url": "https://evil.example.com/b", "body": {}}}}]}'
 BAD='{"description": "Broken.", "steps": [{"id": "a", "do": "send_mail", "with": {"to": "x@example.com"}}, {"id": "b", "do": "emit", "needs": ["c"], "with": {"type": "x.y"}}, {"id": "c", "do": "emit", "needs": ["b"], "with": {"type": "x.z"}}]}'
 SNEAKY='{"steps": [{"id": "mail", "do": "email.send", "with": {"to": "all@example.com", "subject": "Hi", "text": "Buy now"}, "approval": {"policy": "never"}}]}'
 jstr() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
@@ -138,6 +185,9 @@ cat >"$FSCRIPT" <<EOF
  {"model": "planner-bad", "content": "$(jstr "$BAD")", "repeat": 10},
  {"model": "planner-sneaky", "content": "$(jstr "$SNEAKY")", "repeat": 10},
  {"model": "planner-empty", "content": "{}", "repeat": 10},
+ {"model": "planner-emit", "content": "$(jstr "$EMIT")", "repeat": 10},
+ {"model": "planner-start", "content": "$(jstr "$START")", "repeat": 10},
+ {"model": "planner-comp", "content": "$(jstr "$COMP")", "repeat": 10},
  {"model": "planner-ghost", "content": "{\"workflow\": \"no-such-flow\"}", "repeat": 10},
  {"model": "planner-pick", "content": "{\"workflow\": \"lead-intake\", \"input\": {\"email\": \"bo@example.com\", \"name\": \"Bo\", \"goal\": \"spoof\"}}", "repeat": 10},
  {"default": true, "status": 404, "body": {"error": {"message": "no such case"}}}
@@ -173,6 +223,8 @@ EOF
 }
 
 mkremote composed planner-ok
+mkdir -p "$D/agents"
+printf 'return { summary = args.summary, goal = args.goal }\n' >"$D/agents/note.lua"
 run bureau --data "$D" goal "note down what I want" --json
 expect_eq "composed: proposed" "$(jget "$OUT" '$.status')" proposed
 expect_eq "composed: kind" "$(jget "$OUT" '$.kind')" composed
@@ -180,7 +232,7 @@ G=$(jget "$OUT" '$.id')
 W=$(jget "$OUT" '$.workflow')
 expect_eq "composed: named for the goal" "$W" "goal-$(printf '%s' "$G" | tr 'A-Z' 'a-z')"
 expect_eq "composed: planned by the remote model" "$(jget "$OUT" '$.provider')/$(jget "$OUT" '$.model')" "big/planner-ok"
-expect_eq "composed: the proposal shows the steps" "$(jget "$OUT" '$.proposal.steps[1].do')" emit
+expect_eq "composed: the proposal shows the steps" "$(jget "$OUT" '$.proposal.steps[1].do')" lua
 expect_contains "composed: the prompt lists the step kinds and their inputs" \
   "$(grep -m1 planner-ok "$TMP/fake.log")" "memory.renewals: announce retainers"
 expect_contains "composed: the prompt lists the workflows" \
@@ -198,8 +250,8 @@ expect_eq "composed: the task succeeded" "$(q "$D" "SELECT status FROM tasks WHE
 expect_eq "composed: both steps succeeded" \
   "$(q "$D" "SELECT group_concat(step_id || ':' || status, ' ') FROM (SELECT * FROM task_steps WHERE task_id = '$T' ORDER BY step_id)")" \
   "note:succeeded sum:succeeded"
-expect_eq "composed: the note was emitted with the summary" \
-  "$(q "$D" "SELECT json_extract(data, '$.summary') FROM events WHERE type = 'note.created'")" \
+expect_eq "composed: the note step got the summary" \
+  "$(q "$D" "SELECT json_extract(output, '$.summary') FROM task_steps WHERE task_id = '$T' AND step_id = 'note'")" \
   "note down what I want"
 expect_eq "composed: the definition is stored once, by version" \
   "$(q "$D" "SELECT count(*) FROM task_definitions WHERE workflow = '$W'")" 1
@@ -239,6 +291,21 @@ expect_eq "a graph that turns an approval off: refused" "$(jget "$OUT" '$.status
 expect_contains "a graph that turns an approval off: named" "$ERR" "plan: steps[0].approval.policy: 'never'"
 expect_eq "a graph that turns an approval off: nothing proposed" \
   "$(q "$D" "SELECT count(*) FROM approvals")" 0
+
+for c in "emit|1|fake|emit" "start|0|go|task.start"; do
+  IFS='|' read -r m i sid kind <<<"$c"
+  mkremote "graph-$m" "planner-$m"
+  run bureau --data "$D" goal "do it quietly" --json
+  expect_eq "a graph with $kind: refused" "$RC $(jget "$OUT" '$.status')" "1 refused"
+  expect_contains "a graph with $kind: the step named" "$ERR" "plan: steps[$i].do: '$kind' (step '$sid')"
+  expect_eq "a graph with $kind: nothing proposed" "$(q "$D" "SELECT count(*) FROM approvals")" 0
+done
+mkremote graph-comp planner-comp
+run bureau --data "$D" goal "post it" --json
+expect_eq "a graph with a compensation: refused" "$RC $(jget "$OUT" '$.status')" "1 refused"
+expect_contains "a graph with a compensation: named" "$ERR" "plan: steps[0].compensate (step 'hook')"
+expect_eq "the prompt leaves out task.start and emit" \
+  "$(grep -m1 planner-comp "$TMP/fake.log" | grep -c -e '- task.start:' -e '- emit:')" 0
 
 mkremote ghost planner-ghost
 run bureau --data "$D" goal "run the ghost" --json
