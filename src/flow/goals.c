@@ -8,6 +8,7 @@
  * graph is checked by the workflow validator when it is proposed and again
  * when it is approved (an edit may change it), so nothing the validator
  * refuses ever reaches the ledger as a definition. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 #define GOAL_DOC_MAX (16 * 1024)  /* bytes of one workflow's text for matching */
 #define GOAL_DESCRIPTION_MAX 500  /* bytes of a composed graph's description */
 #define GOAL_TITLE_MAX 100        /* bytes of the goal in the inbox title */
-#define GOAL_PLAN_TOKENS 2000     /* output budget of a composed graph */
+#define GOAL_PLAN_TOKENS 2000     /* output budget of a plan (a composed graph fits) */
 
 static const char *str(const json_t *o, const char *k)
 {
@@ -374,6 +375,16 @@ static void refuse(Plan *p, const char *reason, const char *fmt, ...)
     }
 }
 
+/* A model's score or confidence as a number in [0, 1] (a model may say
+ * 7 or -1), or NULL when it gave none. */
+static json_t *unit_score(const json_t *v)
+{
+    if (!json_is_number(v))
+        return NULL;
+    double x = json_number_value(v);
+    return json_real(isnan(x) || x < 0 ? 0 : x > 1 ? 1 : x);
+}
+
 /* A workflow of the catalog, named by the model or matched by the local
  * tier. */
 static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
@@ -389,9 +400,9 @@ static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
         json_object_set(input, k, v);
         n = json_object_size(input);
     }
-    const json_t *score = json_object_get(out, "score");
-    if (!json_is_number(score))
-        score = json_object_get(out, "confidence");
+    json_t *score = unit_score(json_object_get(out, "score"));
+    if (!score)
+        score = unit_score(json_object_get(out, "confidence"));
     Buf trig;
     buf_init(&trig, 0);
     trigger_text(w, &trig);
@@ -402,9 +413,10 @@ static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
     buf_done(&trig);
     p->proposed = json_pack("{s:s, s:s, s:s, s:s, s:o}", "goal", p->goal, "kind", "workflow",
                             "workflow", w->name, "version", w->version, "input", input);
-    if (json_is_number(score)) {
-        json_object_set(p->preview, "score", (json_t *)score);
-        json_object_set(p->proposed, "score", (json_t *)score);
+    if (score) {
+        json_object_set(p->preview, "score", score);
+        json_object_set(p->proposed, "score", score);
+        json_decref(score);
     }
     /* The task will start without asking the workflow's `where` (the
      * operator chose it); say when the goal's data would not pass it. */
@@ -472,8 +484,9 @@ static void propose_graph(Plan *p, const FlowWorkflow *w, const json_t *out)
     p->proposed = json_pack("{s:s, s:s, s:s, s:s, s:O}", "goal", p->goal, "kind", "composed",
                             "workflow", w->name, "version", w->version, "definition",
                             w->definition);
-    if (json_is_number(json_object_get(out, "confidence")))
-        json_object_set(p->proposed, "score", json_object_get(out, "confidence"));
+    json_t *conf = unit_score(json_object_get(out, "confidence"));
+    if (conf)
+        json_object_set_new(p->proposed, "score", conf);
 }
 
 static void plan_outcome(Plan *p, const char *data_dir, const FlowCatalog *cat)
@@ -606,7 +619,7 @@ int flow_goal_submit(Ledger *l, Store *rd, ModelRouter *router, const char *data
     ModelCall call = { .route = GOAL_ROUTE, .force = true,
                        .req = { .task = GOAL_ROUTE, .system = plan_system, .prompt = prompt,
                                 .schema = schema, .context = context,
-                                .max_output_tokens = 0 } };
+                                .max_output_tokens = GOAL_PLAN_TOKENS } };
     ModelResult res = { 0 };
     Err cerr = { 0 };
     if (model_router_call(router, rd, &call, &res, &cerr) < 0) {
@@ -685,6 +698,8 @@ int flow_goal_submit(Ledger *l, Store *rd, ModelRouter *router, const char *data
             ledger_event_free(evs[i]);
     if (rc == 0)
         rc = flow_goal_get(rd, goal, ret, err);
+    if (rc == 0 && p.refused)
+        json_object_set(*ret, "reason", json_object_get(p.refused, "reason"));
     if (rc == 0 && p.refused && !json_object_get(*ret, "graph") &&
         json_object_get(p.refused, "graph"))
         json_object_set(*ret, "graph", json_object_get(p.refused, "graph"));

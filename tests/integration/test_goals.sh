@@ -185,11 +185,12 @@ cat >"$FSCRIPT" <<EOF
  {"model": "planner-bad", "content": "$(jstr "$BAD")", "repeat": 10},
  {"model": "planner-sneaky", "content": "$(jstr "$SNEAKY")", "repeat": 10},
  {"model": "planner-empty", "content": "{}", "repeat": 10},
+ {"model": "planner-slow", "status": 404, "delay_ms": 10000, "body": {"error": {"message": "slow and gone"}}},
  {"model": "planner-emit", "content": "$(jstr "$EMIT")", "repeat": 10},
  {"model": "planner-start", "content": "$(jstr "$START")", "repeat": 10},
  {"model": "planner-comp", "content": "$(jstr "$COMP")", "repeat": 10},
  {"model": "planner-ghost", "content": "{\"workflow\": \"no-such-flow\"}", "repeat": 10},
- {"model": "planner-pick", "content": "{\"workflow\": \"lead-intake\", \"input\": {\"email\": \"bo@example.com\", \"name\": \"Bo\", \"goal\": \"spoof\"}}", "repeat": 10},
+ {"model": "planner-pick", "content": "{\"workflow\": \"lead-intake\", \"confidence\": 7, \"input\": {\"email\": \"bo@example.com\", \"name\": \"Bo\", \"goal\": \"spoof\"}}", "repeat": 10},
  {"default": true, "status": 404, "body": {"error": {"message": "no such case"}}}
 ]
 EOF
@@ -217,7 +218,7 @@ models:
       model: $2
       price: {input_per_mtok: 1, output_per_mtok: 2}
   routes:
-    plan: {candidates: [big], max_output_tokens: 2000}
+    plan: {candidates: [big]}
 EOF
   DIRS+=("$D")
 }
@@ -235,6 +236,8 @@ expect_eq "composed: planned by the remote model" "$(jget "$OUT" '$.provider')/$
 expect_eq "composed: the proposal shows the steps" "$(jget "$OUT" '$.proposal.steps[1].do')" lua
 expect_contains "composed: the prompt lists the step kinds and their inputs" \
   "$(grep -m1 planner-ok "$TMP/fake.log")" "memory.renewals: announce retainers"
+expect_contains "composed: the plan asks for 2000 output tokens (not the route's default 512)" \
+  "$(grep -m1 planner-ok "$TMP/fake.log" | tr -d ' ')" '"max_tokens":2000'
 expect_contains "composed: the prompt lists the workflows" \
   "$(grep -m1 planner-ok "$TMP/fake.log")" "renewal-watch:"
 expect_eq "composed: its definition is in goal.proposed" \
@@ -322,6 +325,7 @@ run bureau --data "$D" goal "get back to Bo" --json
 expect_eq "model picks a workflow: proposed" "$(jget "$OUT" '$.workflow')" lead-intake
 expect_eq "model's input: kept" "$(jget "$OUT" '$.proposal.input.email')" bo@example.com
 PG=$(jget "$OUT" '$.id')
+expect_eq "a model's confidence of 7 is clamped to 1" "$(q "$D" "SELECT score FROM goals WHERE id = '$PG'")" 1.0
 run bureau --data "$D" approve "$(jget "$OUT" '$.approval')"
 idle "$D"
 expect_eq "model's input: the trigger's data, reserved keys kept" \
@@ -370,6 +374,34 @@ expect_eq "serve exits 0" "$SRV_RC" 0
 idle "$H"
 expect_eq "the goal approved over HTTP ran" \
   "$(q "$H" "SELECT t.status FROM goals g JOIN tasks t ON t.id = g.task_id WHERE g.id = '$HG'")" succeeded
+
+# one plan at a time over HTTP (a remote plan holds a worker thread), and a
+# plan route that gives no plan is a 502, not a 422
+mkremote hslow planner-slow
+SD=$D
+TJ=$(bureau --data "$SD" token create --name goals --json 2>/dev/null)
+AUTH=(-H "Authorization: Bearer $(jget "$TJ" '$.token')" -H 'Content-Type: application/json')
+if serve_start "$SD" --listen 127.0.0.1:0; then ok "serve (remote plan route) starts"; else not_ok "serve (remote plan route) starts" "$SRV_LINE $(cat "$SRV_LOG")"; exit 1; fi
+curl -sS --noproxy '*' --max-time 60 -X POST "${AUTH[@]}" --data '{"text": "plan this slowly"}' \
+  -o "$TMP/slow.body" -w '%{http_code}' "$SRV_URL/v1/goals" >"$TMP/slow.code" 2>/dev/null &
+SLOW=$!
+bg_track "$SLOW"
+deadline=$((SECONDS + 30))
+until [ "$(q "$SD" "SELECT count(*) FROM goals")" = 1 ] || [ $SECONDS -ge $deadline ]; do :; done
+http POST /v1/goals "${AUTH[@]}" --data '{"text": "and this one at once"}'
+expect_eq "a second POST /v1/goals while one plans: 503" "$CODE" 503
+expect_contains "the 503 says when to retry" "$HDRS" "Retry-After: 5"
+expect_eq "the refused second goal is not recorded" "$(q "$SD" "SELECT count(*) FROM goals")" 1
+http GET /v1/goals "${AUTH[@]}"
+expect_eq "other endpoints answer while a plan runs" "$CODE" 200
+wait "$SLOW"
+expect_eq "a plan route that gives no plan: 502" "$(cat "$TMP/slow.code")" 502
+expect_eq "the 502 carries the refused goal, reason model" \
+  "$(jget "$(cat "$TMP/slow.body")" '$.status') $(jget "$(cat "$TMP/slow.body")" '$.reason')" "refused model"
+http POST /v1/goals "${AUTH[@]}" --data '{"text": "and now this one"}'
+expect_eq "after the plan ended, the next one is planned (502: the model is still gone)" "$CODE" 502
+serve_stop
+expect_eq "serve (remote plan route) exits 0" "$SRV_RC" 0
 
 # ---- replay and audit ------------------------------------------------------------
 
