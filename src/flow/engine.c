@@ -176,9 +176,12 @@ int flow_workflow_enabled(Store *rd, const char *name, bool file_enabled, bool b
 
 /* A task of w for ev. ikey NULL: the trigger's key "task:WORKFLOW:SEQ"
  * and the workflow's `where` must hold; else ikey is the key, `where` is
- * not asked (the operator chose the workflow) and input is task.input. */
+ * not asked (the operator chose the workflow) and input is task.input.
+ * 1 when task.created was emitted; 0 when not, why (may be NULL) saying
+ * why when it was a failure. */
 static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event *ev, json_t *evj,
-                    int depth, const char *ikey_given, const json_t *input, ReactorEmit *out)
+                    int depth, const char *ikey_given, const json_t *input, ReactorEmit *out,
+                    Err *why)
 {
     Err err = { 0 };
     json_t *env = json_pack("{s:O}", "event", evj);
@@ -190,6 +193,8 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
             log_warn("workflow trigger failed",
                      json_pack("{s:s, s:I, s:s}", "workflow", w->name, "seq", (json_int_t)ev->seq,
                                "error", err.msg));
+            if (why)
+                err_set(why, ERR_INVAL, "the trigger condition failed: %s", err.msg);
             json_decref(env);
             return 0;
         }
@@ -207,6 +212,8 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
             log_error("workflow concurrency key failed: no task",
                       json_pack("{s:s, s:I, s:s}", "workflow", w->name, "seq",
                                 (json_int_t)ev->seq, "error", err.msg));
+            if (why)
+                err_set(why, ERR_INVAL, "the workflow's concurrency key failed: %s", err.msg);
             json_decref(env);
             return 0;
         } else if (json_is_string(k)) {
@@ -247,10 +254,12 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
     if (rc < 0) {
         log_error("task.created refused", json_pack("{s:s, s:s}", "workflow", w->name, "error",
                                                      err.msg));
+        if (why)
+            err_set(why, err.code ? err.code : ERR_INVAL, "task.created refused: %s", err.msg);
         return 0;
     }
     ledger_reactor_emit(out, te);
-    return 0;
+    return 1;
 }
 
 static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out, Err *err);
@@ -331,6 +340,16 @@ static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *ou
             w = own;
     } else if (!(w = flow_catalog_find(&e->cat, name))) {
         snprintf(why, sizeof why, "no workflow named '%s' in the catalog", name);
+    } else {
+        /* the operator approved the version the proposal showed */
+        const char *version = json_string_value(json_object_get(d, "version"));
+        if (version && strcmp(version, w->version)) {
+            snprintf(why, sizeof why,
+                     "the workflow '%s' changed since it was proposed (version %.12s, now "
+                     "%.12s): submit the goal again",
+                     name, version, w->version);
+            w = NULL;
+        }
     }
     if (w && 1 > e->cfg.flow_depth_max) {
         snprintf(why, sizeof why, "causal depth limit %d", e->cfg.flow_depth_max);
@@ -341,9 +360,16 @@ static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *ou
         snprintf(key, sizeof key, "task:goal:%s", goal);
         json_t *evj = ledger_event_to_json(ev);
         const json_t *input = json_object_get(d, "input");
-        plan_one(e, rd, w, ev, evj, 1, key, input ? input : NULL, out);
+        Err perr = { 0 };
+        if (!plan_one(e, rd, w, ev, evj, 1, key, input ? input : NULL, out, &perr)) {
+            /* an approved goal whose task could not be made: not left
+             * "approved" for ever */
+            snprintf(why, sizeof why, "%s", perr.code ? perr.msg : "no task was made");
+            w = NULL;
+        }
         json_decref(evj);
-    } else {
+    }
+    if (!w) {
         log_warn("goal not started", json_pack("{s:s, s:s}", "goal", goal, "error", why));
         Event *fe = NULL;
         Err err = { 0 };
@@ -394,7 +420,7 @@ static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out
         }
         if (!evj)
             evj = ledger_event_to_json(ev);
-        plan_one(e, rd, w, ev, evj, depth + 1, NULL, NULL, out);
+        plan_one(e, rd, w, ev, evj, depth + 1, NULL, NULL, out, NULL);
     }
     json_decref(evj);
     json_decref(d);

@@ -578,26 +578,29 @@ int flow_goal_submit(Ledger *l, Store *rd, ModelRouter *router, const char *data
     json_t *tj = json_stringn(text, len);
     if (!tj)
         return err_set(err, ERR_INVAL, "text: not valid UTF-8");
-    char goal[CORE_ULID_LEN + 1];
-    core_ulid_new(goal);
-    Event *ev = NULL;
-    int rc = event_new(l, "goal.submitted", json_pack("{s:s, s:O, s:s}", "goal", goal, "text", tj,
-                                                      "by", by),
-                       NULL, &ev, err);
-    if (rc == 0)
-        rc = append_events(l, &ev, 1, err);
+    /* the catalog first: a goal that cannot be planned is not recorded
+     * (once submitted, it is always proposed or refused) */
+    FlowCatalog cat = { 0 };
+    flow_step_kinds_builtin();
+    int rc = flow_catalog_load(data_dir, &cat, NULL, NULL, err);
     if (rc < 0) {
         json_decref(tj);
         return rc;
     }
-    const char *t = json_string_value(tj);
-
-    FlowCatalog cat = { 0 };
-    flow_step_kinds_builtin();
-    if ((rc = flow_catalog_load(data_dir, &cat, NULL, NULL, err)) < 0) {
+    char goal[CORE_ULID_LEN + 1];
+    core_ulid_new(goal);
+    Event *ev = NULL;
+    rc = event_new(l, "goal.submitted", json_pack("{s:s, s:O, s:s}", "goal", goal, "text", tj,
+                                                  "by", by),
+                   NULL, &ev, err);
+    if (rc == 0)
+        rc = append_events(l, &ev, 1, err);
+    if (rc < 0) {
+        flow_catalog_done(&cat);
         json_decref(tj);
         return rc;
     }
+    const char *t = json_string_value(tj);
     json_t *wfs = json_array();
     for (size_t i = 0; i < cat.n; i++) {
         const FlowWorkflow *w = cat.items[i];
@@ -755,6 +758,10 @@ int flow__goal_approved_event(const char *goal, const char *approval, const json
         json_object_set_new(d, "kind", json_string(kind));
         json_object_set_new(d, "workflow", json_string(name));
         json_object_set_new(d, "by", json_string(by));
+        /* the version the operator saw: the planner runs no other */
+        const char *version = str(payload, "version");
+        if (version)
+            json_object_set_new(d, "version", json_string(version));
     } else {
         return err_set(err, ERR_INVAL, "payload.kind: '%.32s' is not workflow or composed", kind);
     }

@@ -185,6 +185,8 @@ cat >"$FSCRIPT" <<EOF
  {"model": "planner-bad", "content": "$(jstr "$BAD")", "repeat": 10},
  {"model": "planner-sneaky", "content": "$(jstr "$SNEAKY")", "repeat": 10},
  {"model": "planner-empty", "content": "{}", "repeat": 10},
+ {"model": "planner-mine", "content": "{\"workflow\": \"mine\"}", "repeat": 10},
+ {"model": "planner-brittle", "content": "{\"workflow\": \"brittle\"}", "repeat": 10},
  {"model": "planner-slow", "status": 404, "delay_ms": 10000, "body": {"error": {"message": "slow and gone"}}},
  {"model": "planner-emit", "content": "$(jstr "$EMIT")", "repeat": 10},
  {"model": "planner-start", "content": "$(jstr "$START")", "repeat": 10},
@@ -309,6 +311,44 @@ expect_eq "a graph with a compensation: refused" "$RC $(jget "$OUT" '$.status')"
 expect_contains "a graph with a compensation: named" "$ERR" "plan: steps[0].compensate (step 'hook')"
 expect_eq "the prompt leaves out task.start and emit" \
   "$(grep -m1 planner-comp "$TMP/fake.log" | grep -c -e '- task.start:' -e '- emit:')" 0
+
+# the operator approves the version the proposal showed: a workflow file
+# changed in between is not run in its place
+mkremote changed planner-mine
+mkdir -p "$D/workflows"
+printf 'name: mine\ndescription: first\non: {event: mine.go}\nsteps:\n  - id: a\n    do: emit\n    with: {type: mine.done}\n' >"$D/workflows/mine.yaml"
+run bureau --data "$D" goal "do mine" --json
+expect_eq "changed: proposed" "$(jget "$OUT" '$.status') $(jget "$OUT" '$.workflow')" "proposed mine"
+CG=$(jget "$OUT" '$.id')
+sed -i 's/first/second/' "$D/workflows/mine.yaml"
+run bureau --data "$D" approve "$(jget "$OUT" '$.approval')"
+idle "$D"
+expect_eq "a workflow changed since the proposal: no task" "$(q "$D" "SELECT count(*) FROM tasks")" 0
+expect_eq "a workflow changed since the proposal: the goal failed" \
+  "$(q "$D" "SELECT status FROM goals WHERE id = '$CG'")" failed
+expect_contains "a workflow changed since the proposal: says so" \
+  "$(q "$D" "SELECT error FROM goals WHERE id = '$CG'")" "changed since it was proposed"
+
+# an approved goal whose task cannot be made (its concurrency key fails)
+# is failed, not left approved
+mkremote brittle planner-brittle
+mkdir -p "$D/workflows"
+printf 'name: brittle\ndescription: breaks\non: {event: brittle.go}\nconcurrency: event.data.nope.deeper\nsteps:\n  - id: a\n    do: emit\n    with: {type: brittle.done}\n' >"$D/workflows/brittle.yaml"
+run bureau --data "$D" goal "do brittle" --json
+BG=$(jget "$OUT" '$.id')
+run bureau --data "$D" approve "$(jget "$OUT" '$.approval')"
+idle "$D"
+expect_eq "no task could be made: the goal failed" "$(q "$D" "SELECT status FROM goals WHERE id = '$BG'")" failed
+expect_contains "no task could be made: says why" \
+  "$(q "$D" "SELECT error FROM goals WHERE id = '$BG'")" "concurrency key failed"
+
+# a catalog that cannot be read: the goal is not recorded (not left submitted)
+mkremote nocat planner-mine
+rmdir "$D/workflows" 2>/dev/null; rm -rf "$D/workflows"
+printf 'x' >"$D/workflows"
+run bureau --data "$D" goal "do mine" --json
+expect_eq "unreadable catalog: an error" "$RC" 1
+expect_eq "unreadable catalog: no goal recorded" "$(q "$D" "SELECT count(*) FROM goals")" 0
 
 mkremote ghost planner-ghost
 run bureau --data "$D" goal "run the ghost" --json
