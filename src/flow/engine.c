@@ -345,8 +345,9 @@ static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *ou
         const char *version = json_string_value(json_object_get(d, "version"));
         if (version && strcmp(version, w->version)) {
             snprintf(why, sizeof why,
-                     "the workflow '%s' changed since it was proposed (version %.12s, now "
-                     "%.12s): submit the goal again",
+                     "the workflow '%s' changed since it was proposed (proposed version "
+                     "%.12s, the planner's %.12s: the file changed after the proposal, or "
+                     "after the planner started): submit the goal again",
                      name, version, w->version);
             w = NULL;
         }
