@@ -300,8 +300,8 @@ static char *plan_prompt(const char *text, const FlowCatalog *cat, const json_t 
              "Step ids are 1-64 of a-z, 0-9, - and _. A step without needs runs after the step"
              " before it. Strings in with may hold {{ lua }}: event.data.text is the goal,"
              " steps.ID.output the output of an earlier step. Every mail and webhook waits for"
-             " the operator's approval by itself; a new graph keeps every approval policy always and sets no"
-             " compensate."
+             " the operator's approval by itself; a new graph keeps every approval policy"
+             " always and sets no compensate."
              " To start a workflow, name it (the first form).\n");
     return buf_steal(&b);
 }

@@ -839,8 +839,8 @@ Test(flow_workflow, goal_graph_composed_and_refused)
           "plan: steps[1].do: 'emit' (step 'e')" },
         { "{\"steps\": [{\"id\": \"t\", \"do\": \"task.start\", \"with\": {\"workflow\": \"x\"}}]}",
           "plan: steps[0].do: 'task.start' (step 't')" },
-        { "{\"steps\": [{\"id\": \"h\", \"do\": \"webhook.post\", \"with\": {\"url\": \"https://a.example/\","
-          " \"body\": {}}, \"compensate\": {\"do\": \"webhook.post\", \"with\": {\"url\":"
+        { "{\"steps\": [{\"id\": \"h\", \"do\": \"webhook.post\","
+          " \"with\": {\"url\": \"https://a.example/\", \"body\": {}}, \"compensate\": {\"do\": \"webhook.post\", \"with\": {\"url\":"
           " \"https://b.example/\", \"body\": {}}}}]}",
           "plan: steps[0].compensate (step 'h')" },
     };
