@@ -134,6 +134,7 @@ typedef struct Req {
     size_t static_len;
     struct MHD_Response *custom; /* built by the handler (the event stream) */
     const char *allow;          /* the Allow header of a 405 */
+    const char *retry_after;    /* the Retry-After header (seconds), or NULL */
     int64_t seq;                /* for the access log; 0 when none */
     int reason;                 /* why it was refused, counted when it ends; 0: from status */
 
@@ -166,6 +167,7 @@ struct ApiServer {
     struct ApiStreams *streams;
     ApiModelsHealth models_health; /* may be NULL */
     ModelRouter *router;        /* goals: the engine's router, or NULL */
+    bool planning;              /* a goal is being planned (under mu): one at a time */
     void *models_ctx;
     pthread_mutex_t audit_mu;   /* the chain check, cached per head */
     int64_t audit_head;

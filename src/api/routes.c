@@ -799,6 +799,8 @@ void api__audit_get(Req *r)
 
 /* ---- goals ---- */
 
+#define GOAL_RETRY_AFTER_S "5" /* Retry-After of a POST /v1/goals while another plans */
+
 void api__goals_post(Req *r)
 {
     json_t *b = body_object(r);
@@ -817,12 +819,25 @@ void api__goals_post(Req *r)
         json_decref(b);
         return;
     }
+    /* A plan holds this worker thread for as long as the plan route takes
+     * (a remote model: up to its timeout); one at a time, so that the other
+     * workers keep answering every other endpoint. */
     pthread_mutex_lock(&r->srv->mu);
     ModelRouter *router = r->srv->router;
+    bool busy = router && r->srv->planning;
+    if (router && !busy)
+        r->srv->planning = true;
     pthread_mutex_unlock(&r->srv->mu);
     if (!router) {
         json_decref(b);
         api__problem(r, 503, "Service unavailable", "no planner runs in this process");
+        return;
+    }
+    if (busy) {
+        json_decref(b);
+        r->retry_after = GOAL_RETRY_AFTER_S;
+        api__problem(r, 503, "Service unavailable",
+                     "another goal is being planned; try again in a few seconds");
         return;
     }
     Err err = { 0 };
@@ -834,14 +849,19 @@ void api__goals_post(Req *r)
                                    json_string_value(text), by, &g, &err)
                 : ERR_STORE;
     json_decref(b);
+    pthread_mutex_lock(&r->srv->mu);
+    r->srv->planning = false;
+    pthread_mutex_unlock(&r->srv->mu);
     if (rc < 0) {
         flow_problem(r, rc, &err);
         return;
     }
-    /* a refusal is an answer too: the goal with its error */
+    /* a refusal is an answer too: the goal with its error; 422 when the
+     * goal or the plan was the problem, 502 when the plan route gave none */
     const char *status = json_string_value(json_object_get(g, "status"));
+    const char *reason = json_string_value(json_object_get(g, "reason"));
     bool refused = status && !strcmp(status, "refused");
-    api__json(r, refused ? 422 : 201, g);
+    api__json(r, !refused ? 201 : reason && !strcmp(reason, "model") ? 502 : 422, g);
 }
 
 void api__goals_get(Req *r)

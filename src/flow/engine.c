@@ -130,11 +130,12 @@ static bool type_matches(const char *pattern, const char *type)
 }
 
 /* Orchestration events never trigger workflows (schedule.fired does, but
- * only the workflow it names). */
+ * only the workflow it names; goal.approved only the goal's own task, so a
+ * goal starts nothing before the operator approved it). */
 static bool internal_type(const char *t)
 {
     return !strncmp(t, "task.", 5) || !strncmp(t, "step.", 5) || !strncmp(t, "workflow.", 9) ||
-           !strncmp(t, "schedule.", 9);
+           !strncmp(t, "schedule.", 9) || !strncmp(t, "goal.", 5);
 }
 
 static void enabled_load(FlowEngine *e, Store *rd)
@@ -175,9 +176,12 @@ int flow_workflow_enabled(Store *rd, const char *name, bool file_enabled, bool b
 
 /* A task of w for ev. ikey NULL: the trigger's key "task:WORKFLOW:SEQ"
  * and the workflow's `where` must hold; else ikey is the key, `where` is
- * not asked (the operator chose the workflow) and input is task.input. */
+ * not asked (the operator chose the workflow) and input is task.input.
+ * 1 when task.created was emitted; 0 when not, why (may be NULL) saying
+ * why when it was a failure. */
 static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event *ev, json_t *evj,
-                    int depth, const char *ikey_given, const json_t *input, ReactorEmit *out)
+                    int depth, const char *ikey_given, const json_t *input, ReactorEmit *out,
+                    Err *why)
 {
     Err err = { 0 };
     json_t *env = json_pack("{s:O}", "event", evj);
@@ -189,6 +193,8 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
             log_warn("workflow trigger failed",
                      json_pack("{s:s, s:I, s:s}", "workflow", w->name, "seq", (json_int_t)ev->seq,
                                "error", err.msg));
+            if (why)
+                err_set(why, ERR_INVAL, "the trigger condition failed: %s", err.msg);
             json_decref(env);
             return 0;
         }
@@ -206,6 +212,8 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
             log_error("workflow concurrency key failed: no task",
                       json_pack("{s:s, s:I, s:s}", "workflow", w->name, "seq",
                                 (json_int_t)ev->seq, "error", err.msg));
+            if (why)
+                err_set(why, ERR_INVAL, "the workflow's concurrency key failed: %s", err.msg);
             json_decref(env);
             return 0;
         } else if (json_is_string(k)) {
@@ -246,10 +254,12 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
     if (rc < 0) {
         log_error("task.created refused", json_pack("{s:s, s:s}", "workflow", w->name, "error",
                                                      err.msg));
+        if (why)
+            err_set(why, err.code ? err.code : ERR_INVAL, "task.created refused: %s", err.msg);
         return 0;
     }
     ledger_reactor_emit(out, te);
-    return 0;
+    return 1;
 }
 
 static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out, Err *err);
@@ -296,7 +306,26 @@ static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *ou
         json_decref(d);
         return;
     }
-    if (!strcmp(kind, "composed")) {
+    /* Only the goal.approved that moved the goal to approved starts it: a
+     * rejection that won a race against this approval leaves the goal
+     * rejected (the projection ignores a later goal.approved). */
+    char gstatus[16] = "";
+    int64_t approved_seq = -1;
+    StoreStmt *gs;
+    Err gerr = { 0 };
+    if (store_prepare(rd, "SELECT status, coalesce(approved_seq, -1) FROM goals WHERE id = ?1",
+                      &gs, &gerr) == 0) {
+        store_bind_text(gs, 1, goal, strlen(goal));
+        if (store_step(gs, &gerr) == STORE_ROW) {
+            snprintf(gstatus, sizeof gstatus, "%s", store_col_text(gs, 0, NULL));
+            approved_seq = store_col_int(gs, 1);
+        }
+        store_stmt_done(gs);
+    }
+    if (approved_seq != ev->seq) {
+        snprintf(why, sizeof why, "the goal is %s, not approved by this decision",
+                 gerr.code ? gerr.msg : gstatus[0] ? gstatus : "unknown");
+    } else if (!strcmp(kind, "composed")) {
         Err err = { 0 };
         char want[FLOW_NAME_MAX + 1];
         flow__goal_workflow_name(goal, want);
@@ -305,10 +334,23 @@ static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *ou
         else if (strcmp(own->name, want))
             snprintf(why, sizeof why, "the approved graph is named '%s', not '%s'", own->name,
                      want);
+        else if (flow__goal_graph_check(own, &err) < 0)
+            snprintf(why, sizeof why, "the approved graph is refused: %s", err.msg);
         else
             w = own;
     } else if (!(w = flow_catalog_find(&e->cat, name))) {
         snprintf(why, sizeof why, "no workflow named '%s' in the catalog", name);
+    } else {
+        /* the operator approved the version the proposal showed */
+        const char *version = json_string_value(json_object_get(d, "version"));
+        if (version && strcmp(version, w->version)) {
+            snprintf(why, sizeof why,
+                     "the workflow '%s' changed since it was proposed (proposed version "
+                     "%.12s, the planner's %.12s: the file changed after the proposal, or "
+                     "after the planner started): submit the goal again",
+                     name, version, w->version);
+            w = NULL;
+        }
     }
     if (w && 1 > e->cfg.flow_depth_max) {
         snprintf(why, sizeof why, "causal depth limit %d", e->cfg.flow_depth_max);
@@ -319,9 +361,16 @@ static void plan_goal(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *ou
         snprintf(key, sizeof key, "task:goal:%s", goal);
         json_t *evj = ledger_event_to_json(ev);
         const json_t *input = json_object_get(d, "input");
-        plan_one(e, rd, w, ev, evj, 1, key, input ? input : NULL, out);
+        Err perr = { 0 };
+        if (!plan_one(e, rd, w, ev, evj, 1, key, input ? input : NULL, out, &perr)) {
+            /* an approved goal whose task could not be made: not left
+             * "approved" for ever */
+            snprintf(why, sizeof why, "%s", perr.code ? perr.msg : "no task was made");
+            w = NULL;
+        }
         json_decref(evj);
-    } else {
+    }
+    if (!w) {
         log_warn("goal not started", json_pack("{s:s, s:s}", "goal", goal, "error", why));
         Event *fe = NULL;
         Err err = { 0 };
@@ -372,7 +421,7 @@ static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out
         }
         if (!evj)
             evj = ledger_event_to_json(ev);
-        plan_one(e, rd, w, ev, evj, depth + 1, NULL, NULL, out);
+        plan_one(e, rd, w, ev, evj, depth + 1, NULL, NULL, out, NULL);
     }
     json_decref(evj);
     json_decref(d);

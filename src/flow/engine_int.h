@@ -116,6 +116,13 @@ void flow__goal_workflow_name(const char *goal, char out[FLOW_NAME_MAX + 1]);
 int flow__goal_compose(const char *goal, const char *text, const json_t *graph,
                        const char *data_dir, const FlowCatalog *cat, FlowWorkflow **ret,
                        Err *err);
+/* What a composed graph may not hold, whatever the validator accepts: an
+ * effect or approval step whose policy is not always, a `compensate` (it
+ * is sent after the approval without asking again), task.start and emit
+ * (they start workflows whose gates the operator did not see). ERR_INVAL
+ * with every problem, one a line, "plan: steps[N].KEY: message". Run when
+ * the graph is proposed, approved and planned. */
+int flow__goal_graph_check(const FlowWorkflow *w, Err *err);
 /* The goal.approved event of an approved (payload: the preview) or edited
  * proposal; ERR_INVAL naming the payload's field when it does not hold. */
 int flow__goal_approved_event(const char *goal, const char *approval, const json_t *payload,

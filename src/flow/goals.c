@@ -8,6 +8,7 @@
  * graph is checked by the workflow validator when it is proposed and again
  * when it is approved (an edit may change it), so nothing the validator
  * refuses ever reaches the ledger as a definition. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 #define GOAL_DOC_MAX (16 * 1024)  /* bytes of one workflow's text for matching */
 #define GOAL_DESCRIPTION_MAX 500  /* bytes of a composed graph's description */
 #define GOAL_TITLE_MAX 100        /* bytes of the goal in the inbox title */
-#define GOAL_PLAN_TOKENS 2000     /* output budget of a composed graph */
+#define GOAL_PLAN_TOKENS 2000     /* output budget of a plan (a composed graph fits) */
 
 static const char *str(const json_t *o, const char *k)
 {
@@ -175,6 +176,47 @@ static char *strip_positions(const char *report)
     return buf_steal(&b);
 }
 
+/* Kinds a goal's graph may not use: they start workflows (task.start
+ * directly, emit through an event some workflow is triggered by) whose own
+ * gates may be auto or never, out of the operator's sight. */
+static bool kind_refused(const char *kind)
+{
+    return !strcmp(kind, "task.start") || !strcmp(kind, "emit");
+}
+
+int flow__goal_graph_check(const FlowWorkflow *w, Err *err)
+{
+    /* Whatever the graph says, what it would send waits for the operator:
+     * a planner must not be able to turn an approval off or get around it. */
+    Buf b;
+    buf_init(&b, 0);
+    for (size_t i = 0; i < w->n_steps; i++) {
+        const FlowStepDef *s = &w->steps[i];
+        const char *policy = json_string_value(json_object_get(s->approval, "policy"));
+        if ((flow_kind_is_effect(s->kind) || !strcmp(s->kind, "approval")) && policy &&
+            strcmp(policy, "always"))
+            buf_printf(&b, "%splan: steps[%zu].approval.policy: '%s': a goal's graph asks "
+                           "the operator before anything leaves (policy always)",
+                       b.len ? "\n" : "", i, policy);
+        if (kind_refused(s->kind))
+            buf_printf(&b, "%splan: steps[%zu].do: '%s' (step '%s'): a goal's graph may not "
+                           "start workflows or append events (what they start would not wait "
+                           "for this approval); name a workflow of the catalog instead",
+                       b.len ? "\n" : "", i, s->kind, s->id);
+        if (s->compensate)
+            buf_printf(&b, "%splan: steps[%zu].compensate (step '%s'): a goal's graph may not "
+                           "set a compensation (it would be sent without asking again)",
+                       b.len ? "\n" : "", i, s->id);
+    }
+    if (b.len) {
+        err_set(err, ERR_INVAL, "%s", buf_cstr(&b));
+        buf_done(&b);
+        return ERR_INVAL;
+    }
+    buf_done(&b);
+    return 0;
+}
+
 int flow__goal_compose(const char *goal, const char *text, const json_t *graph,
                        const char *data_dir, const FlowCatalog *cat, FlowWorkflow **ret,
                        Err *err)
@@ -218,26 +260,10 @@ int flow__goal_compose(const char *goal, const char *text, const json_t *graph,
         return err->code ? err->code : ERR_INVAL;
     }
     free(report);
-    /* Whatever the graph says, what it would send waits for the operator:
-     * a planner must not be able to turn an approval off. */
-    Buf gates;
-    buf_init(&gates, 0);
-    for (size_t i = 0; i < w->n_steps; i++) {
-        const FlowStepDef *s = &w->steps[i];
-        const char *policy = json_string_value(json_object_get(s->approval, "policy"));
-        if ((flow_kind_is_effect(s->kind) || !strcmp(s->kind, "approval")) && policy &&
-            strcmp(policy, "always"))
-            buf_printf(&gates, "%splan: steps[%zu].approval.policy: '%s': a goal's graph asks "
-                               "the operator before anything leaves (policy always)",
-                       gates.len ? "\n" : "", i, policy);
-    }
-    if (gates.len) {
-        err_set(err, ERR_INVAL, "%s", buf_cstr(&gates));
-        buf_done(&gates);
+    if (flow__goal_graph_check(w, err) < 0) {
         flow_workflow_free(w);
         return ERR_INVAL;
     }
-    buf_done(&gates);
     if ((data_dir || cat) && flow_workflow_check_refs(w, data_dir, cat, err) < 0) {
         flow_workflow_free(w);
         return err->code;
@@ -262,7 +288,7 @@ static char *plan_prompt(const char *text, const FlowCatalog *cat, const json_t 
     buf_puts(&b, "\nStep kinds for a new graph (kind: what it does and its `with` inputs):\n");
     size_t i;
     const json_t *k;
-    json_array_foreach(kinds, i, k)
+    json_array_foreach(kinds, i, k) if (!kind_refused(str(k, "kind")))
         buf_printf(&b, "- %s: %s\n", str(k, "kind"), str(k, "inputs") ? str(k, "inputs") : "");
     buf_puts(&b,
              "\nAnswer with one JSON object, either\n"
@@ -274,7 +300,9 @@ static char *plan_prompt(const char *text, const FlowCatalog *cat, const json_t 
              "Step ids are 1-64 of a-z, 0-9, - and _. A step without needs runs after the step"
              " before it. Strings in with may hold {{ lua }}: event.data.text is the goal,"
              " steps.ID.output the output of an earlier step. Every mail and webhook waits for"
-             " the operator's approval by itself.\n");
+             " the operator's approval by itself; a new graph keeps every approval policy"
+             " always and sets no compensate."
+             " To start a workflow, name it (the first form).\n");
     return buf_steal(&b);
 }
 
@@ -347,6 +375,16 @@ static void refuse(Plan *p, const char *reason, const char *fmt, ...)
     }
 }
 
+/* A model's score or confidence as a number in [0, 1] (a model may say
+ * 7 or -1), or NULL when it gave none. */
+static json_t *unit_score(const json_t *v)
+{
+    if (!json_is_number(v))
+        return NULL;
+    double x = json_number_value(v);
+    return json_real(isnan(x) || x < 0 ? 0 : x > 1 ? 1 : x);
+}
+
 /* A workflow of the catalog, named by the model or matched by the local
  * tier. */
 static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
@@ -362,9 +400,9 @@ static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
         json_object_set(input, k, v);
         n = json_object_size(input);
     }
-    const json_t *score = json_object_get(out, "score");
-    if (!json_is_number(score))
-        score = json_object_get(out, "confidence");
+    json_t *score = unit_score(json_object_get(out, "score"));
+    if (!score)
+        score = unit_score(json_object_get(out, "confidence"));
     Buf trig;
     buf_init(&trig, 0);
     trigger_text(w, &trig);
@@ -375,9 +413,10 @@ static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
     buf_done(&trig);
     p->proposed = json_pack("{s:s, s:s, s:s, s:s, s:o}", "goal", p->goal, "kind", "workflow",
                             "workflow", w->name, "version", w->version, "input", input);
-    if (json_is_number(score)) {
-        json_object_set(p->preview, "score", (json_t *)score);
-        json_object_set(p->proposed, "score", (json_t *)score);
+    if (score) {
+        json_object_set(p->preview, "score", score);
+        json_object_set(p->proposed, "score", score);
+        json_decref(score);
     }
     /* The task will start without asking the workflow's `where` (the
      * operator chose it); say when the goal's data would not pass it. */
@@ -399,6 +438,36 @@ static void propose_match(Plan *p, const FlowWorkflow *w, const json_t *out)
         flow_lua_free(L);
         json_decref(env);
     }
+    /* The operator approves the workflow, not each of its effects: say
+     * which of them would not wait for a decision of their own. */
+    Buf gates;
+    buf_init(&gates, 0);
+    json_t *policies = json_array();
+    for (size_t i = 0; i < w->n_steps; i++) {
+        const FlowStepDef *s = &w->steps[i];
+        if (!flow_kind_is_effect(s->kind) && strcmp(s->kind, "approval"))
+            continue;
+        const char *policy = json_string_value(json_object_get(s->approval, "policy"));
+        policy = policy ? policy : "always";
+        json_array_append_new(policies, json_pack("{s:s, s:s, s:s}", "step", s->id, "kind",
+                                                  s->kind, "policy", policy));
+        if (strcmp(policy, "always"))
+            buf_printf(&gates, "%s%s (%s, policy %s)", gates.len ? ", " : "", s->id, s->kind,
+                       policy);
+    }
+    if (json_array_size(policies))
+        json_object_set_new(p->preview, "approvals", policies);
+    else
+        json_decref(policies);
+    if (gates.len) {
+        const char *prev = json_string_value(json_object_get(p->preview, "warning"));
+        char warn[1400];
+        snprintf(warn, sizeof warn,
+                 "%s%sthese steps of the workflow do not always ask before they act: %.900s",
+                 prev ? prev : "", prev ? "; " : "", buf_cstr(&gates));
+        json_object_set_new(p->preview, "warning", json_string(warn));
+    }
+    buf_done(&gates);
     if (json_object_get(out, "ranking")) {
         json_object_set(p->preview, "ranking", json_object_get(out, "ranking"));
         json_object_set(p->proposed, "ranking", json_object_get(out, "ranking"));
@@ -415,8 +484,9 @@ static void propose_graph(Plan *p, const FlowWorkflow *w, const json_t *out)
     p->proposed = json_pack("{s:s, s:s, s:s, s:s, s:O}", "goal", p->goal, "kind", "composed",
                             "workflow", w->name, "version", w->version, "definition",
                             w->definition);
-    if (json_is_number(json_object_get(out, "confidence")))
-        json_object_set(p->proposed, "score", json_object_get(out, "confidence"));
+    json_t *conf = unit_score(json_object_get(out, "confidence"));
+    if (conf)
+        json_object_set_new(p->proposed, "score", conf);
 }
 
 static void plan_outcome(Plan *p, const char *data_dir, const FlowCatalog *cat)
@@ -508,26 +578,29 @@ int flow_goal_submit(Ledger *l, Store *rd, ModelRouter *router, const char *data
     json_t *tj = json_stringn(text, len);
     if (!tj)
         return err_set(err, ERR_INVAL, "text: not valid UTF-8");
-    char goal[CORE_ULID_LEN + 1];
-    core_ulid_new(goal);
-    Event *ev = NULL;
-    int rc = event_new(l, "goal.submitted", json_pack("{s:s, s:O, s:s}", "goal", goal, "text", tj,
-                                                      "by", by),
-                       NULL, &ev, err);
-    if (rc == 0)
-        rc = append_events(l, &ev, 1, err);
+    /* the catalog first: a goal that cannot be planned is not recorded
+     * (once submitted, it is always proposed or refused) */
+    FlowCatalog cat = { 0 };
+    flow_step_kinds_builtin();
+    int rc = flow_catalog_load(data_dir, &cat, NULL, NULL, err);
     if (rc < 0) {
         json_decref(tj);
         return rc;
     }
-    const char *t = json_string_value(tj);
-
-    FlowCatalog cat = { 0 };
-    flow_step_kinds_builtin();
-    if ((rc = flow_catalog_load(data_dir, &cat, NULL, NULL, err)) < 0) {
+    char goal[CORE_ULID_LEN + 1];
+    core_ulid_new(goal);
+    Event *ev = NULL;
+    rc = event_new(l, "goal.submitted", json_pack("{s:s, s:O, s:s}", "goal", goal, "text", tj,
+                                                  "by", by),
+                   NULL, &ev, err);
+    if (rc == 0)
+        rc = append_events(l, &ev, 1, err);
+    if (rc < 0) {
+        flow_catalog_done(&cat);
         json_decref(tj);
         return rc;
     }
+    const char *t = json_string_value(tj);
     json_t *wfs = json_array();
     for (size_t i = 0; i < cat.n; i++) {
         const FlowWorkflow *w = cat.items[i];
@@ -549,7 +622,7 @@ int flow_goal_submit(Ledger *l, Store *rd, ModelRouter *router, const char *data
     ModelCall call = { .route = GOAL_ROUTE, .force = true,
                        .req = { .task = GOAL_ROUTE, .system = plan_system, .prompt = prompt,
                                 .schema = schema, .context = context,
-                                .max_output_tokens = 0 } };
+                                .max_output_tokens = GOAL_PLAN_TOKENS } };
     ModelResult res = { 0 };
     Err cerr = { 0 };
     if (model_router_call(router, rd, &call, &res, &cerr) < 0) {
@@ -628,6 +701,8 @@ int flow_goal_submit(Ledger *l, Store *rd, ModelRouter *router, const char *data
             ledger_event_free(evs[i]);
     if (rc == 0)
         rc = flow_goal_get(rd, goal, ret, err);
+    if (rc == 0 && p.refused)
+        json_object_set(*ret, "reason", json_object_get(p.refused, "reason"));
     if (rc == 0 && p.refused && !json_object_get(*ret, "graph") &&
         json_object_get(p.refused, "graph"))
         json_object_set(*ret, "graph", json_object_get(p.refused, "graph"));
@@ -683,6 +758,10 @@ int flow__goal_approved_event(const char *goal, const char *approval, const json
         json_object_set_new(d, "kind", json_string(kind));
         json_object_set_new(d, "workflow", json_string(name));
         json_object_set_new(d, "by", json_string(by));
+        /* the version the operator saw: the planner runs no other */
+        const char *version = str(payload, "version");
+        if (version)
+            json_object_set_new(d, "version", json_string(version));
     } else {
         return err_set(err, ERR_INVAL, "payload.kind: '%.32s' is not workflow or composed", kind);
     }

@@ -419,14 +419,25 @@ int flow_approval_decide(Ledger *l, Store *rd, const char *id, const char *decis
                 ledger_event_free(evs[i]);
         if (rc < 0)
             return rc;
+        if (res[0].duplicate) /* another decision came first (a race past the check above) */
+            return err_set(err, ERR_EXISTS, "approval %s was decided already (concurrently)",
+                           id);
         seq = res[0].seq;
         if (ret)
             *ret = json_pack("{s:s, s:s, s:s, s:n, s:s, s:I}", "approval", id, "decision", decision,
                              "goal", task, "task", "step", step, "seq", (json_int_t)seq);
         return 0;
     }
-    if ((rc = append(l, "approval.decided", d, key, &seq, err)) < 0)
+    Event *dev = NULL;
+    rc = ledger_event_new("approval.decided", "operator", NULL, d, key, ledger_limits(l), &dev,
+                          err);
+    json_decref(d);
+    LedgerAppendResult dr = { 0 };
+    if (rc == 0 && (rc = ledger_append(l, &dev, 1, &dr, err)) == 0 && dr.duplicate)
+        rc = err_set(err, ERR_EXISTS, "approval %s was decided already (concurrently)", id);
+    if (rc < 0)
         return rc;
+    seq = dr.seq;
     if (ret)
         *ret = json_pack("{s:s, s:s, s:s, s:s, s:I}", "approval", id, "decision", decision, "task",
                          task, "step", step, "seq", (json_int_t)seq);

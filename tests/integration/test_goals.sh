@@ -69,15 +69,21 @@ expect_eq "a match whose trigger condition fails on the goal's data says so" \
   "$(q "$L" "SELECT json_extract(a.preview, '$.warning') IS NOT NULL FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'reply to support%'")" 1
 expect_eq "a match whose condition holds (the goal gives the address) has no warning" \
   "$(q "$L" "SELECT json_extract(a.preview, '$.warning') IS NULL FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'answer the lead%'")" 1
-expect_eq "ten proposals wait in the inbox" \
-  "$(bureau --data "$L" inbox --json | grep -c '"effect_kind":"goal"')" 10
+expect_contains "a match with an effect that does not ask (content-pipeline's publish): the preview warns" \
+  "$(q "$L" "SELECT json_extract(a.preview, '$.warning') FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'publish an article%'")" \
+  "publish (webhook.post, policy never)"
+expect_eq "a match shows its effect steps' policies" \
+  "$(q "$L" "SELECT json_extract(a.preview, '$.approvals[0].step') || ' ' || json_extract(a.preview, '$.approvals[0].policy') FROM goals g JOIN approvals a ON a.id = g.approval_id WHERE g.text LIKE 'answer the lead%'")" \
+  "reply always"
+expect_eq "eleven proposals wait in the inbox" \
+  "$(bureau --data "$L" inbox --json | grep -c '"effect_kind":"goal"')" 11
 expect_eq "no task.created before an approval" \
   "$(q "$L" "SELECT count(*) FROM events WHERE type = 'task.created'")" 0
 idle "$L"
 expect_eq "no task after the engine ran either" \
   "$(q "$L" "SELECT count(*) FROM tasks")" 0
 expect_eq "every plan call is a model.called on the plan route" \
-  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '$.route') = 'plan'")" 13
+  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '$.route') = 'plan'")" 14
 
 # goal -> approval id, by the text's prefix
 goal_of() { q "$1" "SELECT id FROM goals WHERE text LIKE '$2%' ORDER BY submitted_seq DESC LIMIT 1"; }
@@ -95,6 +101,23 @@ expect_eq "rejected goal: no task, no goal.approved" \
   "$(q "$L" "SELECT count(*) FROM events WHERE type IN ('task.created', 'goal.approved')")" 0
 run bureau --data "$L" approve "$(approval_of "$L" "$G")"
 expect_eq "a rejected goal cannot be approved after" "$RC" 1
+
+# a rejection and an approval racing: both read the approval pending, the
+# rejection is appended first. Its approval.decided (with no approval id, so
+# the inbox still reads pending: what the approving request saw) takes the
+# key; the approval must answer an error and start nothing.
+G=$(goal_of "$L" "welcome new paying customers")
+A=$(approval_of "$L" "$G")
+printf '{"type":"approval.decided","source":"race","idempotency_key":"approval.decided:%s","data":{"goal":"%s","decision":"reject","by":"racer","reason":"race"}}' "$A" "$G" |
+  bureau --data "$L" ingest >/dev/null 2>&1
+expect_eq "race: the goal is rejected" "$(q "$L" "SELECT status FROM goals WHERE id = '$G'")" rejected
+run bureau --data "$L" approve "$A"
+expect_eq "race: the losing approval is an error, not a success" "$RC" 1
+expect_contains "race: says it was decided already" "$ERR" "decided already"
+idle "$L"
+expect_eq "race: no task for the rejected goal" \
+  "$(q "$L" "SELECT count(*) FROM events WHERE type = 'task.created' AND json_extract(data, '$.trigger_seq') IN (SELECT seq FROM events WHERE type = 'goal.approved' AND json_extract(data, '$.goal') = '$G')")" 0
+expect_eq "race: the goal stays rejected" "$(q "$L" "SELECT status FROM goals WHERE id = '$G'")" rejected
 
 # approve a scheduled workflow: it runs now, not enabled, as the operator chose
 G=$(goal_of "$L" "send renewal reminders")
@@ -122,13 +145,37 @@ expect_eq "lead goal: its reply waits for approval, to the address in the goal" 
   "ann@example.com"
 run bureau --data "$L" goals --json
 expect_eq "goals --json: one line per recorded goal (not the empty or oversize ones)" \
-  "$(printf '%s\n' "$OUT" | grep -c '"id"')" 13
+  "$(printf '%s\n' "$OUT" | grep -c '"id"')" 14
 expect_contains "goals: the started goal shows its task's state" "$OUT" '"task_status":"running"'
+
+# a workflow of the operator's on goal events starts nothing: not before
+# the approval (goal.submitted, goal.proposed), nor beside the goal's task
+W2=$TMP/ontrig
+bureau --data "$W2" init >/dev/null 2>&1
+mkdir -p "$W2/workflows"
+DIRS+=("$W2")
+for pat in goal.submitted 'goal.*'; do
+  n=$(printf '%s' "$pat" | tr -c 'a-z\n' x)
+  printf 'name: echo-%s\non:\n  event: "%s"\nsteps:\n  - id: e\n    do: emit\n    with: {type: echo.seen}\n' "$n" "$pat" >"$W2/workflows/echo-$n.yaml"
+done
+run bureau --data "$W2" goal "send renewal reminders to customers whose retainer ends soon" --json
+expect_eq "goal events: proposed" "$(jget "$OUT" '$.status')" proposed
+idle "$W2"
+expect_eq "a workflow on goal.submitted / goal.*: no task before the approval" \
+  "$(q "$W2" "SELECT count(*) FROM tasks")" 0
+run bureau --data "$W2" approve "$(jget "$OUT" '$.approval')"
+idle "$W2"
+expect_eq "after the approval: only the goal's task" \
+  "$(q "$W2" "SELECT group_concat(workflow) FROM tasks")" renewal-watch
 
 # ---- a remote model composes graphs ----------------------------------------------
 
 FSCRIPT=$TMP/fake.json
-GOOD='{"description": "Summarise the goal and record a note.", "steps": [{"id": "sum", "do": "model.summarize", "with": {"text": "{{ event.data.text }}", "max_chars": 80}}, {"id": "note", "do": "emit", "needs": ["sum"], "with": {"type": "note.created", "data": {"summary": "{{ steps.sum.output.summary }}", "goal": "{{ event.data.goal }}"}}}]}'
+GOOD='{"description": "Summarise the goal and record a note.", "steps": [{"id": "sum", "do": "model.summarize", "with": {"text": "{{ event.data.text }}", "max_chars": 80}}, {"id": "note", "do": "lua", "needs": ["sum"], "with": {"script": "note", "args": {"summary": "{{ steps.sum.output.summary }}", "goal": "{{ event.data.goal }}"}}}]}'
+# graphs that would get around the operator's approval of each effect
+EMIT='{"steps": [{"id": "sum", "do": "model.summarize", "with": {"text": "{{ event.data.text }}"}}, {"id": "fake", "do": "emit", "with": {"type": "form.submitted", "data": {"email": "x@example.com"}}}]}'
+START='{"steps": [{"id": "go", "do": "task.start", "with": {"workflow": "content-pipeline"}}]}'
+COMP='{"steps": [{"id": "hook", "do": "webhook.post", "with": {"url": "https://example.com/a", "body": {}}, "compensate": {"do": "webhook.post", "with": {"url": "https://evil.example.com/b", "body": {}}}}]}'
 BAD='{"description": "Broken.", "steps": [{"id": "a", "do": "send_mail", "with": {"to": "x@example.com"}}, {"id": "b", "do": "emit", "needs": ["c"], "with": {"type": "x.y"}}, {"id": "c", "do": "emit", "needs": ["b"], "with": {"type": "x.z"}}]}'
 SNEAKY='{"steps": [{"id": "mail", "do": "email.send", "with": {"to": "all@example.com", "subject": "Hi", "text": "Buy now"}, "approval": {"policy": "never"}}]}'
 jstr() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
@@ -138,8 +185,14 @@ cat >"$FSCRIPT" <<EOF
  {"model": "planner-bad", "content": "$(jstr "$BAD")", "repeat": 10},
  {"model": "planner-sneaky", "content": "$(jstr "$SNEAKY")", "repeat": 10},
  {"model": "planner-empty", "content": "{}", "repeat": 10},
+ {"model": "planner-mine", "content": "{\"workflow\": \"mine\"}", "repeat": 10},
+ {"model": "planner-brittle", "content": "{\"workflow\": \"brittle\"}", "repeat": 10},
+ {"model": "planner-slow", "status": 404, "delay_ms": 10000, "body": {"error": {"message": "slow and gone"}}},
+ {"model": "planner-emit", "content": "$(jstr "$EMIT")", "repeat": 10},
+ {"model": "planner-start", "content": "$(jstr "$START")", "repeat": 10},
+ {"model": "planner-comp", "content": "$(jstr "$COMP")", "repeat": 10},
  {"model": "planner-ghost", "content": "{\"workflow\": \"no-such-flow\"}", "repeat": 10},
- {"model": "planner-pick", "content": "{\"workflow\": \"lead-intake\", \"input\": {\"email\": \"bo@example.com\", \"name\": \"Bo\", \"goal\": \"spoof\"}}", "repeat": 10},
+ {"model": "planner-pick", "content": "{\"workflow\": \"lead-intake\", \"confidence\": 7, \"input\": {\"email\": \"bo@example.com\", \"name\": \"Bo\", \"goal\": \"spoof\"}}", "repeat": 10},
  {"default": true, "status": 404, "body": {"error": {"message": "no such case"}}}
 ]
 EOF
@@ -167,12 +220,14 @@ models:
       model: $2
       price: {input_per_mtok: 1, output_per_mtok: 2}
   routes:
-    plan: {candidates: [big], max_output_tokens: 2000}
+    plan: {candidates: [big]}
 EOF
   DIRS+=("$D")
 }
 
 mkremote composed planner-ok
+mkdir -p "$D/agents"
+printf 'return { summary = args.summary, goal = args.goal }\n' >"$D/agents/note.lua"
 run bureau --data "$D" goal "note down what I want" --json
 expect_eq "composed: proposed" "$(jget "$OUT" '$.status')" proposed
 expect_eq "composed: kind" "$(jget "$OUT" '$.kind')" composed
@@ -180,9 +235,11 @@ G=$(jget "$OUT" '$.id')
 W=$(jget "$OUT" '$.workflow')
 expect_eq "composed: named for the goal" "$W" "goal-$(printf '%s' "$G" | tr 'A-Z' 'a-z')"
 expect_eq "composed: planned by the remote model" "$(jget "$OUT" '$.provider')/$(jget "$OUT" '$.model')" "big/planner-ok"
-expect_eq "composed: the proposal shows the steps" "$(jget "$OUT" '$.proposal.steps[1].do')" emit
+expect_eq "composed: the proposal shows the steps" "$(jget "$OUT" '$.proposal.steps[1].do')" lua
 expect_contains "composed: the prompt lists the step kinds and their inputs" \
   "$(grep -m1 planner-ok "$TMP/fake.log")" "memory.renewals: announce retainers"
+expect_contains "composed: the plan asks for 2000 output tokens (not the route's default 512)" \
+  "$(grep -m1 planner-ok "$TMP/fake.log" | tr -d ' ')" '"max_tokens":2000'
 expect_contains "composed: the prompt lists the workflows" \
   "$(grep -m1 planner-ok "$TMP/fake.log")" "renewal-watch:"
 expect_eq "composed: its definition is in goal.proposed" \
@@ -198,8 +255,8 @@ expect_eq "composed: the task succeeded" "$(q "$D" "SELECT status FROM tasks WHE
 expect_eq "composed: both steps succeeded" \
   "$(q "$D" "SELECT group_concat(step_id || ':' || status, ' ') FROM (SELECT * FROM task_steps WHERE task_id = '$T' ORDER BY step_id)")" \
   "note:succeeded sum:succeeded"
-expect_eq "composed: the note was emitted with the summary" \
-  "$(q "$D" "SELECT json_extract(data, '$.summary') FROM events WHERE type = 'note.created'")" \
+expect_eq "composed: the note step got the summary" \
+  "$(q "$D" "SELECT json_extract(output, '$.summary') FROM task_steps WHERE task_id = '$T' AND step_id = 'note'")" \
   "note down what I want"
 expect_eq "composed: the definition is stored once, by version" \
   "$(q "$D" "SELECT count(*) FROM task_definitions WHERE workflow = '$W'")" 1
@@ -240,6 +297,59 @@ expect_contains "a graph that turns an approval off: named" "$ERR" "plan: steps[
 expect_eq "a graph that turns an approval off: nothing proposed" \
   "$(q "$D" "SELECT count(*) FROM approvals")" 0
 
+for c in "emit|1|fake|emit" "start|0|go|task.start"; do
+  IFS='|' read -r m i sid kind <<<"$c"
+  mkremote "graph-$m" "planner-$m"
+  run bureau --data "$D" goal "do it quietly" --json
+  expect_eq "a graph with $kind: refused" "$RC $(jget "$OUT" '$.status')" "1 refused"
+  expect_contains "a graph with $kind: the step named" "$ERR" "plan: steps[$i].do: '$kind' (step '$sid')"
+  expect_eq "a graph with $kind: nothing proposed" "$(q "$D" "SELECT count(*) FROM approvals")" 0
+done
+mkremote graph-comp planner-comp
+run bureau --data "$D" goal "post it" --json
+expect_eq "a graph with a compensation: refused" "$RC $(jget "$OUT" '$.status')" "1 refused"
+expect_contains "a graph with a compensation: named" "$ERR" "plan: steps[0].compensate (step 'hook')"
+expect_eq "the prompt leaves out task.start and emit" \
+  "$(grep -m1 planner-comp "$TMP/fake.log" | grep -c -e '- task.start:' -e '- emit:')" 0
+
+# the operator approves the version the proposal showed: a workflow file
+# changed in between is not run in its place
+mkremote changed planner-mine
+mkdir -p "$D/workflows"
+printf 'name: mine\ndescription: first\non: {event: mine.go}\nsteps:\n  - id: a\n    do: emit\n    with: {type: mine.done}\n' >"$D/workflows/mine.yaml"
+run bureau --data "$D" goal "do mine" --json
+expect_eq "changed: proposed" "$(jget "$OUT" '$.status') $(jget "$OUT" '$.workflow')" "proposed mine"
+CG=$(jget "$OUT" '$.id')
+sed -i 's/first/second/' "$D/workflows/mine.yaml"
+run bureau --data "$D" approve "$(jget "$OUT" '$.approval')"
+idle "$D"
+expect_eq "a workflow changed since the proposal: no task" "$(q "$D" "SELECT count(*) FROM tasks")" 0
+expect_eq "a workflow changed since the proposal: the goal failed" \
+  "$(q "$D" "SELECT status FROM goals WHERE id = '$CG'")" failed
+expect_contains "a workflow changed since the proposal: says so" \
+  "$(q "$D" "SELECT error FROM goals WHERE id = '$CG'")" "changed since it was proposed"
+
+# an approved goal whose task cannot be made (its concurrency key fails)
+# is failed, not left approved
+mkremote brittle planner-brittle
+mkdir -p "$D/workflows"
+printf 'name: brittle\ndescription: breaks\non: {event: brittle.go}\nconcurrency: event.data.nope.deeper\nsteps:\n  - id: a\n    do: emit\n    with: {type: brittle.done}\n' >"$D/workflows/brittle.yaml"
+run bureau --data "$D" goal "do brittle" --json
+BG=$(jget "$OUT" '$.id')
+run bureau --data "$D" approve "$(jget "$OUT" '$.approval')"
+idle "$D"
+expect_eq "no task could be made: the goal failed" "$(q "$D" "SELECT status FROM goals WHERE id = '$BG'")" failed
+expect_contains "no task could be made: says why" \
+  "$(q "$D" "SELECT error FROM goals WHERE id = '$BG'")" "concurrency key failed"
+
+# a catalog that cannot be read: the goal is not recorded (not left submitted)
+mkremote nocat planner-mine
+rmdir "$D/workflows" 2>/dev/null; rm -rf "$D/workflows"
+printf 'x' >"$D/workflows"
+run bureau --data "$D" goal "do mine" --json
+expect_eq "unreadable catalog: an error" "$RC" 1
+expect_eq "unreadable catalog: no goal recorded" "$(q "$D" "SELECT count(*) FROM goals")" 0
+
 mkremote ghost planner-ghost
 run bureau --data "$D" goal "run the ghost" --json
 expect_eq "unknown workflow named by the model: refused" "$(jget "$OUT" '$.status')" refused
@@ -255,6 +365,7 @@ run bureau --data "$D" goal "get back to Bo" --json
 expect_eq "model picks a workflow: proposed" "$(jget "$OUT" '$.workflow')" lead-intake
 expect_eq "model's input: kept" "$(jget "$OUT" '$.proposal.input.email')" bo@example.com
 PG=$(jget "$OUT" '$.id')
+expect_eq "a model's confidence of 7 is clamped to 1" "$(q "$D" "SELECT score FROM goals WHERE id = '$PG'")" 1.0
 run bureau --data "$D" approve "$(jget "$OUT" '$.approval')"
 idle "$D"
 expect_eq "model's input: the trigger's data, reserved keys kept" \
@@ -303,6 +414,34 @@ expect_eq "serve exits 0" "$SRV_RC" 0
 idle "$H"
 expect_eq "the goal approved over HTTP ran" \
   "$(q "$H" "SELECT t.status FROM goals g JOIN tasks t ON t.id = g.task_id WHERE g.id = '$HG'")" succeeded
+
+# one plan at a time over HTTP (a remote plan holds a worker thread), and a
+# plan route that gives no plan is a 502, not a 422
+mkremote hslow planner-slow
+SD=$D
+TJ=$(bureau --data "$SD" token create --name goals --json 2>/dev/null)
+AUTH=(-H "Authorization: Bearer $(jget "$TJ" '$.token')" -H 'Content-Type: application/json')
+if serve_start "$SD" --listen 127.0.0.1:0; then ok "serve (remote plan route) starts"; else not_ok "serve (remote plan route) starts" "$SRV_LINE $(cat "$SRV_LOG")"; exit 1; fi
+curl -sS --noproxy '*' --max-time 60 -X POST "${AUTH[@]}" --data '{"text": "plan this slowly"}' \
+  -o "$TMP/slow.body" -w '%{http_code}' "$SRV_URL/v1/goals" >"$TMP/slow.code" 2>/dev/null &
+SLOW=$!
+bg_track "$SLOW"
+deadline=$((SECONDS + 30))
+until [ "$(q "$SD" "SELECT count(*) FROM goals")" = 1 ] || [ $SECONDS -ge $deadline ]; do :; done
+http POST /v1/goals "${AUTH[@]}" --data '{"text": "and this one at once"}'
+expect_eq "a second POST /v1/goals while one plans: 503" "$CODE" 503
+expect_contains "the 503 says when to retry" "$HDRS" "Retry-After: 5"
+expect_eq "the refused second goal is not recorded" "$(q "$SD" "SELECT count(*) FROM goals")" 1
+http GET /v1/goals "${AUTH[@]}"
+expect_eq "other endpoints answer while a plan runs" "$CODE" 200
+wait "$SLOW"
+expect_eq "a plan route that gives no plan: 502" "$(cat "$TMP/slow.code")" 502
+expect_eq "the 502 carries the refused goal, reason model" \
+  "$(jget "$(cat "$TMP/slow.body")" '$.status') $(jget "$(cat "$TMP/slow.body")" '$.reason')" "refused model"
+http POST /v1/goals "${AUTH[@]}" --data '{"text": "and now this one"}'
+expect_eq "after the plan ended, the next one is planned (502: the model is still gone)" "$CODE" 502
+serve_stop
+expect_eq "serve (remote plan route) exits 0" "$SRV_RC" 0
 
 # ---- replay and audit ------------------------------------------------------------
 

@@ -800,7 +800,7 @@ Test(flow_workflow, goal_graph_composed_and_refused)
     json_t *g = NULL;
     Err err = { 0 };
     const char *good = "{\"description\": \"Note it.\", \"steps\": ["
-                       "{\"id\": \"a\", \"do\": \"emit\", \"with\": {\"type\": \"note.made\"}},"
+                       "{\"id\": \"a\", \"do\": \"model.summarize\", \"with\": {\"text\": \"x\"}},"
                        "{\"id\": \"b\", \"do\": \"wait\", \"needs\": [\"a\"],"
                        " \"with\": {\"duration\": \"1h\"}}]}";
     cr_assert_eq(core_json_parse(good, strlen(good), &g, &err), 0, "%s", err.msg);
@@ -832,6 +832,17 @@ Test(flow_workflow, goal_graph_composed_and_refused)
         { "{\"steps\": [{\"id\": \"m\", \"do\": \"email.send\", \"with\": {\"to\": \"a@b.example\","
           " \"subject\": \"s\", \"text\": \"t\"}, \"approval\": {\"policy\": \"auto\", \"min_confidence\": 0.5}}]}",
           "plan: steps[0].approval.policy: 'auto'" },
+        /* what would start workflows (with gates of their own) or send
+         * after the approval without asking again */
+        { "{\"steps\": [{\"id\": \"s\", \"do\": \"model.summarize\", \"with\": {\"text\": \"x\"}},"
+          " {\"id\": \"e\", \"do\": \"emit\", \"with\": {\"type\": \"form.submitted\"}}]}",
+          "plan: steps[1].do: 'emit' (step 'e')" },
+        { "{\"steps\": [{\"id\": \"t\", \"do\": \"task.start\", \"with\": {\"workflow\": \"x\"}}]}",
+          "plan: steps[0].do: 'task.start' (step 't')" },
+        { "{\"steps\": [{\"id\": \"h\", \"do\": \"webhook.post\","
+          " \"with\": {\"url\": \"https://a.example/\", \"body\": {}}, \"compensate\": {\"do\": \"webhook.post\", \"with\": {\"url\":"
+          " \"https://b.example/\", \"body\": {}}}}]}",
+          "plan: steps[0].compensate (step 'h')" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         g = NULL;
