@@ -670,6 +670,25 @@ static size_t shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **
     return n;
 }
 
+/* Whether the router called a provider (an attempt not skipped). */
+static bool attempted(const json_t *attempts)
+{
+    size_t i;
+    const json_t *a;
+    json_array_foreach(attempts, i, a) {
+        if (strcmp(or_empty(str(a, "outcome")), "skipped"))
+            return true;
+    }
+    return false;
+}
+
+/* The reason the router gave for skipping the first candidate. */
+static const char *skipped_why(const json_t *attempts)
+{
+    const char *why = str(json_array_get(attempts, 0), "error");
+    return why ? why : "no candidate";
+}
+
 #define SHADOW_LEASE "model.shadows"
 #define SHADOW_LEASE_MS (10 * 60 * 1000)
 
@@ -705,6 +724,14 @@ int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, in
                 log_warn("shadow run", json_pack("{s:s, s:s}", "task", j->task, "error", e2.msg));
             } else if (res.status == MODEL_CALL_PARKED) {
                 json_object_set_new(rep, "stopped", json_string(res.error));
+            } else if (res.status != MODEL_CALL_OK && !attempted(res.attempts)) {
+                /* the router skipped the shadow without calling it (its
+                 * breaker, a rate limit, the SLA, max_cost_usd): the rest
+                 * would be skipped the same way, wait for the next pass */
+                char why[700];
+                snprintf(why, sizeof why, "the shadow %s was not called: %s", j->route->shadow,
+                         skipped_why(res.attempts));
+                json_object_set_new(rep, "stopped", json_string(why));
             } else {
                 ran++;
                 if (res.status == MODEL_CALL_OK)
@@ -741,22 +768,37 @@ struct ModelShadowRunner {
 };
 
 #define SHADOW_PASS_MAX 16
-#define SHADOW_WAIT_MS 1000 /* how long a wait lasts before the stop flag is seen */
+#define SHADOW_WAIT_MS 1000     /* how long a wait lasts before the stop flag is seen */
+#define SHADOW_BACKOFF_MS 60000 /* after a pass that stopped, before the next one */
 
 static void *shadow_main(void *arg)
 {
     ModelShadowRunner *s = arg;
-    int64_t seen = -1;
+    int64_t seen = -1, not_before = 0;
+    char last_stop[300] = "";
     while (!atomic_load(&s->stop)) {
         bool inside = false;
-        model_batch_next(s->cfg, core_time_now_ms(), &inside);
+        int64_t now = core_time_now_ms();
+        model_batch_next(s->cfg, now, &inside);
         int64_t head = ledger_head_seq(s->l);
-        if (inside && head != seen) {
+        if (inside && head != seen && now >= not_before) {
             json_t *rep = NULL;
             Err err = { 0 };
-            if (model_shadow_run(s->r, s->l, s->rd, s->cfg, SHADOW_PASS_MAX, &rep, &err) < 0)
+            if (model_shadow_run(s->r, s->l, s->rd, s->cfg, SHADOW_PASS_MAX, &rep, &err) < 0) {
                 log_warn("shadow run", json_pack("{s:s}", "error", err.msg));
-            bool more = rep && json_integer_value(json_object_get(rep, "ran")) >= SHADOW_PASS_MAX;
+                not_before = now + SHADOW_BACKOFF_MS;
+            }
+            const char *stopped = json_string_value(json_object_get(rep, "stopped"));
+            /* ran counts calls made: a full pass made progress, go on at once */
+            bool more = !stopped && json_integer_value(json_object_get(rep, "ran")) >= SHADOW_PASS_MAX;
+            if (stopped) { /* a budget, a skipped shadow, another process: later */
+                not_before = now + SHADOW_BACKOFF_MS;
+                if (strncmp(stopped, last_stop, sizeof last_stop - 1))
+                    log_info("shadow runs stopped", json_pack("{s:s}", "reason", stopped));
+                snprintf(last_stop, sizeof last_stop, "%s", stopped);
+            } else {
+                last_stop[0] = '\0';
+            }
             json_decref(rep);
             seen = more ? -1 : head;
             if (more)

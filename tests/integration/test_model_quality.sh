@@ -367,6 +367,41 @@ expect_eq "shadow: stats show 2 runs, their mean disagreement and cost" \
   "$(jget "$OUT" '$.routes[0].shadows[0].provider') $(jget "$OUT" '$.routes[0].shadows[0].n') $(jget "$OUT" '$.routes[0].shadows[0].compared') $(printf '%.6f' "$(jget "$OUT" '$.routes[0].shadows[0].mean_disagreement')") $(printf '%.6f' "$(jget "$OUT" '$.routes[0].shadows[0].cost_usd')")" \
   "cheap 2 2 $want 0.014000"
 
+# ---- a shadow the router always skips stops the pass ---------------------
+
+# the shadow's worst case ($0.008: 8 output tokens at $1000/Mtok) is above the
+# route's max_cost_usd: the router skips it without calling it, 20 approved
+# drafts or not; the pass stops at the first, says why, and counts no run
+mkdata skipped <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov cheap cheap-m 0 1000)
+  routes:
+    draft:
+      candidates: [inc]
+      max_output_tokens: 8
+      max_cost_usd: 0.001
+      shadow: {candidate: cheap}
+EOF
+: >"$TMP/skip.ndjson"
+for i in $(seq 1 20); do
+  printf '{"type":"model.called","source":"test","data":{"route":"draft","provider":"inc","model":"mid-m","outcome":"ok","cost_usd":0,"latency_ms":5,"task":"S%d","step":"draft","template":"reply@abc","workflow":"reply","role":"incumbent","request":"s%d","prompt":"Hi Person%d","max_output_tokens":8}}\n' "$i" "$i" "$i"
+  printf '{"type":"approval.requested","source":"test","data":{"approval":"SA%d","task":"S%d","step":"send","attempt":1,"kind":"email.send","preview":{"text":"%s"}}}\n' "$i" "$i" "$MID"
+  printf '{"type":"approval.decided","source":"test","data":{"approval":"SA%d","task":"S%d","step":"send","attempt":1,"decision":"approve","by":"cli"}}\n' "$i" "$i"
+done >"$TMP/skip.ndjson"
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/skip.ndjson"
+expect_eq "skipped: 20 approved drafts with their requests" \
+  "$RC $(q "$D" "SELECT count(*) FROM model_outcomes o JOIN model_drafts d ON d.task_id = o.task_id AND d.step_id = o.draft_step WHERE o.decision = 'approve' AND d.prompt IS NOT NULL")" "0 20"
+before_cheap=$(nreq cheap-m)
+run timeout 60 "$BUREAU" --data "$D" batch run
+expect_contains "skipped: batch run ends, counts no run and says why the shadows stopped" "$RC $OUT" \
+  "0 batch run recorded"
+expect_contains "skipped: the reason is the route's max_cost_usd" "$OUT" \
+  "shadow runs: 0 (0 answered, 0 failed); stopped: the shadow cheap was not called: may cost up to \$0.0080, more than the route's max_cost_usd \$0.0010"
+expect_eq "skipped: no request reached the shadow, no model.called for it" \
+  "$(($(nreq cheap-m) - before_cheap)) $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'")" "0 0"
+
 # ---- shadows in serve, while the batch window is open ----------------------
 
 h=$((10#$(date -u +%H)))
