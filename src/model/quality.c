@@ -394,22 +394,29 @@ const char *model_canary_state_name(ModelCanaryState s)
     return names[s];
 }
 
-ModelCanaryState model_canary_state(Store *rd, const ModelRouteConfig *route, int64_t *ret_since)
+/* The state of route's canary; on a read error (or no reader), ERR_* with
+ * *ret NONE: the route's configured order, never a canary back in service. */
+static int canary_state(Store *rd, const ModelRouteConfig *route, ModelCanaryState *ret,
+                        int64_t *ret_since, Err *err)
 {
+    *ret = MODEL_CANARY_NONE;
     if (ret_since)
         *ret_since = 0;
     if (!route->canary[0])
-        return MODEL_CANARY_NONE;
+        return 0;
+    if (!rd)
+        return err_set(err, ERR_INTERNAL, "route %s: no store to read the canary's state",
+                       route->name);
     StoreStmt *st;
-    Err err = { 0 };
-    ModelCanaryState s = MODEL_CANARY_ACTIVE;
-    if (!rd || store_prepare(rd, "SELECT candidate, state, seq FROM model_canaries WHERE route = ?1",
-                             &st, &err) < 0)
-        return s;
+    int rc = store_prepare(rd, "SELECT candidate, state, seq FROM model_canaries WHERE route = ?1",
+                           &st, err);
+    if (rc < 0)
+        return rc;
     store_bind_text(st, 1, route->name, strlen(route->name));
-    if (store_step(st, &err) == STORE_ROW) {
-        if (ret_since)
-            *ret_since = store_col_int(st, 2);
+    ModelCanaryState s = MODEL_CANARY_ACTIVE;
+    int64_t since = 0;
+    if ((rc = store_step(st, err)) == STORE_ROW) {
+        since = store_col_int(st, 2);
         /* a decision on another candidate: the configured one is a new trial */
         if (!strcmp(or_empty(store_col_text(st, 0, NULL)), route->canary))
             s = !strcmp(or_empty(store_col_text(st, 1, NULL)), "promoted")
@@ -417,6 +424,22 @@ ModelCanaryState model_canary_state(Store *rd, const ModelRouteConfig *route, in
                     : MODEL_CANARY_ROLLED_BACK;
     }
     store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    *ret = s;
+    if (ret_since)
+        *ret_since = since;
+    return 0;
+}
+
+ModelCanaryState model_canary_state(Store *rd, const ModelRouteConfig *route, int64_t *ret_since)
+{
+    ModelCanaryState s;
+    Err err = { 0 };
+    if (canary_state(rd, route, &s, ret_since, &err) < 0)
+        log_warn("model canary state unknown: the route's configured order",
+                 json_pack("{s:s, s:s, s:s}", "route", route->name, "candidate", route->canary,
+                           "error", err.msg));
     return s;
 }
 
@@ -509,7 +532,10 @@ int model_canary_evaluate(Ledger *l, Store *rd, const Config *cfg, json_t **ret,
     for (size_t k = 0; k < cfg->n_model_routes; k++) {
         const ModelRouteConfig *route = &cfg->model_routes[k];
         int64_t since = 0;
-        if (model_canary_state(rd, route, &since) != MODEL_CANARY_ACTIVE)
+        ModelCanaryState cs;
+        if ((rc = canary_state(rd, route, &cs, &since, err)) < 0)
+            break;
+        if (cs != MODEL_CANARY_ACTIVE)
             continue;
         Side c, i;
         if ((rc = sides(rd, route, since, &c, &i, err)) < 0)
@@ -569,7 +595,10 @@ int model_canary_decide(Ledger *l, Store *rd, const Config *cfg, const char *nam
     if (!route)
         return err_set(err, ERR_NOTFOUND, "route: no route '%.40s' in models.routes", name);
     int64_t since = 0;
-    ModelCanaryState s = model_canary_state(rd, route, &since);
+    ModelCanaryState s;
+    int rc = canary_state(rd, route, &s, &since, err);
+    if (rc < 0)
+        return rc;
     if (s == MODEL_CANARY_NONE)
         return err_set(err, ERR_NOTFOUND, "route %s has no canary (models.routes.%s.canary)",
                        route->name, route->name);
@@ -577,8 +606,7 @@ int model_canary_decide(Ledger *l, Store *rd, const Config *cfg, const char *nam
         return err_set(err, ERR_EXISTS, "route %s: the canary %s is %s already", route->name,
                        route->canary, model_canary_state_name(s));
     Side c, i;
-    int rc = sides(rd, route, since, &c, &i, err);
-    if (rc < 0)
+    if ((rc = sides(rd, route, since, &c, &i, err)) < 0)
         return rc;
     char why[600];
     snprintf(why, sizeof why, "by hand%s%.500s", reason && *reason ? ": " : "",

@@ -53,7 +53,10 @@ const char *model_canary_state_name(ModelCanaryState s);
 
 /* The state of route's configured canary from the ledger (the projection);
  * *ret_since (may be NULL): the seq of the route's last canary decision (0:
- * none), after which outcomes count for the current trial. */
+ * none), after which outcomes count for the current trial. When the state
+ * cannot be read (no reader, a store error), logs it and returns NONE: the
+ * route's configured order, so a rolled-back canary never takes calls
+ * again by mistake. */
 ModelCanaryState model_canary_state(Store *rd, const ModelRouteConfig *route,
                                     int64_t *ret_since);
 

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "helpers.h"
 #include "model/quality.h"
+#include "store/store.h"
 
 static double ed(const char *a, const char *b)
 {
@@ -146,4 +148,37 @@ Test(model_quality, body_text)
     free(t);
     json_decref(p);
     free(big);
+}
+
+/* A canary's state from the store; when it cannot be read, no canary (the
+ * route's configured order): a rolled-back canary never comes back. */
+Test(model_quality, canary_state_read_error_is_no_canary)
+{
+    ModelRouteConfig route = { .name = "draft", .candidates = { "mid" }, .n_candidates = 1,
+                               .canary = "bad" };
+    cr_assert_eq(model_canary_state(NULL, &route, NULL), MODEL_CANARY_NONE);
+    char *dir = test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/q.db", dir);
+    StoreOptions o = { .create = true };
+    Store *s = NULL;
+    Err e = { 0 };
+    cr_assert_eq(store_open(path, &o, &s, &e), 0, "%s", e.msg);
+    int64_t since = -1;
+    /* no model_canaries table: a read error */
+    cr_assert_eq(model_canary_state(s, &route, &since), MODEL_CANARY_NONE);
+    cr_assert_eq(since, 0);
+    cr_assert_eq(store_exec(s, "CREATE TABLE model_canaries(route TEXT PRIMARY KEY,"
+                               " candidate TEXT, state TEXT, seq INTEGER, at TEXT, by TEXT,"
+                               " reason TEXT)", &e), 0, "%s", e.msg);
+    cr_assert_eq(model_canary_state(s, &route, &since), MODEL_CANARY_ACTIVE);
+    cr_assert_eq(store_exec(s, "INSERT INTO model_canaries VALUES ('draft', 'bad',"
+                               " 'rolled_back', 42, '', 'rule', '')", &e), 0, "%s", e.msg);
+    cr_assert_eq(model_canary_state(s, &route, &since), MODEL_CANARY_ROLLED_BACK);
+    cr_assert_eq(since, 42);
+    /* another candidate configured: a new trial */
+    snprintf(route.canary, sizeof route.canary, "good");
+    cr_assert_eq(model_canary_state(s, &route, &since), MODEL_CANARY_ACTIVE);
+    store_close(s);
+    test_rmdir(dir);
 }
