@@ -720,6 +720,20 @@ static const char *skipped_why(const json_t *attempts)
 #define SHADOW_LEASE "model.shadows"
 #define SHADOW_LEASE_MS (10 * 60 * 1000)
 
+/* How long one shadow call may last at most: its provider's timeout, or
+ * the route's SLA when shorter. */
+static int shadow_timeout_ms(const Config *cfg, const ModelRouteConfig *route)
+{
+    int t = 30000;
+    for (size_t k = 0; k < cfg->n_model_providers; k++)
+        if (!strcmp(cfg->model_providers[k].name, route->shadow) &&
+            cfg->model_providers[k].timeout_ms > 0)
+            t = cfg->model_providers[k].timeout_ms;
+    if (route->max_latency_ms > 0 && route->max_latency_ms < t)
+        t = route->max_latency_ms;
+    return t;
+}
+
 int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, int max,
                      json_t **ret, Err *err)
 {
@@ -738,6 +752,19 @@ int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, in
     for (size_t i = 0; i < n; i++) {
         ShadowJob *j = &jobs[i];
         if (!json_is_string(json_object_get(rep, "stopped"))) {
+            /* the lease outlives the call about to start, or the pass stops:
+             * another process never runs the same shadows meanwhile */
+            Err el = { 0 };
+            int kept = ledger_lease_acquire(rd, SHADOW_LEASE, me,
+                                            SHADOW_LEASE_MS + shadow_timeout_ms(cfg, j->route), &el);
+            if (kept <= 0) {
+                char why[600];
+                snprintf(why, sizeof why, "the lease %s %s", SHADOW_LEASE,
+                         kept == 0 ? "was taken by another process" : el.msg);
+                json_object_set_new(rep, "stopped", json_string(why));
+                job_free(j);
+                continue;
+            }
             ModelCall call = {
                 .route = j->route->name, .workflow = *j->workflow ? j->workflow : NULL,
                 .task_id = j->task, .step_id = j->step, .template_name = j->template_name,

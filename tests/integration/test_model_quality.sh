@@ -36,6 +36,8 @@ cat >"$FSCRIPT" <<EOF
  {"model": "mid-m", "content": "$MID", "repeat": 1000},
  {"model": "bad-m", "content": "$BAD", "repeat": 1000},
  {"model": "cheap-m", "content": "$CHEAP", "repeat": 1000},
+ {"model": "slow-m", "content": "$CHEAP", "delay_ms": 5000},
+ {"model": "slow-m", "content": "$CHEAP", "repeat": 1000},
  {"default": true, "status": 404, "body": {"error": {"message": "no such case"}}}
 ]
 EOF
@@ -401,6 +403,46 @@ expect_contains "skipped: the reason is the route's max_cost_usd" "$OUT" \
   "shadow runs: 0 (0 answered, 0 failed); stopped: the shadow cheap was not called: may cost up to \$0.0080, more than the route's max_cost_usd \$0.0010"
 expect_eq "skipped: no request reached the shadow, no model.called for it" \
   "$(($(nreq cheap-m) - before_cheap)) $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'")" "0 0"
+
+# ---- a pass that lost its lease stops before its next call ---------------
+
+# the first shadow answer takes 5 s; meanwhile another holder takes the lease
+# "model.shadows" (as if it had expired): the pass renews the lease before
+# each call, finds it taken, and stops after the one call under way
+mkdata lease <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov slow slow-m 0 0)
+  routes:
+    draft:
+      candidates: [inc]
+      shadow: {candidate: slow}
+EOF
+sed -e 's/"S\([0-9]*\)"/"L\1"/g' -e 's/"SA\([0-9]*\)"/"LA\1"/g' "$TMP/skip.ndjson" | head -n 9 >"$TMP/lease.ndjson"
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/lease.ndjson"
+expect_eq "lease: 3 approved drafts" "$RC $(q "$D" "SELECT count(*) FROM model_outcomes WHERE decision = 'approve'")" "0 3"
+exec {FLOG}< <(tail -n 0 -F "$LOG" 2>/dev/null)
+bg_track $!
+"$BUREAU" --data "$D" batch run >"$TMP/lease.out" 2>"$TMP/lease.err" &
+BR_PID=$!
+bg_track "$BR_PID"
+got_call=""
+deadline=$((SECONDS + 60))
+while [ -z "$got_call" ] && [ $SECONDS -lt $deadline ] && IFS= read -r -t 60 fl <&"$FLOG"; do
+  [[ $fl == *'"model":"slow-m"'* ]] && got_call=1
+done
+# the lease as another process would take it once this one's had expired
+q "$D" "UPDATE leases SET holder = 'another-process', expires_ms = 9999999999999 WHERE name = 'model.shadows'"
+wait "$BR_PID"
+BR_RC=$?
+exec {FLOG}<&-
+expect_eq "lease: the first shadow call was under way when the lease was taken" "$got_call" 1
+expect_contains "lease: batch run made that one call and stopped: the lease was taken" "$BR_RC $(cat "$TMP/lease.out")" \
+  "shadow runs: 1 (1 answered, 0 failed); stopped: the lease model.shadows was taken by another process"
+expect_eq "lease: one request reached the shadow, one model.called for it; the lease is the other's still" \
+  "$(jl "$LOG" "count(*) FILTER (WHERE json_extract(value, '\$.model') = 'slow-m')") $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'") $(q "$D" "SELECT holder FROM leases WHERE name = 'model.shadows'")" \
+  "1 1 another-process"
 
 # ---- shadows in serve, while the batch window is open ----------------------
 
