@@ -456,7 +456,8 @@ static json_t *side_json(const Side *s)
                      s->n ? s->cost / (double)s->n : 0.0);
 }
 
-/* The decided outcomes of route's canary and of its incumbent since seq. */
+/* The decided outcomes of route's canary and of its incumbent (the route's
+ * first candidate) since seq. */
 static int sides(Store *rd, const ModelRouteConfig *route, int64_t since, Side *canary,
                  Side *incumbent, Err *err)
 {
@@ -467,7 +468,8 @@ static int sides(Store *rd, const ModelRouteConfig *route, int64_t since, Side *
                            "SELECT role, count(*), sum(decision = 'edit'), sum(decision = 'reject'),"
                            " sum(cost_usd) FROM model_outcomes WHERE route = ?1"
                            " AND decision IS NOT NULL AND requested_seq > ?2"
-                           " AND ((role = 'canary' AND provider = ?3) OR role = 'incumbent')"
+                           " AND ((role = 'canary' AND provider = ?3)"
+                           " OR (role = 'incumbent' AND provider = ?4))"
                            " GROUP BY role",
                            &st, err);
     if (rc < 0)
@@ -475,6 +477,9 @@ static int sides(Store *rd, const ModelRouteConfig *route, int64_t since, Side *
     store_bind_text(st, 1, route->name, strlen(route->name));
     store_bind_int(st, 2, since);
     store_bind_text(st, 3, route->canary, strlen(route->canary));
+    /* the incumbent is the route's first candidate: a fallback to another
+     * provider is not its answer */
+    store_bind_text(st, 4, route->candidates[0], strlen(route->candidates[0]));
     while ((rc = store_step(st, err)) == STORE_ROW) {
         Side *s = !strcmp(or_empty(store_col_text(st, 0, NULL)), "canary") ? canary : incumbent;
         s->n = store_col_int(st, 1);
@@ -971,7 +976,7 @@ static json_t *route_entry(json_t *routes, const char *name, const Config *cfg, 
         if (cs == MODEL_CANARY_PROMOTED)
             json_array_append_new(cands, json_string(rc->canary));
         for (int k = 0; k < rc->n_candidates; k++)
-            if (cs != MODEL_CANARY_PROMOTED || strcmp(rc->candidates[k], rc->canary))
+            if (cs == MODEL_CANARY_NONE || strcmp(rc->candidates[k], rc->canary))
                 json_array_append_new(cands, json_string(rc->candidates[k]));
         if (rc->canary[0]) {
             json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f}", "candidate", rc->canary,

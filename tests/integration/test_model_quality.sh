@@ -276,6 +276,68 @@ expect_eq "pricey: every draft approved, yet rolled back for its cost" \
   "model.canary.rolled_back 0.0 0.0 0.018"
 expect_contains "pricey: the reason names the ceiling" "$(jget "$ev" '$.reason')" "cost per draft \$0.018000 > max_cost_usd \$0.010000"
 
+# ---- the canary is no fallback, and the incumbent is the first candidate --
+
+# good is the canary and also listed after inc, whose model is down (the fake
+# answers 404): a request picked for the canary goes to good, any other one
+# is inc's alone and fails: good never answers it as the incumbent
+mkdata fallback <<EOF
+models:
+  providers:
+$(prov inc down-m 0 0)
+$(prov good good-m 0 0)
+  routes:
+    draft:
+      candidates: [inc, good]
+      canary: {candidate: good, percent: 50}
+EOF
+before_good=$(nreq good-m)
+nfail=0
+for i in $(seq 1 8); do
+  run bureau --data "$D" models call draft --text "question number $i" --json
+  [ "$RC" -ne 0 ] && nfail=$((nfail + 1))
+done
+expect_eq "fallback: the canary answered only the requests picked for it, each as the canary" \
+  "$(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.provider') = 'good' AND json_extract(data, '\$.role') = 'canary'") $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.provider') = 'good' AND json_extract(data, '\$.role') IS NOT 'canary'")" \
+  "$((8 - nfail)) 0"
+if [ "$nfail" -ge 1 ] && [ "$nfail" -le 7 ]; then ok "fallback: the others ($nfail of 8) were inc's alone and failed"; else
+  not_ok "fallback: both sides had requests" "$nfail of 8 failed"; fi
+run bureau --data "$D" models canary draft --rollback --reason "testing"
+expect_eq "fallback: rolled back by hand" "$RC" 0
+before_good=$(nreq good-m)
+for i in $(seq 1 8); do run bureau --data "$D" models call draft --text "question number $i" --json; done
+expect_eq "fallback: a rolled-back canary listed in candidates takes no more calls" "$(($(nreq good-m) - before_good))" 0
+run bureau --data "$D" models stats --route draft --json
+expect_eq "fallback: the effective candidates leave the rolled-back canary out" "$(jget "$OUT" '$.routes[0].candidates')" '["inc"]'
+
+# the incumbent side of the rule is the route's first candidate: outcomes of
+# a fallback to another provider (here the canary's) do not count for it
+mkdata sides <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov good good-m 0 0)
+  routes:
+    draft:
+      candidates: [inc, good]
+      canary: {candidate: good, percent: 50, min_sample: 50}
+EOF
+: >"$TMP/sides.ndjson"
+side() { # N PROVIDER ROLE DECISION
+  printf '{"type":"model.called","source":"test","data":{"route":"draft","provider":"%s","model":"m","outcome":"ok","cost_usd":0,"latency_ms":5,"task":"D%d","step":"draft","template":"reply@abc","workflow":"reply","role":"%s","request":"d%d"}}\n' "$2" "$1" "$3" "$1"
+  printf '{"type":"approval.requested","source":"test","data":{"approval":"DA%d","task":"D%d","step":"send","attempt":1,"kind":"email.send","preview":{"text":"x"}}}\n' "$1" "$1"
+  printf '{"type":"approval.decided","source":"test","data":{"approval":"DA%d","task":"D%d","step":"send","attempt":1,"decision":"%s","by":"cli"}}\n' "$1" "$1" "$4"
+} >>"$TMP/sides.ndjson"
+side 1 good canary approve; side 2 good canary approve
+side 3 inc incumbent approve; side 4 inc incumbent approve
+side 5 good incumbent reject; side 6 good incumbent reject
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/sides.ndjson"
+run bureau --data "$D" models canary draft --promote
+ev=$(q "$D" "SELECT data FROM events WHERE type = 'model.canary.promoted'")
+expect_eq "sides: the incumbent's figures are inc's alone (2 approved), not the fallbacks to good" \
+  "$(jget "$ev" '$.incumbent') $(jget "$ev" '$.incumbent_outcomes.n') $(jget "$ev" '$.incumbent_outcomes.reject_rate') $(jget "$ev" '$.canary.n')" \
+  "inc 2 0.0 2"
+
 # ---- by hand -----------------------------------------------------------------
 
 mkdata hand <<EOF
