@@ -100,8 +100,15 @@ double model_edit_distance(const char *a, size_t alen, const char *b, size_t ble
     while (suf < m - pre && suf < n - pre && x[m - 1 - suf] == y[n - 1 - suf])
         suf++;
     size_t mm = m - pre - suf, nn = n - pre - suf;
-    size_t wm = mm < MODEL_EDIT_WINDOW ? mm : MODEL_EDIT_WINDOW;
-    size_t wn = nn < MODEL_EDIT_WINDOW ? nn : MODEL_EDIT_WINDOW;
+    size_t wm = mm, wn = nn; /* the window compared exactly: at most MODEL_EDIT_CELLS cells */
+    if (mm > 0 && nn > MODEL_EDIT_CELLS / mm) {
+        if (mm <= MODEL_EDIT_WINDOW) /* the shorter whole, of the longer what fits */
+            wn = MODEL_EDIT_CELLS / mm;
+        else if (nn <= MODEL_EDIT_WINDOW)
+            wm = MODEL_EDIT_CELLS / nn;
+        else
+            wm = wn = MODEL_EDIT_WINDOW;
+    }
     size_t d = levenshtein(x + pre, wm, y + pre, wn);
     size_t rm = mm - wm, rn = nn - wn;
     d += rm > rn ? rm : rn; /* beyond the window: wholly different */

@@ -69,6 +69,37 @@ Test(model_quality, edit_distance_long_texts)
     free(b);
 }
 
+/* The exact window is bounded in DP cells (MODEL_EDIT_CELLS), not per text:
+ * a short middle against a long one is exact; two long middles are compared
+ * over MODEL_EDIT_WINDOW code points each, the rest counts as different. */
+Test(model_quality, edit_distance_window_in_cells)
+{
+    /* 4990 x, "hello", y against "hello", z: delete the x's, change y to z */
+    size_t n = 4996;
+    char *a = malloc(n + 1);
+    memset(a, 'x', 4990);
+    memcpy(a + 4990, "helloy", 6);
+    a[n] = '\0';
+    near(model_edit_distance(a, n, "helloz", 6), 4991.0 / (double)n);
+    free(a);
+    /* two long middles with two changes far apart: exact when they fit in
+     * the cells, an upper bound past the window when they do not */
+    size_t small = MODEL_EDIT_WINDOW, big = 3 * MODEL_EDIT_WINDOW;
+    char *x = malloc(big + 1), *y = malloc(big + 1);
+    for (size_t i = 0; i < big; i++)
+        x[i] = y[i] = (char)('a' + i % 26);
+    x[big] = y[big] = '\0';
+    y[0] = y[small - 1] = '#';
+    near(model_edit_distance(x, small, y, small), 2.0 / (double)small);
+    y[small - 1] = x[small - 1];
+    y[big - 1] = '#';
+    /* middles of 3 x WINDOW each: WINDOW compared exactly (1 edit), the
+     * remaining 2 x WINDOW counted as different */
+    near(model_edit_distance(x, big, y, big), (1.0 + 2.0 * (double)small) / (double)big);
+    free(x);
+    free(y);
+}
+
 Test(model_quality, wilson_published_values)
 {
     double lo, hi;
