@@ -670,17 +670,20 @@ static void job_free(ShadowJob *j)
 
 /* Up to max jobs: approved drafts of routes with a shadow that the shadow
  * has not answered, oldest decision first. The rows are streamed, so drafts
- * outside the shadow's share never crowd the others out. */
-static size_t shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **ret, Err *err)
+ * outside the shadow's share never crowd the others out. On a read error,
+ * no jobs (*ret NULL, *ret_n 0) and the error. */
+static int shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **ret, size_t *ret_n,
+                       Err *err)
 {
     ShadowJob *jobs = NULL;
     size_t n = 0;
-    for (size_t k = 0; k < cfg->n_model_routes && n < max; k++) {
+    int rc = 0;
+    for (size_t k = 0; k < cfg->n_model_routes && n < max && rc >= 0; k++) {
         const ModelRouteConfig *route = &cfg->model_routes[k];
         if (!route->shadow[0])
             continue;
         StoreStmt *st;
-        if (store_prepare(rd,
+        if ((rc = store_prepare(rd,
                           "SELECT o.task_id, o.draft_step, o.workflow, d.system, d.prompt,"
                           " d.max_output_tokens, d.template FROM model_outcomes o"
                           " JOIN model_drafts d ON d.task_id = o.task_id"
@@ -690,11 +693,11 @@ static size_t shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **
                           " WHERE s.task_id = o.task_id AND s.step_id = o.draft_step"
                           " AND s.provider = ?2)"
                           " ORDER BY o.decided_seq",
-                          &st, err) < 0)
+                          &st, err)) < 0)
             break;
         store_bind_text(st, 1, route->name, strlen(route->name));
         store_bind_text(st, 2, route->shadow, strlen(route->shadow));
-        while (n < max && store_step(st, err) == STORE_ROW) {
+        while (n < max && (rc = store_step(st, err)) == STORE_ROW) {
             const char *task = store_col_text(st, 0, NULL), *step = store_col_text(st, 1, NULL);
             if (!task || !step || !shadow_share(route, task, step))
                 continue;
@@ -711,8 +714,16 @@ static size_t shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **
         }
         store_stmt_done(st);
     }
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            job_free(&jobs[i]);
+        free(jobs);
+        jobs = NULL;
+        n = 0;
+    }
     *ret = jobs;
-    return n;
+    *ret_n = n;
+    return rc < 0 ? rc : 0;
 }
 
 /* Whether the router called a provider (an attempt not skipped). */
@@ -764,7 +775,14 @@ int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, in
         goto done;
     }
     ShadowJob *jobs;
-    size_t n = shadow_jobs(rd, cfg, max > 0 ? (size_t)max : 0, &jobs, err);
+    size_t n;
+    int rc = shadow_jobs(rd, cfg, max > 0 ? (size_t)max : 0, &jobs, &n, err);
+    if (rc < 0) { /* the pass fails: the caller says why */
+        Err e3 = { 0 };
+        ledger_lease_release(rd, SHADOW_LEASE, me, &e3);
+        json_decref(rep);
+        return rc;
+    }
     int ran = 0, ok = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
         ShadowJob *j = &jobs[i];

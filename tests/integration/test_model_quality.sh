@@ -466,6 +466,24 @@ expect_contains "skipped: the reason is the route's max_cost_usd" "$OUT" \
 expect_eq "skipped: no request reached the shadow, no model.called for it" \
   "$(($(nreq cheap-m) - before_cheap)) $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'")" "0 0"
 
+# ---- a shadow pass that cannot read its jobs fails, saying why ------------
+
+mkdata broken <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov cheap cheap-m 0 0)
+  routes:
+    draft:
+      candidates: [inc]
+      shadow: {candidate: cheap}
+EOF
+q "$D" "ALTER TABLE model_shadows RENAME TO model_shadows_gone"
+run bureau --data "$D" batch run
+if [ "$RC" -ne 0 ] && [[ $ERR == *"no such table: model_shadows"* ]]; then ok "broken: batch run fails with the read error, not '0 shadow runs'"; else
+  not_ok "broken: batch run fails with the read error" "rc $RC: $OUT $ERR"; fi
+DIRS=("${DIRS[@]:0:${#DIRS[@]}-1}")
+
 # ---- a pass that lost its lease stops before its next call ---------------
 
 # the first shadow answer takes 5 s; meanwhile another holder takes the lease
