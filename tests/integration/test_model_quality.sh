@@ -528,6 +528,32 @@ expect_eq "lease: one request reached the shadow, one model.called for it; the l
 
 h=$((10#$(date -u +%H)))
 WIN=$(printf '%02d:00-%02d:00' $(((h + 23) % 24)) $(((h + 2) % 24)))
+# the skipped shadow in serve: the runner stops its pass, logs why once and
+# makes no call (it used to count each skip as a run and loop at once)
+mkdata skipsrv <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov cheap cheap-m 0 1000)
+  routes:
+    draft:
+      candidates: [inc]
+      max_output_tokens: 8
+      max_cost_usd: 0.001
+      shadow: {candidate: cheap}
+  batch: {window: "$WIN", timezone: UTC}
+EOF
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/skip.ndjson"
+before_cheap=$(nreq cheap-m)
+if serve_start "$D" --listen 127.0.0.1:0; then ok "skipsrv: serve starts (batch window $WIN)"; else not_ok "skipsrv: serve starts" "$(cat "$SRV_LOG")"; fi
+log_open
+if log_wait '"shadow runs stopped".*the shadow cheap was not called: may cost up to' 60; then
+  ok "skipsrv: the runner stopped its pass and said why"; else not_ok "skipsrv: the runner stopped its pass" "$(tail -c 600 "$SRV_LOG")"; fi
+serve_stop
+expect_eq "skipsrv: serve stops cleanly, logged the stop once, called no shadow" \
+  "$SRV_RC $(grep -c '"shadow runs stopped"' "$SRV_LOG") $(($(nreq cheap-m) - before_cheap)) $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'")" \
+  "0 1 0 0"
+
 mkdata shadowsrv <<EOF
 models:
   providers:
