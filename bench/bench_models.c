@@ -78,7 +78,7 @@ static void texts_free(Texts *t)
 
 /* 4. the edit distance an approval decision costs the quality projection:
  * a typical edit (a sentence changed in a 2 KB draft) and the worst case
- * (two 16 KiB texts with nothing in common: the 4096-character window). */
+ * (two 16 KiB texts with nothing in common: the 1024 x 1024 window). */
 static void edit_distance_bench(void)
 {
     size_t n = 2048, big = MODEL_QUALITY_TEXT_MAX;

@@ -100,8 +100,15 @@ double model_edit_distance(const char *a, size_t alen, const char *b, size_t ble
     while (suf < m - pre && suf < n - pre && x[m - 1 - suf] == y[n - 1 - suf])
         suf++;
     size_t mm = m - pre - suf, nn = n - pre - suf;
-    size_t wm = mm < MODEL_EDIT_WINDOW ? mm : MODEL_EDIT_WINDOW;
-    size_t wn = nn < MODEL_EDIT_WINDOW ? nn : MODEL_EDIT_WINDOW;
+    size_t wm = mm, wn = nn; /* the window compared exactly: at most MODEL_EDIT_CELLS cells */
+    if (mm > 0 && nn > MODEL_EDIT_CELLS / mm) {
+        if (mm <= MODEL_EDIT_WINDOW) /* the shorter whole, of the longer what fits */
+            wn = MODEL_EDIT_CELLS / mm;
+        else if (nn <= MODEL_EDIT_WINDOW)
+            wm = MODEL_EDIT_CELLS / nn;
+        else
+            wm = wn = MODEL_EDIT_WINDOW;
+    }
     size_t d = levenshtein(x + pre, wm, y + pre, wn);
     size_t rm = mm - wm, rn = nn - wn;
     d += rm > rn ? rm : rn; /* beyond the window: wholly different */
@@ -353,6 +360,11 @@ static int apply(Store *tx, const Event *ev, Err *err)
          can = !strcmp(t, "model.canary.promoted") || !strcmp(t, "model.canary.rolled_back");
     if (!called && !req && !dec && !can)
         return 0;
+    /* most model.called are neither a draft nor a shadow: look before parsing
+     * (a key or value spelled with escapes is skipped, in a replay too) */
+    if (called && !memmem(ev->data, ev->data_len, "\"template\"", 10) &&
+        !memmem(ev->data, ev->data_len, "\"shadow\"", 8))
+        return 0;
     json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
     if (!d)
         return 0;
@@ -394,22 +406,29 @@ const char *model_canary_state_name(ModelCanaryState s)
     return names[s];
 }
 
-ModelCanaryState model_canary_state(Store *rd, const ModelRouteConfig *route, int64_t *ret_since)
+/* The state of route's canary; on a read error (or no reader), ERR_* with
+ * *ret NONE: the route's configured order, never a canary back in service. */
+static int canary_state(Store *rd, const ModelRouteConfig *route, ModelCanaryState *ret,
+                        int64_t *ret_since, Err *err)
 {
+    *ret = MODEL_CANARY_NONE;
     if (ret_since)
         *ret_since = 0;
     if (!route->canary[0])
-        return MODEL_CANARY_NONE;
+        return 0;
+    if (!rd)
+        return err_set(err, ERR_INTERNAL, "route %s: no store to read the canary's state",
+                       route->name);
     StoreStmt *st;
-    Err err = { 0 };
-    ModelCanaryState s = MODEL_CANARY_ACTIVE;
-    if (!rd || store_prepare(rd, "SELECT candidate, state, seq FROM model_canaries WHERE route = ?1",
-                             &st, &err) < 0)
-        return s;
+    int rc = store_prepare(rd, "SELECT candidate, state, seq FROM model_canaries WHERE route = ?1",
+                           &st, err);
+    if (rc < 0)
+        return rc;
     store_bind_text(st, 1, route->name, strlen(route->name));
-    if (store_step(st, &err) == STORE_ROW) {
-        if (ret_since)
-            *ret_since = store_col_int(st, 2);
+    ModelCanaryState s = MODEL_CANARY_ACTIVE;
+    int64_t since = 0;
+    if ((rc = store_step(st, err)) == STORE_ROW) {
+        since = store_col_int(st, 2);
         /* a decision on another candidate: the configured one is a new trial */
         if (!strcmp(or_empty(store_col_text(st, 0, NULL)), route->canary))
             s = !strcmp(or_empty(store_col_text(st, 1, NULL)), "promoted")
@@ -417,6 +436,22 @@ ModelCanaryState model_canary_state(Store *rd, const ModelRouteConfig *route, in
                     : MODEL_CANARY_ROLLED_BACK;
     }
     store_stmt_done(st);
+    if (rc < 0)
+        return rc;
+    *ret = s;
+    if (ret_since)
+        *ret_since = since;
+    return 0;
+}
+
+ModelCanaryState model_canary_state(Store *rd, const ModelRouteConfig *route, int64_t *ret_since)
+{
+    ModelCanaryState s;
+    Err err = { 0 };
+    if (canary_state(rd, route, &s, ret_since, &err) < 0)
+        log_warn("model canary state unknown: the route's configured order",
+                 json_pack("{s:s, s:s, s:s}", "route", route->name, "candidate", route->canary,
+                           "error", err.msg));
     return s;
 }
 
@@ -433,7 +468,8 @@ static json_t *side_json(const Side *s)
                      s->n ? s->cost / (double)s->n : 0.0);
 }
 
-/* The decided outcomes of route's canary and of its incumbent since seq. */
+/* The decided outcomes of route's canary and of its incumbent (the route's
+ * first candidate) since seq. */
 static int sides(Store *rd, const ModelRouteConfig *route, int64_t since, Side *canary,
                  Side *incumbent, Err *err)
 {
@@ -444,7 +480,8 @@ static int sides(Store *rd, const ModelRouteConfig *route, int64_t since, Side *
                            "SELECT role, count(*), sum(decision = 'edit'), sum(decision = 'reject'),"
                            " sum(cost_usd) FROM model_outcomes WHERE route = ?1"
                            " AND decision IS NOT NULL AND requested_seq > ?2"
-                           " AND ((role = 'canary' AND provider = ?3) OR role = 'incumbent')"
+                           " AND ((role = 'canary' AND provider = ?3)"
+                           " OR (role = 'incumbent' AND provider = ?4))"
                            " GROUP BY role",
                            &st, err);
     if (rc < 0)
@@ -452,6 +489,9 @@ static int sides(Store *rd, const ModelRouteConfig *route, int64_t since, Side *
     store_bind_text(st, 1, route->name, strlen(route->name));
     store_bind_int(st, 2, since);
     store_bind_text(st, 3, route->canary, strlen(route->canary));
+    /* the incumbent is the route's first candidate: a fallback to another
+     * provider is not its answer */
+    store_bind_text(st, 4, route->candidates[0], strlen(route->candidates[0]));
     while ((rc = store_step(st, err)) == STORE_ROW) {
         Side *s = !strcmp(or_empty(store_col_text(st, 0, NULL)), "canary") ? canary : incumbent;
         s->n = store_col_int(st, 1);
@@ -509,7 +549,10 @@ int model_canary_evaluate(Ledger *l, Store *rd, const Config *cfg, json_t **ret,
     for (size_t k = 0; k < cfg->n_model_routes; k++) {
         const ModelRouteConfig *route = &cfg->model_routes[k];
         int64_t since = 0;
-        if (model_canary_state(rd, route, &since) != MODEL_CANARY_ACTIVE)
+        ModelCanaryState cs;
+        if ((rc = canary_state(rd, route, &cs, &since, err)) < 0)
+            break;
+        if (cs != MODEL_CANARY_ACTIVE)
             continue;
         Side c, i;
         if ((rc = sides(rd, route, since, &c, &i, err)) < 0)
@@ -569,7 +612,10 @@ int model_canary_decide(Ledger *l, Store *rd, const Config *cfg, const char *nam
     if (!route)
         return err_set(err, ERR_NOTFOUND, "route: no route '%.40s' in models.routes", name);
     int64_t since = 0;
-    ModelCanaryState s = model_canary_state(rd, route, &since);
+    ModelCanaryState s;
+    int rc = canary_state(rd, route, &s, &since, err);
+    if (rc < 0)
+        return rc;
     if (s == MODEL_CANARY_NONE)
         return err_set(err, ERR_NOTFOUND, "route %s has no canary (models.routes.%s.canary)",
                        route->name, route->name);
@@ -577,8 +623,7 @@ int model_canary_decide(Ledger *l, Store *rd, const Config *cfg, const char *nam
         return err_set(err, ERR_EXISTS, "route %s: the canary %s is %s already", route->name,
                        route->canary, model_canary_state_name(s));
     Side c, i;
-    int rc = sides(rd, route, since, &c, &i, err);
-    if (rc < 0)
+    if ((rc = sides(rd, route, since, &c, &i, err)) < 0)
         return rc;
     char why[600];
     snprintf(why, sizeof why, "by hand%s%.500s", reason && *reason ? ": " : "",
@@ -625,17 +670,20 @@ static void job_free(ShadowJob *j)
 
 /* Up to max jobs: approved drafts of routes with a shadow that the shadow
  * has not answered, oldest decision first. The rows are streamed, so drafts
- * outside the shadow's share never crowd the others out. */
-static size_t shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **ret, Err *err)
+ * outside the shadow's share never crowd the others out. On a read error,
+ * no jobs (*ret NULL, *ret_n 0) and the error. */
+static int shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **ret, size_t *ret_n,
+                       Err *err)
 {
     ShadowJob *jobs = NULL;
     size_t n = 0;
-    for (size_t k = 0; k < cfg->n_model_routes && n < max; k++) {
+    int rc = 0;
+    for (size_t k = 0; k < cfg->n_model_routes && n < max && rc >= 0; k++) {
         const ModelRouteConfig *route = &cfg->model_routes[k];
         if (!route->shadow[0])
             continue;
         StoreStmt *st;
-        if (store_prepare(rd,
+        if ((rc = store_prepare(rd,
                           "SELECT o.task_id, o.draft_step, o.workflow, d.system, d.prompt,"
                           " d.max_output_tokens, d.template FROM model_outcomes o"
                           " JOIN model_drafts d ON d.task_id = o.task_id"
@@ -645,11 +693,11 @@ static size_t shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **
                           " WHERE s.task_id = o.task_id AND s.step_id = o.draft_step"
                           " AND s.provider = ?2)"
                           " ORDER BY o.decided_seq",
-                          &st, err) < 0)
+                          &st, err)) < 0)
             break;
         store_bind_text(st, 1, route->name, strlen(route->name));
         store_bind_text(st, 2, route->shadow, strlen(route->shadow));
-        while (n < max && store_step(st, err) == STORE_ROW) {
+        while (n < max && (rc = store_step(st, err)) == STORE_ROW) {
             const char *task = store_col_text(st, 0, NULL), *step = store_col_text(st, 1, NULL);
             if (!task || !step || !shadow_share(route, task, step))
                 continue;
@@ -666,12 +714,53 @@ static size_t shadow_jobs(Store *rd, const Config *cfg, size_t max, ShadowJob **
         }
         store_stmt_done(st);
     }
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            job_free(&jobs[i]);
+        free(jobs);
+        jobs = NULL;
+        n = 0;
+    }
     *ret = jobs;
-    return n;
+    *ret_n = n;
+    return rc < 0 ? rc : 0;
+}
+
+/* Whether the router called a provider (an attempt not skipped). */
+static bool attempted(const json_t *attempts)
+{
+    size_t i;
+    const json_t *a;
+    json_array_foreach(attempts, i, a) {
+        if (strcmp(or_empty(str(a, "outcome")), "skipped"))
+            return true;
+    }
+    return false;
+}
+
+/* The reason the router gave for skipping the first candidate. */
+static const char *skipped_why(const json_t *attempts)
+{
+    const char *why = str(json_array_get(attempts, 0), "error");
+    return why ? why : "no candidate";
 }
 
 #define SHADOW_LEASE "model.shadows"
 #define SHADOW_LEASE_MS (10 * 60 * 1000)
+
+/* How long one shadow call may last at most: its provider's timeout, or
+ * the route's SLA when shorter. */
+static int shadow_timeout_ms(const Config *cfg, const ModelRouteConfig *route)
+{
+    int t = 30000;
+    for (size_t k = 0; k < cfg->n_model_providers; k++)
+        if (!strcmp(cfg->model_providers[k].name, route->shadow) &&
+            cfg->model_providers[k].timeout_ms > 0)
+            t = cfg->model_providers[k].timeout_ms;
+    if (route->max_latency_ms > 0 && route->max_latency_ms < t)
+        t = route->max_latency_ms;
+    return t;
+}
 
 int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, int max,
                      json_t **ret, Err *err)
@@ -686,11 +775,31 @@ int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, in
         goto done;
     }
     ShadowJob *jobs;
-    size_t n = shadow_jobs(rd, cfg, max > 0 ? (size_t)max : 0, &jobs, err);
+    size_t n;
+    int rc = shadow_jobs(rd, cfg, max > 0 ? (size_t)max : 0, &jobs, &n, err);
+    if (rc < 0) { /* the pass fails: the caller says why */
+        Err e3 = { 0 };
+        ledger_lease_release(rd, SHADOW_LEASE, me, &e3);
+        json_decref(rep);
+        return rc;
+    }
     int ran = 0, ok = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
         ShadowJob *j = &jobs[i];
         if (!json_is_string(json_object_get(rep, "stopped"))) {
+            /* the lease outlives the call about to start, or the pass stops:
+             * another process never runs the same shadows meanwhile */
+            Err el = { 0 };
+            int kept = ledger_lease_acquire(rd, SHADOW_LEASE, me,
+                                            SHADOW_LEASE_MS + shadow_timeout_ms(cfg, j->route), &el);
+            if (kept <= 0) {
+                char why[600];
+                snprintf(why, sizeof why, "the lease %s %s", SHADOW_LEASE,
+                         kept == 0 ? "was taken by another process" : el.msg);
+                json_object_set_new(rep, "stopped", json_string(why));
+                job_free(j);
+                continue;
+            }
             ModelCall call = {
                 .route = j->route->name, .workflow = *j->workflow ? j->workflow : NULL,
                 .task_id = j->task, .step_id = j->step, .template_name = j->template_name,
@@ -705,6 +814,14 @@ int model_shadow_run(ModelRouter *r, Ledger *l, Store *rd, const Config *cfg, in
                 log_warn("shadow run", json_pack("{s:s, s:s}", "task", j->task, "error", e2.msg));
             } else if (res.status == MODEL_CALL_PARKED) {
                 json_object_set_new(rep, "stopped", json_string(res.error));
+            } else if (res.status != MODEL_CALL_OK && !attempted(res.attempts)) {
+                /* the router skipped the shadow without calling it (its
+                 * breaker, a rate limit, the SLA, max_cost_usd): the rest
+                 * would be skipped the same way, wait for the next pass */
+                char why[700];
+                snprintf(why, sizeof why, "the shadow %s was not called: %s", j->route->shadow,
+                         skipped_why(res.attempts));
+                json_object_set_new(rep, "stopped", json_string(why));
             } else {
                 ran++;
                 if (res.status == MODEL_CALL_OK)
@@ -741,22 +858,37 @@ struct ModelShadowRunner {
 };
 
 #define SHADOW_PASS_MAX 16
-#define SHADOW_WAIT_MS 1000 /* how long a wait lasts before the stop flag is seen */
+#define SHADOW_WAIT_MS 1000     /* how long a wait lasts before the stop flag is seen */
+#define SHADOW_BACKOFF_MS 60000 /* after a pass that stopped, before the next one */
 
 static void *shadow_main(void *arg)
 {
     ModelShadowRunner *s = arg;
-    int64_t seen = -1;
+    int64_t seen = -1, not_before = 0;
+    char last_stop[300] = "";
     while (!atomic_load(&s->stop)) {
         bool inside = false;
-        model_batch_next(s->cfg, core_time_now_ms(), &inside);
+        int64_t now = core_time_now_ms();
+        model_batch_next(s->cfg, now, &inside);
         int64_t head = ledger_head_seq(s->l);
-        if (inside && head != seen) {
+        if (inside && head != seen && now >= not_before) {
             json_t *rep = NULL;
             Err err = { 0 };
-            if (model_shadow_run(s->r, s->l, s->rd, s->cfg, SHADOW_PASS_MAX, &rep, &err) < 0)
+            if (model_shadow_run(s->r, s->l, s->rd, s->cfg, SHADOW_PASS_MAX, &rep, &err) < 0) {
                 log_warn("shadow run", json_pack("{s:s}", "error", err.msg));
-            bool more = rep && json_integer_value(json_object_get(rep, "ran")) >= SHADOW_PASS_MAX;
+                not_before = now + SHADOW_BACKOFF_MS;
+            }
+            const char *stopped = json_string_value(json_object_get(rep, "stopped"));
+            /* ran counts calls made: a full pass made progress, go on at once */
+            bool more = !stopped && json_integer_value(json_object_get(rep, "ran")) >= SHADOW_PASS_MAX;
+            if (stopped) { /* a budget, a skipped shadow, another process: later */
+                not_before = now + SHADOW_BACKOFF_MS;
+                if (strncmp(stopped, last_stop, sizeof last_stop - 1))
+                    log_info("shadow runs stopped", json_pack("{s:s}", "reason", stopped));
+                snprintf(last_stop, sizeof last_stop, "%s", stopped);
+            } else {
+                last_stop[0] = '\0';
+            }
             json_decref(rep);
             seen = more ? -1 : head;
             if (more)
@@ -874,7 +1006,7 @@ static json_t *route_entry(json_t *routes, const char *name, const Config *cfg, 
         if (cs == MODEL_CANARY_PROMOTED)
             json_array_append_new(cands, json_string(rc->canary));
         for (int k = 0; k < rc->n_candidates; k++)
-            if (cs != MODEL_CANARY_PROMOTED || strcmp(rc->candidates[k], rc->canary))
+            if (cs == MODEL_CANARY_NONE || strcmp(rc->candidates[k], rc->canary))
                 json_array_append_new(cands, json_string(rc->candidates[k]));
         if (rc->canary[0]) {
             json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f}", "candidate", rc->canary,

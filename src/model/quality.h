@@ -19,14 +19,19 @@
 #include "model/router.h"
 
 #define MODEL_QUALITY_TEXT_MAX (16 * 1024) /* bytes of a body kept per outcome */
-#define MODEL_EDIT_WINDOW 4096             /* code points compared exactly */
+#define MODEL_EDIT_CELLS (1024 * 1024) /* DP cells one distance computes at most */
+#define MODEL_EDIT_WINDOW 1024         /* code points of each long middle compared */
 
 /* The Levenshtein distance between two UTF-8 texts (code points; a byte
  * that is not UTF-8 counts as one), divided by the longer text's length: 0
  * for equal texts (two empty ones too), 1 for texts with nothing in common.
  * After the common prefix and suffix are set aside, the differing middles
- * are compared exactly up to MODEL_EDIT_WINDOW code points each; beyond, the
- * rest counts as wholly different (an upper bound). */
+ * are compared exactly when the product of their lengths is at most
+ * MODEL_EDIT_CELLS; else the shorter whole if it has at most
+ * MODEL_EDIT_WINDOW code points and the longer up to MODEL_EDIT_CELLS / that,
+ * or MODEL_EDIT_WINDOW of each; beyond, the rest counts as wholly different
+ * (an upper bound). One distance costs at most MODEL_EDIT_CELLS cells (a few
+ * ms): it runs in the writer's transaction. */
 double model_edit_distance(const char *a, size_t alen, const char *b, size_t blen);
 
 /* The Wilson score interval (95%) of k successes in n trials; [0, 1] when
@@ -53,7 +58,10 @@ const char *model_canary_state_name(ModelCanaryState s);
 
 /* The state of route's configured canary from the ledger (the projection);
  * *ret_since (may be NULL): the seq of the route's last canary decision (0:
- * none), after which outcomes count for the current trial. */
+ * none), after which outcomes count for the current trial. When the state
+ * cannot be read (no reader, a store error), logs it and returns NONE: the
+ * route's configured order, so a rolled-back canary never takes calls
+ * again by mistake. */
 ModelCanaryState model_canary_state(Store *rd, const ModelRouteConfig *route,
                                     int64_t *ret_since);
 

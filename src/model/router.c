@@ -624,10 +624,16 @@ int model_router_call(ModelRouter *r, Store *rd, const ModelCall *call, ModelRes
         cs = model_canary_state(rd, route, NULL);
         /* the same request always lands on the same side: a replay agrees */
         bool pick = cs == MODEL_CANARY_ACTIVE && bucket(key) < route->canary_percent;
-        if (cs == MODEL_CANARY_PROMOTED || pick) {
+        bool first = cs == MODEL_CANARY_PROMOTED || pick;
+        if (cs != MODEL_CANARY_NONE) {
+            /* the canary first when promoted or picked; else it is no
+             * fallback either (a request not picked for it is the
+             * incumbent's, a rolled-back canary takes no more calls) */
             eff = *route;
-            snprintf(eff.candidates[0], sizeof eff.candidates[0], "%s", route->canary);
-            eff.n_candidates = 1;
+            eff.n_candidates = 0;
+            if (first)
+                snprintf(eff.candidates[eff.n_candidates++], sizeof eff.candidates[0], "%s",
+                         route->canary);
             for (int i = 0; i < route->n_candidates && eff.n_candidates <
                                                            CONFIG_MAX_ROUTE_CANDIDATES; i++)
                 if (strcmp(route->candidates[i], route->canary))

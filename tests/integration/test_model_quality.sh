@@ -36,6 +36,8 @@ cat >"$FSCRIPT" <<EOF
  {"model": "mid-m", "content": "$MID", "repeat": 1000},
  {"model": "bad-m", "content": "$BAD", "repeat": 1000},
  {"model": "cheap-m", "content": "$CHEAP", "repeat": 1000},
+ {"model": "slow-m", "content": "$CHEAP", "delay_ms": 5000},
+ {"model": "slow-m", "content": "$CHEAP", "repeat": 1000},
  {"default": true, "status": 404, "body": {"error": {"message": "no such case"}}}
 ]
 EOF
@@ -274,6 +276,68 @@ expect_eq "pricey: every draft approved, yet rolled back for its cost" \
   "model.canary.rolled_back 0.0 0.0 0.018"
 expect_contains "pricey: the reason names the ceiling" "$(jget "$ev" '$.reason')" "cost per draft \$0.018000 > max_cost_usd \$0.010000"
 
+# ---- the canary is no fallback, and the incumbent is the first candidate --
+
+# good is the canary and also listed after inc, whose model is down (the fake
+# answers 404): a request picked for the canary goes to good, any other one
+# is inc's alone and fails: good never answers it as the incumbent
+mkdata fallback <<EOF
+models:
+  providers:
+$(prov inc down-m 0 0)
+$(prov good good-m 0 0)
+  routes:
+    draft:
+      candidates: [inc, good]
+      canary: {candidate: good, percent: 50}
+EOF
+before_good=$(nreq good-m)
+nfail=0
+for i in $(seq 1 8); do
+  run bureau --data "$D" models call draft --text "question number $i" --json
+  [ "$RC" -ne 0 ] && nfail=$((nfail + 1))
+done
+expect_eq "fallback: the canary answered only the requests picked for it, each as the canary" \
+  "$(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.provider') = 'good' AND json_extract(data, '\$.role') = 'canary'") $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.provider') = 'good' AND json_extract(data, '\$.role') IS NOT 'canary'")" \
+  "$((8 - nfail)) 0"
+if [ "$nfail" -ge 1 ] && [ "$nfail" -le 7 ]; then ok "fallback: the others ($nfail of 8) were inc's alone and failed"; else
+  not_ok "fallback: both sides had requests" "$nfail of 8 failed"; fi
+run bureau --data "$D" models canary draft --rollback --reason "testing"
+expect_eq "fallback: rolled back by hand" "$RC" 0
+before_good=$(nreq good-m)
+for i in $(seq 1 8); do run bureau --data "$D" models call draft --text "question number $i" --json; done
+expect_eq "fallback: a rolled-back canary listed in candidates takes no more calls" "$(($(nreq good-m) - before_good))" 0
+run bureau --data "$D" models stats --route draft --json
+expect_eq "fallback: the effective candidates leave the rolled-back canary out" "$(jget "$OUT" '$.routes[0].candidates')" '["inc"]'
+
+# the incumbent side of the rule is the route's first candidate: outcomes of
+# a fallback to another provider (here the canary's) do not count for it
+mkdata sides <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov good good-m 0 0)
+  routes:
+    draft:
+      candidates: [inc, good]
+      canary: {candidate: good, percent: 50, min_sample: 50}
+EOF
+: >"$TMP/sides.ndjson"
+side() { # N PROVIDER ROLE DECISION
+  printf '{"type":"model.called","source":"test","data":{"route":"draft","provider":"%s","model":"m","outcome":"ok","cost_usd":0,"latency_ms":5,"task":"D%d","step":"draft","template":"reply@abc","workflow":"reply","role":"%s","request":"d%d"}}\n' "$2" "$1" "$3" "$1"
+  printf '{"type":"approval.requested","source":"test","data":{"approval":"DA%d","task":"D%d","step":"send","attempt":1,"kind":"email.send","preview":{"text":"x"}}}\n' "$1" "$1"
+  printf '{"type":"approval.decided","source":"test","data":{"approval":"DA%d","task":"D%d","step":"send","attempt":1,"decision":"%s","by":"cli"}}\n' "$1" "$1" "$4"
+} >>"$TMP/sides.ndjson"
+side 1 good canary approve; side 2 good canary approve
+side 3 inc incumbent approve; side 4 inc incumbent approve
+side 5 good incumbent reject; side 6 good incumbent reject
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/sides.ndjson"
+run bureau --data "$D" models canary draft --promote
+ev=$(q "$D" "SELECT data FROM events WHERE type = 'model.canary.promoted'")
+expect_eq "sides: the incumbent's figures are inc's alone (2 approved), not the fallbacks to good" \
+  "$(jget "$ev" '$.incumbent') $(jget "$ev" '$.incumbent_outcomes.n') $(jget "$ev" '$.incumbent_outcomes.reject_rate') $(jget "$ev" '$.canary.n')" \
+  "inc 2 0.0 2"
+
 # ---- by hand -----------------------------------------------------------------
 
 mkdata hand <<EOF
@@ -367,10 +431,129 @@ expect_eq "shadow: stats show 2 runs, their mean disagreement and cost" \
   "$(jget "$OUT" '$.routes[0].shadows[0].provider') $(jget "$OUT" '$.routes[0].shadows[0].n') $(jget "$OUT" '$.routes[0].shadows[0].compared') $(printf '%.6f' "$(jget "$OUT" '$.routes[0].shadows[0].mean_disagreement')") $(printf '%.6f' "$(jget "$OUT" '$.routes[0].shadows[0].cost_usd')")" \
   "cheap 2 2 $want 0.014000"
 
+# ---- a shadow the router always skips stops the pass ---------------------
+
+# the shadow's worst case ($0.008: 8 output tokens at $1000/Mtok) is above the
+# route's max_cost_usd: the router skips it without calling it, 20 approved
+# drafts or not; the pass stops at the first, says why, and counts no run
+mkdata skipped <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov cheap cheap-m 0 1000)
+  routes:
+    draft:
+      candidates: [inc]
+      max_output_tokens: 8
+      max_cost_usd: 0.001
+      shadow: {candidate: cheap}
+EOF
+: >"$TMP/skip.ndjson"
+for i in $(seq 1 20); do
+  printf '{"type":"model.called","source":"test","data":{"route":"draft","provider":"inc","model":"mid-m","outcome":"ok","cost_usd":0,"latency_ms":5,"task":"S%d","step":"draft","template":"reply@abc","workflow":"reply","role":"incumbent","request":"s%d","prompt":"Hi Person%d","max_output_tokens":8}}\n' "$i" "$i" "$i"
+  printf '{"type":"approval.requested","source":"test","data":{"approval":"SA%d","task":"S%d","step":"send","attempt":1,"kind":"email.send","preview":{"text":"%s"}}}\n' "$i" "$i" "$MID"
+  printf '{"type":"approval.decided","source":"test","data":{"approval":"SA%d","task":"S%d","step":"send","attempt":1,"decision":"approve","by":"cli"}}\n' "$i" "$i"
+done >"$TMP/skip.ndjson"
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/skip.ndjson"
+expect_eq "skipped: 20 approved drafts with their requests" \
+  "$RC $(q "$D" "SELECT count(*) FROM model_outcomes o JOIN model_drafts d ON d.task_id = o.task_id AND d.step_id = o.draft_step WHERE o.decision = 'approve' AND d.prompt IS NOT NULL")" "0 20"
+before_cheap=$(nreq cheap-m)
+run timeout 60 "$BUREAU" --data "$D" batch run
+expect_contains "skipped: batch run ends, counts no run and says why the shadows stopped" "$RC $OUT" \
+  "0 batch run recorded"
+expect_contains "skipped: the reason is the route's max_cost_usd" "$OUT" \
+  "shadow runs: 0 (0 answered, 0 failed); stopped: the shadow cheap was not called: may cost up to \$0.0080, more than the route's max_cost_usd \$0.0010"
+expect_eq "skipped: no request reached the shadow, no model.called for it" \
+  "$(($(nreq cheap-m) - before_cheap)) $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'")" "0 0"
+
+# ---- a shadow pass that cannot read its jobs fails, saying why ------------
+
+mkdata broken <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov cheap cheap-m 0 0)
+  routes:
+    draft:
+      candidates: [inc]
+      shadow: {candidate: cheap}
+EOF
+q "$D" "ALTER TABLE model_shadows RENAME TO model_shadows_gone"
+run bureau --data "$D" batch run
+if [ "$RC" -ne 0 ] && [[ $ERR == *"no such table: model_shadows"* ]]; then ok "broken: batch run fails with the read error, not '0 shadow runs'"; else
+  not_ok "broken: batch run fails with the read error" "rc $RC: $OUT $ERR"; fi
+DIRS=("${DIRS[@]:0:${#DIRS[@]}-1}")
+
+# ---- a pass that lost its lease stops before its next call ---------------
+
+# the first shadow answer takes 5 s; meanwhile another holder takes the lease
+# "model.shadows" (as if it had expired): the pass renews the lease before
+# each call, finds it taken, and stops after the one call under way
+mkdata lease <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov slow slow-m 0 0)
+  routes:
+    draft:
+      candidates: [inc]
+      shadow: {candidate: slow}
+EOF
+sed -e 's/"S\([0-9]*\)"/"L\1"/g' -e 's/"SA\([0-9]*\)"/"LA\1"/g' "$TMP/skip.ndjson" | head -n 9 >"$TMP/lease.ndjson"
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/lease.ndjson"
+expect_eq "lease: 3 approved drafts" "$RC $(q "$D" "SELECT count(*) FROM model_outcomes WHERE decision = 'approve'")" "0 3"
+exec {FLOG}< <(tail -n 0 -F "$LOG" 2>/dev/null)
+bg_track $!
+"$BUREAU" --data "$D" batch run >"$TMP/lease.out" 2>"$TMP/lease.err" &
+BR_PID=$!
+bg_track "$BR_PID"
+got_call=""
+deadline=$((SECONDS + 60))
+while [ -z "$got_call" ] && [ $SECONDS -lt $deadline ] && IFS= read -r -t 60 fl <&"$FLOG"; do
+  [[ $fl == *'"model":"slow-m"'* ]] && got_call=1
+done
+# the lease as another process would take it once this one's had expired
+q "$D" "UPDATE leases SET holder = 'another-process', expires_ms = 9999999999999 WHERE name = 'model.shadows'"
+wait "$BR_PID"
+BR_RC=$?
+exec {FLOG}<&-
+expect_eq "lease: the first shadow call was under way when the lease was taken" "$got_call" 1
+expect_contains "lease: batch run made that one call and stopped: the lease was taken" "$BR_RC $(cat "$TMP/lease.out")" \
+  "shadow runs: 1 (1 answered, 0 failed); stopped: the lease model.shadows was taken by another process"
+expect_eq "lease: one request reached the shadow, one model.called for it; the lease is the other's still" \
+  "$(jl "$LOG" "count(*) FILTER (WHERE json_extract(value, '\$.model') = 'slow-m')") $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'") $(q "$D" "SELECT holder FROM leases WHERE name = 'model.shadows'")" \
+  "1 1 another-process"
+
 # ---- shadows in serve, while the batch window is open ----------------------
 
 h=$((10#$(date -u +%H)))
 WIN=$(printf '%02d:00-%02d:00' $(((h + 23) % 24)) $(((h + 2) % 24)))
+# the skipped shadow in serve: the runner stops its pass, logs why once and
+# makes no call (it used to count each skip as a run and loop at once)
+mkdata skipsrv <<EOF
+models:
+  providers:
+$(prov inc mid-m 0 0)
+$(prov cheap cheap-m 0 1000)
+  routes:
+    draft:
+      candidates: [inc]
+      max_output_tokens: 8
+      max_cost_usd: 0.001
+      shadow: {candidate: cheap}
+  batch: {window: "$WIN", timezone: UTC}
+EOF
+run bureau --data "$D" ingest --bulk --strict --file "$TMP/skip.ndjson"
+before_cheap=$(nreq cheap-m)
+if serve_start "$D" --listen 127.0.0.1:0; then ok "skipsrv: serve starts (batch window $WIN)"; else not_ok "skipsrv: serve starts" "$(cat "$SRV_LOG")"; fi
+log_open
+if log_wait '"shadow runs stopped".*the shadow cheap was not called: may cost up to' 60; then
+  ok "skipsrv: the runner stopped its pass and said why"; else not_ok "skipsrv: the runner stopped its pass" "$(tail -c 600 "$SRV_LOG")"; fi
+serve_stop
+expect_eq "skipsrv: serve stops cleanly, logged the stop once, called no shadow" \
+  "$SRV_RC $(grep -c '"shadow runs stopped"' "$SRV_LOG") $(($(nreq cheap-m) - before_cheap)) $(q "$D" "SELECT count(*) FROM events WHERE type = 'model.called' AND json_extract(data, '\$.role') = 'shadow'")" \
+  "0 1 0 0"
+
 mkdata shadowsrv <<EOF
 models:
   providers:

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "helpers.h"
 #include "model/quality.h"
+#include "store/store.h"
 
 static double ed(const char *a, const char *b)
 {
@@ -65,6 +67,37 @@ Test(model_quality, edit_distance_long_texts)
     cr_assert(d >= 0.9995 && d <= 1.0, "%f", d);
     free(a);
     free(b);
+}
+
+/* The exact window is bounded in DP cells (MODEL_EDIT_CELLS), not per text:
+ * a short middle against a long one is exact; two long middles are compared
+ * over MODEL_EDIT_WINDOW code points each, the rest counts as different. */
+Test(model_quality, edit_distance_window_in_cells)
+{
+    /* 4990 x, "hello", y against "hello", z: delete the x's, change y to z */
+    size_t n = 4996;
+    char *a = malloc(n + 1);
+    memset(a, 'x', 4990);
+    memcpy(a + 4990, "helloy", 6);
+    a[n] = '\0';
+    near(model_edit_distance(a, n, "helloz", 6), 4991.0 / (double)n);
+    free(a);
+    /* two long middles with two changes far apart: exact when they fit in
+     * the cells, an upper bound past the window when they do not */
+    size_t small = MODEL_EDIT_WINDOW, big = 3 * MODEL_EDIT_WINDOW;
+    char *x = malloc(big + 1), *y = malloc(big + 1);
+    for (size_t i = 0; i < big; i++)
+        x[i] = y[i] = (char)('a' + i % 26);
+    x[big] = y[big] = '\0';
+    y[0] = y[small - 1] = '#';
+    near(model_edit_distance(x, small, y, small), 2.0 / (double)small);
+    y[small - 1] = x[small - 1];
+    y[big - 1] = '#';
+    /* middles of 3 x WINDOW each: WINDOW compared exactly (1 edit), the
+     * remaining 2 x WINDOW counted as different */
+    near(model_edit_distance(x, big, y, big), (1.0 + 2.0 * (double)small) / (double)big);
+    free(x);
+    free(y);
 }
 
 Test(model_quality, wilson_published_values)
@@ -146,4 +179,37 @@ Test(model_quality, body_text)
     free(t);
     json_decref(p);
     free(big);
+}
+
+/* A canary's state from the store; when it cannot be read, no canary (the
+ * route's configured order): a rolled-back canary never comes back. */
+Test(model_quality, canary_state_read_error_is_no_canary)
+{
+    ModelRouteConfig route = { .name = "draft", .candidates = { "mid" }, .n_candidates = 1,
+                               .canary = "bad" };
+    cr_assert_eq(model_canary_state(NULL, &route, NULL), MODEL_CANARY_NONE);
+    char *dir = test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/q.db", dir);
+    StoreOptions o = { .create = true };
+    Store *s = NULL;
+    Err e = { 0 };
+    cr_assert_eq(store_open(path, &o, &s, &e), 0, "%s", e.msg);
+    int64_t since = -1;
+    /* no model_canaries table: a read error */
+    cr_assert_eq(model_canary_state(s, &route, &since), MODEL_CANARY_NONE);
+    cr_assert_eq(since, 0);
+    cr_assert_eq(store_exec(s, "CREATE TABLE model_canaries(route TEXT PRIMARY KEY,"
+                               " candidate TEXT, state TEXT, seq INTEGER, at TEXT, by TEXT,"
+                               " reason TEXT)", &e), 0, "%s", e.msg);
+    cr_assert_eq(model_canary_state(s, &route, &since), MODEL_CANARY_ACTIVE);
+    cr_assert_eq(store_exec(s, "INSERT INTO model_canaries VALUES ('draft', 'bad',"
+                               " 'rolled_back', 42, '', 'rule', '')", &e), 0, "%s", e.msg);
+    cr_assert_eq(model_canary_state(s, &route, &since), MODEL_CANARY_ROLLED_BACK);
+    cr_assert_eq(since, 42);
+    /* another candidate configured: a new trial */
+    snprintf(route.canary, sizeof route.canary, "good");
+    cr_assert_eq(model_canary_state(s, &route, &since), MODEL_CANARY_ACTIVE);
+    store_close(s);
+    test_rmdir(dir);
 }
