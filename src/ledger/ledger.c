@@ -177,6 +177,11 @@ int ledger_reader_open(const Ledger *l, Store **ret, Err *err)
 {
     StoreOptions o;
     store_opts(&l->cfg, false, &o);
+    /* The ledger's checkpointer copies the WAL back. A reader that writes
+     * (a lease renewed, say) would otherwise run a whole checkpoint inside
+     * its COMMIT whenever the WAL is past 1,000 pages, on the runner's or a
+     * reactor's thread, in the middle of its work. */
+    o.no_autocheckpoint = true;
     return store_open(l->db_path, &o, ret, err);
 }
 
