@@ -1532,7 +1532,7 @@ static bool skip_pass(FlowEngine *e, uint64_t gen, int64_t head, int64_t now)
     pthread_mutex_unlock(&e->mu);
     if (waited || ledger_recent_types(e->l, e->pass_head, head, runner_wants, e) != 0)
         return false;
-    if (e->seen >= e->pass_head)
+    if (e->seen >= e->pass_head && e->seen < head)
         e->seen = head;
     e->pass_head = head;
     return true;

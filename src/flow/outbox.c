@@ -636,7 +636,7 @@ static bool news(FlowOutbox *o)
     Err err = { 0 };
     /* the types of this process's recent appends are in memory */
     int64_t head = ledger_head_seq(o->l);
-    if (ledger_recent_types(o->l, o->seen, head, news_wants, NULL) == 0) {
+    if (head > o->seen && ledger_recent_types(o->l, o->seen, head, news_wants, NULL) == 0) {
         o->seen = head;
         return false;
     }

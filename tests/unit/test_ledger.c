@@ -405,6 +405,59 @@ Test(ledger, reactor_emits_once_per_event_across_restarts)
     store_close(s);
 }
 
+static bool is_ping(void *ctx, const char *type)
+{
+    (*(int *)ctx)++;
+    return !strcmp(type, "test.ping");
+}
+
+Test(ledger, recent_types_answer_for_this_process_appends_only)
+{
+    Err e = { 0 };
+    int calls = 0;
+    cr_assert_eq(ledger_recent_types(led, 0, 0, is_ping, &calls), 0, "an empty range");
+    cr_assert_eq(ledger_recent_types(led, 0, 1, is_ping, &calls), -1, "nothing known yet");
+    Event *evs[3] = { mk("test.other", NULL, 1), mk("test.other", NULL, 2),
+                      mk("test.ping", NULL, 3) };
+    cr_assert_eq(ledger_append(led, evs, 3, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(ledger_recent_types(led, 0, 2, is_ping, &calls), 0);
+    cr_assert_eq(calls, 2, "one look per event");
+    cr_assert_eq(ledger_recent_types(led, 0, 3, is_ping, &calls), 1);
+    cr_assert_eq(ledger_recent_types(led, 2, 3, is_ping, &calls), 1);
+    cr_assert_eq(ledger_recent_types(led, 0, 4, is_ping, &calls), -1, "past the head");
+    /* a duplicate takes no seq; the next event follows */
+    Event *dup = mk("test.keyed", "k1", 1);
+    cr_assert_eq(ledger_append(led, &dup, 1, NULL, &e), 0);
+    dup = mk("test.ping", "k1", 2);
+    Event *next = mk("test.other", NULL, 5);
+    Event *two[2] = { dup, next };
+    cr_assert_eq(ledger_append(led, two, 2, NULL, &e), 0);
+    cr_assert_eq(ledger_head_seq(led), 5);
+    cr_assert_eq(ledger_recent_types(led, 3, 5, is_ping, &calls), 0,
+                 "the duplicate's type is not remembered as an append");
+    /* a type longer than what is kept is not known */
+    char longtype[80];
+    memset(longtype, 'x', sizeof longtype - 1);
+    longtype[0] = 't';
+    longtype[4] = '.';
+    longtype[sizeof longtype - 1] = '\0';
+    Event *lng = mk(longtype, NULL, 6);
+    cr_assert_eq(ledger_append(led, &lng, 1, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(ledger_recent_types(led, 5, 6, is_ping, &calls), -1);
+    /* another process appends: its event is not known here, nor is
+     * anything up to this process's next commit */
+    pid_t pid = spawn_child(dir, NULL);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert_eq(WEXITSTATUS(status), 0);
+    Event *mine = mk("test.other", NULL, 8);
+    LedgerAppendResult r;
+    cr_assert_eq(ledger_append(led, &mine, 1, &r, &e), 0);
+    cr_assert_eq(r.seq, 8);
+    cr_assert_eq(ledger_recent_types(led, 6, 8, is_ping, &calls), -1, "seq 7 is another's");
+    cr_assert_eq(ledger_recent_types(led, 7, 8, is_ping, &calls), 0, "seq 8 is this one's");
+}
+
 /* A lazy reactor: pings are answered (and commit), test.keep commits
  * without emitting, anything else only moves the position in memory. */
 static int lazy_pong(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *err)
