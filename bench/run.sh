@@ -33,6 +33,12 @@ if ! "$(dirname "$0")/http.sh" "$BUILD"; then
   status=1
 fi
 echo
+echo "== http ceiling (bench/http_ceiling.sh: libmicrohttpd alone, and a bare fsync group commit)"
+if ! BENCH_ROUNDS=${BENCH_ROUNDS:-1} "$(dirname "$0")/http_ceiling.sh" "$BUILD"; then
+  echo "bench/run.sh: http ceiling failed" >&2
+  status=1
+fi
+echo
 echo "== inbox (bench/inbox.sh)"
 if ! "$(dirname "$0")/inbox.sh" "$BUILD"; then
   echo "bench/run.sh: inbox failed" >&2

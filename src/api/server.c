@@ -695,13 +695,15 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int64_t ns = core_time_mono_ns() - r->start_ns;
     api__metrics_latency(&s->m, ns);
     count_reject(r);
-    json_t *f = json_pack("{s:s, s:s, s:i, s:f}", "method", r->method, "path", r->path, "status",
-                          r->status, "duration_ms", (double)ns / 1e6);
-    if (r->seq > 0)
-        json_object_set_new(f, "seq", json_integer(r->seq));
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        json_object_set_new(f, "aborted", json_true());
-    log_info("request", f);
+    if (log_get_level() <= LOG_INFO) { /* the line is built only to be written */
+        json_t *f = json_pack("{s:s, s:s, s:i, s:f}", "method", r->method, "path", r->path,
+                              "status", r->status, "duration_ms", (double)ns / 1e6);
+        if (r->seq > 0)
+            json_object_set_new(f, "seq", json_integer(r->seq));
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            json_object_set_new(f, "aborted", json_true());
+        log_info("request", f);
+    }
     buf_done(&r->body);
     buf_done(&r->resp);
     api__form_free(r->form);

@@ -74,6 +74,10 @@ struct FlowEngine {
     Schedule *schedules;
     size_t n_schedules;
     int64_t seen;
+    /* runner thread: the last pass (skip_pass) */
+    bool passed, pass_busy;
+    uint64_t pass_gen;
+    int64_t pass_head, pass_due; /* pass_due: the next timer, ms; -1 none */
 
     pthread_mutex_t mu;
     pthread_cond_t job_cond, idle_cond;
@@ -96,6 +100,7 @@ struct FlowEngine {
     MemoryVectorFiller *vectors;
     ModelRouter *router;
     bool interrupted;
+    int idle_waiters; /* in flow_engine_wait_idle() */
     /* while waiting for idleness: timers (the runner's and the outbox's)
      * due by then, in absolute ms, count as work; fixed when the wait
      * begins, so that a timer that keeps coming back (a reminder) cannot
@@ -264,6 +269,20 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
 
 static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out, Err *err);
 
+/* An event the planner reads: the workflows' settings, a schedule firing,
+ * or a type some workflow (enabled or not) starts on. */
+static bool plan_wants(void *ctx, const char *t)
+{
+    FlowEngine *e = ctx;
+    if (!strcmp(t, "workflow.enabled") || !strcmp(t, "workflow.disabled") ||
+        !strcmp(t, "schedule.fired"))
+        return true;
+    for (size_t i = 0; !internal_type(t) && i < e->cat.n; i++)
+        if (e->cat.items[i]->on_event && type_matches(e->cat.items[i]->on_event, t))
+            return true;
+    return false;
+}
+
 /* The planner reads events without their data: most are the engine's own
  * or of types no workflow is triggered by. Only an event some enabled
  * workflow may start on is read whole. */
@@ -271,6 +290,12 @@ static int plan(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *er
 {
     FlowEngine *e = ctx;
     const char *t = ev->type;
+    /* An event some workflow, enabled or not, starts on commits its step
+     * at once: handled again after a crash, it would meet the workflows'
+     * settings of the restart (the reactor is lazy: docs/internals). */
+    if (!plan_wants(e, t))
+        return 0;
+    ledger_reactor_keep(out);
     bool want = !strcmp(t, "workflow.enabled") || !strcmp(t, "workflow.disabled") ||
                 !strcmp(t, "schedule.fired") || !strcmp(t, "goal.approved");
     for (size_t i = 0; !want && !internal_type(t) && i < e->cat.n; i++) {
@@ -429,12 +454,17 @@ static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out
     return 0;
 }
 
-/* The planner's checkpoint moved: a commit without new events wakes no
- * ledger_wait(), but the runner's idleness depends on it. */
+/* The planner's position moved: a commit without new events (or none at
+ * all) wakes no ledger_wait(), but the runner's idleness depends on it, so
+ * the runner is woken while someone waits for idleness. */
 static void planned(void *ctx)
 {
     FlowEngine *e = ctx;
-    ledger_wake(e->l);
+    pthread_mutex_lock(&e->mu);
+    bool waited = e->idle_waiters > 0;
+    pthread_mutex_unlock(&e->mu);
+    if (waited)
+        ledger_wake(e->l);
 }
 
 /* ---- definitions by version (tasks keep the version they started with) ---- */
@@ -1588,6 +1618,43 @@ static bool timer_pending(const FlowEngine *e, int64_t now, int64_t in)
     return in >= 0 && (in == 0 || now + in <= e->horizon_until);
 }
 
+/* Types that can give the runner work: the engine's own events (they move
+ * the tasks and effects projections and the waits), and the types the
+ * waits on events look for. */
+static bool runner_wants(void *ctx, const char *t)
+{
+    FlowEngine *e = ctx;
+    static const char *const own[] = { "task.", "step.", "workflow.", "schedule.", "approval.",
+                                       "effect.", "model.", "operator.", NULL };
+    for (int i = 0; own[i]; i++)
+        if (!strncmp(t, own[i], strlen(own[i])))
+            return true;
+    for (Waiter *w = e->waiters; w; w = w->next)
+        if (type_matches(w->type, t))
+            return true;
+    return false;
+}
+
+/* Whether the runner may sleep on without a pass: woken only by appends of
+ * this process that can give it no work (API events, say), with no timer
+ * due, no ledger_wake() and no one waiting for idleness since its last
+ * pass, which was not busy. Then its view of the log moves past them. */
+static bool skip_pass(FlowEngine *e, uint64_t gen, int64_t head, int64_t now)
+{
+    if (!e->passed || e->pass_busy || gen != e->pass_gen || head <= e->pass_head ||
+        (e->pass_due >= 0 && now >= e->pass_due))
+        return false;
+    pthread_mutex_lock(&e->mu);
+    bool waited = e->idle_waiters > 0;
+    pthread_mutex_unlock(&e->mu);
+    if (waited || ledger_recent_types(e->l, e->pass_head, head, runner_wants, e) != 0)
+        return false;
+    if (e->seen >= e->pass_head && e->seen < head)
+        e->seen = head;
+    e->pass_head = head;
+    return true;
+}
+
 static void *runner_main(void *arg)
 {
     FlowEngine *e = arg;
@@ -1611,6 +1678,7 @@ static void *runner_main(void *arg)
                 continue;
             }
             if (!was) { /* taking over: the state is in the projection */
+                e->passed = false;
                 int64_t head = 0;
                 char hash[CORE_SHA256_HEX + 1];
                 ledger_head(e->rd, &head, hash, &err);
@@ -1623,13 +1691,29 @@ static void *runner_main(void *arg)
         }
         uint64_t gen = ledger_wake_gen(e->l); /* before the pass: no wake-up is lost */
         int64_t head = ledger_head_seq(e->l);
+        if (held && skip_pass(e, gen, head, now)) {
+            int64_t timeout = lease_ms / 3;
+            if (e->pass_due >= 0 && e->pass_due - now < timeout)
+                timeout = e->pass_due - now;
+            ledger_wait_gen(e->l, head, gen, (int)(timeout > 0 ? timeout : 1));
+            continue;
+        }
         bool busy = false;
         int64_t outbox_next = -1;
         int64_t next = runner_pass(e, &busy, &outbox_next);
         int64_t passed = core_time_now_ms();
+        e->passed = true;
+        e->pass_busy = busy;
+        e->pass_gen = gen;
+        e->pass_head = head;
+        e->pass_due = next >= 0 ? passed + next : -1;
         /* idle: nothing ready, running or due, and the planner caught up */
         int64_t planned = 0;
-        ledger_reactor_checkpoint(e->rd, "planner", &planned, &err);
+        pthread_mutex_lock(&e->mu); /* flow_engine_stop() may be stopping the planner */
+        bool known = ledger_reactor_position(e->planner, &planned);
+        pthread_mutex_unlock(&e->mu);
+        if (!known)
+            ledger_reactor_checkpoint(e->rd, "planner", &planned, &err);
         /* Idle only when nothing was committed since the pass began: an
          * outcome acknowledged meanwhile (inflight dropped to 0) has moved
          * the head first, and may have made a step ready. */
@@ -1744,6 +1828,7 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
         e->n_workers = i + 1;
     }
     ReactorDef pd = { .name = "planner", .handle = plan, .ctx = e, .lease_ms = e->cfg.flow_lease_ms,
+                      .lazy = true, .wants = plan_wants,
                       .committed = planned, .batch = 1024, .headers_only = true };
     if ((rc = ledger_reactor_start(l, &pd, &e->planner, err)) < 0) {
         flow_engine_stop(e);
@@ -1787,7 +1872,11 @@ void flow_engine_stop(FlowEngine *e)
 {
     if (!e)
         return;
-    ledger_reactor_stop(e->planner);
+    pthread_mutex_lock(&e->mu);
+    Reactor *planner = e->planner;
+    e->planner = NULL;
+    pthread_mutex_unlock(&e->mu);
+    ledger_reactor_stop(planner);
     flow__outbox_stop(e->outbox); /* a delivery under way finishes and is recorded */
     e->outbox = NULL;
     flow__consolidator_stop(e->consolidator); /* a run under way finishes */
@@ -1859,6 +1948,7 @@ int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, int64_t horizon_ms, Err
     e->idle = false;
     e->outbox_head = -1;
     e->horizon_until = core_time_now_ms() + (horizon_ms > 0 ? horizon_ms : 0);
+    e->idle_waiters++;
     ledger_wake(e->l);
     int rc = 0;
     while (!all_idle(e) && !e->interrupted && rc == 0) {
@@ -1867,6 +1957,7 @@ int flow_engine_wait_idle(FlowEngine *e, int timeout_ms, int64_t horizon_ms, Err
         else
             rc = pthread_cond_timedwait(&e->idle_cond, &e->mu, &until);
     }
+    e->idle_waiters--;
     bool idle = all_idle(e), interrupted = e->interrupted;
     pthread_mutex_unlock(&e->mu);
     if (idle)

@@ -611,14 +611,18 @@ typedef struct News {
     bool relevant;
 } News;
 
+static bool news_wants(void *ctx, const char *t)
+{
+    (void)ctx;
+    return !strncmp(t, "effect.", 7) || !strncmp(t, "approval.", 9) || !strncmp(t, "task.", 5) ||
+           !strcmp(t, "step.failed") || !strcmp(t, "operator.mode.changed");
+}
+
 static int news_one(void *ctx, const Event *ev)
 {
     News *n = ctx;
-    const char *t = ev->type;
     n->o->seen = ev->seq;
-    n->relevant |= !strncmp(t, "effect.", 7) || !strncmp(t, "approval.", 9) ||
-                   !strncmp(t, "task.", 5) || !strcmp(t, "step.failed") ||
-                   !strcmp(t, "operator.mode.changed");
+    n->relevant |= news_wants(NULL, ev->type);
     return 0;
 }
 
@@ -630,6 +634,12 @@ static bool news(FlowOutbox *o)
 {
     News n = { .o = o };
     Err err = { 0 };
+    /* the types of this process's recent appends are in memory */
+    int64_t head = ledger_head_seq(o->l);
+    if (head > o->seen && ledger_recent_types(o->l, o->seen, head, news_wants, NULL) == 0) {
+        o->seen = head;
+        return false;
+    }
     for (;;) {
         int64_t before = o->seen;
         LedgerFilter f = { .after_seq = o->seen, .limit = 4096, .headers_only = true };

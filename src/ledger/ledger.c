@@ -38,6 +38,7 @@
  * frames; the checkpointer makes at most CHECKPOINT_PASSES passes. */
 #define CHECKPOINT_FINISH_FRAMES 64
 #define CHECKPOINT_PASSES 8
+#define RECENT_TYPE_CAP 64 /* bytes per remembered type, with its NUL */
 
 /* Idempotency keys of the events after '@keys': a vector in seq order with
  * an open-addressing index (slot = position + 1, 0 = empty). */
@@ -96,6 +97,10 @@ struct Ledger {
     bool stopping;
     int64_t head_seq;
     uint64_t wake_gen; /* bumped by ledger_wake() */
+    /* the types of this process's commits (slot seq % LEDGER_RECENT_TYPES)
+     * for the seqs in [recent_lo, recent_hi]; "" = too long to keep */
+    char (*recent)[RECENT_TYPE_CAP];
+    int64_t recent_lo, recent_hi;
     LedgerStats stats;
 
     int notify_fd;
@@ -172,6 +177,11 @@ int ledger_reader_open(const Ledger *l, Store **ret, Err *err)
 {
     StoreOptions o;
     store_opts(&l->cfg, false, &o);
+    /* The ledger's checkpointer copies the WAL back. A reader that writes
+     * (a lease renewed, say) would otherwise run a whole checkpoint inside
+     * its COMMIT whenever the WAL is past 1,000 pages, on the runner's or a
+     * reactor's thread, in the middle of its work. */
+    o.no_autocheckpoint = true;
     return store_open(l->db_path, &o, ret, err);
 }
 
@@ -514,6 +524,51 @@ static void req_free(Req *r)
     free(r);
 }
 
+/* Remembers the types of the events a batch committed (seqs up to head,
+ * dense). When the batch does not follow the last one remembered, another
+ * process appended in between and what is known starts again. Under mu. */
+static void recent_record(Ledger *l, const Req *batch, int64_t head)
+{
+    int64_t fresh = 0;
+    for (const Req *r = batch; r; r = r->next)
+        for (size_t i = 0; r->rc == 0 && i < r->n; i++)
+            fresh += !r->results[i].duplicate;
+    if (head - fresh != l->recent_hi)
+        l->recent_lo = head - fresh + 1;
+    for (const Req *r = batch; r; r = r->next)
+        for (size_t i = 0; r->rc == 0 && i < r->n; i++) {
+            if (r->results[i].duplicate)
+                continue;
+            char *slot = l->recent[r->results[i].seq % LEDGER_RECENT_TYPES];
+            size_t len = strlen(r->events[i]->type);
+            if (len < RECENT_TYPE_CAP)
+                memcpy(slot, r->events[i]->type, len + 1);
+            else
+                slot[0] = '\0';
+        }
+    l->recent_hi = head;
+    if (l->recent_lo < head - LEDGER_RECENT_TYPES + 1)
+        l->recent_lo = head - LEDGER_RECENT_TYPES + 1;
+}
+
+int ledger_recent_types(Ledger *l, int64_t after_seq, int64_t upto_seq,
+                        bool (*match)(void *ctx, const char *type), void *ctx)
+{
+    if (upto_seq <= after_seq)
+        return 0;
+    int found = -1;
+    pthread_mutex_lock(&l->mu);
+    if (after_seq + 1 >= l->recent_lo && upto_seq <= l->recent_hi) {
+        found = 0;
+        for (int64_t seq = after_seq + 1; seq <= upto_seq && found == 0; seq++) {
+            const char *t = l->recent[seq % LEDGER_RECENT_TYPES];
+            found = !t[0] ? -1 : match(ctx, t) ? 1 : 0;
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return found;
+}
+
 static void notify_others(Ledger *l)
 {
     if (l->notify_fd >= 0)
@@ -560,6 +615,7 @@ static void *writer_main(void *arg)
                       json_pack("{s:s, s:I}", "error", err.msg, "events", (json_int_t)events));
         if (rc == 0 && head >= 0) {
             pthread_mutex_lock(&l->mu);
+            recent_record(l, batch, head);
             if (head > l->head_seq)
                 l->head_seq = head;
             pthread_cond_broadcast(&l->head_cond);
@@ -896,6 +952,9 @@ int ledger_open(const char *data_dir, const LedgerOptions *opts, Ledger **ret, E
     l->notify_fd = l->inotify_fd = -1;
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
     l->known_head = -1;
+    l->recent = xcalloc(LEDGER_RECENT_TYPES, sizeof *l->recent);
+    l->recent_lo = 1;
+    l->recent_hi = -1; /* nothing known until the writer's first commit */
     core_ulid_new(l->instance);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->work, NULL);
@@ -992,6 +1051,7 @@ void ledger_close(Ledger *l)
     pthread_cond_destroy(&l->space);
     pthread_cond_destroy(&l->head_cond);
     pthread_cond_destroy(&l->ckpt_cond);
+    free(l->recent);
     free(l->dir);
     free(l->db_path);
     free(l);

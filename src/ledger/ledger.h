@@ -99,6 +99,16 @@ uint64_t ledger_wake_gen(Ledger *l);
 int64_t ledger_wait_gen(Ledger *l, int64_t after_seq, uint64_t gen, int timeout_ms);
 /* The last head this process knows of. */
 int64_t ledger_head_seq(Ledger *l);
+/* Whether an event in (after_seq, upto_seq] has a type match() accepts,
+ * from the types of this process's recent commits kept in memory, without
+ * reading the database: 1 yes, 0 no, -1 not known here (older than the
+ * last LEDGER_RECENT_TYPES events, appended by another process, or a type
+ * longer than the memory keeps). match runs under the ledger's lock: it
+ * must be quick and must not call the ledger. For a follower woken by
+ * every commit that cares about few types. */
+#define LEDGER_RECENT_TYPES 4096
+int ledger_recent_types(Ledger *l, int64_t after_seq, int64_t upto_seq,
+                        bool (*match)(void *ctx, const char *type), void *ctx);
 
 /* Counters of this process's writer, for /metrics. batch[i] counts commits
  * of at most LEDGER_BATCH_BOUNDS[i] events (the last bucket: any size). */

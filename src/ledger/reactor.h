@@ -14,6 +14,10 @@ typedef struct ReactorEmit ReactorEmit;
 
 /* Adds an event to append with this step (ownership passes). */
 void ledger_reactor_emit(ReactorEmit *out, Event *ev);
+/* For a lazy reactor: this step commits its checkpoint at once even if it
+ * emitted nothing (the handler read or changed state that handling the
+ * same events again after a crash might see differently). */
+void ledger_reactor_keep(ReactorEmit *out);
 
 typedef struct ReactorDef {
     const char *name;
@@ -30,9 +34,21 @@ typedef struct ReactorDef {
      * that looks at most events' types only and fetches the few it needs
      * (ledger_event_get on rd). */
     bool headers_only;
-    /* Called (may be NULL) on the reactor's thread after each transaction
-     * that moved its checkpoint: one without new events wakes no
-     * ledger_wait(). */
+    /* A step that emitted nothing and called no ledger_reactor_keep() is
+     * not committed: the position moves in memory (ledger_reactor_position)
+     * and is stored with the next commit, within 250 ms, and on stop. For
+     * a reactor that ignores most events: it saves a transaction per step.
+     * After a crash those events are handled again. */
+    bool lazy;
+    /* For a lazy reactor (may be NULL): whether handle may do anything
+     * with an event of this type. Events it refuses are passed over without
+     * being read when the ledger still knows their types
+     * (ledger_recent_types); handle must then return 0 for them and change
+     * nothing. Runs under the ledger's lock: quick, and no ledger calls. */
+    bool (*wants)(void *ctx, const char *type);
+    /* Called (may be NULL) on the reactor's thread after each step that
+     * moved its position (committed, or held in memory by a lazy reactor):
+     * a commit without new events wakes no ledger_wait(). */
     void (*committed)(void *ctx);
 } ReactorDef;
 
@@ -45,5 +61,8 @@ void ledger_reactor_stop(Reactor *r);
 
 /* The checkpoint (last handled seq) of a reactor; 0 when it never ran. */
 int ledger_reactor_checkpoint(Store *s, const char *name, int64_t *ret, Err *err);
+/* The position r has handled up to, stored or not; false when r is NULL or
+ * does not hold its lease (then the stored checkpoint is what there is). */
+bool ledger_reactor_position(Reactor *r, int64_t *ret);
 
 #endif

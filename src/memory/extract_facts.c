@@ -101,6 +101,13 @@ static int emit_fact(MemoryExtractor *x, const Event *src, const char *contact, 
     return 0;
 }
 
+/* Only emails are read; handle passes over anything else. */
+static bool wants(void *ctx, const char *type)
+{
+    (void)ctx;
+    return !strcmp(type, "email.received");
+}
+
 static int handle(void *ctx, Store *rd, const Event *hdr, ReactorEmit *out, Err *err)
 {
     MemoryExtractor *x = ctx;
@@ -111,6 +118,7 @@ static int handle(void *ctx, Store *rd, const Event *hdr, ReactorEmit *out, Err 
     x->last_seq = hdr->seq;
     if (strcmp(hdr->type, "email.received"))
         return 0;
+    ledger_reactor_keep(out); /* a model call: not to be made twice */
     Event *ev = NULL;
     int rc = ledger_event_get(rd, hdr->seq, NULL, &ev, err);
     if (rc == ERR_NOTFOUND)
@@ -183,7 +191,9 @@ int memory_extractor_start(Ledger *l, ModelRouter *router, int lease_ms, MemoryE
                        .lease_ms = lease_ms,
                        .batch = 1024, /* events; a step ends after a few emails */
                        .committed = committed,
-                       .headers_only = true };
+                       .headers_only = true,
+                       .lazy = true,
+                       .wants = wants };
     int rc = ledger_reactor_start(l, &def, &x->reactor, err);
     if (rc < 0) {
         free(x);

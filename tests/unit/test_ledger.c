@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 
+#include "core/clock.h"
 #include "helpers.h"
 #include "ledger/ledger.h"
 #include "ledger/reactor.h"
@@ -401,6 +402,132 @@ Test(ledger, reactor_emits_once_per_event_across_restarts)
     cr_assert_eq(count_type(s, "test.pong"), 35);
     int64_t count, bad;
     cr_assert_eq(ledger_verify(s, &count, &bad, &e), 0, "%s", e.msg);
+    store_close(s);
+}
+
+static bool is_ping(void *ctx, const char *type)
+{
+    (*(int *)ctx)++;
+    return !strcmp(type, "test.ping");
+}
+
+Test(ledger, recent_types_answer_for_this_process_appends_only)
+{
+    Err e = { 0 };
+    int calls = 0;
+    cr_assert_eq(ledger_recent_types(led, 0, 0, is_ping, &calls), 0, "an empty range");
+    cr_assert_eq(ledger_recent_types(led, 0, 1, is_ping, &calls), -1, "nothing known yet");
+    Event *evs[3] = { mk("test.other", NULL, 1), mk("test.other", NULL, 2),
+                      mk("test.ping", NULL, 3) };
+    cr_assert_eq(ledger_append(led, evs, 3, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(ledger_recent_types(led, 0, 2, is_ping, &calls), 0);
+    cr_assert_eq(calls, 2, "one look per event");
+    cr_assert_eq(ledger_recent_types(led, 0, 3, is_ping, &calls), 1);
+    cr_assert_eq(ledger_recent_types(led, 2, 3, is_ping, &calls), 1);
+    cr_assert_eq(ledger_recent_types(led, 0, 4, is_ping, &calls), -1, "past the head");
+    /* a duplicate takes no seq; the next event follows */
+    Event *dup = mk("test.keyed", "k1", 1);
+    cr_assert_eq(ledger_append(led, &dup, 1, NULL, &e), 0);
+    dup = mk("test.ping", "k1", 2);
+    Event *next = mk("test.other", NULL, 5);
+    Event *two[2] = { dup, next };
+    cr_assert_eq(ledger_append(led, two, 2, NULL, &e), 0);
+    cr_assert_eq(ledger_head_seq(led), 5);
+    cr_assert_eq(ledger_recent_types(led, 3, 5, is_ping, &calls), 0,
+                 "the duplicate's type is not remembered as an append");
+    /* a type longer than what is kept is not known */
+    char longtype[80];
+    memset(longtype, 'x', sizeof longtype - 1);
+    longtype[0] = 't';
+    longtype[4] = '.';
+    longtype[sizeof longtype - 1] = '\0';
+    Event *lng = mk(longtype, NULL, 6);
+    cr_assert_eq(ledger_append(led, &lng, 1, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(ledger_recent_types(led, 5, 6, is_ping, &calls), -1);
+    /* another process appends: its event is not known here, nor is
+     * anything up to this process's next commit */
+    pid_t pid = spawn_child(dir, NULL);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert_eq(WEXITSTATUS(status), 0);
+    Event *mine = mk("test.other", NULL, 8);
+    LedgerAppendResult r;
+    cr_assert_eq(ledger_append(led, &mine, 1, &r, &e), 0);
+    cr_assert_eq(r.seq, 8);
+    cr_assert_eq(ledger_recent_types(led, 6, 8, is_ping, &calls), -1, "seq 7 is another's");
+    cr_assert_eq(ledger_recent_types(led, 7, 8, is_ping, &calls), 0, "seq 8 is this one's");
+}
+
+/* A lazy reactor: pings are answered (and commit), test.keep commits
+ * without emitting, anything else only moves the position in memory. */
+static int lazy_pong(void *ctx, Store *rd, const Event *ev, ReactorEmit *out, Err *err)
+{
+    if (!strcmp(ev->type, "test.keep"))
+        ledger_reactor_keep(out);
+    return pong(ctx, rd, ev, out, err);
+}
+
+/* Waits until the lazy reactor r has handled head (in memory). */
+static void wait_position(Reactor *r, int64_t head)
+{
+    int64_t pos = -1;
+    for (int rounds = 0; rounds < 2000; rounds++) {
+        if (ledger_reactor_position(r, &pos) && pos >= head)
+            return;
+        ledger_wait(led, INT64_MAX, 10); /* nothing else tells when it moved */
+    }
+    cr_assert_fail("lazy reactor stuck at %lld of %lld", (long long)pos, (long long)head);
+}
+
+Test(ledger, lazy_reactor_commits_only_what_matters_and_its_position_on_stop)
+{
+    Err e = { 0 };
+    Store *s = reader();
+    ReactorDef def = { .name = "lazy", .handle = lazy_pong, .batch = 1000, .lazy = true };
+    Reactor *r = NULL;
+    int64_t pos = 0, cp = -1;
+    cr_assert(!ledger_reactor_position(NULL, &pos));
+    int64_t t0 = core_time_now_ms();
+    cr_assert_eq(ledger_reactor_start(led, &def, &r, &e), 0, "%s", e.msg);
+    wait_position(r, 0);
+    /* events it ignores: the position moves, the stored checkpoint does not
+     * (for up to 250 ms after the reactor's last commit, or its start) */
+    Event *evs[20];
+    for (int i = 0; i < 20; i++)
+        evs[i] = mk("test.other", NULL, i);
+    cr_assert_eq(ledger_append(led, evs, 20, NULL, &e), 0, "%s", e.msg);
+    wait_position(r, 20);
+    cr_assert_eq(ledger_reactor_checkpoint(s, "lazy", &cp, &e), 0);
+    if (core_time_now_ms() - t0 < 200)
+        cr_assert_eq(cp, 0, "an ignored event is not committed at once");
+    /* ... and is stored within that bound, with nothing new appended */
+    wait_reactor(s, "lazy", 20);
+    /* a ping is answered and committed with its checkpoint */
+    Event *ping = mk("test.ping", NULL, 1);
+    cr_assert_eq(ledger_append(led, &ping, 1, NULL, &e), 0);
+    wait_reactor(s, "lazy", 21);
+    cr_assert_eq(count_type(s, "test.pong"), 1);
+    /* a kept event commits without emitting: its position is shown only
+     * once the checkpoint is stored */
+    Event *keep = mk("test.keep", NULL, 1);
+    cr_assert_eq(ledger_append(led, &keep, 1, NULL, &e), 0);
+    int64_t head = ledger_head_seq(led);
+    wait_position(r, head);
+    cr_assert_eq(ledger_reactor_checkpoint(s, "lazy", &cp, &e), 0);
+    cr_assert_eq(cp, head);
+    /* an ignored event held in memory is stored when the reactor stops */
+    Event *other = mk("test.other", NULL, 99);
+    cr_assert_eq(ledger_append(led, &other, 1, NULL, &e), 0);
+    head = ledger_head_seq(led);
+    wait_position(r, head);
+    ledger_reactor_stop(r);
+    cr_assert_eq(ledger_reactor_checkpoint(s, "lazy", &cp, &e), 0);
+    cr_assert_eq(cp, head, "stopping stores the position");
+    /* a restart starts from there: the ping is not answered twice */
+    cr_assert_eq(ledger_reactor_start(led, &def, &r, &e), 0);
+    wait_position(r, head);
+    ledger_reactor_stop(r);
+    cr_assert_eq(count_type(s, "test.pong"), 1);
     store_close(s);
 }
 
