@@ -270,12 +270,12 @@ static int plan_one(FlowEngine *e, Store *rd, const FlowWorkflow *w, const Event
 static int plan_full(FlowEngine *e, Store *rd, const Event *ev, ReactorEmit *out, Err *err);
 
 /* An event the planner reads: the workflows' settings, a schedule firing,
- * or a type some workflow (enabled or not) starts on. */
+ * an approved goal, or a type some workflow (enabled or not) starts on. */
 static bool plan_wants(void *ctx, const char *t)
 {
     FlowEngine *e = ctx;
     if (!strcmp(t, "workflow.enabled") || !strcmp(t, "workflow.disabled") ||
-        !strcmp(t, "schedule.fired"))
+        !strcmp(t, "schedule.fired") || !strcmp(t, "goal.approved"))
         return true;
     for (size_t i = 0; !internal_type(t) && i < e->cat.n; i++)
         if (e->cat.items[i]->on_event && type_matches(e->cat.items[i]->on_event, t))
