@@ -668,9 +668,14 @@ static void released(void *ctx, int rc, const Err *err, const LedgerAppendResult
     if (rc == 0 && r && n > 0)
         json_object_set_new(e->acked, p->key, json_integer(r[n - 1].seq));
     e->inflight--;
+    /* A runner pass that began after this outcome's commit but before this
+     * acknowledgement saw it in flight and did not call the engine idle;
+     * nothing else may wake it, so the last acknowledgement does while
+     * someone waits for idleness. */
+    bool wake = rc < 0 || (e->inflight == 0 && e->idle_waiters > 0);
     pthread_mutex_unlock(&e->mu);
-    if (rc < 0)
-        ledger_wake(e->l); /* the step is ready again: let the runner see it */
+    if (wake) /* after a failure the step is ready again: let the runner see it */
+        ledger_wake(e->l);
     free(p);
     (void)r;
     (void)n;
