@@ -10,6 +10,7 @@
 #include "flow/content.h"
 #include "flow/engine_int.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@ static const char *const tables[] = { "tasks", "task_definitions", "task_definit
 
 typedef struct StepRow {
     char id[FLOW_NAME_MAX + 1];
-    char needs[FLOW_MAX_STEPS * (FLOW_NAME_MAX + 1) + 1];
+    char *needs; /* step ids, comma-separated */
     bool has_if;
     char status[16];
     char skip_reason[16]; /* skipped: condition, upstream or operator */
@@ -41,6 +42,8 @@ typedef struct TaskRow {
 static void task_row_done(TaskRow *t)
 {
     free(t->key);
+    for (size_t i = 0; i < t->n; i++)
+        free(t->steps[i].needs);
     free(t->steps);
     memset(t, 0, sizeof *t);
 }
@@ -50,10 +53,84 @@ static bool settled(const char *status)
     return flow__status_terminal(status);
 }
 
+/* The step events of a task come one after the other, so the writer keeps
+ * each open task's row and steps as the last apply left them (stored)
+ * instead of reading them again for the next event. Direct-mapped by task
+ * id, big enough for thousands of tasks running at once; a row is
+ * taken out while an apply works on it and put back only once that apply
+ * succeeded. forget() (a rollback, a rebuild, another process's appends)
+ * and a change of connection empty it. */
+#define ROW_CACHE 8192
+
+static struct {
+    pthread_mutex_t mu;
+    const Store *owner;
+    TaskRow rows[ROW_CACHE];
+} cache = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static size_t cache_slot(const char *id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = id; *c; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    return h % ROW_CACHE;
+}
+
+static void cache_clear(void)
+{
+    for (size_t i = 0; i < ROW_CACHE; i++)
+        task_row_done(&cache.rows[i]);
+}
+
+static void forget(void)
+{
+    pthread_mutex_lock(&cache.mu);
+    cache_clear();
+    cache.owner = NULL;
+    pthread_mutex_unlock(&cache.mu);
+}
+
+/* Moves the cached row of id into t; false when there is none. */
+static bool cache_take(Store *tx, const char *id, TaskRow *t)
+{
+    pthread_mutex_lock(&cache.mu);
+    TaskRow *c = &cache.rows[cache_slot(id)];
+    bool hit = cache.owner == tx && !strcmp(c->id, id);
+    if (hit) {
+        *t = *c;
+        memset(c, 0, sizeof *c);
+    }
+    pthread_mutex_unlock(&cache.mu);
+    return hit;
+}
+
+/* After a successful apply: t is as stored; it moves into the cache unless
+ * it ended (no step of it runs any more). */
+static void cache_put(Store *tx, TaskRow *t)
+{
+    if (settled(t->status))
+        return;
+    snprintf(t->loaded, sizeof t->loaded, "%s", t->status);
+    for (size_t i = 0; i < t->n; i++)
+        t->steps[i].changed = false;
+    pthread_mutex_lock(&cache.mu);
+    if (cache.owner != tx) {
+        cache_clear();
+        cache.owner = tx;
+    }
+    TaskRow *c = &cache.rows[cache_slot(t->id)];
+    task_row_done(c);
+    *c = *t;
+    memset(t, 0, sizeof *t);
+    pthread_mutex_unlock(&cache.mu);
+}
+
 /* Loads a task and its steps; ERR_NOTFOUND when unknown. */
 static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
 {
     memset(t, 0, sizeof *t);
+    if (cache_take(tx, id, t))
+        return 0;
     StoreStmt *st;
     int rc = store_prepare(tx, "SELECT status, concurrency_key FROM tasks WHERE id = ?1",
                            &st, err);
@@ -90,7 +167,8 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
         StepRow *s = &t->steps[t->n++];
         memset(s, 0, sizeof *s);
         snprintf(s->id, sizeof s->id, "%s", store_col_text(st, 0, NULL));
-        snprintf(s->needs, sizeof s->needs, "%s", store_col_text(st, 1, NULL));
+        const char *needs = store_col_text(st, 1, NULL);
+        s->needs = xstrdup(needs ? needs : "");
         s->has_if = store_col_int(st, 2) != 0;
         snprintf(s->status, sizeof s->status, "%s", store_col_text(st, 3, NULL));
         const char *why = store_col_text(st, 4, NULL);
@@ -102,12 +180,17 @@ static int task_load(Store *tx, const char *id, TaskRow *t, Err *err)
     return rc < 0 ? rc : 0;
 }
 
-static StepRow *find_step(TaskRow *t, const char *id)
+static StepRow *find_step_n(TaskRow *t, const char *id, size_t len)
 {
     for (size_t i = 0; i < t->n; i++)
-        if (!strcmp(t->steps[i].id, id))
+        if (!strncmp(t->steps[i].id, id, len) && t->steps[i].id[len] == '\0')
             return &t->steps[i];
     return NULL;
+}
+
+static StepRow *find_step(TaskRow *t, const char *id)
+{
+    return find_step_n(t, id, strlen(id));
 }
 
 static void set_status(StepRow *s, const char *status)
@@ -136,11 +219,10 @@ static void propagate(TaskRow *t)
             if (strcmp(s->status, "pending"))
                 continue;
             bool all = true, upstream_skip = false;
-            char needs[sizeof s->needs];
-            snprintf(needs, sizeof needs, "%s", s->needs);
-            char *save = NULL;
-            for (char *n = strtok_r(needs, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
-                StepRow *d = find_step(t, n);
+            for (const char *n = s->needs; *n;) {
+                size_t len = strcspn(n, ",");
+                StepRow *d = len ? find_step_n(t, n, len) : NULL;
+                n += len + (n[len] == ',');
                 if (!d)
                     continue;
                 /* a step the operator skipped lets the task go on */
@@ -435,6 +517,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
                       "ssisss", t.id, s->id, k, out, started, finished ? finished : ev->received_at);
         free(out);
         snprintf(s->status, sizeof s->status, "succeeded"); /* written above */
+        s->attempts = k;
     } else if (!strcmp(type, "step.waiting")) {
         const char *kind = str(d, "kind");
         rc = store_execf(tx, err,
@@ -444,7 +527,9 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
                       " WHERE task_id = ?1 AND step_id = ?2",
                       "ssisssss", t.id, s->id, k, started ? started : ev->received_at,
                       str(d, "until"), kind ? kind : "duration", str(d, "event"), str(d, "where"));
-        goto out; /* no settling: the status is written above */
+        snprintf(s->status, sizeof s->status, "waiting"); /* written above */
+        s->attempts = k;
+        goto out; /* no settling */
     } else { /* step.failed */
         const char *error = str(d, "error"), *next = str(d, "next_attempt_at");
         bool final = json_is_true(json_object_get(d, "final")) || !next;
@@ -458,6 +543,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
                       "ssisssss", t.id, s->id, k, error, started, final ? NULL : next,
                       final ? NULL : "retry", inputs);
         free(inputs);
+        s->attempts = k;
         if (rc < 0)
             goto out;
         if (!final) {
@@ -487,6 +573,8 @@ settle:
         rc = task_store(tx, &t, ev, err);
     }
 out:
+    if (rc == 0)
+        cache_put(tx, &t);
     task_row_done(&t);
     return rc < 0 ? rc : 0;
 }
@@ -659,6 +747,7 @@ static const Projection tasks_projection = {
     .version = 2,
     .tables = tables,
     .apply = apply,
+    .forget = forget,
 };
 
 void flow_projections_register(void)

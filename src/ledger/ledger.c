@@ -472,6 +472,7 @@ static int commit_batch(Ledger *l, Req *batch, int64_t *ret_head, Err *err)
             goto fail;
         r->rc = apply_request(l, r, &head, hash, &r->err);
         if (r->rc < 0) {
+            ledger__projections_forget(); /* they may have applied part of it */
             if (alone) { /* the request failed, not the batch: nothing to commit */
                 store_rollback(s);
                 l->known_head = -1;
@@ -508,6 +509,7 @@ static int commit_batch(Ledger *l, Req *batch, int64_t *ret_head, Err *err)
 fail:
     while (store_in_tx(s))
         store_rollback(s);
+    ledger__projections_forget();
     l->known_head = -1; /* reload the head, projections and tail next time */
     return rc;
 }
@@ -927,6 +929,7 @@ static int initial_catch_up(Ledger *l, Err *err)
         (rc = ledger__projections_catch_up(l->w, head, err)) < 0 ||
         (rc = tail_load(l, err)) < 0) {
         store_rollback(l->w);
+        ledger__projections_forget();
         return rc;
     }
     if ((rc = store_commit(l->w, err)) < 0)

@@ -13,6 +13,8 @@ int ledger__projections_catch_up(Store *tx, int64_t head, Err *err);
 int ledger__projections_apply(Store *tx, const Event *ev, Err *err);
 /* Records head as every projection's checkpoint. */
 int ledger__projections_checkpoint(Store *tx, int64_t head, Err *err);
+/* Calls every projection's forget (see Projection). */
+void ledger__projections_forget(void);
 
 /* NULL when every header value of a stored row is one the writer could have
  * written; otherwise a description of the first that is not. (The chain hash

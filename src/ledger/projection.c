@@ -89,6 +89,8 @@ static int checkpoint_set(Store *s, const Projection *p, int64_t seq, Err *err)
 
 static int clear_tables(Store *s, const Projection *p, Err *err)
 {
+    if (p->forget)
+        p->forget();
     for (const char *const *t = p->tables; *t; t++) {
         char sql[256];
         snprintf(sql, sizeof sql, "DELETE FROM \"%s\"", *t);
@@ -153,8 +155,19 @@ static int rebuild(Store *s, const Projection *p, bool use_snapshot, int64_t hea
     return checkpoint_set(s, p, head, err);
 }
 
+void ledger__projections_forget(void)
+{
+    const Projection *const *list;
+    size_t n = ledger_projection_list(&list);
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->forget)
+            list[i]->forget();
+}
+
+/* Another process may have appended since this one last did. */
 int ledger__projections_catch_up(Store *tx, int64_t head, Err *err)
 {
+    ledger__projections_forget();
     const Projection *const *list;
     size_t n = ledger_projection_list(&list);
     for (size_t i = 0; i < n; i++) {
@@ -242,6 +255,7 @@ int ledger_replay(Store *s, const char *only, bool full, int64_t *ret_events, Er
     return 0;
 fail:
     store_rollback(s);
+    ledger__projections_forget();
     return rc;
 }
 
@@ -271,6 +285,7 @@ int ledger_replay_check(Store *s, const char *only, ReplayCheck *out, size_t cap
     *ret_n = n;
 out:
     store_rollback(s); /* the check never changes the live tables */
+    ledger__projections_forget();
     return rc;
 }
 

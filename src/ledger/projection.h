@@ -22,6 +22,10 @@ typedef struct Projection {
     const char *const *tables; /* the tables it owns, NULL-terminated */
     /* Applies ev inside the caller's write transaction on tx. */
     int (*apply)(Store *tx, const Event *ev, Err *err);
+    /* Optional: drops what apply keeps in memory about its tables between
+     * calls. Called whenever they may have changed other than by apply's
+     * own committed work: a rollback, a rebuild, another process's appends. */
+    void (*forget)(void);
 } Projection;
 
 /* Registers p (static storage) for every ledger opened afterwards in this
