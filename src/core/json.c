@@ -3,6 +3,7 @@
  * that keep %.17g for reals. */
 #include "core/json.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,4 +215,236 @@ void core_utf8_sanitize(char *s)
         p += k;
         n -= k;
     }
+}
+
+/* ---- members of an object, from its text ---- */
+
+#define MEMBERS_DEPTH_MAX 512
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                     : -1;
+        if (d < 0)
+            return -1;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+/* p at a string's opening quote: the byte after its closing quote, or NULL. */
+static const char *skip_string(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            return p + 1;
+        if (c < 0x20)
+            return NULL;
+        if (c != '\\')
+            continue;
+        if (++p >= end)
+            return NULL;
+        if (*p == 'u') {
+            if (end - p < 5 || hex4(p + 1) <= 0) /* not hex, or NUL */
+                return NULL;
+            p += 4;
+        } else if (!memchr("\"\\/bfnrt", *p, 8)) {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static const char *skip_value(const char *p, const char *end, int depth)
+{
+    if (p >= end)
+        return NULL;
+    if (*p == '"')
+        return skip_string(p, end);
+    if (*p == '{' || *p == '[') {
+        bool obj = *p == '{';
+        char close = obj ? '}' : ']';
+        if (depth >= MEMBERS_DEPTH_MAX)
+            return NULL;
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == close)
+            return p + 1;
+        for (;;) {
+            if (obj) {
+                if (p >= end || *p != '"' || !(p = skip_string(p, end)))
+                    return NULL;
+                p = skip_ws(p, end);
+                if (p >= end || *p != ':')
+                    return NULL;
+                p = skip_ws(p + 1, end);
+            }
+            if (!(p = skip_value(p, end, depth + 1)))
+                return NULL;
+            p = skip_ws(p, end);
+            if (p >= end)
+                return NULL;
+            if (*p == close)
+                return p + 1;
+            if (*p != ',')
+                return NULL;
+            p = skip_ws(p + 1, end);
+        }
+    }
+    const char *s = p; /* a number or true, false, null */
+    while (p < end && ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || *p == '-' ||
+                       *p == '+' || *p == '.' || *p == 'E'))
+        p++;
+    size_t n = (size_t)(p - s);
+    if (n == 0)
+        return NULL;
+    if (*s >= 'a' && *s <= 'z' && !(n == 4 && !memcmp(s, "true", 4)) &&
+        !(n == 5 && !memcmp(s, "false", 5)) && !(n == 4 && !memcmp(s, "null", 4)))
+        return NULL;
+    return p;
+}
+
+int core_json_members(const char *text, size_t len, CoreJsonMember *out, size_t cap)
+{
+    const char *end = text + len, *p = skip_ws(text, end);
+    if (p >= end || *p != '{')
+        return -1;
+    p = skip_ws(p + 1, end);
+    size_t n = 0;
+    if (p < end && *p == '}')
+        return skip_ws(p + 1, end) == end ? 0 : -1;
+    for (;;) {
+        if (p >= end || *p != '"' || n == cap)
+            return -1;
+        const char *k = p + 1, *ke = skip_string(p, end);
+        if (!ke)
+            return -1;
+        p = skip_ws(ke, end);
+        if (p >= end || *p != ':')
+            return -1;
+        const char *v = skip_ws(p + 1, end);
+        if (!(p = skip_value(v, end, 1)))
+            return -1;
+        out[n++] = (CoreJsonMember){ k, (size_t)(ke - 1 - k), v, (size_t)(p - v) };
+        p = skip_ws(p, end);
+        if (p >= end)
+            return -1;
+        if (*p == '}')
+            break;
+        if (*p != ',')
+            return -1;
+        p = skip_ws(p + 1, end);
+    }
+    return skip_ws(p + 1, end) == end ? (int)n : -1;
+}
+
+const CoreJsonMember *core_json_member(const CoreJsonMember *m, int n, const char *key)
+{
+    size_t len = strlen(key);
+    for (int i = 0; i < n; i++)
+        if (m[i].key_len == len && !memcmp(m[i].key, key, len))
+            return &m[i];
+    return NULL;
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | cp >> 18);
+    o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* The members were checked by core_json_members: escapes are well formed. A
+ * lone surrogate is refused, as Jansson refuses it. */
+char *core_json_member_string(const CoreJsonMember *m)
+{
+    if (!m || m->val_len < 2 || m->val[0] != '"')
+        return NULL;
+    const char *p = m->val + 1, *end = m->val + m->val_len - 1;
+    char *out = malloc((size_t)(end - p) + 1), *o = out;
+    if (!out)
+        abort();
+    while (p < end) {
+        if (*p != '\\') {
+            *o++ = *p++;
+            continue;
+        }
+        char c = p[1];
+        p += 2;
+        switch (c) {
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp = (unsigned)hex4(p);
+            p += 4;
+            if (cp >= 0xdc00 && cp <= 0xdfff)
+                goto bad;
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                int lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
+                if (lo < 0xdc00 || lo > 0xdfff)
+                    goto bad;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + ((unsigned)lo - 0xdc00);
+                p += 6;
+            }
+            o += put_utf8(o, cp); /* never longer than the escape it replaces */
+            break;
+        }
+        default: *o++ = c; break; /* '"', '\\', '/' */
+        }
+    }
+    *o = '\0';
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+bool core_json_member_int(const CoreJsonMember *m, int64_t *ret)
+{
+    if (!m || m->val_len == 0 || m->val_len > 20)
+        return false;
+    char tmp[24];
+    memcpy(tmp, m->val, m->val_len);
+    tmp[m->val_len] = '\0';
+    if (strpbrk(tmp, ".eE") || !(tmp[0] == '-' || (tmp[0] >= '0' && tmp[0] <= '9')))
+        return false;
+    char *e;
+    errno = 0;
+    long long v = strtoll(tmp, &e, 10);
+    if (*e || errno)
+        return false;
+    *ret = v;
+    return true;
 }

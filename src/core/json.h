@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/buf.h"
 #include "core/err.h"
@@ -23,6 +24,30 @@ int core_json_canonical(const json_t *v, Buf *out);
 
 /* Appends compact JSON text of v (object keys in insertion order). */
 int core_json_dump(const json_t *v, Buf *out);
+
+/* One member of a JSON object, found in its text without building a tree:
+ * the key's and the value's bytes as written (a string value with its
+ * quotes). For readers of canonical text that want a few members of many
+ * small objects (the ledger's writer). */
+typedef struct CoreJsonMember {
+    const char *key;
+    size_t key_len;
+    const char *val;
+    size_t val_len;
+} CoreJsonMember;
+
+/* Splits text[0..len), one JSON object, into its members, in order, into
+ * out[0..cap). Returns their number, or -1 when the text is not one object,
+ * has more than cap members, nests deeper than 512 levels, or holds a string
+ * with a NUL (\u0000, which core_json_parse refuses too). Values are checked
+ * only as far as finding where they end; keys are compared as written. */
+int core_json_members(const char *text, size_t len, CoreJsonMember *out, size_t cap);
+/* The member named key (as written), or NULL. */
+const CoreJsonMember *core_json_member(const CoreJsonMember *m, int n, const char *key);
+/* A string member's value decoded (malloc'd), or NULL for another type. */
+char *core_json_member_string(const CoreJsonMember *m);
+/* An integer member's value; false for another type (a real included). */
+bool core_json_member_int(const CoreJsonMember *m, int64_t *ret);
 
 /* A short description of v's type: "object", "string", ... */
 const char *core_json_type_name(const json_t *v);

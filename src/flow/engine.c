@@ -29,6 +29,7 @@
 
 #define RUNNER_LEASE "runner"
 #define FOLLOW_BATCH 512
+#define QUEUE_PER_WORKER 64 /* ready steps queued ahead of each worker */
 #define WAIT_SCAN_MAX 100000 /* events scanned back for a wait that starts */
 
 typedef struct Job {
@@ -82,6 +83,7 @@ struct FlowEngine {
     pthread_mutex_t mu;
     pthread_cond_t job_cond, idle_cond;
     Job *q_first, *q_last;
+    size_t q_len; /* jobs queued, not yet taken by a worker */
     json_t *dispatched; /* "task/step" -> true, while queued, running or being appended */
     /* "task/step[/w]" -> the seq of its outcome, once acknowledged, until a
      * runner pass began after it: a pass whose queries began earlier may
@@ -977,6 +979,12 @@ struct Worker {
     FlowLua *lua;
 };
 
+/* The most jobs queued ahead of the workers. */
+static size_t queue_max(const FlowEngine *e)
+{
+    return (size_t)(e->n_workers > 0 ? e->n_workers : 1) * QUEUE_PER_WORKER;
+}
+
 static void *worker_main(void *arg)
 {
     Worker *w = arg;
@@ -992,7 +1000,13 @@ static void *worker_main(void *arg)
         e->q_first = j->next;
         if (!e->q_first)
             e->q_last = NULL;
+        e->q_len--;
+        /* the queue runs low: the runner tops it up now rather than at the
+         * next commit, which may be a whole group commit away */
+        bool low = e->q_len == queue_max(e) / 4;
         pthread_mutex_unlock(&e->mu);
+        if (low)
+            ledger_wake(e->l);
         run_job(e, w->rd, w->lua, j);
         free(j);
         pthread_mutex_lock(&e->mu);
@@ -1034,6 +1048,7 @@ static bool dispatch_job(FlowEngine *e, const char *task, const char *step, int 
     else
         e->q_first = j;
     e->q_last = j;
+    e->q_len++;
     pthread_cond_signal(&e->job_cond);
     pthread_mutex_unlock(&e->mu);
     return true;
@@ -1427,8 +1442,9 @@ typedef struct Due {
     char kind[16];
 } Due;
 
-/* Ready steps of running tasks, and waits whose time has come. */
-static size_t collect(FlowEngine *e, const char *sql, const char *now, Due **ret)
+/* Ready steps of running tasks, and waits whose time has come: sql takes
+ * the time now (?1) or the row limit (?1), whichever is given. */
+static size_t collect(FlowEngine *e, const char *sql, const char *now, int64_t limit, Due **ret)
 {
     StoreStmt *st;
     Err err = { 0 };
@@ -1439,10 +1455,15 @@ static size_t collect(FlowEngine *e, const char *sql, const char *now, Due **ret
     }
     if (now)
         store_bind_text(st, 1, now, strlen(now));
-    size_t n = 0;
+    else
+        store_bind_int(st, 1, limit);
+    size_t n = 0, cap = 0;
     Due *d = NULL;
     while (store_step(st, &err) == STORE_ROW) {
-        d = xrealloc(d, (n + 1) * sizeof *d);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            d = xrealloc(d, cap * sizeof *d);
+        }
         Due *x = &d[n++];
         snprintf(x->task, sizeof x->task, "%s", store_col_text(st, 0, NULL));
         snprintf(x->step, sizeof x->step, "%s", store_col_text(st, 1, NULL));
@@ -1543,13 +1564,22 @@ static int64_t runner_pass(FlowEngine *e, bool *busy, int64_t *outbox_next)
     int64_t now = core_time_now_ms();
     char now_s[CORE_TIME_LEN + 1];
     time_str(now, now_s);
-    /* 2. ready steps */
+    /* 2. ready steps, as many as the queue has room for. A ready step
+     * stays ready in the projection until its outcome is committed, so the
+     * query also meets the steps dispatched or acknowledged since: asking
+     * for those plus the room still yields every step that can be queued,
+     * without reading the whole backlog on every pass. */
     Due *d = NULL;
-    size_t n = collect(e,
-                       "SELECT s.task_id, s.step_id, s.attempts, NULL FROM task_steps s"
-                       " JOIN tasks t ON t.id = s.task_id"
-                       " WHERE s.status = 'ready' AND t.status = 'running' LIMIT 4096",
-                       NULL, &d);
+    pthread_mutex_lock(&e->mu);
+    size_t room = e->q_len < queue_max(e) ? queue_max(e) - e->q_len : 0;
+    int64_t limit = (int64_t)(json_object_size(e->dispatched) + json_object_size(e->acked) + room);
+    pthread_mutex_unlock(&e->mu);
+    size_t n = room == 0 ? 0
+                         : collect(e,
+                                   "SELECT s.task_id, s.step_id, s.attempts, NULL FROM task_steps s"
+                                   " JOIN tasks t ON t.id = s.task_id"
+                                   " WHERE s.status = 'ready' AND t.status = 'running' LIMIT ?1",
+                                   NULL, limit, &d);
     for (size_t i = 0; i < n; i++)
         *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1, snap);
     free(d);
@@ -1562,7 +1592,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy, int64_t *outbox_next)
                 " AND s.wait_kind IN ('retry', 'duration', 'event', 'resume', 'approval', 'batch')"
                 " AND t.status = 'running'"
                 " LIMIT 256",
-                now_s, &d);
+                now_s, 0, &d);
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(d[i].kind, "retry")) {
             *busy |= dispatch(e, d[i].task, d[i].step, d[i].attempts + 1, snap);

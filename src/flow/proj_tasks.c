@@ -7,6 +7,7 @@
  * Readiness is derived here too: a pending step becomes ready when every step
  * it needs has settled; it is skipped instead when one of them was skipped or
  * canceled and it has no `if` of its own. */
+#include "core/json.h"
 #include "flow/content.h"
 #include "flow/engine_int.h"
 
@@ -327,12 +328,70 @@ static const char *str(const json_t *d, const char *k)
     return json_string_value(json_object_get(d, k));
 }
 
+/* The data of task.created and step events, the most of what the writer
+ * applies, is read member by member from its canonical text instead of
+ * being parsed into a tree. */
+#define DATA_MEMBERS 48
+
+typedef struct Data {
+    CoreJsonMember m[DATA_MEMBERS];
+    int n;
+    char *strs[DATA_MEMBERS]; /* decoded string values, made when first asked */
+} Data;
+
+static int data_read(Data *d, const Event *ev)
+{
+    memset(d->strs, 0, sizeof d->strs);
+    d->n = core_json_members(ev->data, ev->data_len, d->m, DATA_MEMBERS);
+    return d->n;
+}
+
+static void data_done(Data *d)
+{
+    for (int i = 0; i < d->n; i++)
+        free(d->strs[i]);
+}
+
+/* A string member, or NULL (absent or not a string). */
+static const char *dstr(Data *d, const char *k)
+{
+    const CoreJsonMember *m = core_json_member(d->m, d->n, k);
+    if (!m)
+        return NULL;
+    size_t i = (size_t)(m - d->m);
+    if (!d->strs[i])
+        d->strs[i] = core_json_member_string(m);
+    return d->strs[i];
+}
+
+/* An integer member, or 0. */
+static int64_t dint(const Data *d, const char *k)
+{
+    int64_t v = 0;
+    return core_json_member_int(core_json_member(d->m, d->n, k), &v) ? v : 0;
+}
+
+static bool dtrue(const Data *d, const char *k)
+{
+    const CoreJsonMember *m = core_json_member(d->m, d->n, k);
+    return m && m->val_len == 4 && !memcmp(m->val, "true", 4);
+}
+
+/* A member's JSON text as written (malloc'd), or NULL when absent; with
+ * only_structured, also NULL when it is not an object or array. */
+static char *draw(const Data *d, const char *k, bool only_structured)
+{
+    const CoreJsonMember *m = core_json_member(d->m, d->n, k);
+    if (!m || (only_structured && m->val[0] != '{' && m->val[0] != '['))
+        return NULL;
+    return xstrndup(m->val, m->val_len);
+}
+
 /* A version's definition travels in the first task.created(s) of that
  * version (until the planner sees it stored) and is kept once. */
-static int apply_defined(Store *tx, const json_t *d, Err *err)
+static int apply_defined(Store *tx, const char *wf, const char *version, const json_t *def,
+                         Err *err)
 {
-    const char *wf = str(d, "workflow"), *version = str(d, "version");
-    const json_t *def = json_object_get(d, "definition");
     const json_t *steps = json_object_get(def, "steps");
     if (!wf || !version || !json_is_array(steps) || json_array_size(steps) == 0)
         return 0;
@@ -374,14 +433,20 @@ static int apply_defined(Store *tx, const json_t *d, Err *err)
     return rc;
 }
 
-static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
+static int apply_created(Store *tx, const Event *ev, Data *d, Err *err)
 {
-    const char *id = str(d, "task"), *wf = str(d, "workflow"), *version = str(d, "version");
-    const char *key = str(d, "concurrency_key");
+    const char *id = dstr(d, "task"), *wf = dstr(d, "workflow"), *version = dstr(d, "version");
+    const char *key = dstr(d, "concurrency_key");
     if (!id || !wf || !version)
         return 0; /* checked when appended; an older malformed event is skipped */
     int64_t exists = 0, n_steps = 0;
-    int rc = json_object_get(d, "definition") ? apply_defined(tx, d, err) : 0;
+    int rc = 0;
+    const CoreJsonMember *dm = core_json_member(d->m, d->n, "definition");
+    if (dm) { /* the first task.created of a version */
+        json_t *def = json_loadb(dm->val, dm->val_len, 0, NULL);
+        rc = apply_defined(tx, wf, version, def, err);
+        json_decref(def);
+    }
     if (rc < 0)
         return rc;
     rc = store_query_int(tx, "SELECT count(*) FROM tasks WHERE id = ?1", id, 0, &exists, err);
@@ -403,15 +468,13 @@ static int apply_created(Store *tx, const Event *ev, const json_t *d, Err *err)
             return rc;
         queued = holders > 0;
     }
-    const json_t *input = json_object_get(d, "input");
-    char *input_text = input && !json_is_null(input) ? json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *input_text = draw(d, "input", true);
     rc = store_execf(tx, err,
                   "INSERT INTO tasks(id, workflow, version, status, trigger_seq, created_seq, depth,"
                   " concurrency_key, input, created_at, updated_at)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
                   "ssssiiisss", id, wf, version, queued ? "queued" : "running",
-                  (int64_t)json_integer_value(json_object_get(d, "trigger_seq")), ev->seq,
-                  (int64_t)json_integer_value(json_object_get(d, "depth")), key, input_text,
+                  dint(d, "trigger_seq"), ev->seq, dint(d, "depth"), key, input_text,
                   ev->received_at);
     free(input_text);
     if (rc == 0)
@@ -436,10 +499,10 @@ static void refused(const Event *ev, const TaskRow *t, const StepRow *s, const c
 }
 
 /* The step an event names, with the checks every step event shares. */
-static int load_for_step(Store *tx, const json_t *d, TaskRow *t, StepRow **ret, Err *err)
+static int load_for_step(Store *tx, Data *d, TaskRow *t, StepRow **ret, Err *err)
 {
     memset(t, 0, sizeof *t); /* task_row_done() must work whatever happens */
-    const char *id = str(d, "task"), *sid = str(d, "step");
+    const char *id = dstr(d, "task"), *sid = dstr(d, "step");
     if (!id || !sid)
         return 1;
     int rc = task_load(tx, id, t, err);
@@ -458,7 +521,7 @@ static bool attempt_ok(const StepRow *s, int64_t k)
     return k >= 1 && (k == s->attempts || k == s->attempts + 1);
 }
 
-static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
+static int apply_step(Store *tx, const Event *ev, Data *d, Err *err)
 {
     TaskRow t;
     StepRow *s = NULL;
@@ -468,7 +531,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         return rc < 0 ? rc : 0;
     }
     const char *type = ev->type;
-    int64_t k = json_integer_value(json_object_get(d, "attempt"));
+    int64_t k = dint(d, "attempt");
     bool open = !strcmp(s->status, "ready") || !strcmp(s->status, "waiting");
     bool task_live = !strcmp(t.status, "running") || !strcmp(t.status, "inbox");
     if (!open || !task_live) {
@@ -478,20 +541,19 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
     if (!strcmp(type, "step.skipped")) {
         /* skip: condition (an `if`), rejected (an approval), operator (an
          * effect the operator canceled: the task goes on) */
-        const char *why = str(d, "skip");
+        const char *why = dstr(d, "skip");
         if (!why || (strcmp(why, "rejected") && strcmp(why, "operator")))
             why = "condition";
         set_skipped(s, why);
-        const json_t *out = json_object_get(d, "output");
-        char *text = out ? json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+        char *text = draw(d, "output", false);
         rc = store_execf(tx, err,
                       "UPDATE task_steps SET error = ?3, wake_at = NULL, wait_kind = NULL,"
                       " output = coalesce(?4, output)"
                       " WHERE task_id = ?1 AND step_id = ?2",
-                      "ssss", t.id, s->id, str(d, "reason"), text);
+                      "ssss", t.id, s->id, dstr(d, "reason"), text);
         free(text);
         /* a rejection going to a step: that step runs though this one is skipped */
-        StepRow *to = str(d, "goto") ? find_step(&t, str(d, "goto")) : NULL;
+        StepRow *to = dstr(d, "goto") ? find_step(&t, dstr(d, "goto")) : NULL;
         if (rc == 0 && to && !strcmp(to->status, "pending")) {
             to->run_anyway = true;
             rc = store_execf(tx, err,
@@ -504,11 +566,11 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         refused(ev, &t, s, "not the step's current or next attempt");
         goto out;
     }
-    const char *started = str(d, "started_at"), *finished = str(d, "finished_at");
+    const char *started = dstr(d, "started_at"), *finished = dstr(d, "finished_at");
     if (!strcmp(type, "step.completed")) {
-        char *out = json_dumps(json_object_get(d, "output") ? json_object_get(d, "output")
-                                                             : json_null(),
-                               JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        char *out = draw(d, "output", false);
+        if (!out)
+            out = xstrdup("null");
         rc = store_execf(tx, err,
                       "UPDATE task_steps SET status = 'succeeded', attempts = ?3, output = ?4,"
                       " error = NULL, started_at = coalesce(?5, started_at), finished_at = ?6,"
@@ -519,22 +581,21 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
         snprintf(s->status, sizeof s->status, "succeeded"); /* written above */
         s->attempts = k;
     } else if (!strcmp(type, "step.waiting")) {
-        const char *kind = str(d, "kind");
+        const char *kind = dstr(d, "kind");
         rc = store_execf(tx, err,
                       "UPDATE task_steps SET status = 'waiting', attempts = ?3,"
                       " started_at = coalesce(started_at, ?4), wake_at = ?5, wait_kind = ?6,"
                       " wait_event = ?7, wait_where = ?8"
                       " WHERE task_id = ?1 AND step_id = ?2",
                       "ssisssss", t.id, s->id, k, started ? started : ev->received_at,
-                      str(d, "until"), kind ? kind : "duration", str(d, "event"), str(d, "where"));
+                      dstr(d, "until"), kind ? kind : "duration", dstr(d, "event"), dstr(d, "where"));
         snprintf(s->status, sizeof s->status, "waiting"); /* written above */
         s->attempts = k;
         goto out; /* no settling */
     } else { /* step.failed */
-        const char *error = str(d, "error"), *next = str(d, "next_attempt_at");
-        bool final = json_is_true(json_object_get(d, "final")) || !next;
-        const json_t *in = json_object_get(d, "inputs");
-        char *inputs = in ? json_dumps(in, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+        const char *error = dstr(d, "error"), *next = dstr(d, "next_attempt_at");
+        bool final = dtrue(d, "final") || !next;
+        char *inputs = draw(d, "inputs", false);
         rc = store_execf(tx, err,
                       "UPDATE task_steps SET attempts = ?3, error = ?4,"
                       " started_at = coalesce(?5, started_at), wake_at = ?6, wait_kind = ?7,"
@@ -550,7 +611,7 @@ static int apply_step(Store *tx, const Event *ev, const json_t *d, Err *err)
             set_status(s, "waiting");
             goto settle;
         }
-        const char *on_error = str(d, "on_error");
+        const char *on_error = dstr(d, "on_error");
         if (on_error && !strcmp(on_error, "inbox")) {
             set_status(s, "waiting");
             rc = store_execf(tx, err,
@@ -726,12 +787,18 @@ static int apply(Store *tx, const Event *ev, Err *err)
                          "s", ev->received_at);
     else
         return 0;
+    if (which <= 1) {
+        Data dd;
+        if (data_read(&dd, ev) < 0)
+            return 0;
+        int rc = which == 0 ? apply_created(tx, ev, &dd, err) : apply_step(tx, ev, &dd, err);
+        data_done(&dd);
+        return rc;
+    }
     json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
     if (!d)
         return 0;
-    int rc = which == 0 ? apply_created(tx, ev, d, err)
-           : which == 1 ? apply_step(tx, ev, d, err)
-           : which == 2 ? apply_action(tx, ev, d, err)
+    int rc = which == 2 ? apply_action(tx, ev, d, err)
            : which == 3 ? apply_setting(tx, ev, d, err)
            : which == 4 ? apply_gate(tx, ev, d, err)
            : str(d, "task") ? store_execf(tx, err,
@@ -744,7 +811,7 @@ static int apply(Store *tx, const Event *ev, Err *err)
 
 static const Projection tasks_projection = {
     .name = "tasks",
-    .version = 2,
+    .version = 3, /* 3: outputs and inputs stored as the events' canonical text */
     .tables = tables,
     .apply = apply,
     .forget = forget,

@@ -240,6 +240,61 @@ static char *write_yaml(const char *dir, const char *text)
     return path;
 }
 
+static char *member_text(const CoreJsonMember *m)
+{
+    return strndup(m->val, m->val_len);
+}
+
+Test(json, members_of_an_object_without_a_tree)
+{
+    const char *t = "{\"a\":{\"x\":[1,{\"y\":\"}\"}]},\"i\":-42,\"r\":2.5,\"s\":\"q\\\"\\\\\\n\\u00e9"
+                    "\\ud83d\\ude00\",\"t\":true,\"z\":null}";
+    CoreJsonMember m[8];
+    int n = core_json_members(t, strlen(t), m, 8);
+    cr_assert_eq(n, 6);
+    char *a = member_text(core_json_member(m, n, "a"));
+    cr_assert_str_eq(a, "{\"x\":[1,{\"y\":\"}\"}]}"); /* a brace inside a string */
+    free(a);
+    int64_t v = 0;
+    cr_assert(core_json_member_int(core_json_member(m, n, "i"), &v));
+    cr_assert_eq(v, -42);
+    cr_assert_not(core_json_member_int(core_json_member(m, n, "r"), &v)); /* a real */
+    cr_assert_not(core_json_member_int(core_json_member(m, n, "s"), &v));
+    char *s = core_json_member_string(core_json_member(m, n, "s"));
+    cr_assert_str_eq(s, "q\"\\\n\xc3\xa9\xf0\x9f\x98\x80");
+    free(s);
+    cr_assert_null(core_json_member_string(core_json_member(m, n, "t")));
+    cr_assert_null(core_json_member(m, n, "missing"));
+    cr_assert_eq(core_json_members("{}", 2, m, 8), 0);
+    cr_assert_eq(core_json_members(" { \"k\" : 1 } ", 13, m, 8), 1);
+}
+
+Test(json, members_refuse_what_is_not_one_object)
+{
+    static const char *const bad[] = {
+        "",          "[]",           "{\"a\":1",        "{\"a\":1,}",     "{\"a\" 1}",
+        "{a:1}",     "{\"a\":tru}",  "{\"a\":\"\\x\"}", "{\"a\":[1,]}",   "{\"a\":1} x",
+        "{\"a\":\"\\u0000\"}",       "{\"a\":\"\\u12\"}",                 "{\"a\":\"\x01\"}",
+    };
+    CoreJsonMember m[4];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert_eq(core_json_members(bad[i], strlen(bad[i]), m, 4), -1, "%s", bad[i]);
+    /* more members than room, and nesting past the limit */
+    cr_assert_eq(core_json_members("{\"a\":1,\"b\":2,\"c\":3}", 19, m, 2), -1);
+    char deep[2100] = "{\"a\":";
+    size_t len = strlen(deep);
+    for (int i = 0; i < 600; i++)
+        deep[len++] = '[';
+    for (int i = 0; i < 600; i++)
+        deep[len++] = ']';
+    deep[len++] = '}';
+    cr_assert_eq(core_json_members(deep, len, m, 4), -1);
+    /* a lone surrogate reads as no string */
+    const char *lone = "{\"a\":\"\\ud83d\"}";
+    cr_assert_eq(core_json_members(lone, strlen(lone), m, 4), 1);
+    cr_assert_null(core_json_member_string(&m[0]));
+}
+
 Test(config, defaults_and_commented_default_file)
 {
     char *dir = test_tmpdir();
