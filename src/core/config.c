@@ -51,6 +51,8 @@ const char core_config_default_yaml[] =
     "\n"
     "# flow:                        # workflows: the planner and the runner\n"
     "#   workers: 0                  # step worker threads; 0: two per CPU core\n"
+    "#   worker_nice: 10             # workers run this much nicer than the rest: the\n"
+    "#                               # ledger's writer and the server come first\n"
     "#   lease_ms: 15000             # how long a dead runner's lease keeps others out\n"
     "#   depth_max: 8                # events emitted by workflows trigger at most this deep\n"
     "#   lua_memory_bytes: 16777216  # per Lua state\n"
@@ -174,6 +176,7 @@ void core_config_defaults(Config *cfg)
     cfg->max_form_bytes = 32 * 1024 * 1024;
     cfg->max_file_bytes = 10 * 1024 * 1024;
     cfg->flow_workers = 0;
+    cfg->flow_worker_nice = 10;
     cfg->flow_lease_ms = 15000;
     cfg->flow_depth_max = 8;
     cfg->lua_memory_bytes = 16 * 1024 * 1024;
@@ -271,6 +274,7 @@ static const KeyDef keys[] = {
     { "server", "max_form_bytes", KEY_SIZE, 1024, 1LL << 30, NULL, C(max_form_bytes) },
     { "server", "max_file_bytes", KEY_SIZE, 1024, 1LL << 30, NULL, C(max_file_bytes) },
     { "flow", "workers", KEY_INT, 0, 256, NULL, C(flow_workers) },
+    { "flow", "worker_nice", KEY_INT, 0, 19, NULL, C(flow_worker_nice) },
     { "flow", "lease_ms", KEY_INT, 500, 3600000, NULL, C(flow_lease_ms) },
     { "flow", "depth_max", KEY_INT, 1, 100, NULL, C(flow_depth_max) },
     { "flow", "lua_memory_bytes", KEY_SIZE, 1 << 20, 1LL << 30, NULL, C(lua_memory_bytes) },

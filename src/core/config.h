@@ -144,6 +144,7 @@ typedef struct Config {
     size_t max_file_bytes;    /* server.max_file_bytes: one uploaded file, default 10 MiB */
     /* flow: */
     int flow_workers;         /* flow.workers: step worker threads, 0 = two per core */
+    int flow_worker_nice;     /* flow.worker_nice: the workers' niceness above the process's */
     int flow_lease_ms;        /* flow.lease_ms: runner lease time to live, default 15000 */
     int flow_depth_max;       /* flow.depth_max: causal depth limit, default 8 */
     size_t lua_memory_bytes;  /* flow.lua_memory_bytes, default 16 MiB */
