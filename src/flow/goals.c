@@ -17,6 +17,7 @@
 
 #include "flow/effects.h"
 #include "flow/engine_int.h"
+#include "core/json.h"
 #include "flow/goals.h"
 #include "flow/workflow_int.h"
 #include "model/local.h"
@@ -855,6 +856,26 @@ int flow_goal_get(Store *rd, const char *id, json_t **ret, Err *err)
 
 static const char *const tables[] = { "goals", NULL };
 
+/* The task a goal's approval started: the planner's task.created on
+ * goal.approved. */
+static int apply_created(Store *tx, const Event *ev, Err *err)
+{
+    CoreJsonMember m[48];
+    int n = core_json_members(ev->data, ev->data_len, m, 48);
+    int64_t trigger = 0;
+    if (n < 0 || !core_json_member_int(core_json_member(m, n, "trigger_seq"), &trigger))
+        return 0;
+    char *task = core_json_member_string(core_json_member(m, n, "task"));
+    char *wf = core_json_member_string(core_json_member(m, n, "workflow"));
+    int rc = store_execf(tx, err,
+                         "UPDATE goals SET status = 'started', task_id = ?1, updated_at = ?2"
+                         " WHERE approved_seq = ?3 AND status = 'approved' AND workflow = ?4",
+                         "ssis", task, ev->received_at, trigger, wf);
+    free(task);
+    free(wf);
+    return rc;
+}
+
 static int apply(Store *tx, const Event *ev, Err *err)
 {
     const char *t = ev->type;
@@ -862,6 +883,8 @@ static int apply(Store *tx, const Event *ev, Err *err)
     bool created = !strcmp(t, "task.created");
     if (!goal && !decided && !created)
         return 0;
+    if (created) /* every task's: read without building a tree */
+        return apply_created(tx, ev, err);
     json_t *d = json_loadb(ev->data, ev->data_len, 0, NULL);
     if (!d)
         return 0;
@@ -872,16 +895,7 @@ static int apply(Store *tx, const Event *ev, Err *err)
         snprintf(score, sizeof score, "%.17g", json_number_value(json_object_get(d, "score")));
     if (json_is_number(json_object_get(d, "cost_usd")))
         snprintf(cost, sizeof cost, "%.17g", json_number_value(json_object_get(d, "cost_usd")));
-    if (created) {
-        /* the task a goal's approval started (the planner's task.created on
-         * goal.approved) */
-        rc = store_execf(tx, err,
-                         "UPDATE goals SET status = 'started', task_id = ?1, updated_at = ?2"
-                         " WHERE approved_seq = ?3 AND status = 'approved' AND workflow = ?4",
-                         "ssis", str(d, "task"), at,
-                         (int64_t)json_integer_value(json_object_get(d, "trigger_seq")),
-                         str(d, "workflow"));
-    } else if (!id) {
+    if (!id) {
         rc = 0;
     } else if (!strcmp(t, "goal.submitted")) {
         rc = store_execf(tx, err,

@@ -389,17 +389,20 @@ static char *draw(const Data *d, const char *k, bool only_structured)
 
 /* A version's definition travels in the first task.created(s) of that
  * version (until the planner sees it stored) and is kept once. */
-static int apply_defined(Store *tx, const char *wf, const char *version, const json_t *def,
-                         Err *err)
+static int apply_defined(Store *tx, const char *wf, const char *version,
+                         const CoreJsonMember *dm, Err *err)
 {
-    const json_t *steps = json_object_get(def, "steps");
-    if (!wf || !version || !json_is_array(steps) || json_array_size(steps) == 0)
-        return 0;
     int64_t known = 0;
     int rc = store_query_int(tx, "SELECT count(*) FROM task_definitions WHERE version = ?1",
                              version, 0, &known, err);
-    if (rc < 0 || known)
+    if (rc < 0 || known) /* the planner sends it until it sees it stored */
         return rc;
+    json_t *def = json_loadb(dm->val, dm->val_len, 0, NULL);
+    const json_t *steps = json_object_get(def, "steps");
+    if (!json_is_array(steps) || json_array_size(steps) == 0) {
+        json_decref(def);
+        return 0;
+    }
     Buf text;
     buf_init(&text, 0);
     core_json_canonical(def, &text);
@@ -430,6 +433,7 @@ static int apply_defined(Store *tx, const char *wf, const char *version, const j
                       "sisssis", version, (int64_t)i, sid ? sid : "", kind ? kind : "", needs,
                       (int64_t)(cond && !json_is_null(cond)), on_error ? on_error : "fail");
     }
+    json_decref(def);
     return rc;
 }
 
@@ -442,11 +446,8 @@ static int apply_created(Store *tx, const Event *ev, Data *d, Err *err)
     int64_t exists = 0, n_steps = 0;
     int rc = 0;
     const CoreJsonMember *dm = core_json_member(d->m, d->n, "definition");
-    if (dm) { /* the first task.created of a version */
-        json_t *def = json_loadb(dm->val, dm->val_len, 0, NULL);
-        rc = apply_defined(tx, wf, version, def, err);
-        json_decref(def);
-    }
+    if (dm) /* the first task.created(s) of a version */
+        rc = apply_defined(tx, wf, version, dm, err);
     if (rc < 0)
         return rc;
     rc = store_query_int(tx, "SELECT count(*) FROM tasks WHERE id = ?1", id, 0, &exists, err);
