@@ -53,10 +53,12 @@ struct FlowLua {
     CacheEntry *cache;     /* open addressing, cache_cap slots (a power of two) */
     size_t cache_cap;
     size_t cache_n;
+    uint64_t calls;        /* public calls ended: an environment is good for one */
 };
 
 /* Registry keys (their addresses). */
-static const char k_env_mt = 0, k_array_mt = 0, k_null = 0, k_cache = 0, k_frozen = 0;
+static const char k_env_mt = 0, k_array_mt = 0, k_null = 0, k_cache = 0, k_frozen = 0,
+                  k_base = 0;
 
 static FlowLua *sandbox_of(lua_State *L)
 {
@@ -376,6 +378,8 @@ static int setup(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &k_array_mt);
 
     /* Environments read through to base and hide it. */
+    lua_pushvalue(L, base);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &k_base);
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, base);
     lua_setfield(L, -2, "__index");
@@ -636,30 +640,121 @@ static void push_json(lua_State *L, const json_t *v, Path *p, int depth)
     }
 }
 
-/* Pushes a fresh environment: a table whose __index is the read-only base,
- * holding every key of env as a global. */
+/* An environment's JSON: each key of env becomes a Lua global the first
+ * time a chunk reads it, since most read one or two of event, steps, task
+ * and args, and converting all of them was most of a step's Lua time. A key
+ * a chunk assigns before reading it is never converted. The table is good
+ * for the public call that made it (env is the caller's, valid until then). */
+#define LAZY_KEYS 64
+
+typedef struct LazyEnv {
+    const json_t *env;
+    uint64_t call; /* F->calls when made */
+    uint64_t done; /* bit i: env's i-th key was converted or assigned */
+} LazyEnv;
+
+/* The index of key k among env's first LAZY_KEYS keys (and its value), or -1. */
+static int lazy_key(const LazyEnv *le, const char *k, size_t klen, json_t **ret)
+{
+    int i = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)le->env, key, v) {
+        if (i == LAZY_KEYS)
+            break;
+        if (json_object_iter_key_len(json_object_key_to_iter(key)) == klen &&
+            !memcmp(key, k, klen)) {
+            *ret = v;
+            return i;
+        }
+        i++;
+    }
+    return -1;
+}
+
+/* __index(t, k): an env key not yet converted, else the base. */
+static int env_index(lua_State *L)
+{
+    LazyEnv *le = lua_touserdata(L, lua_upvalueindex(1));
+    json_t *v;
+    int i;
+    size_t klen;
+    const char *k;
+    if (lua_type(L, 2) == LUA_TSTRING && le->env && le->call == sandbox_of(L)->calls &&
+        (k = lua_tolstring(L, 2, &klen)) && (i = lazy_key(le, k, klen, &v)) >= 0 &&
+        !(le->done >> i & 1)) {
+        le->done |= 1ull << i;
+        Path p = { "", 1, { { k, klen, 0 } } };
+        push_json(L, v, &p, 0);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1);
+        return 1;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_base);
+    lua_pushvalue(L, 2);
+    lua_gettable(L, -2);
+    return 1;
+}
+
+/* __newindex(t, k, v): assigning an env key first replaces it unconverted. */
+static int env_newindex(lua_State *L)
+{
+    LazyEnv *le = lua_touserdata(L, lua_upvalueindex(1));
+    json_t *v;
+    int i;
+    size_t klen;
+    const char *k;
+    if (lua_type(L, 2) == LUA_TSTRING && le->env && (k = lua_tolstring(L, 2, &klen)) &&
+        (i = lazy_key(le, k, klen, &v)) >= 0)
+        le->done |= 1ull << i;
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+/* Pushes a fresh environment: a table holding env's keys as globals (made
+ * when first read, see LazyEnv) and reading through to the read-only base. */
 static int env_build(lua_State *L)
 {
     const json_t *env = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    lua_createtable(L, 0, env ? (int)json_object_size(env) + 1 : 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &k_env_mt);
-    lua_setmetatable(L, 1);
+    lua_createtable(L, 0, 4);
     lua_pushvalue(L, 1);
     lua_setfield(L, 1, "_G");
-    if (env) {
-        Path p = { "", 0, { { 0 } } };
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)env, k, v) {
-            size_t klen = json_object_iter_key_len(json_object_key_to_iter(k));
-            p.seg[0] = (PathSeg){ k, klen, 0 };
-            p.n = 1;
-            lua_pushlstring(L, k, klen);
-            push_json(L, v, &p, 0);
-            lua_rawset(L, 1);
-        }
+    if (!env || json_object_size(env) == 0) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &k_env_mt);
+        lua_setmetatable(L, 1);
+        return 1;
     }
+    LazyEnv *le = lua_newuserdatauv(L, sizeof *le, 0);
+    *le = (LazyEnv){ env, sandbox_of(L)->calls, 0 };
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, env_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, env_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, 1);
+    /* keys past LAZY_KEYS (there are a handful in practice) at once */
+    int i = 0;
+    Path p = { "", 0, { { 0 } } };
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)env, k, v) {
+        if (i++ < LAZY_KEYS)
+            continue;
+        size_t klen = json_object_iter_key_len(json_object_key_to_iter(k));
+        p.seg[0] = (PathSeg){ k, klen, 0 };
+        p.n = 1;
+        lua_pushlstring(L, k, klen);
+        push_json(L, v, &p, 0);
+        lua_rawset(L, 1);
+    }
+    lua_settop(L, 1);
     return 1;
 }
 
@@ -1018,6 +1113,7 @@ static int call_begin(FlowLua *F, Err *err)
 
 static void call_end(FlowLua *F, int top)
 {
+    F->calls++; /* the call's environments (and their JSON) are done with */
     lua_settop(F->L, top);
     if (F->mem_hit)
         lua_gc(F->L, LUA_GCCOLLECT);

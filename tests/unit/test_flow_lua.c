@@ -74,6 +74,21 @@ static void run_fails(FlowLua *L, const char *src, int code, Err *e)
     cr_assert_eq(e->code, code);
 }
 
+/* Whether the environment's metatable can be neither read nor replaced. */
+static bool getmetatable_is_protected(FlowLua *L, const char *env)
+{
+    json_t *envj = J(env), *r = NULL;
+    Err e = { 0 };
+    int rc = flow_lua_eval(L, "getmetatable(_G) == false", "t", envj, &r, &e);
+    bool hidden = rc == 0 && json_is_true(r);
+    json_decref(r);
+    r = NULL;
+    rc = flow_lua_eval(L, "setmetatable(_G, {})", "t", envj, &r, &e);
+    json_decref(r);
+    json_decref(envj);
+    return hidden && rc == ERR_SCRIPT;
+}
+
 static void eval_fails(FlowLua *L, const char *expr, int code, const char *want_in_msg)
 {
     json_t *r = NULL;
@@ -402,6 +417,31 @@ static char *nested(int n)
     return s;
 }
 
+Test(flow_lua, environment_keys_are_made_when_first_read)
+{
+    FlowLua *L = sandbox(0, 0);
+    const char *env = "{\"event\": {\"data\": {\"n\": 3}}, \"steps\": {\"a\": {\"output\": 7}}}";
+    eval_is(L, "event.data.n + steps.a.output", env, "10");
+    /* assigned before it is read: the assignment wins, even nil */
+    eval_is(L, "(function() event = nil return event == nil end)()", env, "true");
+    eval_is(L, "(function() steps = 5 return steps end)()", env, "5");
+    /* read, then cleared: stays cleared */
+    eval_is(L, "(function() local x = event.data.n event = nil return {x, event == nil} end)()",
+            env, "[3,true]");
+    /* a script's changes stay in its evaluation */
+    eval_is(L, "(function() event.data.n = 99 return event.data.n end)()", env, "99");
+    eval_is(L, "event.data.n", env, "3");
+    /* globals not in env still come from the base; _G is the table itself */
+    eval_is(L, "type(string.upper) .. type(_G) .. tostring(_G.event.data.n)", env,
+            "\"functiontable3\"");
+    /* only what was read (or set) is in the table itself */
+    eval_is(L, "(function() local before = rawget(_G, 'event') local _ = event"
+               " return {before == nil, rawget(_G, 'event') ~= nil} end)()",
+            env, "[true,true]");
+    cr_assert_eq(getmetatable_is_protected(L, env), true);
+    flow_lua_free(L);
+}
+
 Test(flow_lua, depth_is_limited_both_ways)
 {
     FlowLua *L = sandbox(0, 0);
@@ -413,7 +453,11 @@ Test(flow_lua, depth_is_limited_both_ways)
     snprintf(env, sizeof env, "{\"v\": %s}", deep);
     json_t *envj = J(env), *r = NULL;
     Err e = { 0 };
-    cr_assert_eq(flow_lua_eval(L, "1", "t", envj, &r, &e), ERR_INVAL);
+    /* an environment key becomes Lua when read: untouched, it costs nothing */
+    cr_assert_eq(flow_lua_eval(L, "1", "t", envj, &r, &e), 0, "%s", e.msg);
+    json_decref(r);
+    r = NULL;
+    cr_assert_eq(flow_lua_eval(L, "v", "t", envj, &r, &e), ERR_SCRIPT);
     cr_assert(strstr(e.msg, "nested deeper than 64"), "%s", e.msg);
     cr_assert(strstr(e.msg, "v[1][1]"), "%s", e.msg);
     json_decref(envj);
