@@ -219,8 +219,6 @@ void core_utf8_sanitize(char *s)
 
 /* ---- members of an object, from its text ---- */
 
-#define MEMBERS_DEPTH_MAX 512
-
 static const char *skip_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
@@ -268,40 +266,32 @@ static const char *skip_string(const char *p, const char *end)
     return NULL;
 }
 
-static const char *skip_value(const char *p, const char *end, int depth)
+/* p at a value: the byte after it, or NULL. A nested value is walked
+ * counting open brackets, without recursion and so without a depth limit:
+ * inside it, only strings and brackets are checked (the text is meant to be
+ * canonical, made by core_json_canonical). */
+static const char *skip_value(const char *p, const char *end)
 {
     if (p >= end)
         return NULL;
     if (*p == '"')
         return skip_string(p, end);
     if (*p == '{' || *p == '[') {
-        bool obj = *p == '{';
-        char close = obj ? '}' : ']';
-        if (depth >= MEMBERS_DEPTH_MAX)
-            return NULL;
-        p = skip_ws(p + 1, end);
-        if (p < end && *p == close)
-            return p + 1;
-        for (;;) {
-            if (obj) {
-                if (p >= end || *p != '"' || !(p = skip_string(p, end)))
+        size_t open = 0;
+        while (p < end) {
+            char c = *p;
+            if (c == '"') {
+                if (!(p = skip_string(p, end)))
                     return NULL;
-                p = skip_ws(p, end);
-                if (p >= end || *p != ':')
-                    return NULL;
-                p = skip_ws(p + 1, end);
+                continue;
             }
-            if (!(p = skip_value(p, end, depth + 1)))
-                return NULL;
-            p = skip_ws(p, end);
-            if (p >= end)
-                return NULL;
-            if (*p == close)
+            if (c == '{' || c == '[')
+                open++;
+            else if ((c == '}' || c == ']') && --open == 0)
                 return p + 1;
-            if (*p != ',')
-                return NULL;
-            p = skip_ws(p + 1, end);
+            p++;
         }
+        return NULL;
     }
     const char *s = p; /* a number or true, false, null */
     while (p < end && ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || *p == '-' ||
@@ -335,7 +325,7 @@ int core_json_members(const char *text, size_t len, CoreJsonMember *out, size_t 
         if (p >= end || *p != ':')
             return -1;
         const char *v = skip_ws(p + 1, end);
-        if (!(p = skip_value(v, end, 1)))
+        if (!(p = skip_value(v, end)))
             return -1;
         out[n++] = (CoreJsonMember){ k, (size_t)(ke - 1 - k), v, (size_t)(p - v) };
         p = skip_ws(p, end);

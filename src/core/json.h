@@ -38,9 +38,10 @@ typedef struct CoreJsonMember {
 
 /* Splits text[0..len), one JSON object, into its members, in order, into
  * out[0..cap). Returns their number, or -1 when the text is not one object,
- * has more than cap members, nests deeper than 512 levels, or holds a string
- * with a NUL (\u0000, which core_json_parse refuses too). Values are checked
- * only as far as finding where they end; keys are compared as written. */
+ * has more than cap members, or holds a string with a NUL (\u0000, which
+ * core_json_parse refuses too). Values are checked only as far as finding
+ * where they end (inside an array or object: strings and brackets), at any
+ * depth; keys are compared as written. */
 int core_json_members(const char *text, size_t len, CoreJsonMember *out, size_t cap);
 /* The member named key (as written), or NULL. */
 const CoreJsonMember *core_json_member(const CoreJsonMember *m, int n, const char *key);

@@ -86,6 +86,7 @@ struct FlowEngine {
     pthread_cond_t job_cond, idle_cond;
     Job *q_first, *q_last;
     size_t q_len; /* jobs queued, not yet taken by a worker */
+    size_t q_max; /* at most, set before the workers start */
     json_t *dispatched; /* "task/step" -> true, while queued, running or being appended */
     /* "task/step[/w]" -> the seq of its outcome, once acknowledged, until a
      * runner pass began after it: a pass whose queries began earlier may
@@ -984,7 +985,7 @@ struct Worker {
 /* The most jobs queued ahead of the workers. */
 static size_t queue_max(const FlowEngine *e)
 {
-    return (size_t)(e->n_workers > 0 ? e->n_workers : 1) * QUEUE_PER_WORKER;
+    return e->q_max;
 }
 
 static void *worker_main(void *arg)
@@ -1878,6 +1879,7 @@ int flow_engine_start(Ledger *l, const char *data_dir, const Config *cfg, FlowEn
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int want = e->cfg.flow_workers > 0 ? e->cfg.flow_workers : (int)(cores > 0 ? cores : 1) * 2;
     e->workers = xcalloc((size_t)want, sizeof *e->workers);
+    e->q_max = (size_t)want * QUEUE_PER_WORKER;
     FlowLuaLimits wl = { e->cfg.lua_memory_bytes, e->cfg.lua_instructions };
     for (int i = 0; i < want; i++) {
         Worker *w = &e->workers[i];

@@ -860,8 +860,8 @@ static const char *const tables[] = { "goals", NULL };
  * goal.approved. */
 static int apply_created(Store *tx, const Event *ev, Err *err)
 {
-    CoreJsonMember m[48];
-    int n = core_json_members(ev->data, ev->data_len, m, 48);
+    CoreJsonMember m[128];
+    int n = core_json_members(ev->data, ev->data_len, m, 128);
     int64_t trigger = 0;
     if (n < 0 || !core_json_member_int(core_json_member(m, n, "trigger_seq"), &trigger))
         return 0;

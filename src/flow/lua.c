@@ -683,9 +683,9 @@ static int env_index(lua_State *L)
     if (lua_type(L, 2) == LUA_TSTRING && le->env && le->call == sandbox_of(L)->calls &&
         (k = lua_tolstring(L, 2, &klen)) && (i = lazy_key(le, k, klen, &v)) >= 0 &&
         !(le->done >> i & 1)) {
-        le->done |= 1ull << i;
         Path p = { "", 1, { { k, klen, 0 } } };
-        push_json(L, v, &p, 0);
+        push_json(L, v, &p, 0); /* may raise (depth, memory): then not done */
+        le->done |= 1ull << i;
         lua_pushvalue(L, 2);
         lua_pushvalue(L, -2);
         lua_rawset(L, 1);
@@ -705,8 +705,8 @@ static int env_newindex(lua_State *L)
     int i;
     size_t klen;
     const char *k;
-    if (lua_type(L, 2) == LUA_TSTRING && le->env && (k = lua_tolstring(L, 2, &klen)) &&
-        (i = lazy_key(le, k, klen, &v)) >= 0)
+    if (lua_type(L, 2) == LUA_TSTRING && le->env && le->call == sandbox_of(L)->calls &&
+        (k = lua_tolstring(L, 2, &klen)) && (i = lazy_key(le, k, klen, &v)) >= 0)
         le->done |= 1ull << i;
     lua_settop(L, 3);
     lua_rawset(L, 1);

@@ -331,7 +331,7 @@ static const char *str(const json_t *d, const char *k)
 /* The data of task.created and step events, the most of what the writer
  * applies, is read member by member from its canonical text instead of
  * being parsed into a tree. */
-#define DATA_MEMBERS 48
+#define DATA_MEMBERS 128
 
 typedef struct Data {
     CoreJsonMember m[DATA_MEMBERS];

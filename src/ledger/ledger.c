@@ -78,6 +78,7 @@ struct Ledger {
     Store *w; /* the writer thread's connection */
     pthread_t writer;
     int64_t known_head; /* writer only: head after our last commit, -1 unknown */
+    int64_t data_version; /* writer only: SQLite's data_version at the last batch */
     KeyTail tail;       /* writer only: valid for known_head */
     CoreSha256 *sha;    /* writer only */
     int commits_since_checkpoint;
@@ -445,6 +446,20 @@ static int apply_request(Ledger *l, Req *r, int64_t *head, char *head_hash, Err 
     return 0;
 }
 
+/* SQLite's data_version of the connection: it changes when another
+ * connection (of this process or another) commits. */
+static int data_version(Store *s, int64_t *ret, Err *err)
+{
+    StoreStmt *st;
+    int rc = store_prepare(s, "PRAGMA data_version", &st, err);
+    if (rc < 0)
+        return rc;
+    if ((rc = store_step(st, err)) == STORE_ROW)
+        *ret = store_col_int(st, 0);
+    store_stmt_done(st);
+    return rc < 0 ? rc : 0;
+}
+
 /* Commits one batch. Per-request outcomes go to r->rc / r->err; returns the
  * batch's own failure (then every request failed) or 0. */
 static int commit_batch(Ledger *l, Req *batch, int64_t *ret_head, Err *err)
@@ -460,6 +475,17 @@ static int commit_batch(Ledger *l, Req *batch, int64_t *ret_head, Err *err)
     if (head != l->known_head) { /* first batch, or another process appended */
         if ((rc = ledger__projections_catch_up(s, head, err)) < 0 || (rc = tail_load(l, err)) < 0)
             goto fail;
+    }
+    /* Another connection committed since our last batch (a rebuild by
+     * another process leaves the head where it was): what projections keep
+     * in memory may be stale. Leases renewed by readers count too, which
+     * only costs those caches. */
+    int64_t dv = -1;
+    if ((rc = data_version(s, &dv, err)) < 0)
+        goto fail;
+    if (dv != l->data_version) {
+        ledger__projections_forget();
+        l->data_version = dv;
     }
     int64_t start = head;
     bool alone = batch->next == NULL; /* no savepoint needed for a lone request */
@@ -955,6 +981,7 @@ int ledger_open(const char *data_dir, const LedgerOptions *opts, Ledger **ret, E
     l->notify_fd = l->inotify_fd = -1;
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
     l->known_head = -1;
+    l->data_version = -1;
     l->recent = xcalloc(LEDGER_RECENT_TYPES, sizeof *l->recent);
     l->recent_lo = 1;
     l->recent_hi = -1; /* nothing known until the writer's first commit */

@@ -125,6 +125,63 @@ Test(projection, check_detects_drift_and_replay_repairs_it)
     store_close(s);
 }
 
+/* A projection that keeps something in memory: counts its forget calls. */
+static int forgets;
+static void probe_forget(void)
+{
+    forgets++;
+}
+static int probe_apply(Store *tx, const Event *ev, Err *err)
+{
+    (void)tx, (void)ev, (void)err;
+    return 0;
+}
+static const char *const no_tables[] = { NULL };
+static const Projection probe = { .name = "probe", .version = 1, .tables = no_tables,
+                                  .apply = probe_apply, .forget = probe_forget };
+
+static void append_one(Ledger *l, const char *key)
+{
+    Event *ev = NULL;
+    Err e = { 0 };
+    json_t *data = json_pack("{s:s}", "k", key);
+    cr_assert_eq(ledger_event_new("note.added", "cli", NULL, data, key, NULL, &ev, &e), 0);
+    json_decref(data);
+    cr_assert_eq(ledger_append(l, &ev, 1, NULL, &e), 0, "%s", e.msg);
+}
+
+Test(projection, forget_follows_commits_of_other_connections)
+{
+    ledger_projection_register(&probe); /* this test's process only */
+    Ledger *l = NULL;
+    Err e = { 0 };
+    LedgerOptions o = { .config = &cfg };
+    cr_assert_eq(ledger_open(dir, &o, &l, &e), 0, "%s", e.msg);
+    append_one(l, "a");
+    int before = forgets;
+    cr_assert(before >= 1, "caught up at open");
+    append_one(l, "b");
+    append_one(l, "c");
+    cr_assert_eq(forgets, before, "nothing else committed: what it keeps stays");
+    /* another connection commits without appending (as a rebuild by
+     * another process does): the head does not move, forget is still due */
+    Store *s = db();
+    exec(s, "CREATE TABLE probe_other(a); INSERT INTO probe_other VALUES (1)");
+    store_close(s);
+    append_one(l, "d");
+    cr_assert_eq(forgets, before + 1);
+    /* a request that fails rolls back what projections applied of it */
+    Event *ev = NULL;
+    json_t *data = json_pack("{s:s}", "k", "e");
+    cr_assert_eq(ledger_event_new("note.added", "cli", NULL, data, NULL, NULL, &ev, &e), 0);
+    json_decref(data);
+    cr_assert_eq(ledger_append_checkpoint(l, &ev, 1, "probe-reactor", 1, "nobody-holds-this",
+                                          "me", &e),
+                 ERR_LEASE, "%s", e.msg);
+    cr_assert_eq(forgets, before + 2);
+    ledger_close(l);
+}
+
 Test(projection, snapshot_shortens_the_rebuild)
 {
     append_mixed(100);
