@@ -672,17 +672,29 @@ static int lazy_key(const LazyEnv *le, const char *k, size_t klen, json_t **ret)
     return -1;
 }
 
+/* The env key at stack index 2 of a metamethod (with upvalue 1 the
+ * LazyEnv): its index and value, or -1 (not a key of env, or the call that
+ * made the table is over). */
+static int lazy_arg(lua_State *L, LazyEnv **ret_le, const char **ret_k, size_t *ret_klen,
+                    json_t **ret_v)
+{
+    LazyEnv *le = lua_touserdata(L, lua_upvalueindex(1));
+    *ret_le = le;
+    if (lua_type(L, 2) != LUA_TSTRING || !le->env || le->call != sandbox_of(L)->calls)
+        return -1;
+    *ret_k = lua_tolstring(L, 2, ret_klen);
+    return lazy_key(le, *ret_k, *ret_klen, ret_v);
+}
+
 /* __index(t, k): an env key not yet converted, else the base. */
 static int env_index(lua_State *L)
 {
-    LazyEnv *le = lua_touserdata(L, lua_upvalueindex(1));
-    json_t *v;
-    int i;
-    size_t klen;
+    LazyEnv *le;
     const char *k;
-    if (lua_type(L, 2) == LUA_TSTRING && le->env && le->call == sandbox_of(L)->calls &&
-        (k = lua_tolstring(L, 2, &klen)) && (i = lazy_key(le, k, klen, &v)) >= 0 &&
-        !(le->done >> i & 1)) {
+    size_t klen;
+    json_t *v;
+    int i = lazy_arg(L, &le, &k, &klen, &v);
+    if (i >= 0 && !(le->done >> i & 1)) {
         Path p = { "", 1, { { k, klen, 0 } } };
         push_json(L, v, &p, 0); /* may raise (depth, memory): then not done */
         le->done |= 1ull << i;
@@ -700,13 +712,12 @@ static int env_index(lua_State *L)
 /* __newindex(t, k, v): assigning an env key first replaces it unconverted. */
 static int env_newindex(lua_State *L)
 {
-    LazyEnv *le = lua_touserdata(L, lua_upvalueindex(1));
-    json_t *v;
-    int i;
-    size_t klen;
+    LazyEnv *le;
     const char *k;
-    if (lua_type(L, 2) == LUA_TSTRING && le->env && le->call == sandbox_of(L)->calls &&
-        (k = lua_tolstring(L, 2, &klen)) && (i = lazy_key(le, k, klen, &v)) >= 0)
+    size_t klen;
+    json_t *v;
+    int i = lazy_arg(L, &le, &k, &klen, &v);
+    if (i >= 0)
         le->done |= 1ull << i;
     lua_settop(L, 3);
     lua_rawset(L, 1);
