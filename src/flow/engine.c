@@ -982,12 +982,6 @@ struct Worker {
     FlowLua *lua;
 };
 
-/* The most jobs queued ahead of the workers. */
-static size_t queue_max(const FlowEngine *e)
-{
-    return e->q_max;
-}
-
 static void *worker_main(void *arg)
 {
     Worker *w = arg;
@@ -1017,7 +1011,7 @@ static void *worker_main(void *arg)
         e->q_len--;
         /* the queue runs low: the runner tops it up now rather than at the
          * next commit, which may be a whole group commit away */
-        bool low = e->q_len == queue_max(e) / 4;
+        bool low = e->q_len == e->q_max / 4;
         pthread_mutex_unlock(&e->mu);
         if (low)
             ledger_wake(e->l);
@@ -1585,7 +1579,7 @@ static int64_t runner_pass(FlowEngine *e, bool *busy, int64_t *outbox_next)
      * without reading the whole backlog on every pass. */
     Due *d = NULL;
     pthread_mutex_lock(&e->mu);
-    size_t room = e->q_len < queue_max(e) ? queue_max(e) - e->q_len : 0;
+    size_t room = e->q_len < e->q_max ? e->q_max - e->q_len : 0;
     int64_t limit = (int64_t)(json_object_size(e->dispatched) + json_object_size(e->acked) + room);
     pthread_mutex_unlock(&e->mu);
     size_t n = room == 0 ? 0

@@ -672,32 +672,35 @@ static int lazy_key(const LazyEnv *le, const char *k, size_t klen, json_t **ret)
     return -1;
 }
 
-/* The env key at stack index 2 of a metamethod (with upvalue 1 the
- * LazyEnv): its index and value, or -1 (not a key of env, or the call that
- * made the table is over). */
-static int lazy_arg(lua_State *L, LazyEnv **ret_le, const char **ret_k, size_t *ret_klen,
-                    json_t **ret_v)
+/* The env key a metamethod was called with (stack index 2; upvalue 1 is
+ * the LazyEnv). i is its index among env's keys, or -1: not a key of env,
+ * or the call that made the table is over. */
+typedef struct LazyArg {
+    LazyEnv *le;
+    const char *k;
+    size_t klen;
+    json_t *v;
+    int i;
+} LazyArg;
+
+static LazyArg lazy_arg(lua_State *L)
 {
-    LazyEnv *le = lua_touserdata(L, lua_upvalueindex(1));
-    *ret_le = le;
-    if (lua_type(L, 2) != LUA_TSTRING || !le->env || le->call != sandbox_of(L)->calls)
-        return -1;
-    *ret_k = lua_tolstring(L, 2, ret_klen);
-    return lazy_key(le, *ret_k, *ret_klen, ret_v);
+    LazyArg a = { .le = lua_touserdata(L, lua_upvalueindex(1)), .i = -1 };
+    if (lua_type(L, 2) == LUA_TSTRING && a.le->env && a.le->call == sandbox_of(L)->calls) {
+        a.k = lua_tolstring(L, 2, &a.klen);
+        a.i = lazy_key(a.le, a.k, a.klen, &a.v);
+    }
+    return a;
 }
 
 /* __index(t, k): an env key not yet converted, else the base. */
 static int env_index(lua_State *L)
 {
-    LazyEnv *le;
-    const char *k;
-    size_t klen;
-    json_t *v;
-    int i = lazy_arg(L, &le, &k, &klen, &v);
-    if (i >= 0 && !(le->done >> i & 1)) {
-        Path p = { "", 1, { { k, klen, 0 } } };
-        push_json(L, v, &p, 0); /* may raise (depth, memory): then not done */
-        le->done |= 1ull << i;
+    LazyArg a = lazy_arg(L);
+    if (a.i >= 0 && !(a.le->done >> a.i & 1)) {
+        Path p = { "", 1, { { a.k, a.klen, 0 } } };
+        push_json(L, a.v, &p, 0); /* may raise (depth, memory): then not done */
+        a.le->done |= 1ull << a.i;
         lua_pushvalue(L, 2);
         lua_pushvalue(L, -2);
         lua_rawset(L, 1);
@@ -712,13 +715,9 @@ static int env_index(lua_State *L)
 /* __newindex(t, k, v): assigning an env key first replaces it unconverted. */
 static int env_newindex(lua_State *L)
 {
-    LazyEnv *le;
-    const char *k;
-    size_t klen;
-    json_t *v;
-    int i = lazy_arg(L, &le, &k, &klen, &v);
-    if (i >= 0)
-        le->done |= 1ull << i;
+    LazyArg a = lazy_arg(L);
+    if (a.i >= 0)
+        a.le->done |= 1ull << a.i;
     lua_settop(L, 3);
     lua_rawset(L, 1);
     return 0;
