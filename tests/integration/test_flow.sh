@@ -449,4 +449,33 @@ expect_eq "the task is canceled" "$(q "SELECT status FROM tasks WHERE id = '$TI'
 # --- the projection is a pure function of the log ---------------------------------
 check "replay --check passes" bureau --data "$D" replay --check
 check "the chain verifies" bureau --data "$D" audit verify
+# --- a backlog far larger than the workers' queue -----------------------------------
+# one worker queues at most 64 ready steps; 300 tasks of 2 steps must all run,
+# each step once, with the runner topping the queue up as it drains
+B=$TMP/backlog
+bureau --data "$B" init >/dev/null
+mkdir -p "$B/workflows"
+printf 'flow:\n  workers: 1\n' >>"$B/bureau.yaml"
+cat >"$B/workflows/many.yaml" <<'EOF'
+name: many
+on: { event: item.added }
+steps:
+  - id: first
+    do: emit
+    with: { type: item.seen, data: { n: "{{ event.data.n }}" } }
+  - id: second
+    do: lua
+    with: { script: none, args: {} }
+EOF
+mkdir -p "$B/agents"
+printf 'return { n = 1 }\n' >"$B/agents/none.lua"
+bureau --data "$B" workflows enable many >/dev/null
+for i in $(seq 1 300); do printf '{"type":"item.added","source":"t","data":{"n":%d}}\n' "$i"; done |
+  bureau --data "$B" ingest --bulk >/dev/null
+check "backlog: run --until-idle finishes 300 tasks with one worker" \
+  bureau --data "$B" run --until-idle --timeout 300
+expect_eq "backlog: every task and step succeeded, each step recorded once" \
+  "$(sqlite3 "$B/bureau.db" "SELECT (SELECT count(*) FROM tasks WHERE status = 'succeeded') || ' ' || (SELECT count(*) FROM task_steps WHERE status = 'succeeded') || ' ' || (SELECT count(*) FROM events WHERE type = 'step.completed') || ' ' || (SELECT count(DISTINCT json_extract(data, '\$.task') || json_extract(data, '\$.step')) FROM events WHERE type = 'step.completed') || ' ' || (SELECT count(*) FROM events WHERE type = 'item.seen')")" \
+  "300 600 600 600 300"
+check "backlog: replay --check passes" bureau --data "$B" replay --check
 sanitizer_check "no sanitizer reports"
